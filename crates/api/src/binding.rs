@@ -1,0 +1,308 @@
+//! The `PodIdentityBinding` custom resource: one IAM role for one ServiceAccount.
+//!
+//! Every field carries a description (for `kubectl explain`) and the schema bounds the API
+//! server enforces on `kubectl apply`. The same rules run again in Rust
+//! (`podidentity_iam::validate`), because schemas can be bypassed by older CRD versions and
+//! `plan` has no API server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::annotations::DEFAULT_AUDIENCE;
+
+pub const MIN_SESSION_SECONDS: i64 = 3_600;
+pub const MAX_SESSION_SECONDS: i64 = 43_200;
+pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
+pub const MAX_TOKEN_EXPIRATION_SECONDS: i64 = 86_400;
+pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/openshift/serviceaccount/token";
+
+/// Kubernetes object names (DNS-1123 subdomain).
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+/// `*`, or `service:Action` where either part may hold `*` and `?` wildcards.
+pub const ACTION_PATTERN: &str = r"^(\*|[a-zA-Z0-9*?-]+:[a-zA-Z0-9*?]+)$";
+/// `*` or any ARN (IAM checks the rest when the policy is put).
+pub const RESOURCE_PATTERN: &str = r"^(\*|arn:.+)$";
+/// An IAM managed policy ARN, AWS-managed or customer-managed.
+pub const MANAGED_POLICY_ARN_PATTERN: &str = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::(aws|[0-9]{12}):policy/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]+$";
+/// IAM role name characters; empty means "derive the name".
+pub const ROLE_NAME_PATTERN: &str = r"^[A-Za-z0-9_+=,.@-]*$";
+/// IAM tag keys and values: letters, spaces, digits and `_.:/=+-@`.
+pub const TAG_PATTERN: &str = r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$";
+/// At most 50 tags per role, of which the operator's ownership tags take 3.
+pub const MAX_USER_TAGS: usize = 47;
+/// IAM statement ids are alphanumeric.
+pub const SID_PATTERN: &str = r"^[a-zA-Z0-9]*$";
+
+/// A request for one IAM role that exactly one ServiceAccount in this namespace may assume.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "podidentity.io",
+    version = "v1alpha1",
+    kind = "PodIdentityBinding",
+    plural = "podidentitybindings",
+    shortname = "pib",
+    namespaced,
+    status = "PodIdentityBindingStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "Binds one ServiceAccount of this namespace to one IAM role the operator keeps in line.",
+    printcolumn = r#"{"name":"Service Account","type":"string","jsonPath":".spec.serviceAccountName"}"#,
+    printcolumn = r#"{"name":"Role ARN","type":"string","jsonPath":".status.roleArn"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityBindingSpec {
+    /// Name of the ServiceAccount that may assume the role. Always in the binding's own
+    /// namespace: a binding can never grant another namespace's ServiceAccount.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub service_account_name: String,
+
+    /// Create the ServiceAccount (owned by this binding) when it does not exist.
+    #[serde(default)]
+    pub create_service_account: bool,
+
+    /// Audience of the projected token; also the `:aud` condition of the trust policy.
+    #[serde(default = "default_audience")]
+    #[schemars(length(min = 1, max = 256))]
+    pub audience: String,
+
+    /// What the role may do: one inline policy and a list of managed policies.
+    #[serde(default)]
+    pub permissions: Permissions,
+
+    /// Optional settings of the IAM role itself.
+    #[serde(default)]
+    pub role: RoleSpec,
+
+    /// How the pod webhook injects credentials; written as ServiceAccount annotations.
+    #[serde(default)]
+    pub injection: InjectionSpec,
+
+    /// Write a credentials Secret (OpenShift ccoctl format) for clusters without the pod
+    /// webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecretSpec>,
+
+    /// What happens to the IAM role when the binding is deleted. Unset: the operator's
+    /// configured default (`Delete` unless changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+fn default_audience() -> String {
+    DEFAULT_AUDIENCE.to_string()
+}
+
+/// The role's permissions. `statements` become ONE inline policy; managed policies are
+/// attached. Both are kept exactly as written: anything else found on the role is removed.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.statements) || self.statements.all(s, !has(s.sid) || s.sid == '' || self.statements.exists_one(t, has(t.sid) && t.sid == s.sid))",
+    "message": "statement sids must be unique: rename or remove the duplicate sid"
+}]))]
+pub struct Permissions {
+    /// Statements of the role's inline policy (omit for no inline policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub statements: Vec<Statement>,
+
+    /// ARNs of managed policies to attach. Must pass the operator's allow-list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(regex(pattern = MANAGED_POLICY_ARN_PATTERN)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub managed_policy_arns: Vec<String>,
+}
+
+/// One IAM policy statement.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Statement {
+    /// Optional statement id (letters and digits only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), regex(pattern = SID_PATTERN))]
+    pub sid: Option<String>,
+
+    /// `Allow` (default) or `Deny`.
+    #[serde(default)]
+    pub effect: Effect,
+
+    /// Actions, e.g. `s3:GetObject`; `*` and `?` wildcards allowed.
+    #[schemars(length(min = 1, max = 100), inner(length(max = 128), regex(pattern = ACTION_PATTERN)))]
+    pub actions: Vec<String>,
+
+    /// Resource ARNs, or `*`.
+    #[schemars(length(min = 1, max = 100), inner(length(max = 2048), regex(pattern = RESOURCE_PATTERN)))]
+    pub resources: Vec<String>,
+
+    /// IAM condition block: operator (e.g. `StringEquals`) to condition key to values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 20, "x-kubernetes-validations" = [{
+        "rule": "self.all(op, size(self[op]) > 0 && self[op].all(key, size(self[op][key]) > 0))",
+        "message": "every condition operator needs at least one key, and every key at least one value"
+    }]))]
+    pub conditions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+/// Whether a statement allows or denies its actions.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Effect {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Settings of the IAM role itself.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Explicit role name instead of `<prefix><namespace>-<binding>`. Refused unless the
+    /// operator is configured with `roles.allowNameOverride`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = ROLE_NAME_PATTERN))]
+    pub name: Option<String>,
+
+    /// Description of the role in IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub description: Option<String>,
+
+    /// Maximum session duration in seconds (3600 to 43200).
+    #[serde(default = "default_max_session")]
+    #[schemars(range(min = MIN_SESSION_SECONDS, max = MAX_SESSION_SECONDS))]
+    pub max_session_duration_seconds: i64,
+
+    /// User tags on the role: at most 47 (IAM allows 50; the operator adds 3 ownership
+    /// tags). Keys starting with `podidentity.io/` or `aws:` are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 47, "x-kubernetes-validations" = [
+        {"rule": "self.all(k, size(k) >= 1 && size(k) <= 128)",
+         "message": "tag keys must be 1 to 128 characters"},
+        {"rule": "self.all(k, size(self[k]) <= 256)",
+         "message": "tag values must be at most 256 characters"},
+        {"rule": "self.all(k, !k.startsWith('podidentity.io/') && !k.lowerAscii().startsWith('aws:'))",
+         "message": "tag keys starting with podidentity.io/ or aws: are reserved: rename the tag"},
+        {"rule": "self.all(k, k.matches('^[\\\\p{L}\\\\p{Z}\\\\p{N}_.:/=+\\\\-@]+$') && self[k].matches('^[\\\\p{L}\\\\p{Z}\\\\p{N}_.:/=+\\\\-@]*$'))",
+         "message": "tag keys and values may hold only letters, spaces, digits and _.:/=+-@"}
+    ]))]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_max_session() -> i64 {
+    MIN_SESSION_SECONDS
+}
+
+impl Default for RoleSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            description: None,
+            max_session_duration_seconds: default_max_session(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// How the pod webhook injects credentials (written as ServiceAccount annotations).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InjectionSpec {
+    /// Lifetime of the projected token in seconds (600 to 86400).
+    #[serde(default = "default_token_expiration")]
+    #[schemars(range(min = MIN_TOKEN_EXPIRATION_SECONDS, max = MAX_TOKEN_EXPIRATION_SECONDS))]
+    pub token_expiration_seconds: i64,
+
+    /// Use the regional STS endpoint (`AWS_STS_REGIONAL_ENDPOINTS=regional`).
+    #[serde(default = "default_true")]
+    pub sts_regional_endpoints: bool,
+}
+
+fn default_token_expiration() -> i64 {
+    MAX_TOKEN_EXPIRATION_SECONDS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for InjectionSpec {
+    fn default() -> Self {
+        Self {
+            token_expiration_seconds: default_token_expiration(),
+            sts_regional_endpoints: default_true(),
+        }
+    }
+}
+
+/// A Secret in the OpenShift ccoctl format, for pods on clusters without the webhook.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsSecretSpec {
+    /// Name of the Secret (in the binding's namespace, owned by the binding).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+
+    /// Where pods mount the ServiceAccount token (`web_identity_token_file`).
+    #[serde(default = "default_token_path")]
+    #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/.*[^/]$"))]
+    pub token_path: String,
+}
+
+fn default_token_path() -> String {
+    DEFAULT_TOKEN_PATH.to_string()
+}
+
+/// What happens to the IAM role when its binding is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Detach and delete everything, then delete the role.
+    #[default]
+    Delete,
+    /// Keep the role; drop only the ownership tags.
+    Retain,
+}
+
+/// What the operator last did for this binding.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityBindingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Name of the IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// ARN of the IAM role (what the ServiceAccount annotation carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// IAM's unique id of the role (`AROA...`); it never changes while the role lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    /// Size of the minified trust policy against the account's quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy: Option<TrustPolicySize>,
+    /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Size of the minified trust policy in bytes, and the quota it must fit in.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct TrustPolicySize {
+    pub bytes: i64,
+    pub limit: i64,
+}
+
+impl PodIdentityBindingSpec {
+    /// The deletion policy in force, given the operator's default.
+    pub fn effective_deletion_policy(&self, operator_default: DeletionPolicy) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or(operator_default)
+    }
+}

@@ -1,0 +1,32 @@
+//! Condition types and reasons: stable words that Argo CD, Flux, `kubectl wait` and alerts
+//! depend on. Reasons double as Event reasons and metric labels.
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+pub const POLICY_ACCEPTED: &str = "PolicyAccepted";
+pub const ROLE_SYNCED: &str = "RoleSynced";
+pub const SERVICE_ACCOUNT_BOUND: &str = "ServiceAccountBound";
+
+/// Every condition type the operator writes, in display order.
+pub const ALL_TYPES: [&str; 6] = [
+    READY,
+    RECONCILING,
+    STALLED,
+    POLICY_ACCEPTED,
+    ROLE_SYNCED,
+    SERVICE_ACCOUNT_BOUND,
+];
+
+pub mod reason {
+    pub const SYNCED: &str = "Synced";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+    pub const TRUST_POLICY_TOO_LARGE: &str = "TrustPolicyTooLarge";
+    pub const ROLE_CONFLICT: &str = "RoleConflict";
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    pub const AWS_THROTTLED: &str = "AwsThrottled";
+    pub const AWS_ACCESS_DENIED: &str = "AwsAccessDenied";
+    pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";
+    pub const DELETING: &str = "Deleting";
+}

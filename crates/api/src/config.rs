@@ -1,0 +1,631 @@
+//! Operator configuration: the settings table of the API contract. Loaded by the binary
+//! from a YAML file, environment and flags; checked here so every consumer (controller,
+//! webhook, plan) refuses the same bad values with the same words.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binding::DeletionPolicy;
+
+pub const DEFAULT_TRUST_POLICY_MAX_BYTES: usize = 2048;
+/// IAM's hard ceiling for the trust policy quota.
+pub const TRUST_POLICY_MAX_BYTES_CEILING: usize = 4096;
+pub const DEFAULT_MAX_MANAGED_POLICIES: usize = 10;
+/// IAM's hard ceiling for managed policies per role (after a quota increase).
+pub const MAX_MANAGED_POLICIES_CEILING: usize = 20;
+pub const DEFAULT_DRIFT_INTERVAL: &str = "10m";
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 10.0;
+
+/// Account id shown in ARNs when none is configured (plan without AWS).
+pub const ACCOUNT_PLACEHOLDER: &str = "<account-id>";
+/// OIDC issuer shown when none is configured (plan without a cluster).
+pub const ISSUER_PLACEHOLDER: &str = "<oidc-issuer>";
+
+/// Every operator setting. Unset optional values are derived by the accessor methods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Names this cluster in ownership tags and the default role name prefix. Required.
+    #[serde(default)]
+    pub cluster_name: String,
+    #[serde(default)]
+    pub oidc: OidcConfig,
+    #[serde(default)]
+    pub roles: RolesConfig,
+    #[serde(default)]
+    pub guardrails: GuardrailsConfig,
+    #[serde(default)]
+    pub trust_policy: TrustPolicyConfig,
+    /// Deletion policy of bindings that do not set one.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// How often IAM is re-read to put back changes made outside (e.g. `10m`, `1h`).
+    #[serde(default = "default_drift_interval")]
+    pub drift_interval: String,
+    #[serde(default)]
+    pub aws: AwsConfig,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Issuer URL of the cluster's ServiceAccount tokens (`https://...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_url: Option<String>,
+    /// ARN of the IAM OIDC provider for that issuer; derived when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_arn: Option<String>,
+    /// More providers (other clusters) whose ServiceAccounts get the same trust.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_provider_arns: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolesConfig {
+    /// Role name prefix; default `<clusterName>-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// IAM path of every role; default `/podidentity/<clusterName>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Permissions boundary put on every role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_arn: Option<String>,
+    /// Allow bindings to set `spec.role.name`.
+    #[serde(default)]
+    pub allow_name_override: bool,
+    /// Managed policies per role: 10 by default, up to 20 with a raised IAM quota.
+    #[serde(default = "default_max_managed_policies")]
+    pub max_managed_policies: usize,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardrailsConfig {
+    /// Action patterns no Allow statement may reach (glob intersection).
+    #[serde(default = "default_denied_actions")]
+    pub denied_actions: Vec<String>,
+    /// Glob patterns of managed policy ARNs bindings may attach.
+    #[serde(default = "default_allowed_managed_policy_arns")]
+    pub allowed_managed_policy_arns: Vec<String>,
+    /// Glob patterns refused even when allowed above.
+    #[serde(default = "default_denied_managed_policy_arns")]
+    pub denied_managed_policy_arns: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustPolicyConfig {
+    /// The account's trust policy size quota in bytes (2048, up to 4096 when raised).
+    #[serde(default = "default_trust_policy_max_bytes")]
+    pub max_bytes: usize,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint override, e.g. an IAM emulator in tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// One request budget shared by every reconcile.
+    #[serde(default = "default_max_requests_per_second")]
+    pub max_requests_per_second: f64,
+    /// Account that owns the roles; from STS GetCallerIdentity when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// ARN partition (`aws`, `aws-cn`, `aws-us-gov`); derived from the region when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+}
+
+fn default_drift_interval() -> String {
+    DEFAULT_DRIFT_INTERVAL.to_string()
+}
+fn default_max_managed_policies() -> usize {
+    DEFAULT_MAX_MANAGED_POLICIES
+}
+fn default_trust_policy_max_bytes() -> usize {
+    DEFAULT_TRUST_POLICY_MAX_BYTES
+}
+fn default_max_requests_per_second() -> f64 {
+    DEFAULT_MAX_REQUESTS_PER_SECOND
+}
+fn default_denied_actions() -> Vec<String> {
+    ["iam:*", "organizations:*", "account:*"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_allowed_managed_policy_arns() -> Vec<String> {
+    vec!["arn:aws:iam::aws:policy/*".to_string()]
+}
+fn default_denied_managed_policy_arns() -> Vec<String> {
+    ["AdministratorAccess", "PowerUserAccess", "IAMFullAccess"]
+        .map(|name| format!("arn:aws:iam::aws:policy/{name}"))
+        .to_vec()
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            cluster_name: String::new(),
+            oidc: OidcConfig::default(),
+            roles: RolesConfig::default(),
+            guardrails: GuardrailsConfig::default(),
+            trust_policy: TrustPolicyConfig::default(),
+            deletion_policy: DeletionPolicy::default(),
+            drift_interval: default_drift_interval(),
+            aws: AwsConfig::default(),
+        }
+    }
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        Self {
+            name_prefix: None,
+            path: None,
+            permissions_boundary_arn: None,
+            allow_name_override: false,
+            max_managed_policies: default_max_managed_policies(),
+        }
+    }
+}
+
+impl Default for GuardrailsConfig {
+    fn default() -> Self {
+        Self {
+            denied_actions: default_denied_actions(),
+            allowed_managed_policy_arns: default_allowed_managed_policy_arns(),
+            denied_managed_policy_arns: default_denied_managed_policy_arns(),
+        }
+    }
+}
+
+impl Default for TrustPolicyConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_trust_policy_max_bytes(),
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            max_requests_per_second: default_max_requests_per_second(),
+            account_id: None,
+            partition: None,
+        }
+    }
+}
+
+/// One bad setting: the setting's path and what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+impl OperatorConfig {
+    pub fn role_name_prefix(&self) -> String {
+        self.roles
+            .name_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-", self.cluster_name))
+    }
+
+    pub fn role_path(&self) -> String {
+        self.roles
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/podidentity/{}/", self.cluster_name))
+    }
+
+    pub fn partition(&self) -> String {
+        if let Some(partition) = &self.aws.partition {
+            return partition.clone();
+        }
+        match self.aws.region.as_deref() {
+            Some(region) if region.starts_with("cn-") => "aws-cn".into(),
+            Some(region) if region.starts_with("us-gov-") => "aws-us-gov".into(),
+            _ => "aws".into(),
+        }
+    }
+
+    /// The configured account, or a visible placeholder for offline use.
+    pub fn account_id_or_placeholder(&self) -> &str {
+        self.aws
+            .account_id
+            .as_deref()
+            .unwrap_or(ACCOUNT_PLACEHOLDER)
+    }
+
+    /// Host and path of the issuer, the way IAM names providers and condition keys.
+    pub fn issuer_host_path(&self) -> String {
+        match &self.oidc.issuer_url {
+            Some(url) => url
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string(),
+            None => match &self.oidc.provider_arn {
+                Some(arn) => arn
+                    .split_once(":oidc-provider/")
+                    .map(|(_, host_path)| host_path.to_string())
+                    .unwrap_or_else(|| ISSUER_PLACEHOLDER.to_string()),
+                None => ISSUER_PLACEHOLDER.to_string(),
+            },
+        }
+    }
+
+    /// The primary provider ARN: configured, else derived from account and issuer.
+    pub fn provider_arn(&self) -> String {
+        self.oidc.provider_arn.clone().unwrap_or_else(|| {
+            format!(
+                "arn:{}:iam::{}:oidc-provider/{}",
+                self.partition(),
+                self.account_id_or_placeholder(),
+                self.issuer_host_path()
+            )
+        })
+    }
+
+    /// Every provider the trust policy names: the primary first, then the additional ones.
+    pub fn all_provider_arns(&self) -> Vec<String> {
+        let mut arns = vec![self.provider_arn()];
+        for arn in &self.oidc.additional_provider_arns {
+            if !arns.contains(arn) {
+                arns.push(arn.clone());
+            }
+        }
+        arns
+    }
+
+    pub fn drift_interval(&self) -> Result<Duration, ConfigProblem> {
+        humantime::parse_duration(&self.drift_interval).map_err(|err| ConfigProblem {
+            setting: "driftInterval",
+            message: format!(
+                "{:?} is not a duration ({err}); write it like 10m, 90s or 1h",
+                self.drift_interval
+            ),
+        })
+    }
+
+    /// Every problem with these settings, each naming the setting and the fix.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |setting: &'static str, message: String| {
+            problems.push(ConfigProblem { setting, message })
+        };
+        let cluster_name_ok = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        };
+        if self.cluster_name.is_empty() {
+            bad(
+                "clusterName",
+                "is required: set clusterName in the config file, or pass --cluster-name".into(),
+            );
+        } else if !cluster_name_ok(&self.cluster_name) {
+            bad(
+                "clusterName",
+                format!(
+                    "{:?} must be 1 to 63 characters of letters, digits and +=,.@_-",
+                    self.cluster_name
+                ),
+            );
+        }
+        if let Some(prefix) = &self.roles.name_prefix {
+            let chars_ok = prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            if !chars_ok || prefix.len() > 32 {
+                bad(
+                    "roles.namePrefix",
+                    format!(
+                        "{prefix:?} must be at most 32 characters of letters, digits and +=,.@_- \
+                         (it starts every role name)"
+                    ),
+                );
+            }
+        }
+        if let Some(path) = &self.roles.path {
+            let chars_ok = path.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c));
+            if !path.starts_with('/') || !path.ends_with('/') || path.len() > 512 || !chars_ok {
+                bad(
+                    "roles.path",
+                    format!(
+                        "{path:?} must start and end with / and be at most 512 printable ASCII \
+                         characters, e.g. /podidentity/prod/"
+                    ),
+                );
+            }
+        }
+        if let Some(arn) = &self.roles.permissions_boundary_arn
+            && !is_policy_arn(arn)
+        {
+            bad(
+                "roles.permissionsBoundaryArn",
+                format!(
+                    "{arn:?} is not a managed policy ARN (arn:aws:iam::<account>:policy/<name>)"
+                ),
+            );
+        }
+        if !(1..=MAX_MANAGED_POLICIES_CEILING).contains(&self.roles.max_managed_policies) {
+            bad(
+                "roles.maxManagedPolicies",
+                format!(
+                    "{} is out of range: IAM allows 1 to {MAX_MANAGED_POLICIES_CEILING} managed \
+                     policies per role (10 unless the quota was raised)",
+                    self.roles.max_managed_policies
+                ),
+            );
+        }
+        if let Some(url) = &self.oidc.issuer_url
+            && (!url.starts_with("https://") || url.len() <= "https://".len())
+        {
+            bad(
+                "oidc.issuerUrl",
+                format!("{url:?} must be an https:// URL, e.g. https://oidc.example.com/id/ABC"),
+            );
+        }
+        if let Some(arn) = &self.oidc.provider_arn
+            && !is_oidc_provider_arn(arn)
+        {
+            bad(
+                "oidc.providerArn",
+                format!(
+                    "{arn:?} is not an OIDC provider ARN \
+                     (arn:aws:iam::<12-digit account>:oidc-provider/<issuer host/path>)"
+                ),
+            );
+        }
+        for arn in &self.oidc.additional_provider_arns {
+            if !is_oidc_provider_arn(arn) {
+                bad(
+                    "oidc.additionalProviderArns",
+                    format!(
+                        "{arn:?} is not an OIDC provider ARN \
+                         (arn:aws:iam::<12-digit account>:oidc-provider/<issuer host/path>)"
+                    ),
+                );
+            }
+        }
+        for pattern in &self.guardrails.denied_actions {
+            let ok = pattern == "*"
+                || pattern.split_once(':').is_some_and(|(service, action)| {
+                    !service.is_empty() && !action.is_empty() && !action.contains(':')
+                });
+            if !ok {
+                bad(
+                    "guardrails.deniedActions",
+                    format!(
+                        "{pattern:?} is not an action pattern: write service:Action, e.g. iam:*"
+                    ),
+                );
+            }
+        }
+        for (setting, patterns) in [
+            (
+                "guardrails.allowedManagedPolicyArns",
+                &self.guardrails.allowed_managed_policy_arns,
+            ),
+            (
+                "guardrails.deniedManagedPolicyArns",
+                &self.guardrails.denied_managed_policy_arns,
+            ),
+        ] {
+            for pattern in patterns {
+                if !pattern.starts_with("arn:") && pattern != "*" {
+                    bad(
+                        setting,
+                        format!(
+                            "{pattern:?} must be a policy ARN glob starting with arn:, \
+                             e.g. arn:aws:iam::aws:policy/*"
+                        ),
+                    );
+                }
+            }
+        }
+        let max_bytes = self.trust_policy.max_bytes;
+        if !(256..=TRUST_POLICY_MAX_BYTES_CEILING).contains(&max_bytes) {
+            bad(
+                "trustPolicy.maxBytes",
+                format!(
+                    "{max_bytes} is out of range: use the account's quota, from 256 to \
+                     {TRUST_POLICY_MAX_BYTES_CEILING} (2048 unless it was raised)"
+                ),
+            );
+        }
+        match self.drift_interval() {
+            Err(problem) => problems.push(problem),
+            Ok(interval) if interval < Duration::from_secs(10) => problems.push(ConfigProblem {
+                setting: "driftInterval",
+                message: format!(
+                    "{} is too short: use 10s or more (every sweep reads IAM)",
+                    self.drift_interval
+                ),
+            }),
+            Ok(_) => {}
+        }
+        let mut bad = |setting: &'static str, message: String| {
+            problems.push(ConfigProblem { setting, message })
+        };
+        let rps = self.aws.max_requests_per_second;
+        if !(rps.is_finite() && rps > 0.0) {
+            bad(
+                "aws.maxRequestsPerSecond",
+                format!("{rps} must be a number above 0, e.g. 10"),
+            );
+        }
+        if let Some(account) = &self.aws.account_id
+            && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
+        {
+            bad(
+                "aws.accountId",
+                format!("{account:?} must be a 12-digit AWS account id"),
+            );
+        }
+        if let Some(url) = &self.aws.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bad(
+                "aws.endpointUrl",
+                format!("{url:?} must be an http:// or https:// URL"),
+            );
+        }
+        if let Some(partition) = &self.aws.partition
+            && !["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"]
+                .contains(&partition.as_str())
+        {
+            bad(
+                "aws.partition",
+                format!("{partition:?} is not an AWS partition: use aws, aws-cn or aws-us-gov"),
+            );
+        }
+        problems
+    }
+}
+
+fn is_policy_arn(arn: &str) -> bool {
+    arn_parts(arn, "policy/").is_some_and(|(account, name)| {
+        (account == "aws" || is_account_id(account)) && !name.is_empty()
+    })
+}
+
+fn is_oidc_provider_arn(arn: &str) -> bool {
+    arn_parts(arn, "oidc-provider/")
+        .is_some_and(|(account, host_path)| is_account_id(account) && host_path.contains('.'))
+}
+
+/// `arn:<partition>:iam::<account>:<resource_prefix><rest>` → (account, rest).
+fn arn_parts<'a>(arn: &'a str, resource_prefix: &str) -> Option<(&'a str, &'a str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    if !partition.starts_with("aws") {
+        return None;
+    }
+    let rest = rest.strip_prefix("iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    Some((account, resource.strip_prefix(resource_prefix)?))
+}
+
+fn is_account_id(account: &str) -> bool {
+    account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> OperatorConfig {
+        OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = valid();
+        assert_eq!(config.problems(), vec![]);
+        assert_eq!(config.role_name_prefix(), "prod-");
+        assert_eq!(config.role_path(), "/podidentity/prod/");
+        assert_eq!(config.trust_policy.max_bytes, 2048);
+        assert_eq!(
+            config.guardrails.denied_actions,
+            ["iam:*", "organizations:*", "account:*"]
+        );
+        assert_eq!(config.drift_interval(), Ok(Duration::from_secs(600)));
+        assert_eq!(config.deletion_policy, DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn provider_arn_is_derived_from_account_and_issuer() {
+        let mut config = valid();
+        config.aws.account_id = Some("111122223333".into());
+        config.oidc.issuer_url = Some("https://oidc.example.com/id/ABC/".into());
+        assert_eq!(
+            config.provider_arn(),
+            "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC"
+        );
+        config.aws.region = Some("cn-north-1".into());
+        assert!(config.provider_arn().starts_with("arn:aws-cn:iam::"));
+    }
+
+    #[test]
+    fn missing_account_and_issuer_show_placeholders() {
+        assert_eq!(
+            valid().provider_arn(),
+            "arn:aws:iam::<account-id>:oidc-provider/<oidc-issuer>"
+        );
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_with_a_fix() {
+        let mut config = OperatorConfig::default();
+        config.trust_policy.max_bytes = 5000;
+        config.roles.max_managed_policies = 25;
+        config.roles.path = Some("podidentity".into());
+        config.oidc.issuer_url = Some("http://insecure".into());
+        config.drift_interval = "soon".into();
+        config.aws.account_id = Some("12345".into());
+        let settings: Vec<_> = config.problems().iter().map(|p| p.setting).collect();
+        assert_eq!(
+            settings,
+            [
+                "clusterName",
+                "roles.path",
+                "roles.maxManagedPolicies",
+                "oidc.issuerUrl",
+                "trustPolicy.maxBytes",
+                "driftInterval",
+                "aws.accountId"
+            ]
+        );
+        let text = config
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            text.contains("trustPolicy.maxBytes: 5000 is out of range"),
+            "{text}"
+        );
+        assert!(text.contains("write it like 10m"), "{text}");
+    }
+
+    #[test]
+    fn rust_defaults_equal_the_defaults_of_an_empty_file() {
+        let from_empty_file: OperatorConfig = match serde_json::from_str("{}") {
+            Ok(config) => config,
+            Err(err) => panic!("{err}"),
+        };
+        assert_eq!(from_empty_file, OperatorConfig::default());
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let err =
+            serde_json::from_str::<OperatorConfig>(r#"{"clusterName":"a","clustername":"b"}"#)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(err.contains("unknown field `clustername`"), "{err}");
+    }
+}

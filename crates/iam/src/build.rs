@@ -1,0 +1,259 @@
+//! The desired state of one binding: the IAM role with its documents, the ServiceAccount
+//! annotations and the credentials Secret. `desired_state` is the one function that both
+//! the controller and `plan` call, so the two can never disagree.
+
+use std::collections::BTreeMap;
+
+use podidentity_api::annotations::{
+    self, DEFAULT_AUDIENCE, DEFAULT_STS_REGIONAL_ENDPOINTS, DEFAULT_TOKEN_EXPIRATION_SECONDS,
+};
+use podidentity_api::config::OperatorConfig;
+use podidentity_api::{DeletionPolicy, PodIdentityBindingSpec, TrustPolicySize};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Violation};
+use crate::guardrails::Guardrails;
+use crate::naming;
+use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement};
+use crate::trust::trust_policy;
+use crate::validate::validate;
+
+/// Name of the role's one inline policy.
+pub const INLINE_POLICY_NAME: &str = "podidentity-permissions";
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredRole {
+    pub name: String,
+    pub path: String,
+    pub arn: String,
+    pub description: String,
+    pub max_session_duration_seconds: i64,
+    pub trust_policy: PolicyDocument,
+    /// The one inline policy ([`INLINE_POLICY_NAME`]), or none.
+    pub inline_policy: Option<PolicyDocument>,
+    pub managed_policy_arns: Vec<String>,
+    pub permissions_boundary_arn: Option<String>,
+    /// Ownership tags and the user's tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredServiceAccount {
+    pub name: String,
+    pub create: bool,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredSecret {
+    pub name: String,
+    /// The `credentials` key, in the ccoctl format.
+    pub credentials: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredState {
+    pub role: DesiredRole,
+    pub trust_policy_size: TrustPolicySize,
+    pub service_account: DesiredServiceAccount,
+    pub credentials_secret: Option<DesiredSecret>,
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Identifies a binding: where it lives and what it is called.
+#[derive(Clone, Copy, Debug)]
+pub struct BindingRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// Validates a binding and, if nothing refuses it, builds what it should produce.
+pub fn desired_state(
+    binding: BindingRef<'_>,
+    spec: &PodIdentityBindingSpec,
+    config: &OperatorConfig,
+    guardrails: &Guardrails,
+) -> Result<DesiredState, Error> {
+    let trust = trust_policy(
+        &config.all_provider_arns(),
+        binding.namespace,
+        &spec.service_account_name,
+        &spec.audience,
+    );
+    let inline = inline_policy(spec);
+    let violations: Vec<Violation> = validate(
+        spec,
+        config,
+        guardrails.rules_for(binding.namespace),
+        &trust,
+        inline.as_ref(),
+    );
+    if !violations.is_empty() {
+        return Err(Error::Refused(violations));
+    }
+    Ok(build(binding, spec, config, trust, inline))
+}
+
+fn build(
+    binding: BindingRef<'_>,
+    spec: &PodIdentityBindingSpec,
+    config: &OperatorConfig,
+    trust: PolicyDocument,
+    inline: Option<PolicyDocument>,
+) -> DesiredState {
+    let name = match spec.role.name.as_deref().filter(|name| !name.is_empty()) {
+        Some(name) => name.to_string(),
+        None => naming::role_name(&config.role_name_prefix(), binding.namespace, binding.name),
+    };
+    let path = config.role_path();
+    let arn = naming::role_arn(
+        &config.partition(),
+        config.account_id_or_placeholder(),
+        &path,
+        &name,
+    );
+    let description = spec.role.description.clone().unwrap_or_else(|| {
+        format!(
+            "pod-identity-operator: {}/{} in cluster {}",
+            binding.namespace, binding.name, config.cluster_name
+        )
+    });
+    let mut tags = spec.role.tags.clone();
+    tags.extend(ownership_tags(config, binding));
+
+    let trust_policy_size = TrustPolicySize {
+        bytes: i64::try_from(trust.minified_bytes()).unwrap_or(i64::MAX),
+        limit: i64::try_from(config.trust_policy.max_bytes).unwrap_or(i64::MAX),
+    };
+    let service_account = DesiredServiceAccount {
+        name: spec.service_account_name.clone(),
+        create: spec.create_service_account,
+        annotations: service_account_annotations(spec, &arn),
+    };
+    let credentials_secret = spec
+        .credentials_secret
+        .as_ref()
+        .map(|secret| DesiredSecret {
+            name: secret.name.clone(),
+            credentials: credentials_file(
+                &arn,
+                &secret.token_path,
+                spec.injection.sts_regional_endpoints,
+            ),
+        });
+    DesiredState {
+        role: DesiredRole {
+            name,
+            path,
+            arn,
+            description,
+            max_session_duration_seconds: spec.role.max_session_duration_seconds,
+            trust_policy: trust,
+            inline_policy: inline,
+            managed_policy_arns: spec.permissions.managed_policy_arns.clone(),
+            permissions_boundary_arn: config.roles.permissions_boundary_arn.clone(),
+            tags,
+        },
+        trust_policy_size,
+        service_account,
+        credentials_secret,
+        deletion_policy: spec.effective_deletion_policy(config.deletion_policy),
+    }
+}
+
+/// The three tags that make a role this binding's own.
+pub fn ownership_tags(
+    config: &OperatorConfig,
+    binding: BindingRef<'_>,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            annotations::TAG_CLUSTER.to_string(),
+            config.cluster_name.clone(),
+        ),
+        (
+            annotations::TAG_NAMESPACE.to_string(),
+            binding.namespace.to_string(),
+        ),
+        (
+            annotations::TAG_BINDING.to_string(),
+            binding.name.to_string(),
+        ),
+    ])
+}
+
+/// The inline policy from `permissions.statements`, or none when there are none.
+pub fn inline_policy(spec: &PodIdentityBindingSpec) -> Option<PolicyDocument> {
+    let statements = &spec.permissions.statements;
+    if statements.is_empty() {
+        return None;
+    }
+    let statements = statements
+        .iter()
+        .map(|statement| PolicyStatement {
+            sid: statement.sid.clone().filter(|sid| !sid.is_empty()),
+            effect: statement.effect,
+            principal: None,
+            action: OneOrMany::Many(statement.actions.clone()),
+            resource: Some(OneOrMany::Many(statement.resources.clone())),
+            condition: (!statement.conditions.is_empty()).then(|| {
+                statement
+                    .conditions
+                    .iter()
+                    .map(|(operator, keys)| {
+                        let keys: Map<String, Value> = keys
+                            .iter()
+                            .map(|(key, values)| {
+                                let values = values.iter().cloned().map(Value::String).collect();
+                                (key.clone(), Value::Array(values))
+                            })
+                            .collect();
+                        (operator.clone(), Value::Object(keys))
+                    })
+                    .collect()
+            }),
+        })
+        .collect();
+    Some(PolicyDocument::new(statements))
+}
+
+/// `eks.amazonaws.com/role-arn`, plus the other webhook annotations where the spec differs
+/// from the webhook's defaults.
+pub fn service_account_annotations(
+    spec: &PodIdentityBindingSpec,
+    role_arn: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([(annotations::ROLE_ARN.to_string(), role_arn.to_string())]);
+    if spec.audience != DEFAULT_AUDIENCE {
+        out.insert(annotations::AUDIENCE.into(), spec.audience.clone());
+    }
+    if spec.injection.sts_regional_endpoints != DEFAULT_STS_REGIONAL_ENDPOINTS {
+        out.insert(
+            annotations::STS_REGIONAL_ENDPOINTS.into(),
+            spec.injection.sts_regional_endpoints.to_string(),
+        );
+    }
+    if spec.injection.token_expiration_seconds != DEFAULT_TOKEN_EXPIRATION_SECONDS {
+        out.insert(
+            annotations::TOKEN_EXPIRATION.into(),
+            spec.injection.token_expiration_seconds.to_string(),
+        );
+    }
+    out
+}
+
+/// The `credentials` file in OpenShift ccoctl's format.
+pub fn credentials_file(role_arn: &str, token_path: &str, sts_regional_endpoints: bool) -> String {
+    let mut lines = vec!["[default]".to_string()];
+    if sts_regional_endpoints {
+        lines.push("sts_regional_endpoints = regional".into());
+    }
+    lines.push(format!("role_arn = {role_arn}"));
+    lines.push(format!("web_identity_token_file = {token_path}"));
+    lines.join("\n")
+}

@@ -1,0 +1,18 @@
+//! The IAM policy engine, pure: trust and permission documents as types, deterministic
+//! role naming, IAM's limits, guardrails, semantic comparison for drift, and the
+//! `desired_state` that the controller and `plan` share. No IO here.
+
+pub mod build;
+pub mod compare;
+pub mod error;
+pub mod glob;
+pub mod guardrails;
+pub mod naming;
+pub mod policy;
+pub mod short_form;
+pub mod trust;
+pub mod validate;
+
+pub use build::{BindingRef, DesiredState, desired_state};
+pub use error::{Error, Violation, ViolationKind};
+pub use guardrails::{Guardrails, RuleSet};

@@ -1,0 +1,91 @@
+//! The trust policy: the operator owns the whole document. One statement per OIDC
+//! provider, each trusting exactly one ServiceAccount subject and one audience, so a
+//! namespace can only ever grant its own ServiceAccount.
+
+use podidentity_api::Effect;
+use serde_json::{Map, Value};
+
+use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement, Principal};
+
+pub const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
+
+/// The subject IAM sees in the token: `system:serviceaccount:<namespace>:<name>`.
+pub fn service_account_subject(namespace: &str, service_account: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{service_account}")
+}
+
+/// The issuer host and path a provider ARN names (`oidc.example.com/id/ABC`), which
+/// prefixes the `:sub` and `:aud` condition keys.
+pub fn provider_host_path(provider_arn: &str) -> &str {
+    provider_arn
+        .split_once(":oidc-provider/")
+        .map_or(provider_arn, |(_, host_path)| host_path)
+}
+
+/// The exact trust policy of the API contract.
+pub fn trust_policy(
+    provider_arns: &[String],
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+) -> PolicyDocument {
+    let subject = service_account_subject(namespace, service_account);
+    let statements = provider_arns
+        .iter()
+        .map(|provider_arn| {
+            let host_path = provider_host_path(provider_arn);
+            let mut string_equals = Map::new();
+            string_equals.insert(format!("{host_path}:sub"), Value::String(subject.clone()));
+            string_equals.insert(format!("{host_path}:aud"), Value::String(audience.into()));
+            let mut condition = Map::new();
+            condition.insert("StringEquals".into(), Value::Object(string_equals));
+            PolicyStatement {
+                sid: None,
+                effect: Effect::Allow,
+                principal: Some(Principal {
+                    federated: provider_arn.clone(),
+                }),
+                action: OneOrMany::One(ASSUME_ROLE_WITH_WEB_IDENTITY.into()),
+                resource: None,
+                condition: Some(condition),
+            }
+        })
+        .collect();
+    PolicyDocument::new(statements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROVIDER: &str = "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC";
+
+    #[test]
+    fn matches_the_contract_byte_for_byte() {
+        let doc = trust_policy(&[PROVIDER.into()], "shop", "orders", "sts.amazonaws.com");
+        assert_eq!(
+            doc.minified(),
+            concat!(
+                r#"{"Version":"2012-10-17","Statement":[{"#,
+                r#""Effect":"Allow","#,
+                r#""Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC"},"#,
+                r#""Action":"sts:AssumeRoleWithWebIdentity","#,
+                r#""Condition":{"StringEquals":{"#,
+                r#""oidc.example.com/id/ABC:sub":"system:serviceaccount:shop:orders","#,
+                r#""oidc.example.com/id/ABC:aud":"sts.amazonaws.com"}}}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn one_statement_per_provider_each_for_the_same_subject() {
+        let other = "arn:aws:iam::111122223333:oidc-provider/oidc.other.example.com/id/XYZ";
+        let doc = trust_policy(&[PROVIDER.into(), other.into()], "shop", "orders", "aud");
+        assert_eq!(doc.statement.len(), 2);
+        let text = doc.minified();
+        assert!(text.contains(
+            r#""oidc.other.example.com/id/XYZ:sub":"system:serviceaccount:shop:orders""#
+        ));
+        assert!(text.contains(r#""oidc.other.example.com/id/XYZ:aud":"aud""#));
+    }
+}
