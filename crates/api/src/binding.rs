@@ -38,7 +38,7 @@ pub const MAX_USER_TAGS: usize = 47;
 pub const SID_PATTERN: &str = r"^[a-zA-Z0-9]*$";
 
 /// A request for one IAM role that exactly one ServiceAccount in this namespace may assume.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "podidentity.io",
     version = "v1alpha1",
@@ -99,6 +99,23 @@ fn default_audience() -> String {
     DEFAULT_AUDIENCE.to_string()
 }
 
+/// The same defaults as deserialization fills in, so code building specs gets what a
+/// manifest that leaves the fields out gets.
+impl Default for PodIdentityBindingSpec {
+    fn default() -> Self {
+        Self {
+            service_account_name: String::new(),
+            create_service_account: false,
+            audience: default_audience(),
+            permissions: Permissions::default(),
+            role: RoleSpec::default(),
+            injection: InjectionSpec::default(),
+            credentials_secret: None,
+            deletion_policy: None,
+        }
+    }
+}
+
 /// The role's permissions. `statements` become ONE inline policy; managed policies are
 /// attached. Both are kept exactly as written: anything else found on the role is removed.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -143,10 +160,7 @@ pub struct Statement {
 
     /// IAM condition block: operator (e.g. `StringEquals`) to condition key to values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 20, "x-kubernetes-validations" = [{
-        "rule": "self.all(op, size(self[op]) > 0 && self[op].all(key, size(self[op][key]) > 0))",
-        "message": "every condition operator needs at least one key, and every key at least one value"
-    }]))]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
@@ -181,17 +195,44 @@ pub struct RoleSpec {
     /// User tags on the role: at most 47 (IAM allows 50; the operator adds 3 ownership
     /// tags). Keys starting with `podidentity.io/` or `aws:` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 47, "x-kubernetes-validations" = [
-        {"rule": "self.all(k, size(k) >= 1 && size(k) <= 128)",
-         "message": "tag keys must be 1 to 128 characters"},
-        {"rule": "self.all(k, size(self[k]) <= 256)",
-         "message": "tag values must be at most 256 characters"},
-        {"rule": "self.all(k, !k.startsWith('podidentity.io/') && !k.lowerAscii().startsWith('aws:'))",
-         "message": "tag keys starting with podidentity.io/ or aws: are reserved: rename the tag"},
-        {"rule": "self.all(k, k.matches('^[\\\\p{L}\\\\p{Z}\\\\p{N}_.:/=+\\\\-@]+$') && self[k].matches('^[\\\\p{L}\\\\p{Z}\\\\p{N}_.:/=+\\\\-@]*$'))",
-         "message": "tag keys and values may hold only letters, spaces, digits and _.:/=+-@"}
-    ]))]
+    #[schemars(schema_with = "tags_schema")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// Bounds at every level instead of CEL: the API server's CEL cost estimator assumes map
+/// keys of unbounded length, so string functions over them can push a rule over budget.
+fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 20,
+        "additionalProperties": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 50,
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": {"type": "string", "maxLength": 1024}
+            }
+        }
+    })
+}
+
+/// Values are bounded by schema; keys by cheap CEL (size and fixed prefixes only, see
+/// [`conditions_schema`]). The key charset is checked by the operator's own validation.
+fn tags_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": MAX_USER_TAGS,
+        "additionalProperties": {"type": "string", "maxLength": 256},
+        "x-kubernetes-validations": [
+            {"rule": "self.all(k, size(k) >= 1 && size(k) <= 128)",
+             "message": "tag keys must be 1 to 128 characters"},
+            {"rule": "self.all(k, !k.startsWith('podidentity.io/') && !['aws:', 'awS:', 'aWs:', 'aWS:', 'Aws:', 'AwS:', 'AWs:', 'AWS:'].exists(p, k.startsWith(p)))",
+             "message": "tag keys starting with podidentity.io/ or aws: are reserved: rename the tag"}
+        ]
+    })
 }
 
 fn default_max_session() -> i64 {
@@ -296,7 +337,9 @@ pub struct PodIdentityBindingStatus {
 /// Size of the minified trust policy in bytes, and the quota it must fit in.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct TrustPolicySize {
+    /// Bytes of the minified trust policy.
     pub bytes: i64,
+    /// The quota it must fit in (`trustPolicy.maxBytes`).
     pub limit: i64,
 }
 
@@ -304,5 +347,21 @@ impl PodIdentityBindingSpec {
     /// The deletion policy in force, given the operator's default.
     pub fn effective_deletion_policy(&self, operator_default: DeletionPolicy) -> DeletionPolicy {
         self.deletion_policy.unwrap_or(operator_default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_defaults_equal_the_defaults_of_a_sparse_manifest() {
+        let sparse: PodIdentityBindingSpec = serde_json::from_str(r#"{"serviceAccountName":""}"#)
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(sparse, PodIdentityBindingSpec::default());
+        assert_eq!(sparse.audience, "sts.amazonaws.com");
+        assert_eq!(sparse.role.max_session_duration_seconds, 3600);
+        assert_eq!(sparse.injection.token_expiration_seconds, 86_400);
+        assert!(sparse.injection.sts_regional_endpoints);
     }
 }

@@ -1,1 +1,50 @@
-fn main() {}
+//! `podidentity`: the one binary. Parses arguments and configuration, runs a subcommand,
+//! and turns the outcome into an exit code. The work lives in the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config_load;
+mod crd_yaml;
+mod manifests;
+mod plan;
+mod render;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "podidentity",
+    version,
+    about = "IAM roles for Kubernetes ServiceAccounts, kept in line"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the IAM roles, ServiceAccount annotations and Secrets that manifests would
+    /// produce, offline (no cluster, no AWS). Exit 0: all valid; 1: some refused; 2: bad
+    /// input or flags.
+    Plan(Box<plan::PlanArgs>),
+    /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan(args) => plan::run(&args),
+        Command::Crd => match crd_yaml::render() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -71,11 +71,8 @@ fn intersect_tokens(a: &[Token], b: &[Token], case_insensitive: bool) -> bool {
             // A run on one side swallows one character that the other side produces.
             (Some(Token::AnyRun), Some(_)) => stack.push((i, j + 1)),
             (Some(_), Some(Token::AnyRun)) => stack.push((i + 1, j)),
-            (Some(Token::Char(x)), Some(Token::Char(y))) => {
-                if same_char(x, y) {
-                    stack.push((i + 1, j + 1));
-                }
-            }
+            (Some(Token::Char(x)), Some(Token::Char(y))) if !same_char(x, y) => {}
+            // Equal characters, or `?` against anything but a run: both advance.
             (Some(_), Some(_)) => stack.push((i + 1, j + 1)),
             _ => {}
         }

@@ -148,9 +148,10 @@ mod tests {
     }
 
     fn rules() -> RuleSet {
-        let mut config = OperatorConfig::default();
-        config.cluster_name = "prod".into();
-        RuleSet::from_config(&config)
+        RuleSet::from_config(&OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        })
     }
 
     #[test]

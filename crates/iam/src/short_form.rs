@@ -28,7 +28,6 @@ pub fn spec_from_annotations(
         service_account_name: service_account.to_string(),
         ..PodIdentityBindingSpec::default()
     };
-    spec.audience = podidentity_api::annotations::DEFAULT_AUDIENCE.to_string();
     if let Some(arns) = annotations.get(SHORT_FORM_MANAGED_POLICY_ARNS) {
         spec.permissions.managed_policy_arns = arns
             .split(',')

@@ -1,0 +1,270 @@
+//! Reading manifests: files, directories (optionally recursive) or `-` for stdin; each file
+//! a stream of YAML documents (or a `kind: List`). PodIdentityBindings and ServiceAccounts
+//! with the short-form annotations are kept; anything else is counted and ignored.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use podidentity_api::{GROUP, PodIdentityBinding, VERSION};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where a document came from: its file and its 1-based position in that file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub file: String,
+    pub document: usize,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, document {}", self.file, self.document)
+    }
+}
+
+/// A ServiceAccount that asks for a role through annotations.
+#[derive(Clone, Debug)]
+pub struct ShortFormServiceAccount {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Document {
+    Binding(Box<PodIdentityBinding>),
+    ServiceAccount(ShortFormServiceAccount),
+    /// A document of a kind we read that could not be understood.
+    Unreadable {
+        kind: String,
+        namespace: Option<String>,
+        name: Option<String>,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct SourcedDocument {
+    pub source: Source,
+    pub document: Document,
+}
+
+/// A file that could not be read or parsed at all (exit code 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputProblem {
+    pub file: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub documents: Vec<SourcedDocument>,
+    pub ignored_documents: usize,
+    pub problems: Vec<InputProblem>,
+}
+
+/// Reads every path; problems with one file do not stop the others.
+pub fn read_inputs(paths: &[PathBuf], recursive: bool) -> Inputs {
+    let mut inputs = Inputs::default();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => parse_file("<stdin>", &text, &mut inputs),
+                Err(err) => inputs.problems.push(InputProblem {
+                    file: "<stdin>".into(),
+                    message: format!("cannot read: {err}"),
+                }),
+            }
+            continue;
+        }
+        let files = match manifest_files(path, recursive) {
+            Ok(files) => files,
+            Err(message) => {
+                inputs.problems.push(InputProblem {
+                    file: path.display().to_string(),
+                    message,
+                });
+                continue;
+            }
+        };
+        for file in files {
+            let shown = file.display().to_string();
+            match std::fs::read_to_string(&file) {
+                Ok(text) => parse_file(&shown, &text, &mut inputs),
+                Err(err) => inputs.problems.push(InputProblem {
+                    file: shown,
+                    message: format!("cannot read: {err}"),
+                }),
+            }
+        }
+    }
+    inputs
+}
+
+/// The manifest files a path names, sorted: the file itself, or the `.yaml`, `.yml` and
+/// `.json` files of a directory (its subdirectories too with `recursive`, like kubectl -R).
+fn manifest_files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, String> {
+    let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read: {err}"))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|err| format!("cannot list directory: {err}"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            if recursive {
+                files.extend(manifest_files(&entry, true)?);
+            }
+        } else if entry
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| ["yaml", "yml", "json"].contains(&ext))
+        {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}
+
+fn parse_file(file: &str, text: &str, inputs: &mut Inputs) {
+    let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(documents) => documents,
+        Err(err) => {
+            inputs.problems.push(InputProblem {
+                file: file.to_string(),
+                message: format!("not valid YAML: {err}"),
+            });
+            return;
+        }
+    };
+    for (index, value) in documents.into_iter().enumerate() {
+        let source = Source {
+            file: file.to_string(),
+            document: index + 1,
+        };
+        // `kind: List` (what `kubectl get -o yaml` prints) holds its objects in `items`.
+        if value.get("kind").and_then(Value::as_str) == Some("List")
+            && let Some(Value::Array(items)) = value.get("items")
+        {
+            for item in items {
+                classify(source.clone(), item.clone(), inputs);
+            }
+            continue;
+        }
+        classify(source, value, inputs);
+    }
+}
+
+fn classify(source: Source, value: Value, inputs: &mut Inputs) {
+    if value.is_null() {
+        return; // an empty document, e.g. after a trailing `---`
+    }
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let metadata = value.get("metadata");
+    let text = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let (namespace, name) = (text("namespace"), text("name"));
+    let unreadable = |field: String, message: String| Document::Unreadable {
+        kind: kind.clone(),
+        namespace: namespace.clone(),
+        name: name.clone(),
+        field,
+        message,
+    };
+
+    let document = match kind.as_str() {
+        "PodIdentityBinding" => {
+            let wanted = format!("{GROUP}/{VERSION}");
+            if api_version != wanted {
+                unreadable(
+                    "apiVersion".into(),
+                    format!("{api_version:?} is not served: use apiVersion: {wanted}"),
+                )
+            } else if name.as_deref().is_none_or(str::is_empty) {
+                unreadable("metadata.name".into(), "is required".into())
+            } else {
+                match serde_path_to_error::deserialize::<_, PodIdentityBinding>(value) {
+                    Ok(binding) => Document::Binding(Box::new(binding)),
+                    Err(err) => unreadable(
+                        field_path(err.path()),
+                        plain_serde_message(&err.inner().to_string()),
+                    ),
+                }
+            }
+        }
+        "ServiceAccount" if api_version == "v1" => {
+            let annotations: BTreeMap<String, String> = metadata
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            if !podidentity_iam::short_form::requests_role(&annotations) {
+                inputs.ignored_documents += 1;
+                return;
+            }
+            match name {
+                Some(name) if !name.is_empty() => {
+                    Document::ServiceAccount(ShortFormServiceAccount {
+                        namespace,
+                        name,
+                        annotations,
+                    })
+                }
+                _ => unreadable("metadata.name".into(), "is required".into()),
+            }
+        }
+        _ => {
+            inputs.ignored_documents += 1;
+            return;
+        }
+    };
+    inputs.documents.push(SourcedDocument { source, document });
+}
+
+/// Serde names Rust types (`expected i64`); users write YAML, so name YAML's types.
+pub fn plain_serde_message(message: &str) -> String {
+    let mut text = message.to_string();
+    for rust in ["i64", "i32", "u64", "u32", "usize", "f64"] {
+        let number = if rust == "f64" {
+            "a number"
+        } else {
+            "an integer"
+        };
+        text = text.replace(&format!("expected {rust}"), &format!("expected {number}"));
+    }
+    text.replace("expected a boolean", "expected true or false")
+}
+
+/// A deserialization path as a field reference (`spec.permissions.statements[0].effect`).
+pub fn field_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." {
+        "(document)".into()
+    } else {
+        text
+    }
+}

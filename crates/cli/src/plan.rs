@@ -1,0 +1,332 @@
+//! `podidentity plan`: the controller's validate-and-build, run on files. For every
+//! binding it shows what the operator would make, or every reason it would refuse.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use podidentity_api::conditions::reason;
+use podidentity_api::config::OperatorConfig;
+use podidentity_iam::{BindingRef, DesiredState, Error, Guardrails, desired_state, short_form};
+use serde::Serialize;
+
+use crate::config_load::ConfigArgs;
+use crate::manifests::{Document, InputProblem, Source, read_inputs};
+use crate::render;
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Manifest files or directories (`-` for stdin); repeat for more.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "FILE|DIR"
+    )]
+    pub filenames: Vec<PathBuf>,
+    /// Read directories recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Namespace of objects that do not name one (as kubectl's).
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// `table` for people, `json` (stable) for CI.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// One problem of one binding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingPlan {
+    #[serde(flatten)]
+    pub source: Source,
+    /// `PodIdentityBinding`, or `ServiceAccount` for the annotation short form.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<DesiredState>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub bindings: usize,
+    pub valid: usize,
+    pub refused: usize,
+    pub ignored_documents: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Bumped when the JSON shape changes incompatibly; CI scripts can check it.
+    pub format_version: u32,
+    pub bindings: Vec<BindingPlan>,
+    pub warnings: Vec<String>,
+    pub summary: Summary,
+}
+
+pub fn run(args: &PlanArgs) -> ExitCode {
+    let config = match args.config.load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let inputs = read_inputs(&args.filenames, args.recursive);
+    if !inputs.problems.is_empty() {
+        report_input_problems(&inputs.problems);
+        return ExitCode::from(2);
+    }
+    let plan = build_plan(
+        inputs.documents,
+        inputs.ignored_documents,
+        &args.namespace,
+        &config,
+    );
+    let rendered = match args.output {
+        OutputFormat::Table => render::table(&plan),
+        OutputFormat::Json => render::json(&plan),
+    };
+    print!("{rendered}");
+    if plan.summary.refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn report_input_problems(problems: &[InputProblem]) {
+    for problem in problems {
+        eprintln!("error: {problem}");
+    }
+    eprintln!(
+        "{} input(s) could not be read; nothing was planned",
+        problems.len()
+    );
+}
+
+/// The plan for a set of documents: every binding valid or refused with all its problems.
+pub fn build_plan(
+    documents: Vec<crate::manifests::SourcedDocument>,
+    ignored_documents: usize,
+    default_namespace: &str,
+    config: &OperatorConfig,
+) -> Plan {
+    let guardrails = Guardrails::from_config(config);
+    let mut bindings = Vec::new();
+    let mut warnings = Vec::new();
+    let mut short_forms = Vec::new();
+
+    for sourced in documents {
+        let source = sourced.source;
+        match sourced.document {
+            Document::Binding(binding) => {
+                let namespace = binding
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| default_namespace.into());
+                let name = binding.metadata.name.clone().unwrap_or_default();
+                let outcome = desired_state(
+                    BindingRef {
+                        namespace: &namespace,
+                        name: &name,
+                    },
+                    &binding.spec,
+                    config,
+                    &guardrails,
+                );
+                bindings.push(plan_entry(
+                    source,
+                    "PodIdentityBinding",
+                    namespace,
+                    name,
+                    outcome,
+                ));
+            }
+            Document::ServiceAccount(sa) => short_forms.push((source, sa)),
+            Document::Unreadable {
+                kind,
+                namespace,
+                name,
+                field,
+                message,
+            } => bindings.push(BindingPlan {
+                source,
+                kind,
+                namespace: namespace.unwrap_or_else(|| default_namespace.into()),
+                name: name.unwrap_or_default(),
+                valid: false,
+                desired: None,
+                problems: vec![Problem {
+                    field,
+                    reason: reason::INVALID_SPEC.into(),
+                    message,
+                }],
+            }),
+        }
+    }
+
+    // Short forms after bindings: a binding the user wrote wins over a generated one.
+    for (source, sa) in short_forms {
+        let namespace = sa
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.into());
+        let taken = bindings.iter().any(|b| {
+            b.kind == "PodIdentityBinding" && b.namespace == namespace && b.name == sa.name
+        });
+        if taken {
+            warnings.push(format!(
+                "{source}: ServiceAccount {namespace}/{} asks for a role by annotation, but a \
+                 PodIdentityBinding of that name exists; the binding wins and the annotations \
+                 are ignored",
+                sa.name
+            ));
+            continue;
+        }
+        let outcome = match short_form::spec_from_annotations(&sa.name, &sa.annotations) {
+            Some(Ok(spec)) => desired_state(
+                BindingRef {
+                    namespace: &namespace,
+                    name: &sa.name,
+                },
+                &spec,
+                config,
+                &guardrails,
+            ),
+            Some(Err(violations)) => Err(Error::Refused(violations)),
+            None => continue,
+        };
+        bindings.push(plan_entry(
+            source,
+            "ServiceAccount",
+            namespace,
+            sa.name.clone(),
+            outcome,
+        ));
+    }
+
+    flag_duplicates(&mut bindings);
+    let valid = bindings.iter().filter(|b| b.valid).count();
+    let summary = Summary {
+        bindings: bindings.len(),
+        valid,
+        refused: bindings.len() - valid,
+        ignored_documents,
+    };
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        bindings,
+        warnings,
+        summary,
+    }
+}
+
+fn plan_entry(
+    source: Source,
+    kind: &str,
+    namespace: String,
+    name: String,
+    outcome: Result<DesiredState, Error>,
+) -> BindingPlan {
+    let (desired, problems) = match outcome {
+        Ok(desired) => (Some(desired), Vec::new()),
+        Err(Error::Refused(violations)) => (
+            None,
+            violations
+                .into_iter()
+                .map(|v| Problem {
+                    field: v.field,
+                    reason: v.kind.reason().into(),
+                    message: v.message,
+                })
+                .collect(),
+        ),
+        Err(other) => (
+            None,
+            vec![Problem {
+                field: "spec".into(),
+                reason: other.reason().into(),
+                message: other.to_string(),
+            }],
+        ),
+    };
+    BindingPlan {
+        source,
+        kind: kind.into(),
+        namespace,
+        name,
+        valid: problems.is_empty(),
+        desired,
+        problems,
+    }
+}
+
+/// Two bindings of the same namespace and name, or two that would share a role name,
+/// cannot both be applied: the later one is refused and told which one it collides with.
+fn flag_duplicates(bindings: &mut [BindingPlan]) {
+    let mut by_object: BTreeMap<(String, String), Source> = BTreeMap::new();
+    let mut by_role: BTreeMap<String, (String, Source)> = BTreeMap::new();
+    for binding in bindings.iter_mut() {
+        let key = (binding.namespace.clone(), binding.name.clone());
+        if let Some(first) = by_object.get(&key) {
+            binding.problems.push(Problem {
+                field: "metadata.name".into(),
+                reason: reason::INVALID_SPEC.into(),
+                message: format!("{}/{} is also defined at {first}: keep one", key.0, key.1),
+            });
+        } else {
+            by_object.insert(key, binding.source.clone());
+        }
+        if let Some(desired) = &binding.desired {
+            let role = desired.role.name.clone();
+            if let Some((owner, first)) = by_role.get(&role) {
+                binding.problems.push(Problem {
+                    field: "metadata.name".into(),
+                    reason: reason::ROLE_CONFLICT.into(),
+                    message: format!(
+                        "role name {role} is also produced by {owner} at {first}: rename one binding \
+                         (a namespace with '-' can spell the same name as another)"
+                    ),
+                });
+            } else {
+                by_role.insert(
+                    role,
+                    (
+                        format!("{}/{}", binding.namespace, binding.name),
+                        binding.source.clone(),
+                    ),
+                );
+            }
+        }
+        if !binding.problems.is_empty() {
+            binding.valid = false;
+            binding.desired = None;
+        }
+    }
+}
