@@ -128,6 +128,25 @@ spec: {serviceAccountName: other}
 }
 
 #[test]
+fn object_names_from_files_are_checked_like_the_api_server_would() {
+    let input = "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: Orders_S3, namespace: Shop}\nspec: {serviceAccountName: app}\n";
+    let run = podidentity_with_stdin(&["plan", "-f", "-", "--config", CONFIG], Some(input));
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("metadata.namespace: \"Shop\" is not a namespace name"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("metadata.name: \"Orders_S3\" is not an object name"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn a_name_that_cannot_fit_is_refused_but_a_derived_one_always_fits() {
     let long = "a".repeat(63);
     let input = format!(

@@ -72,6 +72,42 @@ pub struct BindingRef<'a> {
     pub name: &'a str,
 }
 
+impl BindingRef<'_> {
+    /// The API server guarantees these for real objects; files read by `plan` may hold
+    /// anything, and role names are derived from them.
+    fn problems(&self) -> Vec<Violation> {
+        let mut problems = Vec::new();
+        let label_ok = |s: &str, max: usize, dots: bool| {
+            !s.is_empty()
+                && s.len() <= max
+                && s.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.')
+                })
+                && !s.starts_with(['-', '.'])
+                && !s.ends_with(['-', '.'])
+        };
+        if !label_ok(self.namespace, 63, false) {
+            problems.push(Violation::invalid(
+                "metadata.namespace",
+                format!(
+                    "{:?} is not a namespace name: use 1 to 63 lowercase letters, digits and '-'",
+                    self.namespace
+                ),
+            ));
+        }
+        if !label_ok(self.name, 253, true) {
+            problems.push(Violation::invalid(
+                "metadata.name",
+                format!(
+                    "{:?} is not an object name: use lowercase letters, digits, '-' and '.'",
+                    self.name
+                ),
+            ));
+        }
+        problems
+    }
+}
+
 /// Validates a binding and, if nothing refuses it, builds what it should produce.
 pub fn desired_state(
     binding: BindingRef<'_>,
@@ -86,13 +122,14 @@ pub fn desired_state(
         &spec.audience,
     );
     let inline = inline_policy(spec);
-    let violations: Vec<Violation> = validate(
+    let mut violations: Vec<Violation> = binding.problems();
+    violations.extend(validate(
         spec,
         config,
         guardrails.rules_for(binding.namespace),
         &trust,
         inline.as_ref(),
-    );
+    ));
     if !violations.is_empty() {
         return Err(Error::Refused(violations));
     }
