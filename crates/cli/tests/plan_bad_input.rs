@@ -3,17 +3,22 @@
 
 mod common;
 
-use common::{podidentity, podidentity_with_stdin};
+use common::{Run, podidentity, podidentity_with_stdin};
 
 const CONFIG: &str = "examples/config/operator.yaml";
 
+/// `podidentity plan -f - --config CONFIG <flags>` with `input` on stdin.
+fn plan_stdin(flags: &[&str], input: &str) -> Run {
+    let mut args = vec!["plan", "-f", "-", "--config", CONFIG];
+    args.extend_from_slice(flags);
+    podidentity_with_stdin(&args, Some(input))
+}
+
 #[test]
 fn malformed_yaml_names_the_file_and_exits_2() {
-    let run = podidentity_with_stdin(
-        &["plan", "-f", "-", "--config", CONFIG],
-        Some(
-            "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: x\nspec: [\n",
-        ),
+    let run = plan_stdin(
+        &[],
+        "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: x\nspec: [\n",
     );
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(
@@ -73,7 +78,7 @@ kind: PodIdentityBinding
 metadata: {name: two, namespace: a}
 spec: {serviceAccountName: Two_Bad}
 ";
-    let run = podidentity_with_stdin(&["plan", "-f", "-", "--config", CONFIG], Some(input));
+    let run = plan_stdin(&[], input);
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
@@ -106,7 +111,7 @@ kind: PodIdentityBinding
 metadata: {name: other}
 spec: {serviceAccountName: other}
 ";
-    let run = podidentity_with_stdin(&["plan", "-f", "-", "--config", CONFIG], Some(input));
+    let run = plan_stdin(&[], input);
     assert_eq!(run.code, 1);
     assert!(
         run.stdout.contains("metadata.name: is required"),
@@ -130,7 +135,7 @@ spec: {serviceAccountName: other}
 #[test]
 fn object_names_from_files_are_checked_like_the_api_server_would() {
     let input = "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: Orders_S3, namespace: Shop}\nspec: {serviceAccountName: app}\n";
-    let run = podidentity_with_stdin(&["plan", "-f", "-", "--config", CONFIG], Some(input));
+    let run = plan_stdin(&[], input);
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
@@ -152,10 +157,7 @@ fn a_name_that_cannot_fit_is_refused_but_a_derived_one_always_fits() {
     let input = format!(
         "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {{name: {long}, namespace: {long}}}\nspec: {{serviceAccountName: app}}\n"
     );
-    let run = podidentity_with_stdin(
-        &["plan", "-f", "-", "--config", CONFIG, "-o", "json"],
-        Some(&input),
-    );
+    let run = plan_stdin(&["-o", "json"], &input);
     assert_eq!(run.code, 0, "{}", run.stdout);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
@@ -166,18 +168,7 @@ fn a_name_that_cannot_fit_is_refused_but_a_derived_one_always_fits() {
     assert_eq!(name.len(), 64, "{name}");
 
     let input = "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: x, namespace: a}\nspec:\n  serviceAccountName: app\n  role: {name: this-explicit-role-name-is-far-too-long-for-iam-which-allows-64-characters}\n";
-    let run = podidentity_with_stdin(
-        &[
-            "plan",
-            "-f",
-            "-",
-            "--config",
-            CONFIG,
-            "--roles-allow-name-override",
-            "true",
-        ],
-        Some(input),
-    );
+    let run = plan_stdin(&["--roles-allow-name-override", "true"], input);
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("spec.role.name: \"this-explicit-role-name-is-far-too-long-for-iam-which-allows-64-characters\" is not an IAM role name: use at most 64"), "{}", run.stdout);
 }
@@ -185,18 +176,7 @@ fn a_name_that_cannot_fit_is_refused_but_a_derived_one_always_fits() {
 #[test]
 fn an_oversize_trust_policy_reports_its_bytes() {
     let input = "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: x, namespace: a}\nspec: {serviceAccountName: app}\n";
-    let run = podidentity_with_stdin(
-        &[
-            "plan",
-            "-f",
-            "-",
-            "--config",
-            CONFIG,
-            "--trust-policy-max-bytes",
-            "400",
-        ],
-        Some(input),
-    );
+    let run = plan_stdin(&["--trust-policy-max-bytes", "400"], input);
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("TrustPolicyTooLarge  spec: the trust policy is 466 bytes, over the account's quota of 400"), "{}", run.stdout);
 }
