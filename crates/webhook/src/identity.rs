@@ -1,0 +1,134 @@
+//! Which role a pod's ServiceAccount stands for. The ServiceAccount's own annotations win;
+//! until the controller has written them, a PodIdentityBinding covering the
+//! ServiceAccount (or the ServiceAccount's short-form annotations) says what they will be,
+//! since role ARNs are deterministic. That closes the race in which a pod created right
+//! after its binding starts without credentials.
+
+use std::collections::BTreeMap;
+
+use podidentity_api::config::OperatorConfig;
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_iam::{BindingRef, Guardrails, desired_state, short_form};
+
+/// The domain the controller writes its annotations under.
+const CONTROLLER_DOMAIN: &str = "eks.amazonaws.com/";
+
+/// Predicts ServiceAccount annotations from bindings, as the controller will write them.
+#[derive(Clone, Debug)]
+pub struct Predictor {
+    operator: OperatorConfig,
+    guardrails: Guardrails,
+    annotation_prefix: String,
+}
+
+impl Predictor {
+    pub fn new(operator: OperatorConfig, annotation_prefix: &str) -> Self {
+        let guardrails = Guardrails::from_config(&operator);
+        Self {
+            operator,
+            guardrails,
+            annotation_prefix: annotation_prefix.to_string(),
+        }
+    }
+
+    /// The annotations the controller will write for this binding, under the webhook's
+    /// annotation domain; `None` when the binding will be refused (no role will exist).
+    pub fn predict(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &PodIdentityBindingSpec,
+    ) -> Option<BTreeMap<String, String>> {
+        let desired = desired_state(
+            BindingRef { namespace, name },
+            spec,
+            &self.operator,
+            &self.guardrails,
+        )
+        .ok()?;
+        Some(
+            desired
+                .service_account
+                .annotations
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match key.strip_prefix(CONTROLLER_DOMAIN) {
+                        Some(rest) => format!("{}/{rest}", self.annotation_prefix),
+                        None => key,
+                    };
+                    (key, value)
+                })
+                .collect(),
+        )
+    }
+
+    fn role_arn_key(&self) -> String {
+        format!("{}/role-arn", self.annotation_prefix)
+    }
+
+    /// The annotations that decide a pod's injection: the ServiceAccount's own when they
+    /// name a role; else those predicted from a covering binding, or from the
+    /// ServiceAccount's short form; else the ServiceAccount's (which name no role).
+    pub fn effective_annotations(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        sa_annotations: Option<&BTreeMap<String, String>>,
+        covering_binding: Option<&PodIdentityBinding>,
+    ) -> Option<BTreeMap<String, String>> {
+        let own = sa_annotations.cloned().unwrap_or_default();
+        if own
+            .get(&self.role_arn_key())
+            .is_some_and(|arn| !arn.trim().is_empty())
+        {
+            return Some(own);
+        }
+        let predicted = covering_binding
+            .and_then(|binding| {
+                let name = binding.metadata.name.as_deref()?;
+                self.predict(namespace, name, &binding.spec)
+            })
+            .or_else(|| {
+                // The short form makes a binding named after the ServiceAccount.
+                match short_form::spec_from_annotations(service_account, &own)? {
+                    Ok(spec) => self.predict(namespace, service_account, &spec),
+                    Err(_) => None,
+                }
+            });
+        match predicted {
+            Some(predicted) => {
+                let mut merged = own;
+                merged.extend(predicted);
+                Some(merged)
+            }
+            None if sa_annotations.is_some() => Some(own),
+            None => None,
+        }
+    }
+}
+
+/// The binding that covers `service_account`: not being deleted, oldest first (two
+/// bindings naming one ServiceAccount is a conflict the controller reports; the webhook
+/// must still pick deterministically).
+pub fn covering_binding<'a>(
+    bindings: impl IntoIterator<Item = &'a PodIdentityBinding>,
+    namespace: &str,
+    service_account: &str,
+) -> Option<&'a PodIdentityBinding> {
+    bindings
+        .into_iter()
+        .filter(|b| {
+            b.metadata.namespace.as_deref() == Some(namespace)
+                && b.spec.service_account_name == service_account
+                && b.metadata.deletion_timestamp.is_none()
+        })
+        .min_by(|a, b| {
+            let key = |b: &PodIdentityBinding| {
+                (
+                    b.metadata.creation_timestamp.clone().map(|t| t.0),
+                    b.metadata.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        })
+}

@@ -1,0 +1,197 @@
+//! Where ServiceAccounts and bindings come from: in-memory watch caches (reflector
+//! stores). A ServiceAccount missing from the cache costs one live GET with a short
+//! timeout, never more; bindings are only ever read from the cache.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use podidentity_api::PodIdentityBinding;
+
+use crate::identity::{Predictor, covering_binding};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("live GET of ServiceAccount {namespace}/{name} timed out after {timeout:?}")]
+    Timeout {
+        namespace: String,
+        name: String,
+        timeout: Duration,
+    },
+    #[error("live GET of ServiceAccount {namespace}/{name} failed: {source}")]
+    Api {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+}
+
+/// The annotations that decide a pod's injection (see [`Predictor::effective_annotations`]),
+/// or `None` when the ServiceAccount is unknown and no binding covers it.
+pub trait IdentityLookup: Send + Sync {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>>;
+
+    /// Whether the caches have synced (readiness).
+    fn is_ready(&self) -> bool;
+}
+
+/// Cache-backed lookup with a single live GET on a ServiceAccount miss.
+pub struct CachedLookup {
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    bindings: Store<PodIdentityBinding>,
+    live: Option<kube::Client>,
+    live_get_timeout: Duration,
+    predictor: Predictor,
+    ready: Arc<AtomicBool>,
+    live_gets: AtomicU64,
+}
+
+impl CachedLookup {
+    pub fn new(
+        service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+        bindings: Store<PodIdentityBinding>,
+        live: Option<kube::Client>,
+        live_get_timeout: Duration,
+        predictor: Predictor,
+    ) -> Self {
+        let ready = Arc::new(AtomicBool::new(false));
+        let (sa_store, binding_store, flag) =
+            (service_accounts.clone(), bindings.clone(), ready.clone());
+        // Ready once both caches have listed everything once.
+        tokio::spawn(async move {
+            if sa_store.wait_until_ready().await.is_ok()
+                && binding_store.wait_until_ready().await.is_ok()
+            {
+                flag.store(true, Ordering::Release);
+            }
+        });
+        Self {
+            service_accounts,
+            bindings,
+            live,
+            live_get_timeout,
+            predictor,
+            ready,
+            live_gets: AtomicU64::new(0),
+        }
+    }
+
+    /// Live GETs made so far (each was a cache miss).
+    pub fn live_gets(&self) -> u64 {
+        self.live_gets.load(Ordering::Relaxed)
+    }
+
+    async fn service_account_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+        let key = ObjectRef::new(name).within(namespace);
+        if let Some(cached) = self.service_accounts.get(&key) {
+            return Ok(Some(
+                cached.metadata.annotations.clone().unwrap_or_default(),
+            ));
+        }
+        let Some(client) = &self.live else {
+            return Ok(None);
+        };
+        self.live_gets.fetch_add(1, Ordering::Relaxed);
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        let fetched = tokio::time::timeout(self.live_get_timeout, api.get_opt(name))
+            .await
+            .map_err(|_| LookupError::Timeout {
+                namespace: namespace.into(),
+                name: name.into(),
+                timeout: self.live_get_timeout,
+            })?
+            .map_err(|source| LookupError::Api {
+                namespace: namespace.into(),
+                name: name.into(),
+                source,
+            })?;
+        Ok(fetched.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+    }
+}
+
+impl IdentityLookup for CachedLookup {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
+        Box::pin(async move {
+            let own = self
+                .service_account_annotations(namespace, service_account)
+                .await?;
+            let bindings = self.bindings.state();
+            let binding = covering_binding(
+                bindings.iter().map(|b| b.as_ref()),
+                namespace,
+                service_account,
+            );
+            Ok(self.predictor.effective_annotations(
+                namespace,
+                service_account,
+                own.as_ref(),
+                binding,
+            ))
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the two watches that feed the caches and returns the lookup over them.
+pub fn watch_cluster(
+    client: kube::Client,
+    live_get_timeout: Duration,
+    predictor: Predictor,
+) -> CachedLookup {
+    let (sa_store, sa_writer) = reflector::store();
+    let (binding_store, binding_writer) = reflector::store();
+    // Metadata is enough (annotations), and much smaller than whole objects.
+    let sa_api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
+    let binding_api: Api<PodIdentityBinding> = Api::all(client.clone());
+    tokio::spawn(
+        reflector::reflector(sa_writer, watcher(sa_api, watcher::Config::default()))
+            .default_backoff()
+            .for_each(|event| async move {
+                if let Err(err) = event {
+                    tracing::warn!(error = %err, "ServiceAccount watch failed; retrying");
+                }
+            }),
+    );
+    tokio::spawn(
+        reflector::reflector(
+            binding_writer,
+            watcher(binding_api, watcher::Config::default()),
+        )
+        .default_backoff()
+        .for_each(|event| async move {
+            if let Err(err) = event {
+                tracing::warn!(error = %err, "PodIdentityBinding watch failed; retrying");
+            }
+        }),
+    );
+    CachedLookup::new(
+        sa_store,
+        binding_store,
+        Some(client),
+        live_get_timeout,
+        predictor,
+    )
+}

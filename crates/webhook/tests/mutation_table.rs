@@ -1,0 +1,695 @@
+//! Table-driven tests of the pure mutation: each case is a pod, its ServiceAccount's
+//! annotations, maybe a covering binding, maybe a configuration change, and what the pod
+//! must look like after the patch is applied (by a real JSON patch implementation).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use podidentity_api::PodIdentityBinding;
+use podidentity_api::config::OperatorConfig;
+use podidentity_webhook::identity::Predictor;
+use podidentity_webhook::mutation::{MutationConfig, TokenAccess, mutate};
+use serde_json::{Value, json};
+
+const ARN: &str = "arn:aws:iam::111122223333:role/orders";
+const PREDICTED_ARN: &str = "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3";
+const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+struct Case {
+    name: &'static str,
+    pod: Value,
+    sa: Option<Value>,
+    binding: Option<Value>,
+    configure: fn(&mut MutationConfig),
+    check: fn(&Outcome),
+}
+
+/// What a case produced.
+struct Outcome {
+    /// None: no role for the pod.
+    patch: Option<json_patch::Patch>,
+    /// The pod with the patch applied.
+    pod: Value,
+    /// The patch computed again on the patched pod.
+    second_patch: Option<json_patch::Patch>,
+}
+
+impl Outcome {
+    fn container(&self, list: &str, index: usize) -> &Value {
+        &self.pod["spec"][list][index]
+    }
+    fn env(&self, list: &str, index: usize) -> BTreeMap<String, String> {
+        self.container(list, index)["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["value"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+    fn env_names(&self, list: &str, index: usize) -> Vec<String> {
+        self.container(list, index)["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+    fn token_volumes(&self) -> Vec<&Value> {
+        self.pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["name"] == "aws-iam-token")
+            .collect()
+    }
+    fn projection(&self) -> &Value {
+        &self.token_volumes()[0]["projected"]["sources"][0]["serviceAccountToken"]
+    }
+    fn mounted(&self, list: &str, index: usize) -> bool {
+        self.container(list, index)["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                m["name"] == "aws-iam-token"
+                    && m["mountPath"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+                    && m["readOnly"] == true
+            })
+    }
+    fn is_empty(&self) -> bool {
+        self.patch.as_ref().is_some_and(|p| p.0.is_empty())
+    }
+}
+
+fn pod(spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"}, "spec": spec})
+}
+fn app() -> Value {
+    pod(json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1"}]}))
+}
+fn with_pod_annotations(mut pod: Value, annotations: Value) -> Value {
+    pod["metadata"]["annotations"] = annotations;
+    pod
+}
+fn role() -> Option<Value> {
+    Some(json!({"eks.amazonaws.com/role-arn": ARN}))
+}
+fn role_with(extra: Value) -> Option<Value> {
+    let mut annotations = json!({"eks.amazonaws.com/role-arn": ARN});
+    if let (Some(map), Value::Object(extra)) = (annotations.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    Some(annotations)
+}
+fn binding(spec: Value) -> Option<Value> {
+    Some(
+        json!({"apiVersion": "podidentity.io/v1alpha1", "kind": "PodIdentityBinding",
+                "metadata": {"name": "orders-s3", "namespace": "shop"}, "spec": spec}),
+    )
+}
+fn keep(_: &mut MutationConfig) {}
+
+fn operator_config() -> OperatorConfig {
+    OperatorConfig {
+        cluster_name: "prod".into(),
+        aws: podidentity_api::config::AwsConfig {
+            account_id: Some("111122223333".into()),
+            ..Default::default()
+        },
+        oidc: podidentity_api::config::OidcConfig {
+            issuer_url: Some("https://oidc.example.com/id/ABC".into()),
+            ..Default::default()
+        },
+        ..OperatorConfig::default()
+    }
+}
+
+fn run(case: &Case) -> Outcome {
+    let mut config = MutationConfig::default();
+    (case.configure)(&mut config);
+    let predictor = Predictor::new(operator_config(), &config.annotation_prefix);
+    let pod_value = case.pod.clone();
+    let pod: Pod = serde_json::from_value(pod_value.clone())
+        .unwrap_or_else(|err| panic!("{}: bad pod: {err}", case.name));
+    let sa: Option<BTreeMap<String, String>> = case
+        .sa
+        .clone()
+        .map(|a| serde_json::from_value(a).unwrap_or_else(|err| panic!("{err}")));
+    let binding: Option<PodIdentityBinding> = case
+        .binding
+        .clone()
+        .map(|b| serde_json::from_value(b).unwrap_or_else(|err| panic!("{err}")));
+    let effective =
+        predictor.effective_annotations("shop", "orders", sa.as_ref(), binding.as_ref());
+    let patch = mutate(&pod, effective.as_ref(), &config);
+    let mut patched = pod_value;
+    if let Some(patch) = &patch {
+        json_patch::patch(&mut patched, patch)
+            .unwrap_or_else(|err| panic!("{}: patch does not apply: {err}", case.name));
+    }
+    let repatched: Pod = serde_json::from_value(patched.clone())
+        .unwrap_or_else(|err| panic!("{}: patched pod invalid: {err}", case.name));
+    let second_patch = mutate(&repatched, effective.as_ref(), &config);
+    Outcome {
+        patch,
+        pod: patched,
+        second_patch,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "no annotation and no binding: no patch",
+            pod: app(),
+            sa: Some(json!({"other": "x"})),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.patch.is_none()),
+        },
+        Case {
+            name: "unknown ServiceAccount and no binding: no patch",
+            pod: app(),
+            sa: None,
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.patch.is_none()),
+        },
+        Case {
+            name: "annotated ServiceAccount: env, volume and read-only mount",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0),
+                    BTreeMap::from([
+                        ("AWS_ROLE_ARN".to_string(), ARN.to_string()),
+                        (
+                            "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+                            TOKEN_FILE.to_string()
+                        ),
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+                assert_eq!(
+                    o.projection(),
+                    &json!({"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"})
+                );
+            },
+        },
+        Case {
+            name: "a second pass changes nothing",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: |c| c.region = Some("eu-west-1".into()),
+            check: |o| assert_eq!(o.second_patch.as_ref().map(|p| p.0.len()), Some(0)),
+        },
+        Case {
+            name: "user-set AWS_ROLE_ARN is kept, and the token file is theirs to set too",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "env": [{"name": "AWS_ROLE_ARN", "value": "mine"}]}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0),
+                    BTreeMap::from([("AWS_ROLE_ARN".to_string(), "mine".to_string())])
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "user env is appended to, never replaced or reordered",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env_names("containers", 0),
+                    ["A", "B", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+                )
+            },
+        },
+        Case {
+            name: "configured region sets AWS_DEFAULT_REGION and AWS_REGION",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("eu-west-1".into()),
+            check: |o| {
+                let env = o.env("containers", 0);
+                assert_eq!(env.get("AWS_REGION").map(String::as_str), Some("eu-west-1"));
+                assert_eq!(
+                    env.get("AWS_DEFAULT_REGION").map(String::as_str),
+                    Some("eu-west-1")
+                );
+            },
+        },
+        Case {
+            name: "a user-set AWS_DEFAULT_REGION keeps both region variables untouched",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "env": [{"name": "AWS_DEFAULT_REGION", "value": "us-east-1"}]}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("eu-west-1".into()),
+            check: |o| {
+                let env = o.env("containers", 0);
+                assert_eq!(
+                    env.get("AWS_DEFAULT_REGION").map(String::as_str),
+                    Some("us-east-1")
+                );
+                assert!(!env.contains_key("AWS_REGION"));
+            },
+        },
+        Case {
+            name: "no region configured: no region variables",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(!o.env("containers", 0).contains_key("AWS_REGION")),
+        },
+        Case {
+            name: "sts-regional-endpoints annotation adds AWS_STS_REGIONAL_ENDPOINTS=regional",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_STS_REGIONAL_ENDPOINTS")
+                        .map(String::as_str),
+                    Some("regional")
+                )
+            },
+        },
+        Case {
+            name: "sts-regional-endpoints \"false\" beats a true flag",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "false"})),
+            binding: None,
+            configure: |c| c.default_regional_sts = true,
+            check: |o| {
+                assert!(
+                    !o.env("containers", 0)
+                        .contains_key("AWS_STS_REGIONAL_ENDPOINTS")
+                )
+            },
+        },
+        Case {
+            name: "an unparseable sts annotation falls back to the flag",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "yes please"})),
+            binding: None,
+            configure: |c| c.default_regional_sts = true,
+            check: |o| {
+                assert!(
+                    o.env("containers", 0)
+                        .contains_key("AWS_STS_REGIONAL_ENDPOINTS")
+                )
+            },
+        },
+        Case {
+            name: "skip-containers leaves the named containers alone",
+            pod: with_pod_annotations(
+                pod(
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app"}, {"name": "istio-proxy"}, {"name": "log"}]}),
+                ),
+                json!({"eks.amazonaws.com/skip-containers": "istio-proxy, log"}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert!(o.mounted("containers", 0));
+                assert!(o.env("containers", 1).is_empty() && !o.mounted("containers", 1));
+                assert!(o.env("containers", 2).is_empty() && !o.mounted("containers", 2));
+            },
+        },
+        Case {
+            name: "every container skipped: no patch at all, not even the volume",
+            pod: with_pod_annotations(app(), json!({"eks.amazonaws.com/skip-containers": "app"})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.is_empty()),
+        },
+        Case {
+            name: "init containers and native sidecars are injected too",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "initContainers": [{"name": "migrate"}, {"name": "proxy", "restartPolicy": "Always"}],
+                "containers": [{"name": "app"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                for index in 0..2 {
+                    assert_eq!(
+                        o.env("initContainers", index)
+                            .get("AWS_ROLE_ARN")
+                            .map(String::as_str),
+                        Some(ARN)
+                    );
+                    assert!(o.mounted("initContainers", index));
+                }
+                assert!(o.mounted("containers", 0));
+                assert_eq!(o.token_volumes().len(), 1);
+            },
+        },
+        Case {
+            name: "existing volumes and mounts are appended to",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "containers": [{"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(o.pod["spec"]["volumes"][0]["name"], "data");
+                assert_eq!(o.pod["spec"]["volumes"][1]["name"], "aws-iam-token");
+                assert_eq!(
+                    o.container("containers", 0)["volumeMounts"][0]["name"],
+                    "data"
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "a user-provided aws-iam-token volume is not added again",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "audience": "custom"}}]}}],
+                "containers": [{"name": "app"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(o.token_volumes().len(), 1);
+                assert_eq!(o.projection()["audience"], "custom");
+            },
+        },
+        Case {
+            name: "binding but no annotation yet: the predicted role is injected",
+            pod: app(),
+            sa: Some(json!({})),
+            binding: binding(json!({"serviceAccountName": "orders"})),
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_ROLE_ARN")
+                        .map(String::as_str),
+                    Some(PREDICTED_ARN)
+                );
+                // The binding's default asks for regional STS, as the controller will annotate.
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_STS_REGIONAL_ENDPOINTS")
+                        .map(String::as_str),
+                    Some("regional")
+                );
+            },
+        },
+        Case {
+            name: "binding before its ServiceAccount is even cached: still injected",
+            pod: app(),
+            sa: None,
+            binding: binding(json!({"serviceAccountName": "orders"})),
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_ROLE_ARN")
+                        .map(String::as_str),
+                    Some(PREDICTED_ARN)
+                )
+            },
+        },
+        Case {
+            name: "a binding the guardrails refuse predicts nothing: no role that will not exist",
+            pod: app(),
+            sa: Some(json!({})),
+            binding: binding(
+                json!({"serviceAccountName": "orders", "permissions": {"statements": [{"actions": ["iam:*"], "resources": ["*"]}]}}),
+            ),
+            configure: keep,
+            check: |o| assert!(o.patch.is_none()),
+        },
+        Case {
+            name: "the binding's audience and token expiration reach the projected token",
+            pod: app(),
+            sa: Some(json!({})),
+            binding: binding(
+                json!({"serviceAccountName": "orders", "audience": "openshift", "injection": {"tokenExpirationSeconds": 3600}}),
+            ),
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.projection(),
+                    &json!({"audience": "openshift", "expirationSeconds": 3600, "path": "token"})
+                )
+            },
+        },
+        Case {
+            name: "the ServiceAccount's own role annotation wins over a binding's prediction",
+            pod: app(),
+            sa: role(),
+            binding: binding(json!({"serviceAccountName": "orders"})),
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_ROLE_ARN")
+                        .map(String::as_str),
+                    Some(ARN)
+                )
+            },
+        },
+        Case {
+            name: "short-form annotations alone are enough to predict the role",
+            pod: app(),
+            sa: Some(
+                json!({"podidentity.io/managed-policy-arns": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"}),
+            ),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_ROLE_ARN")
+                        .map(String::as_str),
+                    Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders")
+                )
+            },
+        },
+        Case {
+            name: "token expiration: the pod annotation beats the ServiceAccount's",
+            pod: with_pod_annotations(app(), json!({"eks.amazonaws.com/token-expiration": "7200"})),
+            sa: role_with(json!({"eks.amazonaws.com/token-expiration": "3600"})),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.projection()["expirationSeconds"], 7200),
+        },
+        Case {
+            name: "token expiration: the ServiceAccount's beats the flag",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/token-expiration": "3600"})),
+            binding: None,
+            configure: |c| c.default_token_expiration = 43_200,
+            check: |o| assert_eq!(o.projection()["expirationSeconds"], 3600),
+        },
+        Case {
+            name: "token expiration: the flag when nothing else says",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: |c| c.default_token_expiration = 43_200,
+            check: |o| assert_eq!(o.projection()["expirationSeconds"], 43_200),
+        },
+        Case {
+            name: "token expiration: never below the API server's 600 seconds",
+            pod: with_pod_annotations(app(), json!({"eks.amazonaws.com/token-expiration": "60"})),
+            sa: role_with(json!({"eks.amazonaws.com/token-expiration": "100"})),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.projection()["expirationSeconds"], 600),
+        },
+        Case {
+            name: "token expiration: an unparseable pod annotation falls back to the ServiceAccount's",
+            pod: with_pod_annotations(
+                app(),
+                json!({"eks.amazonaws.com/token-expiration": "a day"}),
+            ),
+            sa: role_with(json!({"eks.amazonaws.com/token-expiration": "3600"})),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.projection()["expirationSeconds"], 3600),
+        },
+        Case {
+            name: "audience from the ServiceAccount annotation",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/audience": "vault"})),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.projection()["audience"], "vault"),
+        },
+        Case {
+            name: "Windows pods get the Windows token path",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "nodeSelector": {"kubernetes.io/os": "windows"}, "containers": [{"name": "app"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)
+                        .get("AWS_WEB_IDENTITY_TOKEN_FILE")
+                        .map(String::as_str),
+                    Some(r"C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token")
+                )
+            },
+        },
+        Case {
+            name: "the beta os label counts as Windows too",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "nodeSelector": {"beta.kubernetes.io/os": "windows"}, "containers": [{"name": "app"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert!(
+                    o.env("containers", 0)["AWS_WEB_IDENTITY_TOKEN_FILE"].starts_with(r"C:\var")
+                )
+            },
+        },
+        Case {
+            name: "a configured annotation prefix is the only one read",
+            pod: with_pod_annotations(app(), json!({"example.com/token-expiration": "1200"})),
+            sa: Some(
+                json!({"example.com/role-arn": "arn:aws:iam::111122223333:role/other", "eks.amazonaws.com/role-arn": ARN}),
+            ),
+            binding: None,
+            configure: |c| c.annotation_prefix = "example.com".into(),
+            check: |o| {
+                assert_eq!(
+                    o.env("containers", 0)["AWS_ROLE_ARN"],
+                    "arn:aws:iam::111122223333:role/other"
+                );
+                assert_eq!(o.projection()["expirationSeconds"], 1200);
+            },
+        },
+        Case {
+            name: "a non-root pod without fsGroup gets one, from its runAsGroup",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "securityContext": {"runAsNonRoot": true, "runAsGroup": 3000},
+                            "containers": [{"name": "app"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.pod["spec"]["securityContext"],
+                    json!({"runAsNonRoot": true, "runAsGroup": 3000, "fsGroup": 3000})
+                )
+            },
+        },
+        Case {
+            name: "a container-level non-root user also gets the default fsGroup",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "securityContext": {"runAsUser": 1000}}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.pod["spec"]["securityContext"], json!({"fsGroup": 65534})),
+        },
+        Case {
+            name: "a pod's own fsGroup is left alone",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "securityContext": {"runAsNonRoot": true, "fsGroup": 42}, "containers": [{"name": "app"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.pod["spec"]["securityContext"]["fsGroup"], 42),
+        },
+        Case {
+            name: "a pod that does not say it is non-root gets no fsGroup by default",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.pod["spec"].get("securityContext").is_none()),
+        },
+        Case {
+            name: "fsGroup always: even pods that do not say (images with a USER line)",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: |c| c.token_access = TokenAccess::FsGroupAlways { gid: 2000 },
+            check: |o| assert_eq!(o.pod["spec"]["securityContext"]["fsGroup"], 2000),
+        },
+        Case {
+            name: "token access off: the security context is never touched",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "securityContext": {"runAsNonRoot": true}, "containers": [{"name": "app"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.token_access = TokenAccess::Off,
+            check: |o| {
+                assert_eq!(
+                    o.pod["spec"]["securityContext"],
+                    json!({"runAsNonRoot": true})
+                )
+            },
+        },
+    ]
+}
+
+#[test]
+fn mutation_table() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "at least 25 cases, have {}", cases.len());
+    for case in &cases {
+        let outcome = run(case);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(&outcome)));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!(
+                "case {:?} failed: {message}\npatched pod: {}",
+                case.name, outcome.pod
+            );
+        }
+        // Every case: running the mutation on its own output changes nothing.
+        if let Some(second) = &outcome.second_patch {
+            assert!(
+                second.0.is_empty(),
+                "case {:?} is not idempotent: {second:?}",
+                case.name
+            );
+        }
+    }
+}
