@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod config_load;
 mod crd_yaml;
+mod logging;
 mod manifests;
 mod plan;
 mod render;
+mod webhook_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,11 +32,20 @@ enum Command {
     Plan(Box<plan::PlanArgs>),
     /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
     Crd,
+    /// Serve the mutating pod webhook (a drop-in for amazon-eks-pod-identity-webhook).
+    Webhook(Box<webhook_cmd::WebhookArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Webhook(args) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(webhook_cmd::run(&args)),
+            Err(err) => {
+                eprintln!("error: cannot start the async runtime: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Plan(args) => plan::run(&args),
         Command::Crd => match crd_yaml::render() {
             Ok(yaml) => {

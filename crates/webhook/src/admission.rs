@@ -2,9 +2,11 @@
 //! unchanged (with a warning), so the webhook can never block pod creation; only a body
 //! that is not an AdmissionReview at all is refused (400).
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde::Serialize;
 
 use crate::lookup::IdentityLookup;
 use crate::mutation::{MutationConfig, mutate};
@@ -40,39 +42,95 @@ impl Outcome {
 #[error("not an AdmissionReview: {0}")]
 pub struct NotAReview(String);
 
+/// The AdmissionReview we answer with. Written here rather than with kube's type, which
+/// serializes `patch` as an array of numbers (kube-rs issue #1781); the API server wants
+/// base64, as the original webhook sends.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub api_version: String,
+    pub kind: &'static str,
+    pub response: Response,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ResponseStatus>,
+    /// The JSON patch, base64-encoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResponseStatus {
+    pub code: u16,
+    pub message: String,
+}
+
+impl Response {
+    fn allow(uid: &str) -> Self {
+        Self {
+            uid: uid.to_string(),
+            allowed: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// Handles one AdmissionReview body.
 pub async fn review(
     body: &[u8],
     lookup: &dyn IdentityLookup,
     config: &MutationConfig,
-) -> Result<(AdmissionReview<DynamicObject>, Outcome), NotAReview> {
+) -> Result<(ReviewResponse, Outcome), NotAReview> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(|err| NotAReview(err.to_string()))?;
+    let api_version = if review.types.api_version.is_empty() {
+        "admission.k8s.io/v1".to_string()
+    } else {
+        review.types.api_version.clone()
+    };
+    let wrap = |response| ReviewResponse {
+        api_version: api_version.clone(),
+        kind: "AdmissionReview",
+        response,
+    };
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(request) => request,
         Err(err) => {
-            return Ok((
-                AdmissionResponse::invalid(err).into_review(),
-                Outcome::Error,
-            ));
+            let response = Response {
+                status: Some(ResponseStatus {
+                    code: 400,
+                    message: format!("invalid AdmissionReview: {err}"),
+                }),
+                ..Response::default()
+            };
+            return Ok((wrap(response), Outcome::Error));
         }
     };
     let (response, outcome) = respond(&request, lookup, config).await;
-    Ok((response.into_review(), outcome))
+    Ok((wrap(response), outcome))
 }
 
 async fn respond(
     request: &AdmissionRequest<DynamicObject>,
     lookup: &dyn IdentityLookup,
     config: &MutationConfig,
-) -> (AdmissionResponse, Outcome) {
-    let allowed = AdmissionResponse::from(request);
+) -> (Response, Outcome) {
     if request.kind.kind != "Pod" || !request.kind.group.is_empty() {
-        return (allowed, Outcome::Ignored);
+        return (Response::allow(&request.uid), Outcome::Ignored);
     }
     let admit_unchanged = |reason: String| {
         tracing::warn!(uid = %request.uid, %reason, "admitting pod unchanged");
-        let mut response = AdmissionResponse::from(request);
+        let mut response = Response::allow(&request.uid);
         response.warnings = Some(vec![format!(
             "pod identity webhook: {reason}; pod admitted without AWS credentials injection"
         )]);
@@ -103,13 +161,18 @@ async fn respond(
         Err(err) => return admit_unchanged(err.to_string()),
     };
     let Some(patch) = mutate(&pod, annotations.as_ref(), config) else {
-        return (allowed, Outcome::NoIdentity);
+        return (Response::allow(&request.uid), Outcome::NoIdentity);
     };
     if patch.0.is_empty() {
-        return (allowed, Outcome::Unchanged);
+        return (Response::allow(&request.uid), Outcome::Unchanged);
     }
-    match allowed.with_patch(patch) {
-        Ok(response) => (response, Outcome::Mutated),
+    match serde_json::to_vec(&patch) {
+        Ok(json) => {
+            let mut response = Response::allow(&request.uid);
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+            response.patch_type = Some("JSONPatch");
+            (response, Outcome::Mutated)
+        }
         Err(err) => admit_unchanged(format!("the patch cannot be serialized: {err}")),
     }
 }

@@ -16,8 +16,9 @@ const CONTROLLER_DOMAIN: &str = "eks.amazonaws.com/";
 /// Predicts ServiceAccount annotations from bindings, as the controller will write them.
 #[derive(Clone, Debug)]
 pub struct Predictor {
-    operator: OperatorConfig,
-    guardrails: Guardrails,
+    /// The operator's configuration; `None` runs as the original webhook did, from
+    /// ServiceAccount annotations only.
+    operator: Option<(OperatorConfig, Guardrails)>,
     annotation_prefix: String,
 }
 
@@ -25,8 +26,15 @@ impl Predictor {
     pub fn new(operator: OperatorConfig, annotation_prefix: &str) -> Self {
         let guardrails = Guardrails::from_config(&operator);
         Self {
-            operator,
-            guardrails,
+            operator: Some((operator, guardrails)),
+            annotation_prefix: annotation_prefix.to_string(),
+        }
+    }
+
+    /// No predictions: ServiceAccount annotations only.
+    pub fn annotations_only(annotation_prefix: &str) -> Self {
+        Self {
+            operator: None,
             annotation_prefix: annotation_prefix.to_string(),
         }
     }
@@ -39,13 +47,9 @@ impl Predictor {
         name: &str,
         spec: &PodIdentityBindingSpec,
     ) -> Option<BTreeMap<String, String>> {
-        let desired = desired_state(
-            BindingRef { namespace, name },
-            spec,
-            &self.operator,
-            &self.guardrails,
-        )
-        .ok()?;
+        let (operator, guardrails) = self.operator.as_ref()?;
+        let desired =
+            desired_state(BindingRef { namespace, name }, spec, operator, guardrails).ok()?;
         Some(
             desired
                 .service_account
@@ -66,6 +70,13 @@ impl Predictor {
         format!("{}/role-arn", self.annotation_prefix)
     }
 
+    /// Whether these ServiceAccount annotations already name a role.
+    pub fn names_role(&self, annotations: &BTreeMap<String, String>) -> bool {
+        annotations
+            .get(&self.role_arn_key())
+            .is_some_and(|arn| !arn.trim().is_empty())
+    }
+
     /// The annotations that decide a pod's injection: the ServiceAccount's own when they
     /// name a role; else those predicted from a covering binding, or from the
     /// ServiceAccount's short form; else the ServiceAccount's (which name no role).
@@ -77,10 +88,7 @@ impl Predictor {
         covering_binding: Option<&PodIdentityBinding>,
     ) -> Option<BTreeMap<String, String>> {
         let own = sa_annotations.cloned().unwrap_or_default();
-        if own
-            .get(&self.role_arn_key())
-            .is_some_and(|arn| !arn.trim().is_empty())
-        {
+        if self.names_role(&own) {
             return Some(own);
         }
         let predicted = covering_binding

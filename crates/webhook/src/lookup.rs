@@ -135,9 +135,19 @@ impl IdentityLookup for CachedLookup {
             let own = self
                 .service_account_annotations(namespace, service_account)
                 .await?;
-            let bindings = self.bindings.state();
+            // Most ServiceAccounts already carry their role: no need to look at bindings.
+            if own
+                .as_ref()
+                .is_some_and(|annotations| self.predictor.names_role(annotations))
+            {
+                return Ok(own);
+            }
+            let covering = self.bindings.state_filter(|b| {
+                b.metadata.namespace.as_deref() == Some(namespace)
+                    && b.spec.service_account_name == service_account
+            });
             let binding = covering_binding(
-                bindings.iter().map(|b| b.as_ref()),
+                covering.iter().map(|b| b.as_ref()),
                 namespace,
                 service_account,
             );

@@ -1,0 +1,275 @@
+//! The lookup behind the webhook: watch caches first, one live GET on a ServiceAccount
+//! miss (counted at the fake API server), a bounded wait when the API server hangs, and
+//! roles predicted from cached bindings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher::Event;
+use kube_fake_client::ClientBuilder;
+use kube_fake_client::interceptor::Funcs;
+use podidentity_api::config::{AwsConfig, OperatorConfig};
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_webhook::identity::Predictor;
+use podidentity_webhook::lookup::{CachedLookup, IdentityLookup, LookupError};
+
+const ARN: &str = "arn:aws:iam::111122223333:role/orders";
+
+fn predictor() -> Predictor {
+    let operator = OperatorConfig {
+        cluster_name: "prod".into(),
+        aws: AwsConfig {
+            account_id: Some("111122223333".into()),
+            ..AwsConfig::default()
+        },
+        ..OperatorConfig::default()
+    };
+    Predictor::new(operator, "eks.amazonaws.com")
+}
+
+fn cached_sa(
+    namespace: &str,
+    name: &str,
+    annotations: &[(&str, &str)],
+) -> PartialObjectMeta<ServiceAccount> {
+    PartialObjectMeta {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..PartialObjectMeta::default()
+    }
+}
+
+fn api_sa(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+fn binding(namespace: &str, name: &str, service_account: &str) -> PodIdentityBinding {
+    let mut binding = PodIdentityBinding::new(
+        name,
+        PodIdentityBindingSpec {
+            service_account_name: service_account.into(),
+            ..PodIdentityBindingSpec::default()
+        },
+    );
+    binding.metadata.namespace = Some(namespace.into());
+    binding
+}
+
+fn synced<K: kube::Resource + Clone>(writer: &mut Writer<K>, objects: Vec<K>)
+where
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+}
+
+/// A fake API server holding `objects`, counting every ServiceAccount GET.
+async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let counter = gets.clone();
+    let client = ClientBuilder::new()
+        .with_objects(objects)
+        .with_interceptor_funcs(Funcs::new().get(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }))
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("fake client: {err}"));
+    (client, gets)
+}
+
+async fn lookup_over(
+    cached: Vec<PartialObjectMeta<ServiceAccount>>,
+    bindings: Vec<PodIdentityBinding>,
+    client: Option<kube::Client>,
+    timeout: Duration,
+) -> CachedLookup {
+    let (sa_store, mut sa_writer) = reflector::store();
+    let (binding_store, mut binding_writer) = reflector::store();
+    synced(&mut sa_writer, cached);
+    synced(&mut binding_writer, bindings);
+    let lookup = CachedLookup::new(sa_store, binding_store, client, timeout, predictor());
+    // Writers must live as long as the stores are read (dropping one ends readiness).
+    std::mem::forget(sa_writer);
+    std::mem::forget(binding_writer);
+    lookup
+}
+
+#[tokio::test]
+async fn a_cached_service_account_costs_no_api_call() {
+    let (client, gets) = api_server(vec![api_sa(
+        "shop",
+        "orders",
+        &[("eks.amazonaws.com/role-arn", "stale")],
+    )])
+    .await;
+    let lookup = lookup_over(
+        vec![cached_sa(
+            "shop",
+            "orders",
+            &[("eks.amazonaws.com/role-arn", ARN)],
+        )],
+        vec![],
+        Some(client),
+        Duration::from_secs(1),
+    )
+    .await;
+    let annotations = lookup
+        .annotations("shop", "orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        annotations
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn").cloned())
+            .as_deref(),
+        Some(ARN)
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_cache_miss_costs_exactly_one_live_get() {
+    let (client, gets) = api_server(vec![api_sa(
+        "shop",
+        "late",
+        &[("eks.amazonaws.com/role-arn", ARN)],
+    )])
+    .await;
+    let lookup = lookup_over(vec![], vec![], Some(client), Duration::from_secs(1)).await;
+
+    let found = lookup
+        .annotations("shop", "late")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        found
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn").cloned())
+            .as_deref(),
+        Some(ARN)
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+
+    let missing = lookup
+        .annotations("shop", "nobody")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(missing, None);
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        2,
+        "one GET per miss, no retries"
+    );
+    assert_eq!(lookup.live_gets(), 2);
+}
+
+#[tokio::test]
+async fn a_hanging_api_server_is_given_up_on_after_the_timeout() {
+    // An API server that accepts the request and never answers.
+    let service = tower::service_fn(|_request: http::Request<kube::client::Body>| async {
+        futures::future::pending::<
+            Result<
+                http::Response<http_body_util::Full<hyper::body::Bytes>>,
+                std::convert::Infallible,
+            >,
+        >()
+        .await
+    });
+    let client = kube::Client::new(service, "default");
+    let lookup = lookup_over(vec![], vec![], Some(client), Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let result = lookup.annotations("shop", "orders").await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(result, Err(LookupError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn a_cached_binding_predicts_the_role_before_the_annotation_lands() {
+    let lookup = lookup_over(
+        vec![cached_sa("shop", "orders", &[])],
+        vec![
+            binding("shop", "orders-s3", "orders"),
+            binding("other", "orders-s3", "orders"),
+        ],
+        None,
+        Duration::from_secs(1),
+    )
+    .await;
+    let annotations: BTreeMap<String, String> = lookup
+        .annotations("shop", "orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("eks.amazonaws.com/role-arn")
+            .map(String::as_str),
+        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3")
+    );
+    // A binding in another namespace never covers this namespace's ServiceAccount.
+    let elsewhere = lookup
+        .annotations("shop", "payments")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(elsewhere, None);
+}
+
+#[tokio::test]
+async fn readiness_waits_for_both_caches() {
+    let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
+    let (binding_store, mut binding_writer) = reflector::store::<PodIdentityBinding>();
+    let lookup = CachedLookup::new(
+        sa_store,
+        binding_store,
+        None,
+        Duration::from_secs(1),
+        predictor(),
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!lookup.is_ready());
+    synced(&mut sa_writer, vec![]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!lookup.is_ready(), "one cache is not enough");
+    synced(&mut binding_writer, vec![]);
+    for _ in 0..50 {
+        if lookup.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(lookup.is_ready());
+}
