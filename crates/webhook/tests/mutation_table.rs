@@ -693,3 +693,24 @@ fn mutation_table() {
         }
     }
 }
+
+#[test]
+fn without_an_operator_configuration_bindings_predict_nothing() {
+    let predictor = Predictor::annotations_only("eks.amazonaws.com");
+    let binding: PodIdentityBinding = serde_json::from_value(json!({
+        "apiVersion": "podidentity.io/v1alpha1", "kind": "PodIdentityBinding",
+        "metadata": {"name": "orders-s3", "namespace": "shop"}, "spec": {"serviceAccountName": "orders"}
+    }))
+    .unwrap_or_else(|err| panic!("{err}"));
+    let empty = BTreeMap::new();
+    let effective = predictor.effective_annotations("shop", "orders", Some(&empty), Some(&binding));
+    let pod: Pod = serde_json::from_value(app()).unwrap_or_else(|err| panic!("{err}"));
+    assert!(mutate(&pod, effective.as_ref(), &MutationConfig::default()).is_none());
+    // Annotated ServiceAccounts still work exactly as with the original webhook.
+    let annotated = BTreeMap::from([("eks.amazonaws.com/role-arn".to_string(), ARN.to_string())]);
+    let effective = predictor.effective_annotations("shop", "orders", Some(&annotated), None);
+    assert!(
+        mutate(&pod, effective.as_ref(), &MutationConfig::default())
+            .is_some_and(|p| !p.0.is_empty())
+    );
+}
