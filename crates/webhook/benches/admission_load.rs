@@ -27,9 +27,11 @@ use podidentity_webhook::lookup::CachedLookup;
 use podidentity_webhook::metrics::Metrics;
 use podidentity_webhook::mutation::MutationConfig;
 use podidentity_webhook::server::{AppState, ServerSettings, start};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::json;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const SERVICE_ACCOUNTS: usize = 10_000;
 const BINDINGS: usize = 2_000;
@@ -109,23 +111,15 @@ async fn serve() {
         Predictor::new(operator, "eks.amazonaws.com"),
     );
 
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let leaf_key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf");
-    let dir = std::env::temp_dir().join(format!("podidentity-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("tls.crt"), leaf.pem()).expect("write");
-    std::fs::write(dir.join("tls.key"), leaf_key.serialize_pem()).expect("write");
+    let pki = support::TestPki::new();
+    let leaf = pki.leaf();
+    // Kept for the life of the process, which ends by being killed.
+    let dir = support::TempDir::new("bench");
     let settings = ServerSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         metrics_listen: None,
-        tls_cert_file: dir.join("tls.crt"),
-        tls_key_file: dir.join("tls.key"),
+        tls_cert_file: dir.write("tls.crt", &leaf.cert_pem),
+        tls_key_file: dir.write("tls.key", &leaf.key_pem),
         cert_reload_interval: Duration::from_secs(10),
     };
     let state = Arc::new(AppState {
@@ -137,7 +131,7 @@ async fn serve() {
         metrics: Metrics::new(),
     });
     let server = start(&settings, state).await.expect("server");
-    let hex: String = ca.der().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = pki.ca_der().iter().map(|b| format!("{b:02x}")).collect();
     println!("{} {hex}", server.https_addr.port());
     server.wait().await;
 }
@@ -186,19 +180,7 @@ async fn connection(
     addr: SocketAddr,
     ca: &CertificateDer<'static>,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).expect("root");
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            ServerName::try_from("127.0.0.1").expect("name").to_owned(),
-            tcp,
-        )
-        .await
-        .expect("tls");
+    let tls = support::tls_connect(addr, ca).await;
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .expect("http");

@@ -32,40 +32,36 @@ fn predictor() -> Predictor {
     Predictor::new(operator, "eks.amazonaws.com")
 }
 
+fn metadata(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        annotations: Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A ServiceAccount as the metadata watch caches it.
 fn cached_sa(
     namespace: &str,
     name: &str,
     annotations: &[(&str, &str)],
 ) -> PartialObjectMeta<ServiceAccount> {
     PartialObjectMeta {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            annotations: Some(
-                annotations
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
+        metadata: metadata(namespace, name, annotations),
         ..PartialObjectMeta::default()
     }
 }
 
+/// A ServiceAccount as the API server holds it.
 fn api_sa(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
     ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            annotations: Some(
-                annotations
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
+        metadata: metadata(namespace, name, annotations),
         ..ServiceAccount::default()
     }
 }

@@ -51,6 +51,10 @@ impl Outcome {
             })
             .collect()
     }
+    /// The value of `name` in the first container's env.
+    fn app_env(&self, name: &str) -> Option<String> {
+        self.env("containers", 0).get(name).cloned()
+    }
     fn env_names(&self, list: &str, index: usize) -> Vec<String> {
         self.container(list, index)["env"]
             .as_array()
@@ -291,9 +295,7 @@ fn cases() -> Vec<Case> {
             configure: keep,
             check: |o| {
                 assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_STS_REGIONAL_ENDPOINTS")
-                        .map(String::as_str),
+                    o.app_env("AWS_STS_REGIONAL_ENDPOINTS").as_deref(),
                     Some("regional")
                 )
             },
@@ -409,17 +411,10 @@ fn cases() -> Vec<Case> {
             binding: binding(json!({"serviceAccountName": "orders"})),
             configure: keep,
             check: |o| {
-                assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_ROLE_ARN")
-                        .map(String::as_str),
-                    Some(PREDICTED_ARN)
-                );
+                assert_eq!(o.app_env("AWS_ROLE_ARN").as_deref(), Some(PREDICTED_ARN));
                 // The binding's default asks for regional STS, as the controller will annotate.
                 assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_STS_REGIONAL_ENDPOINTS")
-                        .map(String::as_str),
+                    o.app_env("AWS_STS_REGIONAL_ENDPOINTS").as_deref(),
                     Some("regional")
                 );
             },
@@ -430,14 +425,7 @@ fn cases() -> Vec<Case> {
             sa: None,
             binding: binding(json!({"serviceAccountName": "orders"})),
             configure: keep,
-            check: |o| {
-                assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_ROLE_ARN")
-                        .map(String::as_str),
-                    Some(PREDICTED_ARN)
-                )
-            },
+            check: |o| assert_eq!(o.app_env("AWS_ROLE_ARN").as_deref(), Some(PREDICTED_ARN)),
         },
         Case {
             name: "a binding the guardrails refuse predicts nothing: no role that will not exist",
@@ -470,14 +458,7 @@ fn cases() -> Vec<Case> {
             sa: role(),
             binding: binding(json!({"serviceAccountName": "orders"})),
             configure: keep,
-            check: |o| {
-                assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_ROLE_ARN")
-                        .map(String::as_str),
-                    Some(ARN)
-                )
-            },
+            check: |o| assert_eq!(o.app_env("AWS_ROLE_ARN").as_deref(), Some(ARN)),
         },
         Case {
             name: "short-form annotations alone are enough to predict the role",
@@ -489,9 +470,7 @@ fn cases() -> Vec<Case> {
             configure: keep,
             check: |o| {
                 assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_ROLE_ARN")
-                        .map(String::as_str),
+                    o.app_env("AWS_ROLE_ARN").as_deref(),
                     Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders")
                 )
             },
@@ -557,9 +536,7 @@ fn cases() -> Vec<Case> {
             configure: keep,
             check: |o| {
                 assert_eq!(
-                    o.env("containers", 0)
-                        .get("AWS_WEB_IDENTITY_TOKEN_FILE")
-                        .map(String::as_str),
+                    o.app_env("AWS_WEB_IDENTITY_TOKEN_FILE").as_deref(),
                     Some(r"C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token")
                 )
             },

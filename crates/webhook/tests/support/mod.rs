@@ -143,16 +143,22 @@ fn tls_connector(ca: &CertificateDer<'static>) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-/// The certificate the server presents on a new connection (verified against the CA).
-pub async fn peer_certificate(addr: SocketAddr, ca: &CertificateDer<'static>) -> Vec<u8> {
+/// A new TLS connection to 127.0.0.1, verified against the CA.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let tls = tls_connector(ca)
-        .connect(
-            ServerName::try_from("127.0.0.1").expect("name").to_owned(),
-            tcp,
-        )
+    let name = ServerName::try_from("127.0.0.1").expect("name").to_owned();
+    tls_connector(ca)
+        .connect(name, tcp)
         .await
-        .expect("TLS handshake with a certificate the CA signed");
+        .expect("TLS handshake with a certificate the CA signed")
+}
+
+/// The certificate the server presents on a new connection.
+pub async fn peer_certificate(addr: SocketAddr, ca: &CertificateDer<'static>) -> Vec<u8> {
+    let tls = tls_connect(addr, ca).await;
     let (_, connection) = tls.get_ref();
     connection
         .peer_certificates()
@@ -169,14 +175,7 @@ pub async fn https(
     path: &str,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let tls = tls_connector(ca)
-        .connect(
-            ServerName::try_from("127.0.0.1").expect("name").to_owned(),
-            tcp,
-        )
-        .await
-        .expect("TLS handshake");
+    let tls = tls_connect(addr, ca).await;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await
