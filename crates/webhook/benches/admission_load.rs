@@ -47,7 +47,9 @@ fn main() {
     let is_server = std::env::var("PODIDENTITY_BENCH_SERVER").is_ok();
     if !is_server && !args.iter().any(|a| a == "--bench") {
         if !args.iter().any(|a| a == "--list") {
-            eprintln!("admission_load is a benchmark: cargo bench -p podidentity-webhook --bench admission_load");
+            eprintln!(
+                "admission_load is a benchmark: cargo bench -p podidentity-webhook --bench admission_load"
+            );
         }
         return;
     }

@@ -1,0 +1,260 @@
+//! The IAM and STS calls the operator makes, as one request enum and one method. Every
+//! wrapper (request budget, call counting, fault injection) wraps that one method, and a
+//! typed facade (`Iam`) keeps callers readable.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+
+use crate::error::{AwsError, ErrorKind};
+
+/// What CreateRole needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRole {
+    pub name: String,
+    pub path: String,
+    pub trust_policy: String,
+    pub description: String,
+    pub max_session_duration_seconds: i64,
+    pub permissions_boundary_arn: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A role as GetRole returns it, documents URL-decoded.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RoleState {
+    pub name: String,
+    pub arn: String,
+    pub id: String,
+    pub path: String,
+    pub trust_policy: String,
+    pub description: String,
+    pub max_session_duration_seconds: i64,
+    pub permissions_boundary_arn: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A role with its permissions, as GetAccountAuthorizationDetails returns it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RoleDetails {
+    pub role: RoleState,
+    /// Inline policy name → document (URL-decoded).
+    pub inline_policies: BTreeMap<String, String>,
+    pub attached_policy_arns: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AuthorizationPage {
+    pub roles: Vec<RoleDetails>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_marker: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IamRequest {
+    CreateRole(NewRole),
+    GetRole {
+        name: String,
+    },
+    UpdateAssumeRolePolicy {
+        name: String,
+        document: String,
+    },
+    UpdateRole {
+        name: String,
+        description: String,
+        max_session_duration_seconds: i64,
+    },
+    PutRolePermissionsBoundary {
+        name: String,
+        arn: String,
+    },
+    DeleteRolePermissionsBoundary {
+        name: String,
+    },
+    TagRole {
+        name: String,
+        tags: BTreeMap<String, String>,
+    },
+    UntagRole {
+        name: String,
+        keys: Vec<String>,
+    },
+    PutRolePolicy {
+        name: String,
+        policy_name: String,
+        document: String,
+    },
+    DeleteRolePolicy {
+        name: String,
+        policy_name: String,
+    },
+    ListRolePolicies {
+        name: String,
+    },
+    GetRolePolicy {
+        name: String,
+        policy_name: String,
+    },
+    AttachRolePolicy {
+        name: String,
+        arn: String,
+    },
+    DetachRolePolicy {
+        name: String,
+        arn: String,
+    },
+    ListAttachedRolePolicies {
+        name: String,
+    },
+    ListInstanceProfilesForRole {
+        name: String,
+    },
+    RemoveRoleFromInstanceProfile {
+        name: String,
+        instance_profile: String,
+    },
+    DeleteRole {
+        name: String,
+    },
+    /// One page of roles (up to `max_items`), with inline policies, attachments, tags.
+    GetAccountAuthorizationDetails {
+        marker: Option<String>,
+        max_items: i32,
+    },
+    GetCallerIdentity,
+}
+
+impl IamRequest {
+    /// The AWS operation name: the metric label and what faults are scripted against.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            IamRequest::CreateRole(_) => "CreateRole",
+            IamRequest::GetRole { .. } => "GetRole",
+            IamRequest::UpdateAssumeRolePolicy { .. } => "UpdateAssumeRolePolicy",
+            IamRequest::UpdateRole { .. } => "UpdateRole",
+            IamRequest::PutRolePermissionsBoundary { .. } => "PutRolePermissionsBoundary",
+            IamRequest::DeleteRolePermissionsBoundary { .. } => "DeleteRolePermissionsBoundary",
+            IamRequest::TagRole { .. } => "TagRole",
+            IamRequest::UntagRole { .. } => "UntagRole",
+            IamRequest::PutRolePolicy { .. } => "PutRolePolicy",
+            IamRequest::DeleteRolePolicy { .. } => "DeleteRolePolicy",
+            IamRequest::ListRolePolicies { .. } => "ListRolePolicies",
+            IamRequest::GetRolePolicy { .. } => "GetRolePolicy",
+            IamRequest::AttachRolePolicy { .. } => "AttachRolePolicy",
+            IamRequest::DetachRolePolicy { .. } => "DetachRolePolicy",
+            IamRequest::ListAttachedRolePolicies { .. } => "ListAttachedRolePolicies",
+            IamRequest::ListInstanceProfilesForRole { .. } => "ListInstanceProfilesForRole",
+            IamRequest::RemoveRoleFromInstanceProfile { .. } => "RemoveRoleFromInstanceProfile",
+            IamRequest::DeleteRole { .. } => "DeleteRole",
+            IamRequest::GetAccountAuthorizationDetails { .. } => "GetAccountAuthorizationDetails",
+            IamRequest::GetCallerIdentity => "GetCallerIdentity",
+        }
+    }
+
+    /// Calls that change IAM (the idle operator must make none).
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            IamRequest::GetRole { .. }
+                | IamRequest::ListRolePolicies { .. }
+                | IamRequest::GetRolePolicy { .. }
+                | IamRequest::ListAttachedRolePolicies { .. }
+                | IamRequest::ListInstanceProfilesForRole { .. }
+                | IamRequest::GetAccountAuthorizationDetails { .. }
+                | IamRequest::GetCallerIdentity
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IamResponse {
+    Role(RoleState),
+    Done,
+    Names(Vec<String>),
+    Document(String),
+    Page(AuthorizationPage),
+    Account(String),
+}
+
+/// Anything that answers IAM requests: the SDK adapter, or a wrapper around one.
+pub trait IamApi: Send + Sync {
+    fn call(&self, request: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>>;
+}
+
+impl<T: IamApi + ?Sized> IamApi for std::sync::Arc<T> {
+    fn call(&self, request: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>> {
+        (**self).call(request)
+    }
+}
+
+/// Typed calls over any [`IamApi`].
+pub struct Iam<'a> {
+    api: &'a dyn IamApi,
+}
+
+fn unexpected(operation: &'static str, response: &IamResponse) -> AwsError {
+    AwsError::new(
+        ErrorKind::Other,
+        operation,
+        format!("unexpected response {response:?}"),
+    )
+}
+
+macro_rules! expect {
+    ($self:ident, $request:expr, $pattern:pat => $value:expr) => {{
+        let request = $request;
+        let operation = request.operation();
+        match $self.api.call(request).await? {
+            $pattern => Ok($value),
+            other => Err(unexpected(operation, &other)),
+        }
+    }};
+}
+
+impl<'a> Iam<'a> {
+    pub fn new(api: &'a dyn IamApi) -> Self {
+        Self { api }
+    }
+
+    pub async fn create_role(&self, role: NewRole) -> Result<RoleState, AwsError> {
+        expect!(self, IamRequest::CreateRole(role), IamResponse::Role(role) => role)
+    }
+    pub async fn get_role(&self, name: &str) -> Result<RoleState, AwsError> {
+        expect!(self, IamRequest::GetRole { name: name.into() }, IamResponse::Role(role) => role)
+    }
+    pub async fn list_role_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
+        expect!(self, IamRequest::ListRolePolicies { name: name.into() }, IamResponse::Names(names) => names)
+    }
+    pub async fn get_role_policy(&self, name: &str, policy_name: &str) -> Result<String, AwsError> {
+        let request = IamRequest::GetRolePolicy {
+            name: name.into(),
+            policy_name: policy_name.into(),
+        };
+        expect!(self, request, IamResponse::Document(document) => document)
+    }
+    pub async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
+        expect!(self, IamRequest::ListAttachedRolePolicies { name: name.into() }, IamResponse::Names(arns) => arns)
+    }
+    pub async fn list_instance_profiles_for_role(
+        &self,
+        name: &str,
+    ) -> Result<Vec<String>, AwsError> {
+        expect!(self, IamRequest::ListInstanceProfilesForRole { name: name.into() }, IamResponse::Names(names) => names)
+    }
+    pub async fn authorization_page(
+        &self,
+        marker: Option<String>,
+        max_items: i32,
+    ) -> Result<AuthorizationPage, AwsError> {
+        let request = IamRequest::GetAccountAuthorizationDetails { marker, max_items };
+        expect!(self, request, IamResponse::Page(page) => page)
+    }
+    pub async fn caller_account(&self) -> Result<String, AwsError> {
+        expect!(self, IamRequest::GetCallerIdentity, IamResponse::Account(account) => account)
+    }
+    /// A call answered with nothing but success.
+    pub async fn run(&self, request: IamRequest) -> Result<(), AwsError> {
+        expect!(self, request, IamResponse::Done => ())
+    }
+}

@@ -1,0 +1,12 @@
+//! The only code that talks to AWS. `api` is the request vocabulary and the `IamApi`
+//! trait; `sdk` the aws-sdk adapter; `budget`, `counting` and `faults` wrap any `IamApi`.
+
+pub mod api;
+pub mod budget;
+pub mod counting;
+pub mod error;
+pub mod faults;
+pub mod sdk;
+
+pub use api::{Iam, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState};
+pub use error::{AwsError, ErrorKind};
