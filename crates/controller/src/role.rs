@@ -1,0 +1,408 @@
+//! Keeps one IAM role equal to a binding's desired role. The first pass makes no reads
+//! (CreateRole, then the policies); a role that exists already is read once and then
+//! adopted (ownership tags match), or left alone as a conflict. Every change is made in
+//! place, so the role's unique id never changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use podidentity_aws::api::{Iam, IamApi, IamRequest, NewRole, RoleDetails, RoleState};
+use podidentity_aws::error::{AwsError, ErrorKind};
+use podidentity_iam::build::{DesiredRole, INLINE_POLICY_NAME};
+use podidentity_iam::compare::text_equivalent;
+
+/// What differs between IAM and the desired role (the words of `DriftCorrected` Events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    TrustPolicy,
+    InlinePolicy,
+    ManagedPolicies,
+    PermissionsBoundary,
+    Tags,
+    DescriptionOrSession,
+}
+
+impl Change {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Change::TrustPolicy => "trust policy",
+            Change::InlinePolicy => "inline policy",
+            Change::ManagedPolicies => "managed policies",
+            Change::PermissionsBoundary => "permissions boundary",
+            Change::Tags => "tags",
+            Change::DescriptionOrSession => "description or max session duration",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleOutcome {
+    Created(RoleState),
+    /// The role existed (ours) and these were put right.
+    Converged {
+        role: RoleState,
+        changed: Vec<Change>,
+    },
+    /// A role of that name exists without our ownership tags: nothing was touched.
+    Conflict {
+        existing: RoleState,
+    },
+}
+
+/// The ownership tags in `desired` (`podidentity.io/cluster`, `namespace`, `binding`).
+fn ownership(desired: &DesiredRole) -> BTreeMap<&str, &str> {
+    desired
+        .tags
+        .iter()
+        .filter(|(key, _)| {
+            [
+                podidentity_api::annotations::TAG_CLUSTER,
+                podidentity_api::annotations::TAG_NAMESPACE,
+                podidentity_api::annotations::TAG_BINDING,
+            ]
+            .contains(&key.as_str())
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Whether a role carries this binding's three ownership tags.
+pub fn is_owned_by(role_tags: &BTreeMap<String, String>, desired: &DesiredRole) -> bool {
+    let wanted = ownership(desired);
+    wanted.len() == 3
+        && wanted
+            .iter()
+            .all(|(key, value)| role_tags.get(*key).map(String::as_str) == Some(*value))
+}
+
+/// What the caller knows about the role before the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// Never made (no role id in status): try CreateRole first, no reads.
+    New,
+    /// Made before: read it and converge; no CreateRole attempt.
+    Exists,
+}
+
+/// Creates the role, or adopts and converges it, or reports a conflict.
+pub async fn ensure_role(
+    api: &dyn IamApi,
+    desired: &DesiredRole,
+    known: Known,
+) -> Result<RoleOutcome, AwsError> {
+    let iam = Iam::new(api);
+    if known == Known::Exists {
+        match iam.get_role(&desired.name).await {
+            Ok(existing) => return adopt(api, desired, existing).await,
+            // Deleted by hand: make it again.
+            Err(err) if err.kind == ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let created = iam
+        .create_role(NewRole {
+            name: desired.name.clone(),
+            path: desired.path.clone(),
+            trust_policy: desired.trust_policy.minified(),
+            description: desired.description.clone(),
+            max_session_duration_seconds: desired.max_session_duration_seconds,
+            permissions_boundary_arn: desired.permissions_boundary_arn.clone(),
+            tags: desired.tags.clone(),
+        })
+        .await;
+    match created {
+        Ok(role) => {
+            if let Some(policy) = &desired.inline_policy {
+                iam.run(IamRequest::PutRolePolicy {
+                    name: desired.name.clone(),
+                    policy_name: INLINE_POLICY_NAME.into(),
+                    document: policy.minified(),
+                })
+                .await?;
+            }
+            for arn in &desired.managed_policy_arns {
+                iam.run(IamRequest::AttachRolePolicy {
+                    name: desired.name.clone(),
+                    arn: arn.clone(),
+                })
+                .await?;
+            }
+            Ok(RoleOutcome::Created(role))
+        }
+        Err(err) if err.kind == ErrorKind::AlreadyExists => {
+            let existing = iam.get_role(&desired.name).await?;
+            adopt(api, desired, existing).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A role of the desired name exists: converge it if it is ours, else report a conflict.
+async fn adopt(
+    api: &dyn IamApi,
+    desired: &DesiredRole,
+    existing: RoleState,
+) -> Result<RoleOutcome, AwsError> {
+    if !is_owned_by(&existing.tags, desired) {
+        return Ok(RoleOutcome::Conflict { existing });
+    }
+    let details = read_details(&Iam::new(api), existing).await?;
+    let changed = converge(api, desired, &details, true).await?;
+    Ok(RoleOutcome::Converged {
+        role: details.role,
+        changed,
+    })
+}
+
+/// Reads what the authorization sweep would return for one role.
+pub async fn read_details(iam: &Iam<'_>, role: RoleState) -> Result<RoleDetails, AwsError> {
+    let mut inline_policies = BTreeMap::new();
+    for policy_name in iam.list_role_policies(&role.name).await? {
+        let document = iam.get_role_policy(&role.name, &policy_name).await?;
+        inline_policies.insert(policy_name, document);
+    }
+    let attached_policy_arns = iam.list_attached_role_policies(&role.name).await?;
+    Ok(RoleDetails {
+        role,
+        inline_policies,
+        attached_policy_arns,
+    })
+}
+
+/// What differs between IAM's role and the desired one. `full` also compares description
+/// and session length, which GetAccountAuthorizationDetails does not return.
+pub fn differences(desired: &DesiredRole, actual: &RoleDetails, full: bool) -> Vec<Change> {
+    let mut changes = BTreeSet::new();
+    let role = &actual.role;
+    if text_equivalent(&role.trust_policy, &desired.trust_policy.to_value()) != Ok(true) {
+        changes.insert(Change::TrustPolicy);
+    }
+    let inline_ok = match &desired.inline_policy {
+        Some(policy) => {
+            actual.inline_policies.len() == 1
+                && actual
+                    .inline_policies
+                    .get(INLINE_POLICY_NAME)
+                    .is_some_and(|document| {
+                        text_equivalent(document, &policy.to_value()) == Ok(true)
+                    })
+        }
+        None => actual.inline_policies.is_empty(),
+    };
+    if !inline_ok {
+        changes.insert(Change::InlinePolicy);
+    }
+    let wanted: BTreeSet<&String> = desired.managed_policy_arns.iter().collect();
+    let attached: BTreeSet<&String> = actual.attached_policy_arns.iter().collect();
+    if wanted != attached {
+        changes.insert(Change::ManagedPolicies);
+    }
+    if role.permissions_boundary_arn != desired.permissions_boundary_arn {
+        changes.insert(Change::PermissionsBoundary);
+    }
+    if role.tags != desired.tags {
+        changes.insert(Change::Tags);
+    }
+    if full
+        && (role.description != desired.description
+            || role.max_session_duration_seconds != desired.max_session_duration_seconds)
+    {
+        changes.insert(Change::DescriptionOrSession);
+    }
+    changes.into_iter().collect()
+}
+
+/// Puts right every difference, in place, and says what it changed.
+pub async fn converge(
+    api: &dyn IamApi,
+    desired: &DesiredRole,
+    actual: &RoleDetails,
+    full: bool,
+) -> Result<Vec<Change>, AwsError> {
+    let iam = Iam::new(api);
+    let name = || desired.name.clone();
+    let changes = differences(desired, actual, full);
+    for change in &changes {
+        match change {
+            Change::TrustPolicy => {
+                iam.run(IamRequest::UpdateAssumeRolePolicy {
+                    name: name(),
+                    document: desired.trust_policy.minified(),
+                })
+                .await?;
+            }
+            Change::InlinePolicy => {
+                for policy_name in actual.inline_policies.keys() {
+                    let keep = policy_name == INLINE_POLICY_NAME && desired.inline_policy.is_some();
+                    if !keep {
+                        ignore_missing(
+                            iam.run(IamRequest::DeleteRolePolicy {
+                                name: name(),
+                                policy_name: policy_name.clone(),
+                            })
+                            .await,
+                        )?;
+                    }
+                }
+                if let Some(policy) = &desired.inline_policy {
+                    iam.run(IamRequest::PutRolePolicy {
+                        name: name(),
+                        policy_name: INLINE_POLICY_NAME.into(),
+                        document: policy.minified(),
+                    })
+                    .await?;
+                }
+            }
+            Change::ManagedPolicies => {
+                for arn in &desired.managed_policy_arns {
+                    if !actual.attached_policy_arns.contains(arn) {
+                        iam.run(IamRequest::AttachRolePolicy {
+                            name: name(),
+                            arn: arn.clone(),
+                        })
+                        .await?;
+                    }
+                }
+                for arn in &actual.attached_policy_arns {
+                    if !desired.managed_policy_arns.contains(arn) {
+                        ignore_missing(
+                            iam.run(IamRequest::DetachRolePolicy {
+                                name: name(),
+                                arn: arn.clone(),
+                            })
+                            .await,
+                        )?;
+                    }
+                }
+            }
+            Change::PermissionsBoundary => match &desired.permissions_boundary_arn {
+                Some(arn) => {
+                    iam.run(IamRequest::PutRolePermissionsBoundary {
+                        name: name(),
+                        arn: arn.clone(),
+                    })
+                    .await?
+                }
+                None => ignore_missing(
+                    iam.run(IamRequest::DeleteRolePermissionsBoundary { name: name() })
+                        .await,
+                )?,
+            },
+            Change::Tags => {
+                let stale: Vec<String> = actual
+                    .role
+                    .tags
+                    .keys()
+                    .filter(|key| !desired.tags.contains_key(*key) && !key.starts_with("aws:"))
+                    .cloned()
+                    .collect();
+                if !stale.is_empty() {
+                    iam.run(IamRequest::UntagRole {
+                        name: name(),
+                        keys: stale,
+                    })
+                    .await?;
+                }
+                let missing: BTreeMap<String, String> = desired
+                    .tags
+                    .iter()
+                    .filter(|(key, value)| actual.role.tags.get(*key) != Some(value))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if !missing.is_empty() {
+                    iam.run(IamRequest::TagRole {
+                        name: name(),
+                        tags: missing,
+                    })
+                    .await?;
+                }
+            }
+            Change::DescriptionOrSession => {
+                iam.run(IamRequest::UpdateRole {
+                    name: name(),
+                    description: desired.description.clone(),
+                    max_session_duration_seconds: desired.max_session_duration_seconds,
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// "Already gone" is success for every cleanup call.
+fn ignore_missing(result: Result<(), AwsError>) -> Result<(), AwsError> {
+    match result {
+        Err(err) if err.kind == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Deletion with `Delete`: detach, delete inline policies, leave instance profiles,
+/// delete. A role already gone is success; a role that is not ours is never touched.
+pub async fn delete_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), AwsError> {
+    let iam = Iam::new(api);
+    let role = match iam.get_role(&desired.name).await {
+        Ok(role) => role,
+        Err(err) if err.kind == ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    if !is_owned_by(&role.tags, desired) {
+        return Ok(());
+    }
+    let name = || desired.name.clone();
+    for arn in absent_is_empty(iam.list_attached_role_policies(&desired.name).await)? {
+        ignore_missing(
+            iam.run(IamRequest::DetachRolePolicy { name: name(), arn })
+                .await,
+        )?;
+    }
+    for policy_name in absent_is_empty(iam.list_role_policies(&desired.name).await)? {
+        ignore_missing(
+            iam.run(IamRequest::DeleteRolePolicy {
+                name: name(),
+                policy_name,
+            })
+            .await,
+        )?;
+    }
+    for instance_profile in
+        absent_is_empty(iam.list_instance_profiles_for_role(&desired.name).await)?
+    {
+        ignore_missing(
+            iam.run(IamRequest::RemoveRoleFromInstanceProfile {
+                name: name(),
+                instance_profile,
+            })
+            .await,
+        )?;
+    }
+    ignore_missing(iam.run(IamRequest::DeleteRole { name: name() }).await)
+}
+
+/// Deletion with `Retain`: the role stays; only the ownership tags go.
+pub async fn retain_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), AwsError> {
+    let iam = Iam::new(api);
+    let role = match iam.get_role(&desired.name).await {
+        Ok(role) => role,
+        Err(err) if err.kind == ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    if !is_owned_by(&role.tags, desired) {
+        return Ok(());
+    }
+    let keys = ownership(desired).keys().map(|k| k.to_string()).collect();
+    ignore_missing(
+        iam.run(IamRequest::UntagRole {
+            name: desired.name.clone(),
+            keys,
+        })
+        .await,
+    )
+}
+
+fn absent_is_empty(result: Result<Vec<String>, AwsError>) -> Result<Vec<String>, AwsError> {
+    match result {
+        Err(err) if err.kind == ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
