@@ -48,31 +48,48 @@ pub enum RoleOutcome {
     },
 }
 
-/// The ownership tags in `desired` (`podidentity.io/cluster`, `namespace`, `binding`).
-fn ownership(desired: &DesiredRole) -> BTreeMap<&str, &str> {
-    desired
-        .tags
-        .iter()
-        .filter(|(key, _)| {
-            [
-                podidentity_api::annotations::TAG_CLUSTER,
-                podidentity_api::annotations::TAG_NAMESPACE,
-                podidentity_api::annotations::TAG_BINDING,
-            ]
-            .contains(&key.as_str())
-        })
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
+/// What cleanup needs to find a binding's role and prove it is the binding's: its name and
+/// the three ownership tags. Cleanup works from this alone, so a spec that no longer
+/// validates can never block deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleIdentity {
+    pub name: String,
+    pub ownership: BTreeMap<String, String>,
 }
 
-/// Whether a role carries this binding's three ownership tags.
-pub fn is_owned_by(role_tags: &BTreeMap<String, String>, desired: &DesiredRole) -> bool {
-    let wanted = ownership(desired);
-    wanted.len() == 3
-        && wanted
+impl RoleIdentity {
+    pub fn new(name: String, ownership: BTreeMap<String, String>) -> Self {
+        Self { name, ownership }
+    }
+
+    pub fn of(desired: &DesiredRole) -> Self {
+        let ownership = desired
+            .tags
             .iter()
-            .all(|(key, value)| role_tags.get(*key).map(String::as_str) == Some(*value))
+            .filter(|(key, _)| OWNERSHIP_KEYS.contains(&key.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self {
+            name: desired.name.clone(),
+            ownership,
+        }
+    }
+
+    /// Whether a role carries all three ownership tags with these values.
+    pub fn owns(&self, role_tags: &BTreeMap<String, String>) -> bool {
+        self.ownership.len() == OWNERSHIP_KEYS.len()
+            && self
+                .ownership
+                .iter()
+                .all(|(key, value)| role_tags.get(key) == Some(value))
+    }
 }
+
+const OWNERSHIP_KEYS: [&str; 3] = [
+    podidentity_api::annotations::TAG_CLUSTER,
+    podidentity_api::annotations::TAG_NAMESPACE,
+    podidentity_api::annotations::TAG_BINDING,
+];
 
 /// What the caller knows about the role before the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +159,7 @@ async fn adopt(
     desired: &DesiredRole,
     existing: RoleState,
 ) -> Result<RoleOutcome, AwsError> {
-    if !is_owned_by(&existing.tags, desired) {
+    if !RoleIdentity::of(desired).owns(&existing.tags) {
         return Ok(RoleOutcome::Conflict { existing });
     }
     let details = read_details(&Iam::new(api), existing).await?;
@@ -339,24 +356,19 @@ fn ignore_missing(result: Result<(), AwsError>) -> Result<(), AwsError> {
 
 /// Deletion with `Delete`: detach, delete inline policies, leave instance profiles,
 /// delete. A role already gone is success; a role that is not ours is never touched.
-pub async fn delete_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), AwsError> {
+pub async fn delete_role(api: &dyn IamApi, role: &RoleIdentity) -> Result<(), AwsError> {
     let iam = Iam::new(api);
-    let role = match iam.get_role(&desired.name).await {
-        Ok(role) => role,
-        Err(err) if err.kind == ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    if !is_owned_by(&role.tags, desired) {
+    let Some(_) = owned_role(&iam, role).await? else {
         return Ok(());
-    }
-    let name = || desired.name.clone();
-    for arn in absent_is_empty(iam.list_attached_role_policies(&desired.name).await)? {
+    };
+    let name = || role.name.clone();
+    for arn in absent_is_empty(iam.list_attached_role_policies(&role.name).await)? {
         ignore_missing(
             iam.run(IamRequest::DetachRolePolicy { name: name(), arn })
                 .await,
         )?;
     }
-    for policy_name in absent_is_empty(iam.list_role_policies(&desired.name).await)? {
+    for policy_name in absent_is_empty(iam.list_role_policies(&role.name).await)? {
         ignore_missing(
             iam.run(IamRequest::DeleteRolePolicy {
                 name: name(),
@@ -365,8 +377,7 @@ pub async fn delete_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), 
             .await,
         )?;
     }
-    for instance_profile in
-        absent_is_empty(iam.list_instance_profiles_for_role(&desired.name).await)?
+    for instance_profile in absent_is_empty(iam.list_instance_profiles_for_role(&role.name).await)?
     {
         ignore_missing(
             iam.run(IamRequest::RemoveRoleFromInstanceProfile {
@@ -380,24 +391,29 @@ pub async fn delete_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), 
 }
 
 /// Deletion with `Retain`: the role stays; only the ownership tags go.
-pub async fn retain_role(api: &dyn IamApi, desired: &DesiredRole) -> Result<(), AwsError> {
+pub async fn retain_role(api: &dyn IamApi, role: &RoleIdentity) -> Result<(), AwsError> {
     let iam = Iam::new(api);
-    let role = match iam.get_role(&desired.name).await {
-        Ok(role) => role,
-        Err(err) if err.kind == ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    if !is_owned_by(&role.tags, desired) {
+    let Some(_) = owned_role(&iam, role).await? else {
         return Ok(());
-    }
-    let keys = ownership(desired).keys().map(|k| k.to_string()).collect();
+    };
+    let keys = role.ownership.keys().cloned().collect();
     ignore_missing(
         iam.run(IamRequest::UntagRole {
-            name: desired.name.clone(),
+            name: role.name.clone(),
             keys,
         })
         .await,
     )
+}
+
+/// The role, if it exists and is ours.
+async fn owned_role(iam: &Iam<'_>, role: &RoleIdentity) -> Result<Option<RoleState>, AwsError> {
+    match iam.get_role(&role.name).await {
+        Ok(found) if role.owns(&found.tags) => Ok(Some(found)),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 fn absent_is_empty(result: Result<Vec<String>, AwsError>) -> Result<Vec<String>, AwsError> {

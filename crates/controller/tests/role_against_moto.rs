@@ -14,8 +14,8 @@ use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
 use podidentity_aws::sdk::{AwsSettings, SdkIam};
 use podidentity_controller::role::{
-    Change, Known, RoleOutcome, converge, delete_role, differences, ensure_role, read_details,
-    retain_role,
+    Change, Known, RoleIdentity, RoleOutcome, converge, delete_role, differences, ensure_role,
+    read_details, retain_role,
 };
 use podidentity_iam::build::{DesiredRole, INLINE_POLICY_NAME};
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
@@ -298,7 +298,7 @@ async fn a_role_that_is_not_ours_is_left_byte_for_byte() {
     );
     assert_eq!(details(&api, &want.name).await, before, "untouched");
     // Deleting the binding must not delete someone else's role either.
-    delete_role(&api, &want)
+    delete_role(&api, &RoleIdentity::of(&want))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(details(&api, &want.name).await, before);
@@ -409,7 +409,7 @@ async fn delete_removes_everything_and_already_gone_is_success() {
         .unwrap_or_else(|err| panic!("{err}"));
     let in_profile = put_in_instance_profile(&want.name).await;
 
-    delete_role(&api, &want)
+    delete_role(&api, &RoleIdentity::of(&want))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let iam = Iam::new(&api);
@@ -419,7 +419,7 @@ async fn delete_removes_everything_and_already_gone_is_success() {
     );
     assert!(in_profile, "the role had been in an instance profile");
     // Deleted by hand (or by a previous pass) before: still success.
-    delete_role(&api, &want)
+    delete_role(&api, &RoleIdentity::of(&want))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
 }
@@ -465,7 +465,7 @@ async fn retain_keeps_the_role_and_drops_only_the_ownership_tags() {
     else {
         panic!("expected a new role")
     };
-    retain_role(&api, &want)
+    retain_role(&api, &RoleIdentity::of(&want))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let kept = details(&api, &want.name).await;
