@@ -1,0 +1,312 @@
+//! Status and conditions, computed purely from what a pass found. Conditions keep their
+//! `lastTransitionTime` while their status stays, so an unchanged binding yields an
+//! identical status and the operator writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use podidentity_api::PodIdentityBindingStatus;
+use podidentity_api::conditions;
+
+/// What one pass found, in the order things can fail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Assessment {
+    /// Validation or guardrails refused the spec: nothing was done in AWS.
+    Refused { reason: String, message: String },
+    /// A role of that name exists and is not this binding's.
+    Conflict { message: String },
+    /// AWS failed (throttled, unavailable, denied); the pass will be retried.
+    AwsFailed { reason: String, message: String },
+    /// The role is in line; the ServiceAccount may not be.
+    RoleSynced {
+        service_account: ServiceAccountState,
+    },
+    /// The finalizer is cleaning up.
+    Deleting,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServiceAccountState {
+    Bound,
+    NotFound { name: String },
+}
+
+struct Row {
+    type_: &'static str,
+    status: &'static str,
+    reason: String,
+    message: String,
+}
+
+fn row(type_: &'static str, status: &'static str, reason: &str, message: &str) -> Row {
+    Row {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The six conditions for an assessment.
+fn rows(assessment: &Assessment) -> Vec<Row> {
+    use conditions::{reason, *};
+    let synced = |t| row(t, "True", reason::SYNCED, "");
+    match assessment {
+        Assessment::Refused {
+            reason: why,
+            message,
+        } => vec![
+            row(READY, "False", why, message),
+            row(RECONCILING, "False", why, "waiting for the spec to change"),
+            row(STALLED, "True", why, message),
+            row(POLICY_ACCEPTED, "False", why, message),
+            row(
+                ROLE_SYNCED,
+                "Unknown",
+                "NotAttempted",
+                "the spec was refused; nothing was changed in AWS",
+            ),
+            row(
+                SERVICE_ACCOUNT_BOUND,
+                "Unknown",
+                "NotAttempted",
+                "the spec was refused",
+            ),
+        ],
+        Assessment::Conflict { message } => vec![
+            row(READY, "False", reason::ROLE_CONFLICT, message),
+            row(
+                RECONCILING,
+                "False",
+                reason::ROLE_CONFLICT,
+                "waiting for the conflicting role to go or the binding to change",
+            ),
+            row(STALLED, "True", reason::ROLE_CONFLICT, message),
+            synced(POLICY_ACCEPTED),
+            row(ROLE_SYNCED, "False", reason::ROLE_CONFLICT, message),
+            row(
+                SERVICE_ACCOUNT_BOUND,
+                "Unknown",
+                "NotAttempted",
+                "the role is not ours",
+            ),
+        ],
+        Assessment::AwsFailed {
+            reason: why,
+            message,
+        } => vec![
+            row(READY, "False", why, message),
+            row(RECONCILING, "True", why, "retrying with backoff"),
+            row(STALLED, "False", why, ""),
+            synced(POLICY_ACCEPTED),
+            row(ROLE_SYNCED, "False", why, message),
+            row(
+                SERVICE_ACCOUNT_BOUND,
+                "Unknown",
+                "NotAttempted",
+                "the role is not in line yet",
+            ),
+        ],
+        Assessment::RoleSynced {
+            service_account: ServiceAccountState::Bound,
+        } => vec![
+            synced(READY),
+            row(RECONCILING, "False", reason::SYNCED, ""),
+            row(STALLED, "False", reason::SYNCED, ""),
+            synced(POLICY_ACCEPTED),
+            synced(ROLE_SYNCED),
+            synced(SERVICE_ACCOUNT_BOUND),
+        ],
+        Assessment::RoleSynced {
+            service_account: ServiceAccountState::NotFound { name },
+        } => {
+            let message = format!(
+                "ServiceAccount {name} does not exist: create it, or set spec.createServiceAccount: true"
+            );
+            vec![
+                row(READY, "False", reason::SERVICE_ACCOUNT_NOT_FOUND, &message),
+                row(
+                    RECONCILING,
+                    "True",
+                    reason::SERVICE_ACCOUNT_NOT_FOUND,
+                    "waiting for the ServiceAccount",
+                ),
+                row(STALLED, "False", reason::SERVICE_ACCOUNT_NOT_FOUND, ""),
+                synced(POLICY_ACCEPTED),
+                synced(ROLE_SYNCED),
+                row(
+                    SERVICE_ACCOUNT_BOUND,
+                    "False",
+                    reason::SERVICE_ACCOUNT_NOT_FOUND,
+                    &message,
+                ),
+            ]
+        }
+        Assessment::Deleting => vec![
+            row(
+                READY,
+                "False",
+                reason::DELETING,
+                "the binding is being deleted",
+            ),
+            row(
+                RECONCILING,
+                "True",
+                reason::DELETING,
+                "cleaning up the IAM role",
+            ),
+            row(STALLED, "False", reason::DELETING, ""),
+        ],
+    }
+}
+
+/// The conditions for `assessment`, keeping each existing condition's transition time
+/// when its status does not change.
+pub fn conditions(
+    assessment: &Assessment,
+    generation: Option<i64>,
+    existing: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    rows(assessment)
+        .into_iter()
+        .map(|row| {
+            let previous = existing.iter().find(|c| c.type_ == row.type_);
+            let last_transition_time = match previous {
+                Some(previous) if previous.status == row.status => {
+                    previous.last_transition_time.clone()
+                }
+                _ => now.clone(),
+            };
+            Condition {
+                type_: row.type_.to_string(),
+                status: row.status.to_string(),
+                reason: row.reason,
+                message: row.message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// The next status: the previous one with this pass's findings.
+pub fn next_status(
+    previous: Option<&PodIdentityBindingStatus>,
+    assessment: &Assessment,
+    generation: Option<i64>,
+    now: &Time,
+) -> PodIdentityBindingStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let existing = std::mem::take(&mut status.conditions);
+    status.conditions = conditions(assessment, generation, &existing, now);
+    status.observed_generation = generation;
+    status
+}
+
+/// Whether the Ready condition is True.
+pub fn is_ready(status: Option<&PodIdentityBindingStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == conditions::READY && c.status == "True")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap_or_default())
+    }
+
+    fn condition<'a>(status: &'a PodIdentityBindingStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("{type_} missing"))
+    }
+
+    #[test]
+    fn a_synced_binding_is_ready_and_nothing_else() {
+        let status = next_status(
+            None,
+            &Assessment::RoleSynced {
+                service_account: ServiceAccountState::Bound,
+            },
+            Some(3),
+            &time(10),
+        );
+        assert!(is_ready(Some(&status)));
+        assert_eq!(condition(&status, "Stalled").status, "False");
+        assert_eq!(condition(&status, "Reconciling").status, "False");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+        assert_eq!(status.conditions.len(), 6);
+    }
+
+    #[test]
+    fn an_unchanged_pass_yields_an_identical_status() {
+        let synced = Assessment::RoleSynced {
+            service_account: ServiceAccountState::Bound,
+        };
+        let first = next_status(None, &synced, Some(1), &time(10));
+        let second = next_status(Some(&first), &synced, Some(1), &time(99));
+        assert_eq!(first, second, "no timestamp moves, so nothing is written");
+    }
+
+    #[test]
+    fn transition_times_move_only_with_the_status() {
+        let first = next_status(
+            None,
+            &Assessment::RoleSynced {
+                service_account: ServiceAccountState::NotFound { name: "app".into() },
+            },
+            Some(1),
+            &time(10),
+        );
+        let second = next_status(
+            Some(&first),
+            &Assessment::RoleSynced {
+                service_account: ServiceAccountState::Bound,
+            },
+            Some(1),
+            &time(20),
+        );
+        assert_eq!(condition(&second, "Ready").last_transition_time, time(20));
+        assert_eq!(
+            condition(&second, "RoleSynced").last_transition_time,
+            time(10),
+            "RoleSynced stayed True"
+        );
+    }
+
+    #[test]
+    fn refusals_stall_with_the_reason_and_message() {
+        let status = next_status(
+            None,
+            &Assessment::Refused {
+                reason: "GuardrailViolation".into(),
+                message: "spec.permissions.statements[0].actions[0]: ...".into(),
+            },
+            Some(2),
+            &time(1),
+        );
+        assert!(!is_ready(Some(&status)));
+        let stalled = condition(&status, "Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "GuardrailViolation")
+        );
+        assert_eq!(condition(&status, "PolicyAccepted").status, "False");
+        assert!(
+            condition(&status, "Ready")
+                .message
+                .starts_with("spec.permissions")
+        );
+    }
+}

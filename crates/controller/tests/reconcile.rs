@@ -1,0 +1,595 @@
+//! Whole reconcile passes: Kubernetes is kube-fake-client (no watch, so passes are called
+//! directly), IAM is moto. Nothing on the AWS side is mocked.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::Api;
+use kube::core::ObjectMeta;
+use kube_fake_client::ClientBuilder;
+use podidentity_api::config::{AwsConfig, OidcConfig, OperatorConfig};
+use podidentity_api::{FINALIZER, PodIdentityBinding, PodIdentityBindingSpec, Statement};
+use podidentity_aws::api::{Iam, IamApi};
+use podidentity_aws::counting::{CallLog, Counted};
+use podidentity_aws::error::ErrorKind;
+use podidentity_aws::faults::{Fault, Faulty};
+use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_controller::Context;
+use podidentity_controller::binding::reconcile;
+
+fn endpoint() -> Option<String> {
+    match std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") {
+        Ok(endpoint) => Some(endpoint),
+        Err(_) if std::env::var("PODIDENTITY_TEST_REQUIRE_IAM").is_ok() => {
+            panic!("PODIDENTITY_TEST_REQUIRE_IAM is set but PODIDENTITY_TEST_IAM_ENDPOINT is not")
+        }
+        Err(_) => {
+            eprintln!("skipped: no IAM emulator; run scripts/test, which starts moto");
+            None
+        }
+    }
+}
+
+struct World {
+    client: kube::Client,
+    ctx: Arc<Context>,
+    log: CallLog,
+    faults: Arc<Faulty<SdkIam>>,
+    cluster: String,
+}
+
+impl World {
+    fn bindings(&self) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.client.clone(), "shop")
+    }
+    fn service_accounts(&self) -> Api<ServiceAccount> {
+        Api::namespaced(self.client.clone(), "shop")
+    }
+    fn iam(&self) -> &dyn IamApi {
+        self.ctx.iam.as_ref()
+    }
+    async fn get(&self, name: &str) -> PodIdentityBinding {
+        self.bindings()
+            .get(name)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+    /// One controller pass on the binding as it is now.
+    async fn pass(
+        &self,
+        name: &str,
+    ) -> Result<kube::runtime::controller::Action, podidentity_controller::Error> {
+        reconcile(Arc::new(self.get(name).await), self.ctx.clone()).await
+    }
+    /// Passes until the finalizer is on and one apply ran.
+    async fn settle(&self, name: &str) {
+        for _ in 0..2 {
+            self.pass(name).await.unwrap_or_else(|err| panic!("{err}"));
+        }
+    }
+    fn ready(binding: &PodIdentityBinding) -> (String, String) {
+        binding
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .unwrap_or_default()
+    }
+    fn role_name(&self, binding: &str) -> String {
+        format!("{}-shop-{binding}", self.cluster)
+    }
+}
+
+fn spec() -> PodIdentityBindingSpec {
+    let mut spec = PodIdentityBindingSpec {
+        service_account_name: "orders".into(),
+        ..PodIdentityBindingSpec::default()
+    };
+    spec.permissions.statements.push(Statement {
+        actions: vec!["s3:GetObject".into()],
+        resources: vec!["arn:aws:s3:::shop-orders/*".into()],
+        ..Statement::default()
+    });
+    spec
+}
+
+/// Another controller's finalizer, present from the start: kube's finalizer helper tests
+/// `/metadata/finalizers` against null when the list is absent, which the real API server
+/// accepts and kube-fake-client refuses; with one entry it takes the other branch.
+const OTHER_FINALIZER: &str = "test.example.com/hold";
+
+fn binding(name: &str, spec: PodIdentityBindingSpec) -> PodIdentityBinding {
+    let mut binding = PodIdentityBinding::new(name, spec);
+    binding.metadata.namespace = Some("shop".into());
+    binding.metadata.generation = Some(1);
+    binding.metadata.finalizers = Some(vec![OTHER_FINALIZER.into()]);
+    binding
+}
+
+fn service_account(name: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+async fn world(
+    endpoint: String,
+    bindings: Vec<PodIdentityBinding>,
+    service_accounts: Vec<ServiceAccount>,
+) -> World {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    world_of(
+        endpoint,
+        format!("r{}", nanos % 10_000_000_000),
+        bindings,
+        service_accounts,
+    )
+    .await
+}
+
+/// A world for an existing cluster name (to meet the roles an earlier world made).
+async fn world_of(
+    endpoint: String,
+    cluster: String,
+    bindings: Vec<PodIdentityBinding>,
+    service_accounts: Vec<ServiceAccount>,
+) -> World {
+    let bindings: Vec<PodIdentityBinding> = bindings
+        .into_iter()
+        .map(|mut b| {
+            b.metadata.resource_version = None;
+            b.metadata.managed_fields = None;
+            b
+        })
+        .collect();
+    let service_accounts: Vec<ServiceAccount> = service_accounts
+        .into_iter()
+        .map(|mut sa| {
+            sa.metadata.resource_version = None;
+            sa.metadata.managed_fields = None;
+            sa
+        })
+        .collect();
+    let client = ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
+        .with_status_subresource::<PodIdentityBinding>()
+        .with_objects(bindings)
+        .with_objects(service_accounts)
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let sdk = SdkIam::connect(&AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint),
+        max_attempts: 1,
+        call_timeout: None,
+        static_credentials: Some(("testing".into(), "testing".into())),
+    })
+    .await;
+    let faults = Arc::new(Faulty::new(sdk));
+    let log = CallLog::default();
+    let config = OperatorConfig {
+        cluster_name: cluster.clone(),
+        oidc: OidcConfig {
+            issuer_url: Some("https://oidc.example.com/id/ABC".into()),
+            ..OidcConfig::default()
+        },
+        aws: AwsConfig {
+            account_id: Some("123456789012".into()),
+            ..AwsConfig::default()
+        },
+        ..OperatorConfig::default()
+    };
+    let iam: Arc<dyn IamApi> = Arc::new(Counted::new(faults.clone(), log.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), iam, config));
+    World {
+        client,
+        ctx,
+        log,
+        faults,
+        cluster,
+    }
+}
+
+#[tokio::test]
+async fn a_new_binding_gets_its_role_its_annotation_and_ready() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("orders-s3").await;
+
+    let b = w.get("orders-s3").await;
+    assert_eq!(World::ready(&b), ("True".into(), "Synced".into()));
+    assert!(
+        b.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FINALIZER)
+    );
+    let status = b.status.clone().unwrap_or_default();
+    let role = Iam::new(w.iam())
+        .get_role(&w.role_name("orders-s3"))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(status.role_arn.as_deref(), Some(role.arn.as_str()));
+    assert_eq!(status.role_id.as_deref(), Some(role.id.as_str()));
+    assert_eq!(status.observed_generation, b.metadata.generation);
+    assert!(
+        status
+            .trust_policy
+            .is_some_and(|t| t.bytes > 0 && t.limit == 2048)
+    );
+
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let annotations = sa.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("eks.amazonaws.com/role-arn"),
+        Some(&role.arn)
+    );
+    assert_eq!(
+        annotations
+            .get("eks.amazonaws.com/sts-regional-endpoints")
+            .map(String::as_str),
+        Some("true")
+    );
+}
+
+#[tokio::test]
+async fn an_idle_pass_makes_no_iam_call_and_no_write() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("orders-s3").await;
+    let before = w.get("orders-s3").await;
+    w.log.reset();
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
+    let after = w.get("orders-s3").await;
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "nothing was written"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_spec_makes_no_iam_call_and_says_why() {
+    let Some(endpoint) = endpoint() else { return };
+    let mut bad = spec();
+    bad.permissions.statements[0].actions = vec!["iam:PassRole".into()];
+    let w = world(
+        endpoint,
+        vec![binding("bad", bad)],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("bad").await;
+    assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
+    let b = w.get("bad").await;
+    assert_eq!(
+        World::ready(&b),
+        ("False".into(), "GuardrailViolation".into())
+    );
+    let stalled = b
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled").cloned());
+    assert_eq!(stalled.as_ref().map(|c| c.status.as_str()), Some("True"));
+    assert!(stalled.is_some_and(|c| {
+        c.message
+            .contains("spec.permissions.statements[0].actions[0]")
+    }));
+    assert_eq!(
+        Iam::new(w.iam())
+            .get_role(&w.role_name("bad"))
+            .await
+            .err()
+            .map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_waited_for_then_bound() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(endpoint, vec![binding("orders-s3", spec())], vec![]).await;
+    w.settle("orders-s3").await;
+    assert_eq!(
+        World::ready(&w.get("orders-s3").await),
+        ("False".into(), "ServiceAccountNotFound".into())
+    );
+
+    w.service_accounts()
+        .create(&Default::default(), &service_account("orders"))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    w.log.reset();
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        World::ready(&w.get("orders-s3").await),
+        ("True".into(), "Synced".into())
+    );
+    assert_eq!(
+        w.log.total(),
+        0,
+        "the role was already in line: {:?}",
+        w.log.snapshot()
+    );
+}
+
+#[tokio::test]
+async fn create_service_account_and_the_credentials_secret() {
+    let Some(endpoint) = endpoint() else { return };
+    let mut wanted = spec();
+    wanted.create_service_account = true;
+    wanted.credentials_secret = Some(podidentity_api::CredentialsSecretSpec {
+        name: "orders-aws".into(),
+        token_path: "/var/run/secrets/openshift/serviceaccount/token".into(),
+    });
+    let w = world(endpoint, vec![binding("orders-s3", wanted)], vec![]).await;
+    w.settle("orders-s3").await;
+    let b = w.get("orders-s3").await;
+    assert_eq!(World::ready(&b), ("True".into(), "Synced".into()));
+    let arn = b.status.and_then(|s| s.role_arn).unwrap_or_default();
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        sa.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "PodIdentityBinding" && o.name == "orders-s3")
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "shop");
+    let secret = secrets
+        .get("orders-aws")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let text = secret
+        .data
+        .and_then(|d| {
+            d.get("credentials")
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        text,
+        format!(
+            "[default]\nsts_regional_endpoints = regional\nrole_arn = {arn}\nweb_identity_token_file = /var/run/secrets/openshift/serviceaccount/token"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_spec_change_updates_the_role_in_place() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("orders-s3").await;
+    let first_id = w.get("orders-s3").await.status.and_then(|s| s.role_id);
+
+    let mut changed = w.get("orders-s3").await;
+    changed.spec.audience = "vault".into();
+    changed.spec.permissions.managed_policy_arns =
+        vec!["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess".into()];
+    changed.metadata.generation = Some(2);
+    changed.metadata.managed_fields = None;
+    w.bindings()
+        .replace("orders-s3", &Default::default(), &changed)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    let b = w.get("orders-s3").await;
+    assert_eq!(
+        b.status.as_ref().and_then(|s| s.role_id.clone()),
+        first_id,
+        "same role, changed in place"
+    );
+    let attached = Iam::new(w.iam())
+        .list_attached_role_policies(&w.role_name("orders-s3"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        attached,
+        ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"]
+    );
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("eks.amazonaws.com/audience")
+            .map(String::as_str),
+        Some("vault")
+    );
+}
+
+/// The binding as the API server shows it once deletion started (finalizers still on),
+/// in a fresh fake API server: kube-fake-client cannot mark an object as being deleted,
+/// so the object is seeded that way, with the same IAM and cluster as before.
+async fn deleting(w: &World, endpoint: String, name: &str) -> World {
+    let mut b = w.get(name).await;
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    world_of(endpoint, w.cluster.clone(), vec![b], vec![sa]).await
+}
+
+#[tokio::test]
+async fn deleting_a_binding_deletes_its_role_and_its_annotations() {
+    let Some(endpoint) = endpoint() else { return };
+    let created = world(
+        endpoint.clone(),
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    created.settle("orders-s3").await;
+    let w = deleting(&created, endpoint, "orders-s3").await;
+    w.pass("orders-s3").await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        Iam::new(w.iam())
+            .get_role(&w.role_name("orders-s3"))
+            .await
+            .err()
+            .map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        !sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("eks.amazonaws.com/role-arn")
+    );
+    let gone_or_released = match w
+        .bindings()
+        .get_opt("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+    {
+        None => true,
+        Some(b) => !b
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FINALIZER),
+    };
+    assert!(
+        gone_or_released,
+        "the finalizer is released once cleanup is done"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_cleanup_keeps_the_finalizer() {
+    let Some(endpoint) = endpoint() else { return };
+    let created = world(
+        endpoint.clone(),
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    created.settle("orders-s3").await;
+    let w = deleting(&created, endpoint, "orders-s3").await;
+    w.faults
+        .inject("DeleteRole", Fault::Fail(ErrorKind::Throttled));
+    assert!(
+        w.pass("orders-s3").await.is_err(),
+        "unfinished cleanup is an error"
+    );
+    let b = w.get("orders-s3").await;
+    assert!(
+        b.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FINALIZER)
+    );
+    assert!(
+        Iam::new(w.iam())
+            .get_role(&w.role_name("orders-s3"))
+            .await
+            .is_ok(),
+        "the role is still there"
+    );
+    w.pass("orders-s3").await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        Iam::new(w.iam())
+            .get_role(&w.role_name("orders-s3"))
+            .await
+            .err()
+            .map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_is_not_ours_is_a_conflict() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    Iam::new(w.iam())
+        .create_role(podidentity_aws::NewRole {
+            name: w.role_name("orders-s3"),
+            path: "/".into(),
+            trust_policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+            description: "hand made".into(),
+            max_session_duration_seconds: 3600,
+            permissions_boundary_arn: None,
+            tags: BTreeMap::new(),
+        })
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    w.settle("orders-s3").await;
+    assert_eq!(
+        World::ready(&w.get("orders-s3").await),
+        ("False".into(), "RoleConflict".into())
+    );
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        !sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("eks.amazonaws.com/role-arn"),
+        "no role, no annotation"
+    );
+}
