@@ -6,6 +6,7 @@ pub mod binding;
 pub mod context;
 pub mod error;
 pub mod role;
+pub mod short_form;
 pub mod status;
 pub mod sweep;
 

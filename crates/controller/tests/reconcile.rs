@@ -471,7 +471,9 @@ async fn deleting_a_binding_deletes_its_role_and_its_annotations() {
     .await;
     created.settle("orders-s3").await;
     let w = deleting(&created, endpoint, "orders-s3").await;
-    w.pass("orders-s3").await.unwrap_or_else(|err| panic!("{err}"));
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
         Iam::new(w.iam())
             .get_role(&w.role_name("orders-s3"))
@@ -543,7 +545,9 @@ async fn a_failed_cleanup_keeps_the_finalizer() {
             .is_ok(),
         "the role is still there"
     );
-    w.pass("orders-s3").await.unwrap_or_else(|err| panic!("{err}"));
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
         Iam::new(w.iam())
             .get_role(&w.role_name("orders-s3"))
@@ -592,4 +596,45 @@ async fn a_role_that_is_not_ours_is_a_conflict() {
             .contains_key("eks.amazonaws.com/role-arn"),
         "no role, no annotation"
     );
+}
+
+#[tokio::test]
+async fn an_annotation_removed_by_hand_is_put_back_without_iam() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("orders-s3").await;
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": null}}});
+    w.service_accounts()
+        .patch(
+            "orders",
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    w.log.reset();
+    // The ServiceAccount watch maps the change to this binding, which runs a pass.
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let sa = w
+        .service_accounts()
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let arn = w.get("orders-s3").await.status.and_then(|s| s.role_arn);
+    assert_eq!(
+        sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("eks.amazonaws.com/role-arn"),
+        arn.as_ref()
+    );
+    assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
 }

@@ -1,0 +1,108 @@
+//! The ServiceAccount short form: annotations on a ServiceAccount become a
+//! PodIdentityBinding named after it, owned by it and labelled, so one code path serves
+//! both. A binding of that name that a user made is never overwritten.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL;
+use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
+use podidentity_iam::short_form::spec_from_annotations;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// Whether `binding` is the one this ServiceAccount's short form made.
+fn made_from(binding: &PodIdentityBinding, sa: &ServiceAccount) -> bool {
+    let labelled = binding
+        .labels()
+        .get(FROM_SERVICE_ACCOUNT_LABEL)
+        .is_some_and(|v| v == "true");
+    let owned = binding
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "ServiceAccount" && Some(&o.uid) == sa.metadata.uid.as_ref());
+    labelled && owned
+}
+
+async fn warn(ctx: &Context, sa: &ServiceAccount, reason: &str, note: String) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &sa.object_ref(&())).await {
+        tracing::warn!(error = %err, "could not publish an Event");
+    }
+}
+
+pub async fn reconcile(sa: Arc<ServiceAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = sa.namespace().ok_or(Error::NoNamespace)?;
+    let name = sa.name_any();
+    let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = api.get_opt(&name).await?;
+    let annotations = sa.metadata.annotations.clone().unwrap_or_default();
+    let being_deleted = sa.metadata.deletion_timestamp.is_some();
+    let asked = if being_deleted {
+        None
+    } else {
+        spec_from_annotations(&name, &annotations)
+    };
+    match asked {
+        None => {
+            // Annotations removed (or the ServiceAccount going): remove what they made.
+            if let Some(binding) = existing
+                && made_from(&binding, &sa)
+            {
+                api.delete(&name, &DeleteParams::default()).await?;
+            }
+        }
+        Some(Err(violations)) => {
+            let problems: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            warn(&ctx, &sa, "InvalidShortForm", problems.join("; ")).await;
+        }
+        Some(Ok(spec)) => {
+            if let Some(binding) = &existing {
+                if !made_from(binding, &sa) {
+                    warn(
+                        &ctx,
+                        &sa,
+                        "BindingNameTaken",
+                        format!("a PodIdentityBinding {namespace}/{name} exists that these annotations did not make; it wins, and the annotations are ignored"),
+                    )
+                    .await;
+                    return Ok(Action::await_change());
+                }
+                if binding.spec == spec {
+                    return Ok(Action::await_change());
+                }
+            }
+            let owner = sa.controller_owner_ref(&());
+            let patch = json!({
+                "apiVersion": PodIdentityBinding::api_version(&()),
+                "kind": PodIdentityBinding::kind(&()),
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {FROM_SERVICE_ACCOUNT_LABEL: "true"},
+                    "ownerReferences": owner.map(|o| vec![o]).unwrap_or_default(),
+                },
+                "spec": spec,
+            });
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        }
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,174 @@
+//! The ServiceAccount short form: annotations make a binding named after the
+//! ServiceAccount, owned by it and labelled; removing them removes it; a user's binding of
+//! that name is never overwritten.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::core::ObjectMeta;
+use kube_fake_client::ClientBuilder;
+use podidentity_api::config::OperatorConfig;
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
+use podidentity_aws::error::{AwsError, ErrorKind};
+use podidentity_controller::Context;
+use podidentity_controller::short_form::reconcile;
+
+/// The short form never talks to IAM; any call is a bug.
+struct NoIam;
+
+impl IamApi for NoIam {
+    fn call(&self, request: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>> {
+        Box::pin(async move {
+            Err(AwsError::new(
+                ErrorKind::Other,
+                request.operation(),
+                "the short form must not call IAM",
+            ))
+        })
+    }
+}
+
+fn sa(annotations: &[(&str, &str)]) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("external-dns".into()),
+            namespace: Some("dns".into()),
+            uid: Some("5f0c8c1e-0000-4000-8000-000000000001".into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+const POLICY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"route53:ChangeResourceRecordSets","Resource":"*"}]}"#;
+
+async fn context(
+    objects: Vec<ServiceAccount>,
+    bindings: Vec<PodIdentityBinding>,
+) -> (kube::Client, Arc<Context>) {
+    let client = ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
+        .with_status_subresource::<PodIdentityBinding>()
+        .with_objects(objects)
+        .with_objects(bindings)
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let config = OperatorConfig {
+        cluster_name: "prod".into(),
+        ..OperatorConfig::default()
+    };
+    (
+        client.clone(),
+        Arc::new(Context::new(client, Arc::new(NoIam), config)),
+    )
+}
+
+#[tokio::test]
+async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it() {
+    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
+    let (client, ctx) = context(vec![annotated.clone()], vec![]).await;
+    reconcile(Arc::new(annotated.clone()), ctx.clone())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
+    let made = bindings
+        .get("external-dns")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(made.spec.service_account_name, "external-dns");
+    assert_eq!(
+        made.spec.permissions.statements[0].actions,
+        ["route53:ChangeResourceRecordSets"]
+    );
+    assert_eq!(
+        made.metadata
+            .labels
+            .unwrap_or_default()
+            .get("podidentity.io/from-service-account")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        made.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "ServiceAccount" && o.name == "external-dns")
+    );
+
+    // A second pass with the same annotations writes nothing.
+    let version = bindings
+        .get("external-dns")
+        .await
+        .ok()
+        .and_then(|b| b.metadata.resource_version);
+    reconcile(Arc::new(annotated), ctx.clone())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        bindings
+            .get("external-dns")
+            .await
+            .ok()
+            .and_then(|b| b.metadata.resource_version),
+        version
+    );
+
+    let plain = sa(&[]);
+    reconcile(Arc::new(plain), ctx)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        bindings
+            .get_opt("external-dns")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_users_binding_of_that_name_is_never_overwritten() {
+    let mut users = PodIdentityBinding::new(
+        "external-dns",
+        PodIdentityBindingSpec {
+            service_account_name: "external-dns".into(),
+            ..Default::default()
+        },
+    );
+    users.metadata.namespace = Some("dns".into());
+    users.metadata.labels = Some(BTreeMap::from([("team".to_string(), "dns".to_string())]));
+    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
+    let (client, ctx) = context(vec![annotated.clone()], vec![users.clone()]).await;
+    reconcile(Arc::new(annotated), ctx.clone())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
+    let kept = bindings
+        .get("external-dns")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(kept.spec, users.spec, "the user's binding is untouched");
+    // Removing the annotations does not delete the user's binding either.
+    reconcile(Arc::new(sa(&[])), ctx)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        bindings
+            .get_opt("external-dns")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_some()
+    );
+}
