@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config_load;
+mod controller_cmd;
 mod crd_yaml;
 mod logging;
 mod manifests;
@@ -32,6 +33,8 @@ enum Command {
     Plan(Box<plan::PlanArgs>),
     /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
     Crd,
+    /// Reconcile PodIdentityBindings and annotated ServiceAccounts into IAM roles.
+    Controller(Box<controller_cmd::ControllerArgs>),
     /// Serve the mutating pod webhook (a drop-in for amazon-eks-pod-identity-webhook).
     Webhook(Box<webhook_cmd::WebhookArgs>),
 }
@@ -39,13 +42,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Webhook(args) => match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(webhook_cmd::run(&args)),
-            Err(err) => {
-                eprintln!("error: cannot start the async runtime: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Webhook(args) => block_on(webhook_cmd::run(&args)),
+        Command::Controller(args) => block_on(controller_cmd::run(&args)),
         Command::Plan(args) => plan::run(&args),
         Command::Crd => match crd_yaml::render() {
             Ok(yaml) => {
@@ -57,5 +55,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

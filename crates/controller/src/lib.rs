@@ -1,12 +1,17 @@
 //! The controller. `binding` reconciles PodIdentityBindings (behind the finalizer);
-//! `role` keeps one IAM role equal to its binding; `sweep` finds and puts back drift for
-//! all roles at once; `status` computes conditions.
+//! `short_form` turns annotated ServiceAccounts into bindings; `role` keeps one IAM role
+//! equal to its binding; `sweep` finds and puts back drift for all roles at once; `status`
+//! computes conditions; `startup`, `leader`, `metrics` and `run` make the process.
 
 pub mod binding;
 pub mod context;
 pub mod error;
+pub mod leader;
+pub mod metrics;
 pub mod role;
+pub mod run;
 pub mod short_form;
+pub mod startup;
 pub mod status;
 pub mod sweep;
 

@@ -1,0 +1,85 @@
+//! Checks made once at start-up: the CRD is installed and not older than this binary
+//! (Helm never upgrades `crds/`), the account id, and the OIDC issuer.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use podidentity_api::annotations::CRD_SCHEMA_REVISION;
+use podidentity_api::config::OperatorConfig;
+use podidentity_api::crd::SCHEMA_REVISION;
+use podidentity_aws::api::{Iam, IamApi};
+
+pub const CRD_NAME: &str = "podidentitybindings.podidentity.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "the PodIdentityBinding CRD ({CRD_NAME}) is not installed: apply it with \
+         `podidentity crd | kubectl apply --server-side -f -`"
+    )]
+    CrdMissing,
+    #[error(
+        "the installed PodIdentityBinding CRD has schema revision {installed}, older than this \
+         operator's {wanted} (Helm does not upgrade CRDs): update it with \
+         `podidentity crd | kubectl apply --server-side -f -`"
+    )]
+    CrdTooOld { installed: u32, wanted: u32 },
+    #[error("cannot read the CRD: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(
+        "cannot learn the AWS account from STS GetCallerIdentity (set aws.accountId to skip it): {0}"
+    )]
+    Account(#[from] podidentity_aws::AwsError),
+    #[error(
+        "cannot learn the OIDC issuer from the API server's /.well-known/openid-configuration (set oidc.issuerUrl): {0}"
+    )]
+    Issuer(String),
+}
+
+/// Refuses a missing CRD or one older than this binary.
+pub async fn check_crd(client: &kube::Client) -> Result<u32, StartupError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = api
+        .get_opt(CRD_NAME)
+        .await?
+        .ok_or(StartupError::CrdMissing)?;
+    let installed = crd
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CRD_SCHEMA_REVISION))
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    if installed < SCHEMA_REVISION {
+        return Err(StartupError::CrdTooOld {
+            installed,
+            wanted: SCHEMA_REVISION,
+        });
+    }
+    Ok(installed)
+}
+
+/// Fills in the account id from STS and the issuer from the API server where unset.
+pub async fn complete_config(
+    mut config: OperatorConfig,
+    client: &kube::Client,
+    iam: &dyn IamApi,
+) -> Result<OperatorConfig, StartupError> {
+    if config.aws.account_id.is_none() {
+        config.aws.account_id = Some(Iam::new(iam).caller_account().await?);
+    }
+    if config.oidc.issuer_url.is_none() && config.oidc.provider_arn.is_none() {
+        let request = http::Request::get("/.well-known/openid-configuration")
+            .body(Vec::new())
+            .map_err(|err| StartupError::Issuer(err.to_string()))?;
+        let discovery: serde_json::Value = client
+            .request(request)
+            .await
+            .map_err(|err| StartupError::Issuer(err.to_string()))?;
+        let issuer = discovery
+            .get("issuer")
+            .and_then(|i| i.as_str())
+            .ok_or_else(|| StartupError::Issuer("the document has no issuer".into()))?;
+        config.oidc.issuer_url = Some(issuer.to_string());
+    }
+    Ok(config)
+}
