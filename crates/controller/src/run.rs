@@ -107,6 +107,20 @@ async fn lead(client: kube::Client, lease: LeaseSettings) -> tokio::task::JoinHa
     })
 }
 
+/// The bindings a ServiceAccount change must wake: those in its namespace that name it.
+pub fn bindings_naming(
+    bindings: &[Arc<PodIdentityBinding>],
+    sa: &ServiceAccount,
+) -> Vec<ObjectRef<PodIdentityBinding>> {
+    let namespace = sa.namespace();
+    let name = sa.name_any();
+    bindings
+        .iter()
+        .filter(|b| b.namespace() == namespace && b.spec.service_account_name == name)
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 /// One drift sweep over every binding in the store.
 pub async fn sweep_once(ctx: &Context, store: &Store<PodIdentityBinding>, metrics: &Metrics) {
     let bindings = store.state();

@@ -251,6 +251,20 @@ async fn a_new_binding_gets_its_role_its_annotation_and_ready() {
             .map(String::as_str),
         Some("true")
     );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(w.client.clone(), "shop");
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "Created"),
+        "a Created Event: {reasons:?}"
+    );
 }
 
 #[tokio::test]
