@@ -1,0 +1,68 @@
+{{/* Names and labels shared by every template. */}}
+{{- define "pio.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pio.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "pio.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "pio.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Hardened pod and container security contexts. */}}
+{{- define "pio.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "pio.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The operator configuration file, without the settings left empty. */}}
+{{- define "pio.config" -}}
+{{- $c := dict "clusterName" .Values.clusterName "deletionPolicy" .Values.deletionPolicy "driftInterval" .Values.driftInterval -}}
+{{- $oidc := dict -}}
+{{- with .Values.oidc.issuerUrl }}{{ $_ := set $oidc "issuerUrl" . }}{{ end -}}
+{{- with .Values.oidc.providerArn }}{{ $_ := set $oidc "providerArn" . }}{{ end -}}
+{{- with .Values.oidc.additionalProviderArns }}{{ $_ := set $oidc "additionalProviderArns" . }}{{ end -}}
+{{- $_ := set $c "oidc" $oidc -}}
+{{- $roles := dict "allowNameOverride" .Values.roles.allowNameOverride "maxManagedPolicies" .Values.roles.maxManagedPolicies -}}
+{{- with .Values.roles.namePrefix }}{{ $_ := set $roles "namePrefix" . }}{{ end -}}
+{{- with .Values.roles.path }}{{ $_ := set $roles "path" . }}{{ end -}}
+{{- with .Values.roles.permissionsBoundaryArn }}{{ $_ := set $roles "permissionsBoundaryArn" . }}{{ end -}}
+{{- $_ := set $c "roles" $roles -}}
+{{- $_ := set $c "guardrails" .Values.guardrails -}}
+{{- $_ := set $c "trustPolicy" .Values.trustPolicy -}}
+{{- $aws := dict "maxRequestsPerSecond" .Values.aws.maxRequestsPerSecond -}}
+{{- with .Values.aws.region }}{{ $_ := set $aws "region" . }}{{ end -}}
+{{- with .Values.aws.endpointUrl }}{{ $_ := set $aws "endpointUrl" . }}{{ end -}}
+{{- with .Values.aws.accountId }}{{ $_ := set $aws "accountId" (toString .) }}{{ end -}}
+{{- $_ := set $c "aws" $aws -}}
+{{- toYaml $c -}}
+{{- end -}}
