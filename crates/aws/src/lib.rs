@@ -7,6 +7,7 @@ pub mod counting;
 pub mod error;
 pub mod faults;
 pub mod sdk;
+pub mod testing;
 
 pub use api::{Iam, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState};
 pub use error::{AwsError, ErrorKind};

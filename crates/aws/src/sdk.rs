@@ -160,6 +160,23 @@ fn i32_seconds(seconds: i64) -> i32 {
     i32::try_from(seconds).unwrap_or(i32::MAX)
 }
 
+/// Follows IAM's `Marker`/`IsTruncated` paging and collects the items of every page.
+macro_rules! all_pages {
+    ($op:expr, |$marker:ident| $request:expr, |$out:ident| $items:expr) => {{
+        let mut collected = Vec::new();
+        let mut $marker: Option<String> = None;
+        loop {
+            let $out = $request.send().await.map_err(|e| sorted($op, e))?;
+            collected.extend($items);
+            $marker = $out.marker().map(String::from);
+            if !$out.is_truncated() || $marker.is_none() {
+                break;
+            }
+        }
+        collected
+    }};
+}
+
 impl SdkIam {
     async fn dispatch(&self, request: IamRequest) -> Result<IamResponse, AwsError> {
         let op = request.operation();
@@ -281,25 +298,14 @@ impl SdkIam {
                     .map_err(|e| sorted(op, e))?;
                 IamResponse::Done
             }
-            IamRequest::ListRolePolicies { name } => {
-                let mut names = Vec::new();
-                let mut marker = None;
-                loop {
-                    let out = iam
-                        .list_role_policies()
-                        .role_name(&name)
-                        .set_marker(marker)
-                        .send()
-                        .await
-                        .map_err(|e| sorted(op, e))?;
-                    names.extend(out.policy_names().iter().cloned());
-                    marker = out.marker().map(String::from);
-                    if !out.is_truncated() || marker.is_none() {
-                        break;
-                    }
-                }
-                IamResponse::Names(names)
-            }
+            IamRequest::ListRolePolicies { name } => IamResponse::Names(all_pages!(
+                op,
+                |marker| iam
+                    .list_role_policies()
+                    .role_name(&name)
+                    .set_marker(marker.take()),
+                |out| out.policy_names().iter().cloned()
+            )),
             IamRequest::GetRolePolicy { name, policy_name } => {
                 let out = iam
                     .get_role_policy()
@@ -328,52 +334,28 @@ impl SdkIam {
                     .map_err(|e| sorted(op, e))?;
                 IamResponse::Done
             }
-            IamRequest::ListAttachedRolePolicies { name } => {
-                let mut arns = Vec::new();
-                let mut marker = None;
-                loop {
-                    let out = iam
-                        .list_attached_role_policies()
-                        .role_name(&name)
-                        .set_marker(marker)
-                        .send()
-                        .await
-                        .map_err(|e| sorted(op, e))?;
-                    arns.extend(
-                        out.attached_policies()
-                            .iter()
-                            .filter_map(|p| p.policy_arn().map(String::from)),
-                    );
-                    marker = out.marker().map(String::from);
-                    if !out.is_truncated() || marker.is_none() {
-                        break;
-                    }
-                }
-                IamResponse::Names(arns)
-            }
-            IamRequest::ListInstanceProfilesForRole { name } => {
-                let mut profiles = Vec::new();
-                let mut marker = None;
-                loop {
-                    let out = iam
-                        .list_instance_profiles_for_role()
-                        .role_name(&name)
-                        .set_marker(marker)
-                        .send()
-                        .await
-                        .map_err(|e| sorted(op, e))?;
-                    profiles.extend(
-                        out.instance_profiles()
-                            .iter()
-                            .map(|p| p.instance_profile_name().to_string()),
-                    );
-                    marker = out.marker().map(String::from);
-                    if !out.is_truncated() || marker.is_none() {
-                        break;
-                    }
-                }
-                IamResponse::Names(profiles)
-            }
+            IamRequest::ListAttachedRolePolicies { name } => IamResponse::Names(all_pages!(
+                op,
+                |marker| iam
+                    .list_attached_role_policies()
+                    .role_name(&name)
+                    .set_marker(marker.take()),
+                |out| out
+                    .attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(String::from))
+            )),
+            IamRequest::ListInstanceProfilesForRole { name } => IamResponse::Names(all_pages!(
+                op,
+                |marker| iam
+                    .list_instance_profiles_for_role()
+                    .role_name(&name)
+                    .set_marker(marker.take()),
+                |out| out
+                    .instance_profiles()
+                    .iter()
+                    .map(|p| p.instance_profile_name().to_string())
+            )),
             IamRequest::RemoveRoleFromInstanceProfile {
                 name,
                 instance_profile,

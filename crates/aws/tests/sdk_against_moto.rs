@@ -10,26 +10,11 @@ use podidentity_aws::sdk::{AwsSettings, SdkIam};
 use podidentity_iam::compare::text_equivalent;
 
 fn endpoint() -> Option<String> {
-    match std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") {
-        Ok(endpoint) => Some(endpoint),
-        Err(_) if std::env::var("PODIDENTITY_TEST_REQUIRE_IAM").is_ok() => {
-            panic!("PODIDENTITY_TEST_REQUIRE_IAM is set but PODIDENTITY_TEST_IAM_ENDPOINT is not")
-        }
-        Err(_) => {
-            eprintln!("skipped: no IAM emulator; run scripts/test, which starts moto");
-            None
-        }
-    }
+    podidentity_aws::testing::emulator_endpoint()
 }
 
 fn settings(endpoint: String) -> AwsSettings {
-    AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint),
-        max_attempts: 1,
-        call_timeout: None,
-        static_credentials: Some(("testing".into(), "testing".into())),
-    }
+    podidentity_aws::testing::emulator_settings(&endpoint)
 }
 
 async fn moto(endpoint: String) -> SdkIam {

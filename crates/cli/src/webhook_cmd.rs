@@ -119,7 +119,9 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
         match args.operator.load() {
             // A predicted ARN needs the account; the webhook has no AWS access to learn it.
             Ok(config) if config.aws.account_id.is_none() => {
-                tracing::warn!("no aws.accountId in the configuration: roles come from ServiceAccount annotations only");
+                tracing::warn!(
+                    "no aws.accountId in the configuration: roles come from ServiceAccount annotations only"
+                );
                 Predictor::annotations_only(&args.annotation_prefix)
             }
             Ok(config) => Predictor::new(config, &args.annotation_prefix),

@@ -15,21 +15,12 @@ use podidentity_aws::api::{Iam, IamApi};
 use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::Context;
 use podidentity_controller::binding::reconcile;
 
 fn endpoint() -> Option<String> {
-    match std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") {
-        Ok(endpoint) => Some(endpoint),
-        Err(_) if std::env::var("PODIDENTITY_TEST_REQUIRE_IAM").is_ok() => {
-            panic!("PODIDENTITY_TEST_REQUIRE_IAM is set but PODIDENTITY_TEST_IAM_ENDPOINT is not")
-        }
-        Err(_) => {
-            eprintln!("skipped: no IAM emulator; run scripts/test, which starts moto");
-            None
-        }
-    }
+    podidentity_aws::testing::emulator_endpoint()
 }
 
 struct World {
@@ -168,14 +159,7 @@ async fn world_of(
         .build()
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    let sdk = SdkIam::connect(&AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint),
-        max_attempts: 1,
-        call_timeout: None,
-        static_credentials: Some(("testing".into(), "testing".into())),
-    })
-    .await;
+    let sdk = SdkIam::connect(&podidentity_aws::testing::emulator_settings(&endpoint)).await;
     let faults = Arc::new(Faulty::new(sdk));
     let log = CallLog::default();
     let config = OperatorConfig {

@@ -12,7 +12,7 @@ use podidentity_aws::api::{Iam, IamApi, IamRequest, NewRole, RoleDetails};
 use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::role::{
     Change, Known, RoleIdentity, RoleOutcome, converge, delete_role, differences, ensure_role,
     read_details, retain_role,
@@ -21,27 +21,11 @@ use podidentity_iam::build::{DesiredRole, INLINE_POLICY_NAME};
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 
 fn endpoint() -> Option<String> {
-    match std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") {
-        Ok(endpoint) => Some(endpoint),
-        Err(_) if std::env::var("PODIDENTITY_TEST_REQUIRE_IAM").is_ok() => {
-            panic!("PODIDENTITY_TEST_REQUIRE_IAM is set but PODIDENTITY_TEST_IAM_ENDPOINT is not")
-        }
-        Err(_) => {
-            eprintln!("skipped: no IAM emulator; run scripts/test, which starts moto");
-            None
-        }
-    }
+    podidentity_aws::testing::emulator_endpoint()
 }
 
 async fn moto(endpoint: String) -> SdkIam {
-    SdkIam::connect(&AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint),
-        max_attempts: 1,
-        call_timeout: None,
-        static_credentials: Some(("testing".into(), "testing".into())),
-    })
-    .await
+    SdkIam::connect(&podidentity_aws::testing::emulator_settings(&endpoint)).await
 }
 
 /// A cluster name no other test uses, so tests share moto without meeting.
@@ -430,14 +414,9 @@ async fn put_in_instance_profile(role: &str) -> bool {
     let Ok(endpoint) = std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") else {
         return false;
     };
-    let config = podidentity_aws::sdk::sdk_config(&AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint),
-        max_attempts: 1,
-        call_timeout: None,
-        static_credentials: Some(("testing".into(), "testing".into())),
-    })
-    .await;
+    let config =
+        podidentity_aws::sdk::sdk_config(&podidentity_aws::testing::emulator_settings(&endpoint))
+            .await;
     let raw = aws_sdk_iam::Client::new(&config);
     let profile = format!("{role}-profile");
     raw.create_instance_profile()

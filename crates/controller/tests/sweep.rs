@@ -13,7 +13,7 @@ use podidentity_aws::api::{
 };
 use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::AwsError;
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::role::{Change, Known, ensure_role};
 use podidentity_controller::sweep::{Finding, find_drift, read_roles, sweep};
 use podidentity_iam::build::DesiredRole;
@@ -169,22 +169,10 @@ fn drift_is_found_only_where_it_is() {
 
 #[tokio::test]
 async fn a_sweep_against_iam_puts_back_what_was_changed_and_says_so() {
-    let Ok(endpoint) = std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT") else {
-        assert!(
-            std::env::var("PODIDENTITY_TEST_REQUIRE_IAM").is_err(),
-            "IAM emulator required"
-        );
-        eprintln!("skipped: no IAM emulator; run scripts/test, which starts moto");
+    let Some(endpoint) = podidentity_aws::testing::emulator_endpoint() else {
         return;
     };
-    let sdk = SdkIam::connect(&AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint),
-        max_attempts: 1,
-        call_timeout: None,
-        static_credentials: Some(("testing".into(), "testing".into())),
-    })
-    .await;
+    let sdk = SdkIam::connect(&podidentity_aws::testing::emulator_settings(&endpoint)).await;
     let log = CallLog::default();
     let api = Counted::new(sdk, log.clone());
     let nanos = SystemTime::now()
