@@ -40,6 +40,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for kube, AWS and the webhook. Chosen here, not left to rustls's
+    // feature detection: a workspace build that unifies dev-dependency features (kube-cel
+    // brings aws-lc-rs) enables two providers, and rustls then refuses to pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Webhook(args) => block_on(webhook_cmd::run(&args)),
