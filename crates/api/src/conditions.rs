@@ -25,6 +25,10 @@ pub mod reason {
     pub const TRUST_POLICY_TOO_LARGE: &str = "TrustPolicyTooLarge";
     pub const ROLE_CONFLICT: &str = "RoleConflict";
     pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    /// Another binding owns the ServiceAccount (the oldest naming it); this one waits.
+    pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
+    /// A managed policy ARN names no policy in IAM: the spec must change.
+    pub const MANAGED_POLICY_NOT_FOUND: &str = "ManagedPolicyNotFound";
     pub const AWS_THROTTLED: &str = "AwsThrottled";
     pub const AWS_ACCESS_DENIED: &str = "AwsAccessDenied";
     pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";

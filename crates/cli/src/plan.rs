@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
-use podidentity_iam::{BindingRef, DesiredState, Error, Guardrails, desired_state, short_form};
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_iam::{
+    BindingRef, DesiredState, Error, Guardrails, desired_state, service_account_owner, short_form,
+};
 use serde::Serialize;
 
 use crate::config_load::ConfigArgs;
@@ -138,6 +141,9 @@ pub fn build_plan(
 ) -> Plan {
     let guardrails = Guardrails::from_config(config);
     let mut bindings = Vec::new();
+    // Beside each entry: the binding as the cluster would hold it, for the ServiceAccount
+    // ownership rule (None for documents that could not be read).
+    let mut claimants: Vec<Option<PodIdentityBinding>> = Vec::new();
     let mut warnings = Vec::new();
     let mut short_forms = Vec::new();
 
@@ -163,10 +169,13 @@ pub fn build_plan(
                 bindings.push(plan_entry(
                     source,
                     "PodIdentityBinding",
-                    namespace,
+                    namespace.clone(),
                     name,
                     outcome,
                 ));
+                let mut claimant = *binding;
+                claimant.metadata.namespace = Some(namespace);
+                claimants.push(Some(claimant));
             }
             Document::ServiceAccount(sa) => short_forms.push((source, sa)),
             Document::Unreadable {
@@ -189,6 +198,7 @@ pub fn build_plan(
                 }],
             }),
         }
+        claimants.resize(bindings.len(), None);
     }
 
     // Short forms after bindings: a binding the user wrote wins over a generated one.
@@ -209,28 +219,41 @@ pub fn build_plan(
             ));
             continue;
         }
-        let outcome = match short_form::spec_from_annotations(&sa.name, &sa.annotations) {
-            Some(Ok(spec)) => desired_state(
-                BindingRef {
-                    namespace: &namespace,
-                    name: &sa.name,
-                },
-                &spec,
-                config,
-                &guardrails,
+        let (outcome, spec) = match short_form::spec_from_annotations(&sa.name, &sa.annotations) {
+            Some(Ok(spec)) => (
+                desired_state(
+                    BindingRef {
+                        namespace: &namespace,
+                        name: &sa.name,
+                    },
+                    &spec,
+                    config,
+                    &guardrails,
+                ),
+                spec,
             ),
-            Some(Err(violations)) => Err(Error::Refused(violations)),
+            Some(Err(violations)) => (
+                Err(Error::Refused(violations)),
+                PodIdentityBindingSpec {
+                    service_account_name: sa.name.clone(),
+                    ..PodIdentityBindingSpec::default()
+                },
+            ),
             None => continue,
         };
         bindings.push(plan_entry(
             source,
             "ServiceAccount",
-            namespace,
+            namespace.clone(),
             sa.name.clone(),
             outcome,
         ));
+        let mut claimant = PodIdentityBinding::new(&sa.name, spec);
+        claimant.metadata.namespace = Some(namespace);
+        claimants.push(Some(claimant));
     }
 
+    flag_service_account_conflicts(&mut bindings, &claimants);
     flag_duplicates(&mut bindings);
     let valid = bindings.iter().filter(|b| b.valid).count();
     let summary = Summary {
@@ -284,6 +307,39 @@ fn plan_entry(
         valid: problems.is_empty(),
         desired,
         problems,
+    }
+}
+
+/// A ServiceAccount carries one role: of several bindings naming it, the one the
+/// controller lets own it (`service_account_owner`) is planned; the others are refused as
+/// `ServiceAccountConflict`, as the controller would report them.
+fn flag_service_account_conflicts(
+    bindings: &mut [BindingPlan],
+    claimants: &[Option<PodIdentityBinding>],
+) {
+    let all: Vec<&PodIdentityBinding> = claimants.iter().flatten().collect();
+    for (entry, claimant) in bindings.iter_mut().zip(claimants) {
+        let Some(claimant) = claimant else { continue };
+        let namespace = entry.namespace.as_str();
+        let account = claimant.spec.service_account_name.as_str();
+        let Some(owner) = service_account_owner(all.iter().copied(), namespace, account) else {
+            continue;
+        };
+        if std::ptr::eq(owner, claimant) {
+            continue;
+        }
+        let owner_name = owner.metadata.name.as_deref().unwrap_or_default();
+        entry.problems.push(Problem {
+            field: "spec.serviceAccountName".into(),
+            reason: reason::SERVICE_ACCOUNT_CONFLICT.into(),
+            message: format!(
+                "ServiceAccount {namespace}/{account} is also named by {namespace}/{owner_name}, \
+                 which owns it (the oldest binding, then by name): a ServiceAccount carries one \
+                 role, so name another ServiceAccount or remove one of the bindings"
+            ),
+        });
+        entry.valid = false;
+        entry.desired = None;
     }
 }
 

@@ -114,29 +114,3 @@ impl Predictor {
         }
     }
 }
-
-/// The binding that covers `service_account`: not being deleted, oldest first (two
-/// bindings naming one ServiceAccount is a conflict the controller reports; the webhook
-/// must still pick deterministically).
-pub fn covering_binding<'a>(
-    bindings: impl IntoIterator<Item = &'a PodIdentityBinding>,
-    namespace: &str,
-    service_account: &str,
-) -> Option<&'a PodIdentityBinding> {
-    bindings
-        .into_iter()
-        .filter(|b| {
-            b.metadata.namespace.as_deref() == Some(namespace)
-                && b.spec.service_account_name == service_account
-                && b.metadata.deletion_timestamp.is_none()
-        })
-        .min_by(|a, b| {
-            let key = |b: &PodIdentityBinding| {
-                (
-                    b.metadata.creation_timestamp.clone().map(|t| t.0),
-                    b.metadata.name.clone(),
-                )
-            };
-            key(a).cmp(&key(b))
-        })
-}

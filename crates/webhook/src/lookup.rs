@@ -16,7 +16,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use podidentity_api::PodIdentityBinding;
 
-use crate::identity::{Predictor, covering_binding};
+use podidentity_iam::service_account_owner;
+
+use crate::identity::Predictor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
@@ -146,7 +148,8 @@ impl IdentityLookup for CachedLookup {
                 b.metadata.namespace.as_deref() == Some(namespace)
                     && b.spec.service_account_name == service_account
             });
-            let binding = covering_binding(
+            // The same owner the controller picks when several bindings name it.
+            let binding = service_account_owner(
                 covering.iter().map(|b| b.as_ref()),
                 namespace,
                 service_account,

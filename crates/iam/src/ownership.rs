@@ -1,0 +1,136 @@
+//! A ServiceAccount carries one role. When several bindings name the same ServiceAccount,
+//! the oldest (by creation time, then by name) owns it: only the owner's role is written
+//! into its annotations; the others are `ServiceAccountConflict` and write nothing until
+//! the owner goes. A binding being deleted owns nothing. The controller, the webhook's
+//! role prediction and `plan` all ask this one function, so they always agree.
+
+use k8s_openapi::jiff::Timestamp;
+use podidentity_api::PodIdentityBinding;
+
+/// The order of claims: older first, then by name. Manifests read by `plan` carry no
+/// creation time, so there the name alone decides.
+fn claim(binding: &PodIdentityBinding) -> (Option<Timestamp>, &str) {
+    (
+        binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        binding.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Whether `binding` names `namespace/service_account` and can own it.
+fn claims(binding: &PodIdentityBinding, namespace: &str, service_account: &str) -> bool {
+    binding.metadata.namespace.as_deref() == Some(namespace)
+        && binding.spec.service_account_name == service_account
+        && binding.metadata.deletion_timestamp.is_none()
+}
+
+/// The binding that owns `namespace/service_account`, if any names it.
+pub fn service_account_owner<'a>(
+    bindings: impl IntoIterator<Item = &'a PodIdentityBinding>,
+    namespace: &str,
+    service_account: &str,
+) -> Option<&'a PodIdentityBinding> {
+    bindings
+        .into_iter()
+        .filter(|b| claims(b, namespace, service_account))
+        .min_by(|a, b| claim(a).cmp(&claim(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use podidentity_api::PodIdentityBindingSpec;
+    use proptest::prelude::*;
+
+    fn binding(name: &str, sa: &str, created: Option<i64>, deleting: bool) -> PodIdentityBinding {
+        let mut b = PodIdentityBinding::new(
+            name,
+            PodIdentityBindingSpec {
+                service_account_name: sa.into(),
+                ..PodIdentityBindingSpec::default()
+            },
+        );
+        b.metadata.namespace = Some("shop".into());
+        b.metadata.creation_timestamp =
+            created.map(|s| Time(Timestamp::from_second(s).unwrap_or_default()));
+        if deleting {
+            b.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        }
+        b
+    }
+
+    fn owner(bindings: &[PodIdentityBinding]) -> Option<&str> {
+        service_account_owner(bindings, "shop", "orders").and_then(|b| b.metadata.name.as_deref())
+    }
+
+    #[test]
+    fn the_oldest_owns_then_the_name_breaks_ties() {
+        let bindings = [
+            binding("b", "orders", Some(20), false),
+            binding("c", "orders", Some(10), false),
+            binding("a", "orders", Some(20), false),
+        ];
+        assert_eq!(owner(&bindings), Some("c"));
+        let same_second = [
+            binding("b", "orders", Some(10), false),
+            binding("a", "orders", Some(10), false),
+        ];
+        assert_eq!(owner(&same_second), Some("a"));
+    }
+
+    #[test]
+    fn a_binding_being_deleted_hands_over_to_the_next() {
+        let bindings = [
+            binding("old", "orders", Some(1), true),
+            binding("young", "orders", Some(2), false),
+        ];
+        assert_eq!(owner(&bindings), Some("young"));
+    }
+
+    #[test]
+    fn only_bindings_of_that_namespace_and_account_count() {
+        let mut elsewhere = binding("a", "orders", Some(1), false);
+        elsewhere.metadata.namespace = Some("other".into());
+        let bindings = [
+            elsewhere,
+            binding("b", "payments", Some(1), false),
+            binding("c", "orders", Some(5), false),
+        ];
+        assert_eq!(owner(&bindings), Some("c"));
+        assert_eq!(owner(&bindings[..2]), None);
+    }
+
+    #[test]
+    fn manifests_without_creation_times_are_ordered_by_name() {
+        let bindings = [
+            binding("z", "orders", None, false),
+            binding("m", "orders", None, false),
+        ];
+        assert_eq!(owner(&bindings), Some("m"));
+    }
+
+    proptest! {
+        /// The owner does not depend on the order the bindings are seen in (a cache, a
+        /// list, files), and it is one of the claimants.
+        #[test]
+        fn the_owner_is_the_same_in_any_order(
+            claims in proptest::collection::vec((0i64..5, "[a-e]{1,2}", any::<bool>()), 1..8),
+            rotate in 0usize..8,
+        ) {
+            let mut bindings: Vec<PodIdentityBinding> = claims
+                .iter()
+                .enumerate()
+                .map(|(i, (created, name, deleting))| {
+                    binding(&format!("{name}{i}"), "orders", Some(*created), *deleting)
+                })
+                .collect();
+            let first = owner(&bindings).map(str::to_string);
+            let shift = rotate % bindings.len();
+            bindings.rotate_left(shift);
+            bindings.reverse();
+            prop_assert_eq!(owner(&bindings).map(str::to_string), first.clone());
+            let any_alive = claims.iter().any(|(_, _, deleting)| !deleting);
+            prop_assert_eq!(first.is_some(), any_alive);
+        }
+    }
+}
