@@ -33,6 +33,15 @@ impl ErrorKind {
         )
     }
 
+    /// Needs a change (of the spec, the configuration or the operator's own permissions)
+    /// before the same call can succeed: retried slowly, not with backoff.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::AccessDenied | ErrorKind::Malformed | ErrorKind::LimitExceeded
+        )
+    }
+
     /// The condition and Event reason.
     pub fn reason(self) -> &'static str {
         match self {
@@ -132,5 +141,10 @@ mod tests {
         );
         assert!(ErrorKind::from_code("ServiceFailure", "").is_transient());
         assert!(!ErrorKind::from_code("AccessDenied", "").is_transient());
+        assert!(ErrorKind::from_code("AccessDenied", "").is_permanent());
+        assert!(ErrorKind::from_code("InvalidInput", "").is_permanent());
+        assert!(ErrorKind::from_code("LimitExceeded", "").is_permanent());
+        assert!(!ErrorKind::from_code("Throttling", "").is_permanent());
+        assert!(!ErrorKind::from_code("SomethingNew", "").is_permanent());
     }
 }

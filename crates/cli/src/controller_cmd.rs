@@ -91,7 +91,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             .unwrap_or_else(|_| format!("podidentity-{}", std::process::id())),
         duration: args.lease_duration,
     });
-    let ctx = Arc::new(Context::new(client, iam, config));
+    let ctx = Context::new(client, iam, config);
     match run_controller(
         ctx,
         metrics,

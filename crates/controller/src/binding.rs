@@ -1,32 +1,35 @@
 //! The binding reconciler: dereference → validate → build → apply → status, behind the
 //! finalizer. Validation failures make no IAM call; cleanup needs nothing but the role's
-//! name and ownership tags, so a bad spec can never block deletion.
+//! name and ownership tags, so a bad spec can never block deletion. This pass is the only
+//! writer of a binding's status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizing, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use podidentity_api::annotations;
-use podidentity_api::conditions::reason;
+use podidentity_api::conditions::{self, reason};
 use podidentity_api::{
-    DeletionPolicy, FIELD_MANAGER, FINALIZER, PodIdentityBinding, PodIdentityBindingStatus,
+    DeletionPolicy, FIELD_MANAGER, PodIdentityBinding, PodIdentityBindingStatus,
 };
-use podidentity_iam::build::{DesiredSecret, DesiredServiceAccount, DesiredState, ownership_tags};
-use podidentity_iam::{BindingRef, desired_state, naming};
+use podidentity_aws::api::RoleState;
+use podidentity_iam::build::{DesiredState, ownership_tags};
+use podidentity_iam::{BindingRef, desired_state, naming, service_account_owner};
 use serde_json::json;
 
-use crate::context::Context;
+use crate::context::{Applied, Context, RoleFacts, fingerprint};
 use crate::error::Error;
+use crate::finalizer::{self, Stage};
 use crate::role::{Known, RoleIdentity, RoleOutcome, delete_role, ensure_role, retain_role};
-use crate::status::{Assessment, ServiceAccountState, next_status};
+use crate::service_account::{bind_service_account, unbind_service_account};
+use crate::status::{Assessment, next_status};
+
+/// How long a binding waits after a permanent AWS error before trying again by itself.
+const PERMANENT_ERROR_RETRY: Duration = Duration::from_secs(600);
 
 /// The controller's entry point for one binding.
 pub async fn reconcile(
@@ -36,24 +39,37 @@ pub async fn reconcile(
     let namespace = binding.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = ObjectRef::from_obj(binding.as_ref());
-    let result = finalizer(&api, FINALIZER, binding, |event| async {
-        match event {
-            Finalizing::Apply(binding) => apply(&binding, &ctx).await,
-            Finalizing::Cleanup(binding) => cleanup(&binding, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|err| Error::Finalizer(Box::new(err)));
+    let result = match finalizer::stage(&binding) {
+        // The patch's watch event starts the next pass.
+        Stage::Add => finalizer::add(&api, &binding)
+            .await
+            .map(|_| Action::await_change())
+            .map_err(Error::Kube),
+        Stage::Apply => apply(&binding, &ctx).await,
+        Stage::Cleanup => match cleanup(&binding, &ctx).await {
+            Ok(()) => finalizer::remove(&api, &binding)
+                .await
+                .map(|_| Action::await_change())
+                .map_err(Error::Kube),
+            Err(err) => Err(err),
+        },
+        Stage::Done => Ok(Action::await_change()),
+    };
     if result.is_ok() {
         ctx.succeeded(&key);
     }
     result
 }
 
-/// Requeue policy for failed passes: per-binding exponential backoff.
+/// Requeue policy for failed passes: per-binding exponential backoff for what may pass by
+/// itself; a slow retry for what needs a change (AccessDenied, a malformed document).
 pub fn error_policy(binding: Arc<PodIdentityBinding>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&ObjectRef::from_obj(binding.as_ref()));
-    tracing::warn!(binding = %binding.name_any(), reason = error.reason(), %error, ?delay, "reconcile failed; backing off");
+    let delay = if error.is_permanent() {
+        PERMANENT_ERROR_RETRY
+    } else {
+        ctx.backoff(&ObjectRef::from_obj(binding.as_ref()))
+    };
+    tracing::warn!(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default(), reason = error.reason(), %error, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -61,8 +77,40 @@ fn binding_ref(binding: &PodIdentityBinding) -> (String, String) {
     (binding.namespace().unwrap_or_default(), binding.name_any())
 }
 
+/// Whether the status says this generation's role is in line already.
+fn status_in_line(binding: &PodIdentityBinding, desired: &DesiredState) -> bool {
+    binding.status.as_ref().is_some_and(|s| {
+        s.observed_generation == binding.metadata.generation
+            && s.role_id.is_some()
+            && s.role_name.as_deref() == Some(desired.role.name.as_str())
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::ROLE_SYNCED && c.status == "True")
+    })
+}
+
+fn facts(role: &RoleState) -> RoleFacts {
+    RoleFacts {
+        name: role.name.clone(),
+        arn: role.arn.clone(),
+        id: role.id.clone(),
+    }
+}
+
+/// The role as the status records it (for a pass that changes nothing in IAM).
+fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {
+    let status = binding.status.as_ref()?;
+    Some(RoleFacts {
+        name: status.role_name.clone()?,
+        arn: status.role_arn.clone()?,
+        id: status.role_id.clone()?,
+    })
+}
+
 async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = binding_ref(binding);
+    let key = ObjectRef::from_obj(binding);
+    let uid = binding.uid().unwrap_or_default();
     let generation = binding.metadata.generation;
 
     // Validate and build: a refusal changes nothing in AWS.
@@ -77,6 +125,7 @@ async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Er
     ) {
         Ok(desired) => desired,
         Err(refusal) => {
+            ctx.set_conflicted(&key, false);
             let message = refusal.to_string();
             let why = refusal.reason();
             let assessment = Assessment::Refused {
@@ -90,46 +139,89 @@ async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Er
         }
     };
 
-    // The role: skipped when this generation is already in line (drift is the sweep's).
-    let in_line = binding.status.as_ref().is_some_and(|s| {
-        s.observed_generation == generation
-            && s.role_id.is_some()
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == podidentity_api::conditions::ROLE_SYNCED && c.status == "True")
-    });
-    let mut role_id = binding.status.as_ref().and_then(|s| s.role_id.clone());
-    if !in_line {
-        let known = if role_id.is_some() {
+    // One ServiceAccount, one role: only its owner (the oldest binding naming it) goes on.
+    let account = &binding.spec.service_account_name;
+    let siblings = ctx.bindings_in(&namespace).await?;
+    let owner = service_account_owner(siblings.iter().map(|b| b.as_ref()), &namespace, account);
+    if let Some(owner) = owner
+        && owner.uid() != binding.uid()
+    {
+        ctx.set_conflicted(&key, true);
+        let assessment = Assessment::ServiceAccountConflict {
+            owner: format!("{namespace}/{}", owner.name_any()),
+            service_account: format!("{namespace}/{account}"),
+        };
+        if write_status(ctx, binding, &assessment, recorded_role(binding).as_ref()).await? {
+            ctx.event(
+                binding,
+                EventType::Warning,
+                reason::SERVICE_ACCOUNT_CONFLICT,
+                format!(
+                    "ServiceAccount {account} is owned by {}, the oldest binding naming it; this one waits",
+                    owner.name_any()
+                ),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+    ctx.set_conflicted(&key, false);
+
+    // The role. Skipped when this generation is in line already, as this process applied
+    // it (a pass from a cache that has not seen the last pass's writes yet) or as the
+    // status records; a role the sweep found out of line is read and converged.
+    let drifted = ctx.take_drifted(&uid);
+    let wanted = fingerprint(&desired.role);
+    let remembered = ctx.applied(&uid);
+    let applied_here = remembered
+        .as_ref()
+        .is_some_and(|a| a.generation == generation && a.fingerprint == Some(wanted));
+    let mut role = remembered
+        .as_ref()
+        .map(|a| a.role.clone())
+        .or_else(|| recorded_role(binding));
+    let mut missing_policies = Vec::new();
+    if drifted || !(applied_here || status_in_line(binding, &desired)) {
+        let known = if role.is_some() {
             Known::Exists
         } else {
             Known::New
         };
-        match ensure_role(ctx.iam.as_ref(), &desired.role, known).await {
+        let outcome = match ensure_role(ctx.iam.as_ref(), &desired.role, known).await {
+            Ok(outcome) => outcome,
             Err(err) => {
+                if drifted {
+                    ctx.mark_drifted(&uid);
+                }
+                let permanent = err.kind.is_permanent();
                 let assessment = Assessment::AwsFailed {
                     reason: err.kind.reason().into(),
                     message: err.to_string(),
+                    permanent,
                 };
-                write_status(ctx, binding, &assessment, None).await?;
+                if write_status(ctx, binding, &assessment, role.as_ref()).await? && permanent {
+                    ctx.event(
+                        binding,
+                        EventType::Warning,
+                        err.kind.reason(),
+                        err.to_string(),
+                    )
+                    .await;
+                }
                 return Err(err.into());
             }
-            Ok(RoleOutcome::Conflict { existing }) => {
+        };
+        let made = match outcome {
+            RoleOutcome::Conflict { existing } => {
                 let message = format!(
                     "IAM role {} exists and is not this binding's (its ownership tags do not match); \
                      it was left untouched: delete or retag it, or rename the binding",
                     existing.name
                 );
-                if write_status(
-                    ctx,
-                    binding,
-                    &Assessment::Conflict {
-                        message: message.clone(),
-                    },
-                    None,
-                )
-                .await?
-                {
+                let assessment = Assessment::Conflict {
+                    message: message.clone(),
+                };
+                if write_status(ctx, binding, &assessment, None).await? {
                     ctx.event(binding, EventType::Warning, reason::ROLE_CONFLICT, message)
                         .await;
                 }
@@ -137,123 +229,97 @@ async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Er
                     ctx.config.drift_interval().unwrap_or_default(),
                 ));
             }
-            Ok(RoleOutcome::Created(role)) => {
-                role_id = Some(role.id.clone());
+            RoleOutcome::Created(made) => {
                 ctx.event(
                     binding,
                     EventType::Normal,
                     "Created",
-                    format!("created IAM role {}", role.arn),
+                    format!("created IAM role {}", made.arn),
                 )
                 .await;
+                made
             }
-            Ok(RoleOutcome::Converged { role, changed }) => {
-                role_id = Some(role.id.clone());
+            RoleOutcome::Converged {
+                role: made,
+                changed,
+            } => {
                 if !changed.is_empty() {
                     let what: Vec<&str> = changed.iter().map(|c| c.describe()).collect();
+                    let (reason, verb) = if drifted {
+                        ("DriftCorrected", "was changed outside; put back")
+                    } else {
+                        ("Updated", "updated")
+                    };
                     ctx.event(
                         binding,
                         EventType::Normal,
-                        "Updated",
-                        format!("updated IAM role {}: {}", role.arn, what.join(", ")),
+                        reason,
+                        format!("IAM role {} {verb}: {}", made.arn, what.join(", ")),
                     )
                     .await;
                 }
+                made
             }
-        }
+            RoleOutcome::Incomplete {
+                role: made,
+                missing_policies: missing,
+            } => {
+                missing_policies = missing;
+                made
+            }
+        };
+        let made = facts(&made);
+        ctx.remember_applied(
+            &uid,
+            Applied {
+                generation,
+                // What could not be attached is retried when the spec changes, not before.
+                fingerprint: Some(wanted),
+                role: made.clone(),
+            },
+        );
+        role = Some(made);
+    } else if let Some(remembered) = &remembered
+        && !applied_here
+    {
+        // In line by the status, from an earlier process: remember it from here on.
+        ctx.remember_applied(
+            &uid,
+            Applied {
+                generation,
+                fingerprint: Some(wanted),
+                role: remembered.role.clone(),
+            },
+        );
     }
 
     let service_account =
         bind_service_account(ctx, binding, &namespace, &desired.service_account).await?;
     if let Some(secret) = &desired.credentials_secret {
-        apply_secret(ctx, binding, &namespace, secret).await?;
+        crate::secret::apply_secret(ctx, binding, &namespace, secret).await?;
     }
-    let assessment = Assessment::RoleSynced { service_account };
-    write_status(ctx, binding, &assessment, Some((&desired, role_id))).await?;
-    Ok(Action::await_change())
-}
-
-fn owner_reference(binding: &PodIdentityBinding) -> Option<OwnerReference> {
-    binding.controller_owner_ref(&())
-}
-
-/// Annotates the ServiceAccount (server-side apply, own field manager) — creating it when
-/// asked — and writes only when an annotation differs.
-async fn bind_service_account(
-    ctx: &Context,
-    binding: &PodIdentityBinding,
-    namespace: &str,
-    desired: &DesiredServiceAccount,
-) -> Result<ServiceAccountState, Error> {
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
-    let existing = api.get_opt(&desired.name).await?;
-    if existing.is_none() && !desired.create {
-        return Ok(ServiceAccountState::NotFound {
-            name: desired.name.clone(),
-        });
-    }
-    if let Some(existing) = &existing {
-        let current = existing.metadata.annotations.clone().unwrap_or_default();
-        if desired
-            .annotations
-            .iter()
-            .all(|(k, v)| current.get(k) == Some(v))
-        {
-            return Ok(ServiceAccountState::Bound);
+    let assessment = if missing_policies.is_empty() {
+        Assessment::RoleSynced { service_account }
+    } else {
+        Assessment::MissingPolicies {
+            arns: missing_policies.clone(),
+            service_account,
         }
-    }
-    let mut metadata =
-        json!({"name": desired.name, "namespace": namespace, "annotations": desired.annotations});
-    if existing.is_none()
-        && let Some(owner) = owner_reference(binding)
-    {
-        metadata["ownerReferences"] = json!([owner]);
-    }
-    let patch = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
-    api.patch(
-        &desired.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(ServiceAccountState::Bound)
-}
-
-/// The ccoctl-format Secret, owned by the binding; written only when it differs.
-async fn apply_secret(
-    ctx: &Context,
-    binding: &PodIdentityBinding,
-    namespace: &str,
-    desired: &DesiredSecret,
-) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let wanted = ByteString(desired.credentials.clone().into_bytes());
-    if let Some(existing) = api.get_opt(&desired.name).await?
-        && existing.data.as_ref().and_then(|d| d.get("credentials")) == Some(&wanted)
-    {
-        return Ok(());
-    }
-    let secret = Secret {
-        metadata: kube::core::ObjectMeta {
-            name: Some(desired.name.clone()),
-            namespace: Some(namespace.into()),
-            owner_references: owner_reference(binding).map(|o| vec![o]),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([("credentials".to_string(), wanted)])),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
     };
-    let mut patch = serde_json::to_value(&secret).unwrap_or_default();
-    patch["apiVersion"] = json!("v1");
-    patch["kind"] = json!("Secret");
-    api.patch(
-        &desired.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let wrote = write_status_with(ctx, binding, &assessment, role.as_ref(), Some(&desired)).await?;
+    if wrote && !missing_policies.is_empty() {
+        ctx.event(
+            binding,
+            EventType::Warning,
+            reason::MANAGED_POLICY_NOT_FOUND,
+            format!(
+                "managed policies not found in IAM: {}",
+                missing_policies.join(", ")
+            ),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Writes the status when it differs from the current one; says whether it wrote.
@@ -261,7 +327,17 @@ async fn write_status(
     ctx: &Context,
     binding: &PodIdentityBinding,
     assessment: &Assessment,
-    synced: Option<(&DesiredState, Option<String>)>,
+    role: Option<&RoleFacts>,
+) -> Result<bool, Error> {
+    write_status_with(ctx, binding, assessment, role, None).await
+}
+
+async fn write_status_with(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    assessment: &Assessment,
+    role: Option<&RoleFacts>,
+    desired: Option<&DesiredState>,
 ) -> Result<bool, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut status: PodIdentityBindingStatus = next_status(
@@ -270,10 +346,12 @@ async fn write_status(
         binding.metadata.generation,
         &now,
     );
-    if let Some((desired, role_id)) = synced {
-        status.role_name = Some(desired.role.name.clone());
-        status.role_arn = Some(desired.role.arn.clone());
-        status.role_id = role_id;
+    if let Some(role) = role {
+        status.role_name = Some(role.name.clone());
+        status.role_arn = Some(role.arn.clone());
+        status.role_id = Some(role.id.clone());
+    }
+    if let Some(desired) = desired {
         status.trust_policy = Some(desired.trust_policy_size.clone());
     }
     if binding.status.as_ref() == Some(&status) {
@@ -286,13 +364,19 @@ async fn write_status(
         "kind": PodIdentityBinding::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(true)
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The role's name and ownership, known even when the spec no longer validates: the name
@@ -317,8 +401,10 @@ fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
     )
 }
 
-async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Error> {
     let (namespace, _) = binding_ref(binding);
+    let key = ObjectRef::from_obj(binding);
+    ctx.set_conflicted(&key, false);
     write_status(ctx, binding, &Assessment::Deleting, None)
         .await
         .ok();
@@ -332,7 +418,18 @@ async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, 
     };
     // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
     result?;
-    unbind_service_account(ctx, &namespace, &binding.spec.service_account_name, binding).await?;
+    // The annotations are this binding's to take back only if no other binding owns the
+    // ServiceAccount now (an owner's own apply replaces them; a binding that was waiting
+    // never wrote any).
+    let account = &binding.spec.service_account_name;
+    let siblings = ctx.bindings_in(&namespace).await?;
+    let other_owner =
+        service_account_owner(siblings.iter().map(|b| b.as_ref()), &namespace, account)
+            .is_some_and(|b| b.uid() != binding.uid());
+    if !other_owner {
+        unbind_service_account(ctx, &namespace, account).await?;
+    }
+    ctx.forget(&binding.uid().unwrap_or_default());
     ctx.event(
         binding,
         EventType::Normal,
@@ -340,42 +437,5 @@ async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, 
         format!("cleaned up IAM role {}", role.name),
     )
     .await;
-    Ok(Action::await_change())
-}
-
-/// Removes the annotations this binding wrote, where they still hold its values.
-async fn unbind_service_account(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    binding: &PodIdentityBinding,
-) -> Result<(), Error> {
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(existing) = api.get_opt(name).await? else {
-        return Ok(());
-    };
-    let current = existing.metadata.annotations.unwrap_or_default();
-    let ours = binding.status.as_ref().and_then(|s| s.role_arn.clone());
-    let written = [
-        annotations::ROLE_ARN,
-        annotations::AUDIENCE,
-        annotations::STS_REGIONAL_ENDPOINTS,
-        annotations::TOKEN_EXPIRATION,
-    ];
-    // Only when the role annotation is still ours: otherwise someone else owns them now.
-    if ours.is_none() || current.get(annotations::ROLE_ARN) != ours.as_ref() {
-        return Ok(());
-    }
-    let removals: serde_json::Map<String, serde_json::Value> = written
-        .iter()
-        .filter(|key| current.contains_key(**key))
-        .map(|key| (key.to_string(), serde_json::Value::Null))
-        .collect();
-    if removals.is_empty() {
-        return Ok(());
-    }
-    let patch = json!({"metadata": {"annotations": removals}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
     Ok(())
 }

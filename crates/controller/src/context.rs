@@ -1,16 +1,19 @@
 //! Everything a reconcile needs, built once and shared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 use podidentity_iam::Guardrails;
+use podidentity_iam::build::DesiredRole;
 
 pub struct Context {
     pub client: Client,
@@ -19,8 +22,51 @@ pub struct Context {
     pub guardrails: Guardrails,
     /// One recorder for the process (it deduplicates and aggregates events).
     pub recorder: Recorder,
+    /// Where bindings are read from for the ServiceAccount ownership rule.
+    bindings: Bindings,
     /// Failed passes per binding since its last success: the backoff exponent.
     failures: Mutex<HashMap<ObjectRef<PodIdentityBinding>, u32>>,
+    /// What this process last made IAM hold, per binding uid.
+    applied: Mutex<HashMap<String, Applied>>,
+    /// Bindings the drift sweep found out of line (by uid): their next pass reads the role
+    /// and converges it, whatever their status says.
+    drifted: Mutex<HashSet<String>>,
+    /// Bindings waiting on another that owns their ServiceAccount, by namespace: any change
+    /// to a binding of that namespace wakes them.
+    conflicted: Mutex<HashMap<String, HashSet<ObjectRef<PodIdentityBinding>>>>,
+}
+
+/// Bindings from the controller's watch cache, or (tests without a watch) live lists.
+enum Bindings {
+    Cached(Store<PodIdentityBinding>),
+    Live,
+}
+
+/// A role this process made or converged for a binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub generation: Option<i64>,
+    /// Of the desired role that was applied; `None` when only the role's existence is
+    /// known (the pass stopped part way, e.g. at a managed policy that does not exist).
+    pub fingerprint: Option<u64>,
+    pub role: RoleFacts,
+}
+
+/// The role as IAM named it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleFacts {
+    pub name: String,
+    pub arn: String,
+    pub id: String,
+}
+
+/// A stable digest of a desired role, to tell whether it is what was applied.
+pub fn fingerprint(role: &DesiredRole) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(role)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Context {
@@ -39,7 +85,41 @@ impl Context {
             config,
             guardrails,
             recorder,
+            bindings: Bindings::Live,
             failures: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
+            drifted: Mutex::new(HashSet::new()),
+            conflicted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads bindings from the controller's watch cache instead of listing them.
+    pub fn with_bindings_cache(mut self, store: Store<PodIdentityBinding>) -> Self {
+        self.bindings = Bindings::Cached(store);
+        self
+    }
+
+    /// The bindings of one namespace.
+    pub async fn bindings_in(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<Arc<PodIdentityBinding>>, kube::Error> {
+        match &self.bindings {
+            Bindings::Cached(store) => Ok(store
+                .state()
+                .into_iter()
+                .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
+                .collect()),
+            Bindings::Live => {
+                let api: Api<PodIdentityBinding> = Api::namespaced(self.client.clone(), namespace);
+                Ok(api
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect())
+            }
         }
     }
 
@@ -85,6 +165,71 @@ impl Context {
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(binding);
         }
+    }
+
+    /// What this process last applied for a binding.
+    pub fn applied(&self, uid: &str) -> Option<Applied> {
+        self.applied.lock().ok()?.get(uid).cloned()
+    }
+
+    pub fn remember_applied(&self, uid: &str, applied: Applied) {
+        if let Ok(mut map) = self.applied.lock() {
+            map.insert(uid.to_string(), applied);
+        }
+    }
+
+    /// Forgets a binding (deleted, or its role must be looked at again).
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut map) = self.applied.lock() {
+            map.remove(uid);
+        }
+    }
+
+    /// The sweep found this binding's role out of line (or gone).
+    pub fn mark_drifted(&self, uid: &str) {
+        self.forget(uid);
+        if let Ok(mut set) = self.drifted.lock() {
+            set.insert(uid.to_string());
+        }
+    }
+
+    /// Whether the sweep flagged this binding; clears the flag.
+    pub fn take_drifted(&self, uid: &str) -> bool {
+        self.drifted.lock().is_ok_and(|mut set| set.remove(uid))
+    }
+
+    /// Records whether a binding waits on another for its ServiceAccount.
+    pub fn set_conflicted(&self, binding: &ObjectRef<PodIdentityBinding>, waiting: bool) {
+        let Some(namespace) = binding.namespace.clone() else {
+            return;
+        };
+        if let Ok(mut map) = self.conflicted.lock() {
+            let set = map.entry(namespace.clone()).or_default();
+            if waiting {
+                set.insert(binding.clone());
+            } else {
+                set.remove(binding);
+                if set.is_empty() {
+                    map.remove(&namespace);
+                }
+            }
+        }
+    }
+
+    /// The bindings of `namespace` waiting on another, except `changed` itself.
+    pub fn conflicted_in(
+        &self,
+        namespace: &str,
+        changed: &ObjectRef<PodIdentityBinding>,
+    ) -> Vec<ObjectRef<PodIdentityBinding>> {
+        self.conflicted
+            .lock()
+            .ok()
+            .and_then(|map| map.get(namespace).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b != changed)
+            .collect()
     }
 }
 

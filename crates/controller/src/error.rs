@@ -1,5 +1,5 @@
 //! The controller's one error type, sorted once: transient errors back off and retry,
-//! permanent ones wait for a change.
+//! permanent ones wait for a change (or a slow retry).
 
 use podidentity_aws::error::AwsError;
 
@@ -9,8 +9,6 @@ pub enum Error {
     Aws(#[from] AwsError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the binding has no namespace")]
     NoNamespace,
 }
@@ -21,12 +19,16 @@ impl Error {
         match self {
             Error::Aws(err) => err.kind.reason(),
             Error::Kube(_) => "KubernetesApiError",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(err)
-                | kube::runtime::finalizer::Error::CleanupFailed(err) => err.reason(),
-                _ => "FinalizerError",
-            },
             Error::NoNamespace => "InvalidSpec",
+        }
+    }
+
+    /// Whether only a change can make the next attempt succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Aws(err) => err.kind.is_permanent(),
+            Error::Kube(_) => false,
+            Error::NoNamespace => true,
         }
     }
 }

@@ -1,19 +1,27 @@
-//! The controller. `binding` reconciles PodIdentityBindings (behind the finalizer);
-//! `short_form` turns annotated ServiceAccounts into bindings; `role` keeps one IAM role
-//! equal to its binding; `sweep` finds and puts back drift for all roles at once; `status`
-//! computes conditions; `startup`, `leader`, `metrics` and `run` make the process.
+//! The controller. `binding` reconciles PodIdentityBindings (behind `finalizer`), writing
+//! through `service_account` and `secret`; `short_form` turns annotated ServiceAccounts
+//! into bindings; `role` keeps one IAM role equal to its binding; `sweep` reads every role
+//! at once and `drift` wakes the bindings whose roles drifted; `status` computes
+//! conditions; `startup`, `leader`, `health`, `watches`, `metrics` and `run` make the
+//! process.
 
 pub mod binding;
 pub mod context;
+pub mod drift;
 pub mod error;
+pub mod finalizer;
+pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod role;
 pub mod run;
+pub mod secret;
+pub mod service_account;
 pub mod short_form;
 pub mod startup;
 pub mod status;
 pub mod sweep;
+pub mod watches;
 
 pub use context::Context;
 pub use error::Error;

@@ -46,6 +46,43 @@ pub enum RoleOutcome {
     Conflict {
         existing: RoleState,
     },
+    /// The role exists (made or converged) with everything but these managed policies,
+    /// which IAM says do not exist: only a change of the spec can fix that.
+    Incomplete {
+        role: RoleState,
+        missing_policies: Vec<String>,
+    },
+}
+
+/// What converging a role changed, and the managed policies that could not be attached
+/// because they do not exist.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Convergence {
+    pub changed: Vec<Change>,
+    pub missing_policies: Vec<String>,
+}
+
+/// Attaches a managed policy; a policy that does not exist is reported, not an error.
+async fn attach(
+    iam: &Iam<'_>,
+    role: &str,
+    arn: &str,
+    missing: &mut Vec<String>,
+) -> Result<(), AwsError> {
+    match iam
+        .run(IamRequest::AttachRolePolicy {
+            name: role.to_string(),
+            arn: arn.to_string(),
+        })
+        .await
+    {
+        // The role was just made or read, so NoSuchEntity here is the policy's.
+        Err(err) if err.kind == ErrorKind::NotFound => {
+            missing.push(arn.to_string());
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// What cleanup needs to find a binding's role and prove it is the binding's: its name and
@@ -136,14 +173,18 @@ pub async fn ensure_role(
                 })
                 .await?;
             }
+            let mut missing_policies = Vec::new();
             for arn in &desired.managed_policy_arns {
-                iam.run(IamRequest::AttachRolePolicy {
-                    name: desired.name.clone(),
-                    arn: arn.clone(),
-                })
-                .await?;
+                attach(&iam, &desired.name, arn, &mut missing_policies).await?;
             }
-            Ok(RoleOutcome::Created(role))
+            if missing_policies.is_empty() {
+                Ok(RoleOutcome::Created(role))
+            } else {
+                Ok(RoleOutcome::Incomplete {
+                    role,
+                    missing_policies,
+                })
+            }
         }
         Err(err) if err.kind == ErrorKind::AlreadyExists => {
             let existing = iam.get_role(&desired.name).await?;
@@ -163,10 +204,16 @@ async fn adopt(
         return Ok(RoleOutcome::Conflict { existing });
     }
     let details = read_details(&Iam::new(api), existing).await?;
-    let changed = converge(api, desired, &details, true).await?;
+    let convergence = converge(api, desired, &details, true).await?;
+    if !convergence.missing_policies.is_empty() {
+        return Ok(RoleOutcome::Incomplete {
+            role: details.role,
+            missing_policies: convergence.missing_policies,
+        });
+    }
     Ok(RoleOutcome::Converged {
         role: details.role,
-        changed,
+        changed: convergence.changed,
     })
 }
 
@@ -234,10 +281,11 @@ pub async fn converge(
     desired: &DesiredRole,
     actual: &RoleDetails,
     full: bool,
-) -> Result<Vec<Change>, AwsError> {
+) -> Result<Convergence, AwsError> {
     let iam = Iam::new(api);
     let name = || desired.name.clone();
     let changes = differences(desired, actual, full);
+    let mut missing_policies = Vec::new();
     for change in &changes {
         match change {
             Change::TrustPolicy => {
@@ -272,11 +320,7 @@ pub async fn converge(
             Change::ManagedPolicies => {
                 for arn in &desired.managed_policy_arns {
                     if !actual.attached_policy_arns.contains(arn) {
-                        iam.run(IamRequest::AttachRolePolicy {
-                            name: name(),
-                            arn: arn.clone(),
-                        })
-                        .await?;
+                        attach(&iam, &desired.name, arn, &mut missing_policies).await?;
                     }
                 }
                 for arn in &actual.attached_policy_arns {
@@ -343,7 +387,10 @@ pub async fn converge(
             }
         }
     }
-    Ok(changes)
+    Ok(Convergence {
+        changed: changes,
+        missing_policies,
+    })
 }
 
 /// "Already gone" is success for every cleanup call.

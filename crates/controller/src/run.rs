@@ -1,32 +1,26 @@
-//! Wires the controller together: start-up checks, the optional leader lease, the binding
-//! and ServiceAccount controllers, the drift sweep loop, and the health/metrics listener.
+//! Wires the controller together: the health listener, the optional leader lease, the
+//! binding controller (bindings, the ServiceAccounts they name, and wake-ups from the
+//! sweep and from sibling bindings), the short-form controller, and the drift loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use podidentity_api::PodIdentityBinding;
-use podidentity_iam::{BindingRef, desired_state};
 
-use crate::context::{Context, jitter};
+use crate::context::Context;
+use crate::health::{self, Health};
 use crate::leader::{Attempt, LeaseSettings, try_acquire};
-use crate::metrics::{Metrics, ReadyLabel, ReasonLabel, ResultLabel};
-use crate::status::is_ready;
-use crate::sweep::sweep;
+use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::watches::{owner_to_wake, raise_when_listed, wake_waiting_siblings};
 
 #[derive(Clone, Debug)]
 pub struct RunSettings {
@@ -42,37 +36,6 @@ pub enum RunError {
     LostLease(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-}
-
-struct Health {
-    ready: AtomicBool,
-    metrics: Arc<Metrics>,
-}
-
-async fn serve_health(addr: SocketAddr, health: Arc<Health>) -> Result<(), RunError> {
-    let app = Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(h): State<Arc<Health>>| async move {
-                if h.ready.load(Ordering::Acquire) {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "watches not synced")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(h): State<Arc<Health>>| async move { h.metrics.encode().into_response() }),
-        )
-        .with_state(health);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| RunError::Listen(addr, e))?;
-    axum::serve(listener, app)
-        .await
-        .map_err(|e| RunError::Listen(addr, e))
 }
 
 /// Holds the lease: returns once acquired; the returned task ends with an error when it
@@ -107,157 +70,72 @@ async fn lead(client: kube::Client, lease: LeaseSettings) -> tokio::task::JoinHa
     })
 }
 
-/// The bindings a ServiceAccount change must wake: those in its namespace that name it.
-pub fn bindings_naming(
-    bindings: &[Arc<PodIdentityBinding>],
-    sa: &ServiceAccount,
-) -> Vec<ObjectRef<PodIdentityBinding>> {
-    let namespace = sa.namespace();
-    let name = sa.name_any();
-    bindings
-        .iter()
-        .filter(|b| b.namespace() == namespace && b.spec.service_account_name == name)
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
-/// One drift sweep over every binding in the store.
-pub async fn sweep_once(ctx: &Context, store: &Store<PodIdentityBinding>, metrics: &Metrics) {
-    let bindings = store.state();
-    let mut desired = Vec::new();
-    let mut by_role = std::collections::BTreeMap::new();
-    let (mut ready, mut not_ready) = (0i64, 0i64);
-    for binding in &bindings {
-        if is_ready(binding.status.as_ref()) {
-            ready += 1
-        } else {
-            not_ready += 1
-        }
-        // Only roles the controller made (in status) and whose spec still validates.
-        if binding
-            .status
-            .as_ref()
-            .and_then(|s| s.role_id.as_ref())
-            .is_none()
-            || binding.metadata.deletion_timestamp.is_some()
-        {
-            continue;
-        }
-        let (namespace, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
-        if let Ok(state) = desired_state(
-            BindingRef {
-                namespace: &namespace,
-                name: &name,
-            },
-            &binding.spec,
-            &ctx.config,
-            &ctx.guardrails,
-        ) {
-            by_role.insert(state.role.name.clone(), binding.clone());
-            desired.push(state.role);
-        }
-    }
-    metrics
-        .bindings
-        .get_or_create(&ReadyLabel { ready: "true" })
-        .set(ready);
-    metrics
-        .bindings
-        .get_or_create(&ReadyLabel { ready: "false" })
-        .set(not_ready);
-    let report = match sweep(ctx.iam.as_ref(), &desired, &ctx.config.role_path()).await {
-        Ok(report) => report,
-        Err(err) => {
-            tracing::warn!(error = %err, "drift sweep failed; trying again next interval");
-            return;
-        }
-    };
-    tracing::info!(
-        pages = report.pages,
-        roles = report.roles_read,
-        corrected = report.corrected.len(),
-        missing = report.missing.len(),
-        "drift sweep done"
-    );
-    for (role, changes) in &report.corrected {
-        metrics.drift_corrections.inc();
-        if let Some(binding) = by_role.get(role) {
-            let what: Vec<&str> = changes.iter().map(|c| c.describe()).collect();
-            ctx.event(
-                binding,
-                EventType::Normal,
-                "DriftCorrected",
-                format!(
-                    "IAM role {role} was changed outside; put back: {}",
-                    what.join(", ")
-                ),
-            )
-            .await;
-        }
-    }
-    // A role deleted outside: forget its id so the binding's next pass creates it again.
-    for role in &report.missing {
-        if let Some(binding) = by_role.get(role) {
-            let api: Api<PodIdentityBinding> =
-                Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-            let patch = serde_json::json!({"status": {"roleId": null}});
-            if let Err(err) = api
-                .patch_status(
-                    &binding.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                tracing::warn!(error = %err, %role, "could not mark a deleted role for re-creation");
-            }
-            ctx.event(
-                binding,
-                EventType::Warning,
-                "DriftCorrected",
-                format!("IAM role {role} was deleted outside; creating it again"),
-            )
-            .await;
-        }
-    }
-}
-
 /// Runs until a signal, a lost lease, or a failed listener.
 pub async fn run(
-    ctx: Arc<Context>,
+    ctx: Context,
     metrics: Arc<Metrics>,
     settings: RunSettings,
 ) -> Result<(), RunError> {
+    let client = ctx.client.clone();
+    let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");
+    let (accounts_listed_raise, accounts_listed) = health::check("ServiceAccount watch");
+    let (annotated_listed_raise, annotated_listed) =
+        health::check("annotated ServiceAccount watch");
+    let (store, writer) = reflector::store::<PodIdentityBinding>();
     let health = Arc::new(Health {
-        ready: AtomicBool::new(false),
+        checks: vec![
+            bindings_listed.clone(),
+            accounts_listed.clone(),
+            annotated_listed.clone(),
+        ],
         metrics: metrics.clone(),
+        bindings: Some(store.clone()),
     });
-    let health_task = tokio::spawn(serve_health(settings.health_listen, health.clone()));
+    let listen = settings.health_listen;
+    let health_task = tokio::spawn(health::serve(listen, health.clone()));
     let lease_task = match settings.lease.clone() {
-        Some(lease) => Some(lead(ctx.client.clone(), lease).await),
+        Some(lease) => Some(lead(client.clone(), lease).await),
         None => None,
     };
 
-    let bindings: Api<PodIdentityBinding> = Api::all(ctx.client.clone());
-    let service_accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
-    let controller = Controller::new(bindings, watcher::Config::default());
-    let store = controller.store();
-    let mapper_store = store.clone();
-    let binding_controller = controller
-        .watches(
-            service_accounts.clone(),
+    let ctx = Arc::new(ctx.with_bindings_cache(store.clone()));
+    let (triggers, triggered) =
+        futures::channel::mpsc::unbounded::<ObjectRef<PodIdentityBinding>>();
+
+    let bindings = raise_when_listed(
+        wake_waiting_siblings(
+            watcher(
+                Api::<PodIdentityBinding>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(writer),
+            ctx.clone(),
+            triggers.clone(),
+        ),
+        bindings_listed_raise,
+    )
+    .applied_objects();
+    // Metadata is all the mapping needs.
+    let accounts = raise_when_listed(
+        watcher(
+            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
             watcher::Config::default(),
-            move |sa| {
-                let namespace = sa.namespace();
-                let name = sa.name_any();
-                mapper_store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == namespace && b.spec.service_account_name == name)
-                    .map(|b| ObjectRef::from_obj(b.as_ref()))
-                    .collect::<Vec<_>>()
-            },
         )
+        .default_backoff(),
+        accounts_listed_raise,
+    )
+    .touched_objects();
+    let owners = store.clone();
+    let binding_controller = Controller::for_stream(bindings, store.clone())
+        .watches_stream(accounts, move |account| {
+            owner_to_wake(
+                &owners.state(),
+                &account.namespace().unwrap_or_default(),
+                &account.name_any(),
+            )
+        })
+        .reconcile_on(triggered)
         .shutdown_on_signal()
         .run(
             {
@@ -267,27 +145,7 @@ pub async fn run(
                     async move {
                         let started = Instant::now();
                         let result = crate::binding::reconcile(binding, ctx).await;
-                        metrics
-                            .reconcile_duration
-                            .observe(started.elapsed().as_secs_f64());
-                        match &result {
-                            Ok(_) => metrics
-                                .reconciles
-                                .get_or_create(&ResultLabel { result: "ok" })
-                                .inc(),
-                            Err(err) => {
-                                metrics
-                                    .reconciles
-                                    .get_or_create(&ResultLabel { result: "error" })
-                                    .inc();
-                                metrics
-                                    .errors
-                                    .get_or_create(&ReasonLabel {
-                                        reason: err.reason(),
-                                    })
-                                    .inc()
-                            }
-                        };
+                        observe(&metrics, started, &result);
                         result
                     }
                 }
@@ -296,7 +154,19 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let short_form_controller = Controller::new(service_accounts, watcher::Config::default())
+
+    let (annotated_store, annotated_writer) = reflector::store::<ServiceAccount>();
+    let annotated = raise_when_listed(
+        watcher(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(annotated_writer),
+        annotated_listed_raise,
+    )
+    .applied_objects();
+    let short_form_controller = Controller::for_stream(annotated, annotated_store)
         .shutdown_on_signal()
         .run(
             crate::short_form::reconcile,
@@ -308,29 +178,13 @@ pub async fn run(
         )
         .for_each(|_| async {});
 
-    let ready_store = store.clone();
-    let ready_flag = health.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            ready_flag.ready.store(true, Ordering::Release);
-        }
-    });
-    let sweep_ctx = ctx.clone();
-    let sweep_metrics = metrics.clone();
-    let sweep_store = store.clone();
-    let sweep_task = tokio::spawn(async move {
-        let interval = sweep_ctx
-            .config
-            .drift_interval()
-            .unwrap_or(Duration::from_secs(600));
-        if sweep_store.wait_until_ready().await.is_err() {
-            return;
-        }
-        loop {
-            tokio::time::sleep(interval + jitter(interval / 10)).await;
-            sweep_once(&sweep_ctx, &sweep_store, &sweep_metrics).await;
-        }
-    });
+    let sweep_task = tokio::spawn(crate::drift::sweep_loop(
+        ctx.clone(),
+        store,
+        bindings_listed,
+        triggers,
+        metrics.clone(),
+    ));
 
     let lost = async {
         match lease_task {
@@ -346,10 +200,34 @@ pub async fn run(
         () = short_form_controller => Ok(()),
         err = lost => Err(err),
         result = health_task => match result {
-            Ok(Err(err)) => Err(err),
+            Ok(Err(err)) => Err(RunError::Listen(listen, err)),
             _ => Ok(()),
         },
     };
     sweep_task.abort();
     outcome
+}
+
+fn observe(metrics: &Metrics, started: Instant, result: &Result<Action, crate::Error>) {
+    metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(_) => metrics
+            .reconciles
+            .get_or_create(&ResultLabel { result: "ok" })
+            .inc(),
+        Err(err) => {
+            metrics
+                .reconciles
+                .get_or_create(&ResultLabel { result: "error" })
+                .inc();
+            metrics
+                .errors
+                .get_or_create(&ReasonLabel {
+                    reason: err.reason(),
+                })
+                .inc()
+        }
+    };
 }

@@ -13,10 +13,26 @@ pub enum Assessment {
     Refused { reason: String, message: String },
     /// A role of that name exists and is not this binding's.
     Conflict { message: String },
-    /// AWS failed (throttled, unavailable, denied); the pass will be retried.
-    AwsFailed { reason: String, message: String },
+    /// Another binding owns the ServiceAccount (the oldest naming it): nothing is done
+    /// until it goes or this binding names another ServiceAccount.
+    ServiceAccountConflict {
+        owner: String,
+        service_account: String,
+    },
+    /// AWS failed. Transient failures (throttled, unavailable) are retried with backoff;
+    /// permanent ones (denied, malformed, over a limit) wait for a change.
+    AwsFailed {
+        reason: String,
+        message: String,
+        permanent: bool,
+    },
     /// The role is in line; the ServiceAccount may not be.
     RoleSynced {
+        service_account: ServiceAccountState,
+    },
+    /// The role exists with all but these managed policies, which IAM does not have.
+    MissingPolicies {
+        arns: Vec<String>,
         service_account: ServiceAccountState,
     },
     /// The finalizer is cleaning up.
@@ -89,22 +105,89 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
                 "the role is not ours",
             ),
         ],
+        Assessment::ServiceAccountConflict {
+            owner,
+            service_account,
+        } => {
+            let message = format!(
+                "ServiceAccount {service_account} is owned by PodIdentityBinding {owner}, the oldest \
+                 binding naming it (a ServiceAccount carries one role); this binding writes nothing \
+                 and takes over when {owner} goes: remove one of them, or name another ServiceAccount"
+            );
+            vec![
+                row(READY, "False", reason::SERVICE_ACCOUNT_CONFLICT, &message),
+                row(
+                    RECONCILING,
+                    "False",
+                    reason::SERVICE_ACCOUNT_CONFLICT,
+                    "waiting for the owning binding to go",
+                ),
+                row(STALLED, "True", reason::SERVICE_ACCOUNT_CONFLICT, &message),
+                synced(POLICY_ACCEPTED),
+                row(
+                    ROLE_SYNCED,
+                    "Unknown",
+                    "NotAttempted",
+                    "the ServiceAccount is another binding's",
+                ),
+                row(
+                    SERVICE_ACCOUNT_BOUND,
+                    "False",
+                    reason::SERVICE_ACCOUNT_CONFLICT,
+                    &message,
+                ),
+            ]
+        }
         Assessment::AwsFailed {
             reason: why,
             message,
-        } => vec![
-            row(READY, "False", why, message),
-            row(RECONCILING, "True", why, "retrying with backoff"),
-            row(STALLED, "False", why, ""),
-            synced(POLICY_ACCEPTED),
-            row(ROLE_SYNCED, "False", why, message),
-            row(
-                SERVICE_ACCOUNT_BOUND,
-                "Unknown",
-                "NotAttempted",
-                "the role is not in line yet",
-            ),
-        ],
+            permanent,
+        } => {
+            let (reconciling, stalled, next) = if *permanent {
+                (
+                    "False",
+                    "True",
+                    "waiting for a change to the spec, the configuration or AWS",
+                )
+            } else {
+                ("True", "False", "retrying with backoff")
+            };
+            vec![
+                row(READY, "False", why, message),
+                row(RECONCILING, reconciling, why, next),
+                row(STALLED, stalled, why, if *permanent { message } else { "" }),
+                synced(POLICY_ACCEPTED),
+                row(ROLE_SYNCED, "False", why, message),
+                row(
+                    SERVICE_ACCOUNT_BOUND,
+                    "Unknown",
+                    "NotAttempted",
+                    "the role is not in line yet",
+                ),
+            ]
+        }
+        Assessment::MissingPolicies {
+            arns,
+            service_account,
+        } => {
+            let message = format!(
+                "managed polic{} {} do{} not exist in IAM: fix or remove {} in \
+                 spec.permissions.managedPolicyArns (the role exists with everything else)",
+                if arns.len() == 1 { "y" } else { "ies" },
+                arns.join(", "),
+                if arns.len() == 1 { "es" } else { "" },
+                if arns.len() == 1 { "it" } else { "them" },
+            );
+            let why = reason::MANAGED_POLICY_NOT_FOUND;
+            vec![
+                row(READY, "False", why, &message),
+                row(RECONCILING, "False", why, "waiting for the spec to change"),
+                row(STALLED, "True", why, &message),
+                synced(POLICY_ACCEPTED),
+                row(ROLE_SYNCED, "False", why, &message),
+                service_account_row(service_account),
+            ]
+        }
         Assessment::RoleSynced {
             service_account: ServiceAccountState::Bound,
         } => vec![
@@ -118,9 +201,7 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
         Assessment::RoleSynced {
             service_account: ServiceAccountState::NotFound { name },
         } => {
-            let message = format!(
-                "ServiceAccount {name} does not exist: create it, or set spec.createServiceAccount: true"
-            );
+            let message = not_found_message(name);
             vec![
                 row(READY, "False", reason::SERVICE_ACCOUNT_NOT_FOUND, &message),
                 row(
@@ -156,6 +237,29 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
             row(STALLED, "False", reason::DELETING, ""),
         ],
     }
+}
+
+fn service_account_row(state: &ServiceAccountState) -> Row {
+    match state {
+        ServiceAccountState::Bound => row(
+            conditions::SERVICE_ACCOUNT_BOUND,
+            "True",
+            conditions::reason::SYNCED,
+            "",
+        ),
+        ServiceAccountState::NotFound { name } => row(
+            conditions::SERVICE_ACCOUNT_BOUND,
+            "False",
+            conditions::reason::SERVICE_ACCOUNT_NOT_FOUND,
+            &not_found_message(name),
+        ),
+    }
+}
+
+fn not_found_message(name: &str) -> String {
+    format!(
+        "ServiceAccount {name} does not exist: create it, or set spec.createServiceAccount: true"
+    )
 }
 
 /// The conditions for `assessment`, keeping each existing condition's transition time

@@ -1,6 +1,7 @@
-//! The drift sweep: every role in the account read in pages of up to 1,000
-//! (GetAccountAuthorizationDetails), compared with what the bindings want, and put right.
-//! N roles cost about N/1000 reads, not three calls per role.
+//! The drift sweep's reading: every role under the operator's path read in pages of up to
+//! 1,000 (GetAccountAuthorizationDetails) and compared with what the bindings want. N roles
+//! cost about N/1000 reads, not three calls per role. Putting drift back is the binding
+//! reconciler's job (see `drift`).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use podidentity_aws::api::{Iam, IamApi, RoleDetails};
 use podidentity_aws::error::AwsError;
 use podidentity_iam::build::DesiredRole;
 
-use crate::role::{Change, RoleIdentity, converge};
+use crate::role::{Change, RoleIdentity};
 
 /// IAM's largest page.
 pub const PAGE_SIZE: i32 = 1000;
@@ -74,50 +75,27 @@ pub fn find_drift(
         .collect()
 }
 
+/// What one sweep found.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SweepReport {
+pub struct Survey {
     pub pages: usize,
     pub roles_read: usize,
-    /// Role name → what was put back.
-    pub corrected: BTreeMap<String, Vec<Change>>,
-    pub missing: Vec<String>,
-    /// Corrections that failed (retried on the next sweep).
-    pub failed: BTreeMap<String, String>,
+    /// Role name → what needs attention. Roles in line do not appear.
+    pub findings: BTreeMap<String, Finding>,
 }
 
-/// Reads everything once and puts back every drifted role in place.
-pub async fn sweep(
+/// Reads every role once and compares it with what the bindings want. It changes nothing:
+/// the bindings whose roles drifted are reconciled, so that one writer (the binding's own
+/// pass, serialized per binding) puts them back and reports it.
+pub async fn survey(
     api: &dyn IamApi,
     desired: &[DesiredRole],
     path_prefix: &str,
-) -> Result<SweepReport, AwsError> {
+) -> Result<Survey, AwsError> {
     let (actual, pages) = read_roles(api, path_prefix).await?;
-    let mut report = SweepReport {
+    Ok(Survey {
         pages,
         roles_read: actual.len(),
-        ..SweepReport::default()
-    };
-    let wanted: BTreeMap<&str, &DesiredRole> =
-        desired.iter().map(|d| (d.name.as_str(), d)).collect();
-    for (name, finding) in find_drift(desired, &actual) {
-        match finding {
-            Finding::Drifted(_) => {
-                let (Some(want), Some(details)) = (wanted.get(name.as_str()), actual.get(&name))
-                else {
-                    continue;
-                };
-                match converge(api, want, details, false).await {
-                    Ok(changes) => {
-                        report.corrected.insert(name, changes);
-                    }
-                    Err(err) => {
-                        report.failed.insert(name, err.to_string());
-                    }
-                }
-            }
-            Finding::Missing => report.missing.push(name),
-            Finding::NotOurs => {}
-        }
-    }
-    Ok(report)
+        findings: find_drift(desired, &actual).into_iter().collect(),
+    })
 }

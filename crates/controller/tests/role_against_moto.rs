@@ -240,10 +240,66 @@ async fn drift_made_outside_is_seen_and_put_back() {
     let fixed = converge(&api, &want, &drifted, false)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(fixed, seen, "what was put back is what was seen");
+    assert_eq!(fixed.changed, seen, "what was put back is what was seen");
+    assert!(fixed.missing_policies.is_empty());
     let actual = details(&api, &want.name).await;
     assert_eq!(differences(&want, &actual, true), vec![]);
     assert!(!actual.inline_policies.contains_key("added-by-hand"));
+}
+
+#[tokio::test]
+async fn a_managed_policy_that_does_not_exist_leaves_the_rest_of_the_role_in_place() {
+    let Some(endpoint) = endpoint() else { return };
+    let log = CallLog::default();
+    let api = Counted::new(moto(endpoint).await, log.clone());
+    let mut with_typo = spec();
+    let typo = "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAcess".to_string();
+    with_typo.permissions.managed_policy_arns = vec![
+        typo.clone(),
+        "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess".into(),
+    ];
+    let want = desired(&cluster(), &with_typo);
+
+    let outcome = ensure_role(&api, &want, Known::New)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let RoleOutcome::Incomplete {
+        role,
+        missing_policies,
+    } = outcome
+    else {
+        panic!("expected Incomplete, got {outcome:?}");
+    };
+    assert_eq!(missing_policies, std::slice::from_ref(&typo));
+    let actual = details(&api, &want.name).await;
+    assert_eq!(actual.role.id, role.id, "the role it made is kept");
+    assert_eq!(
+        actual.attached_policy_arns,
+        ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"],
+        "the policies that exist are attached"
+    );
+    assert!(actual.inline_policies.contains_key(INLINE_POLICY_NAME));
+
+    // The next pass knows the role exists: no second CreateRole, and the same answer.
+    log.reset();
+    let again = ensure_role(&api, &want, Known::Exists)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        matches!(&again, RoleOutcome::Incomplete { missing_policies, .. } if *missing_policies == [typo.clone()]),
+        "{again:?}"
+    );
+    assert_eq!(log.calls("CreateRole"), 0);
+    assert_eq!(
+        log.calls("PutRolePolicy"),
+        0,
+        "what succeeded is not done again"
+    );
+    assert_eq!(
+        log.calls("AttachRolePolicy"),
+        1,
+        "only the missing one is tried"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::AwsError;
 use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::role::{Change, Known, ensure_role};
-use podidentity_controller::sweep::{Finding, find_drift, read_roles, sweep};
+use podidentity_controller::sweep::{Finding, find_drift, read_roles, survey};
 use podidentity_iam::build::DesiredRole;
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 
@@ -168,7 +168,7 @@ fn drift_is_found_only_where_it_is() {
 }
 
 #[tokio::test]
-async fn a_sweep_against_iam_puts_back_what_was_changed_and_says_so() {
+async fn a_sweep_against_iam_finds_what_was_changed_and_writes_nothing() {
     let Some(endpoint) = podidentity_aws::testing::emulator_endpoint() else {
         return;
     };
@@ -191,11 +191,11 @@ async fn a_sweep_against_iam_puts_back_what_was_changed_and_says_so() {
     let prefix = format!("/podidentity/{cluster}/");
 
     log.reset();
-    let quiet = sweep(&api, &wants, &prefix)
+    let quiet = survey(&api, &wants, &prefix)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(quiet.roles_read, 3);
-    assert!(quiet.corrected.is_empty() && quiet.missing.is_empty());
+    assert!(quiet.findings.is_empty(), "{quiet:?}");
     assert_eq!(log.writes(), 0, "a sweep over roles in line writes nothing");
     assert_eq!(
         log.total(),
@@ -220,18 +220,33 @@ async fn a_sweep_against_iam_puts_back_what_was_changed_and_says_so() {
     })
     .await
     .unwrap_or_else(|err| panic!("{err}"));
-    let report = sweep(&api, &wants, &prefix)
+    log.reset();
+    let found = survey(&api, &wants, &prefix)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
-        report.corrected,
+        found.findings,
         BTreeMap::from([
-            (wants[1].name.clone(), vec![Change::ManagedPolicies]),
-            (wants[2].name.clone(), vec![Change::TrustPolicy]),
+            (
+                wants[1].name.clone(),
+                Finding::Drifted(vec![Change::ManagedPolicies])
+            ),
+            (
+                wants[2].name.clone(),
+                Finding::Drifted(vec![Change::TrustPolicy])
+            ),
         ])
     );
-    let after = sweep(&api, &wants, &prefix)
+    assert_eq!(log.writes(), 0, "finding drift changes nothing");
+
+    // What the binding's own pass does with a flagged role: read it and converge it.
+    for want in &wants[1..] {
+        ensure_role(&api, want, Known::Exists)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    let after = survey(&api, &wants, &prefix)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    assert!(after.corrected.is_empty(), "put back for good: {after:?}");
+    assert!(after.findings.is_empty(), "put back for good: {after:?}");
 }

@@ -4,16 +4,20 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::core::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
-use podidentity_controller::run::bindings_naming;
 use podidentity_controller::startup::complete_config;
+use podidentity_controller::watches::owner_to_wake;
 
-fn binding(namespace: &str, name: &str, service_account: &str) -> Arc<PodIdentityBinding> {
+fn binding(
+    namespace: &str,
+    name: &str,
+    service_account: &str,
+    created: i64,
+) -> Arc<PodIdentityBinding> {
     let mut b = PodIdentityBinding::new(
         name,
         PodIdentityBindingSpec {
@@ -22,30 +26,27 @@ fn binding(namespace: &str, name: &str, service_account: &str) -> Arc<PodIdentit
         },
     );
     b.metadata.namespace = Some(namespace.into());
+    b.metadata.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(created)
+        .ok()
+        .map(Time);
     Arc::new(b)
 }
 
 #[test]
-fn a_service_account_wakes_only_the_bindings_of_its_namespace_that_name_it() {
+fn a_service_account_wakes_only_the_binding_that_owns_it() {
     let bindings = vec![
-        binding("shop", "a", "orders"),
-        binding("shop", "b", "billing"),
-        binding("other", "c", "orders"),
-        binding("shop", "d", "orders"),
+        binding("shop", "a", "orders", 20),
+        binding("shop", "b", "billing", 1),
+        binding("other", "c", "orders", 1),
+        binding("shop", "d", "orders", 10),
     ];
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("orders".into()),
-            namespace: Some("shop".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    let woken: Vec<String> = bindings_naming(&bindings, &sa)
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(woken, ["a", "d"]);
+    let woken = owner_to_wake(&bindings, "shop", "orders").map(|r| r.name);
+    assert_eq!(
+        woken.as_deref(),
+        Some("d"),
+        "the oldest of its namespace naming it"
+    );
+    assert_eq!(owner_to_wake(&bindings, "shop", "payments"), None);
 }
 
 struct Sts;

@@ -1,0 +1,103 @@
+//! The drift loop: once the bindings are listed, and then every `driftInterval` (jittered),
+//! read every role under the operator's path in pages and compare it with what the
+//! bindings want. A binding whose role drifted, went missing or lost its ownership tags is
+//! flagged and woken: its own reconcile (one writer per binding, serialized) puts the role
+//! back and reports it. The sweep itself writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use podidentity_api::PodIdentityBinding;
+use podidentity_iam::{BindingRef, desired_state};
+
+use crate::context::{Context, jitter};
+use crate::health::Check;
+use crate::metrics::Metrics;
+use crate::sweep::{Finding, Survey, survey};
+
+/// One sweep: flags and wakes every binding whose role needs attention.
+pub async fn sweep_once(
+    ctx: &Context,
+    store: &Store<PodIdentityBinding>,
+    triggers: &UnboundedSender<ObjectRef<PodIdentityBinding>>,
+    metrics: &Metrics,
+) -> Option<Survey> {
+    let mut desired = Vec::new();
+    let mut by_role = BTreeMap::new();
+    for binding in store.state() {
+        // Only roles made (in status or by this process) for bindings that still validate.
+        let uid = binding.uid().unwrap_or_default();
+        let made = binding
+            .status
+            .as_ref()
+            .and_then(|s| s.role_id.as_ref())
+            .is_some()
+            || ctx.applied(&uid).is_some();
+        if !made || binding.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let (namespace, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
+        if let Ok(state) = desired_state(
+            BindingRef {
+                namespace: &namespace,
+                name: &name,
+            },
+            &binding.spec,
+            &ctx.config,
+            &ctx.guardrails,
+        ) {
+            by_role.insert(state.role.name.clone(), binding.clone());
+            desired.push(state.role);
+        }
+    }
+    let found = match survey(ctx.iam.as_ref(), &desired, &ctx.config.role_path()).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "drift sweep failed; trying again next interval");
+            return None;
+        }
+    };
+    for (role, finding) in &found.findings {
+        let Some(binding) = by_role.get(role) else {
+            continue;
+        };
+        if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
+            metrics.drift_corrections.inc();
+        }
+        tracing::info!(%role, ?finding, binding = %binding.name_any(), "drift found; reconciling");
+        ctx.mark_drifted(&binding.uid().unwrap_or_default());
+        let _ = triggers.unbounded_send(ObjectRef::from_obj(binding.as_ref()));
+    }
+    tracing::info!(
+        pages = found.pages,
+        roles = found.roles_read,
+        findings = found.findings.len(),
+        "drift sweep done"
+    );
+    Some(found)
+}
+
+/// Sweeps once the bindings are listed, then every interval, until dropped.
+pub async fn sweep_loop(
+    ctx: Arc<Context>,
+    store: Store<PodIdentityBinding>,
+    mut listed: Check,
+    triggers: UnboundedSender<ObjectRef<PodIdentityBinding>>,
+    metrics: Arc<Metrics>,
+) {
+    let interval = ctx
+        .config
+        .drift_interval()
+        .unwrap_or(Duration::from_secs(600));
+    if !listed.wait().await {
+        return;
+    }
+    loop {
+        sweep_once(&ctx, &store, &triggers, &metrics).await;
+        tokio::time::sleep(interval + jitter(interval / 10)).await;
+    }
+}

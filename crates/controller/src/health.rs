@@ -1,0 +1,113 @@
+//! The plain-HTTP listener: `/livez`, `/readyz` and `/metrics`. Readiness is a set of
+//! named checks, each a flag its owner raises (a watch that has listed everything once;
+//! the leader loop that is running); `/readyz` says which are still down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::runtime::reflector::Store;
+use podidentity_api::PodIdentityBinding;
+use tokio::sync::watch;
+
+use crate::metrics::{Metrics, ReadyLabel};
+use crate::status::is_ready;
+
+/// One readiness check: raised once, by its owner.
+#[derive(Clone)]
+pub struct Check {
+    name: &'static str,
+    up: watch::Receiver<bool>,
+}
+
+/// The owner's end of a check.
+pub struct Raise(watch::Sender<bool>);
+
+impl Raise {
+    pub fn raise(&self) {
+        self.0.send_replace(true);
+    }
+    pub fn lower(&self) {
+        self.0.send_replace(false);
+    }
+}
+
+pub fn check(name: &'static str) -> (Raise, Check) {
+    let (tx, rx) = watch::channel(false);
+    (Raise(tx), Check { name, up: rx })
+}
+
+impl Check {
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Waits until the check is up (false if its owner went away first).
+    pub async fn wait(&mut self) -> bool {
+        self.up.wait_for(|up| *up).await.is_ok()
+    }
+}
+
+pub struct Health {
+    pub checks: Vec<Check>,
+    pub metrics: Arc<Metrics>,
+    /// For the bindings-by-Ready gauge, counted when scraped.
+    pub bindings: Option<Store<PodIdentityBinding>>,
+}
+
+impl Health {
+    /// The checks not yet up.
+    pub fn down(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.is_up())
+            .map(|c| c.name)
+            .collect()
+    }
+
+    fn encode_metrics(&self) -> String {
+        if let Some(store) = &self.bindings {
+            let state = store.state();
+            let ready = state.iter().filter(|b| is_ready(b.status.as_ref())).count();
+            let gauge = |label: &'static str, n: usize| {
+                self.metrics
+                    .bindings
+                    .get_or_create(&ReadyLabel { ready: label })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            gauge("true", ready);
+            gauge("false", state.len() - ready);
+        }
+        self.metrics.encode()
+    }
+}
+
+pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(h): State<Arc<Health>>| async move {
+                let down = h.down();
+                if down.is_empty() {
+                    (StatusCode::OK, "ok".to_string())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("waiting for: {}", down.join(", ")),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(h): State<Arc<Health>>| async move { h.encode_metrics().into_response() }),
+        )
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
