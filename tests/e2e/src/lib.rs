@@ -1,1 +1,42 @@
-//! End-to-end tests live in tests/; this crate has no code of its own.
+//! The end-to-end harness. `Cluster` is a real API server (started from the envtest
+//! binaries, or an existing cluster), `Scenario` one test's world on it: its namespaces,
+//! a counting proxy in front of moto, and the operator's processes started exactly as the
+//! chart starts them, under the chart's own RBAC.
+
+pub mod audit;
+pub mod chart;
+pub mod cluster;
+pub mod control_plane;
+pub mod iam_proxy;
+pub mod operator;
+pub mod pki;
+pub mod process;
+pub mod scenario;
+pub mod wait;
+
+pub use cluster::Cluster;
+pub use scenario::Scenario;
+
+/// A failure of the harness itself (not of the operator under test).
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+impl HarnessError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+impl From<kube::Error> for HarnessError {
+    fn from(err: kube::Error) -> Self {
+        Self(format!("Kubernetes API: {err}"))
+    }
+}

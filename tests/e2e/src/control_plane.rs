@@ -1,0 +1,311 @@
+//! A real Kubernetes control plane from the envtest binaries (`KUBEBUILDER_ASSETS`): etcd,
+//! kube-apiserver and kube-controller-manager on free loopback ports, with generated PKI,
+//! a ServiceAccount token issuer, CEL rules on, RBAC, the admission plugins the operator
+//! meets in production (OwnerReferencesPermissionEnforcement among them), and an audit log
+//! that counts every write.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::HarnessError;
+use crate::pki::{Pki, token_signing_key};
+use crate::process::{Process, free_port};
+
+/// The namespace the chart is installed into; the audit log records every request of its
+/// ServiceAccounts (the operator's identities).
+pub const OPERATOR_NAMESPACE: &str = "podidentity-system";
+
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub url: String,
+    pub admin_kubeconfig: PathBuf,
+    pub ca_pem: String,
+    pub pki: Pki,
+    pub issuer: String,
+    pub audit_log: PathBuf,
+    etcd_data: PathBuf,
+    controller_manager: Option<Process>,
+    apiserver: Option<Process>,
+    etcd: Option<Process>,
+}
+
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  # Everything the operator's ServiceAccounts do, reads included (403s show missing RBAC).
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:podidentity-system"]
+  # Every write by anyone else.
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+"#;
+
+/// A kubeconfig with everything embedded.
+pub fn kubeconfig(url: &str, ca_pem: &str, user: KubeconfigUser<'_>) -> String {
+    let user = match user {
+        KubeconfigUser::Certificate { cert_pem, key_pem } => format!(
+            "{{client-certificate-data: {}, client-key-data: {}}}",
+            BASE64.encode(cert_pem),
+            BASE64.encode(key_pem)
+        ),
+        KubeconfigUser::Token(token) => format!("{{token: {token}}}"),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{url}\", certificate-authority-data: {}}}\nusers:\n- name: user\n  user: {user}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: user}}\ncurrent-context: e2e\n",
+        BASE64.encode(ca_pem)
+    )
+}
+
+pub enum KubeconfigUser<'a> {
+    Certificate { cert_pem: &'a str, key_pem: &'a str },
+    Token(&'a str),
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, HarnessError> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)
+        .map_err(|e| HarnessError::new(format!("write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn arg(flag: &str, value: impl std::fmt::Display) -> String {
+    format!("--{flag}={value}")
+}
+
+impl ControlPlane {
+    /// Starts etcd, the API server and the controller manager from `assets` and waits
+    /// until the API server is ready and the controller manager is working.
+    pub async fn start(assets: &Path, dir: PathBuf) -> Result<Self, HarnessError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HarnessError::new(format!("{}: {e}", dir.display())))?;
+        let pki = Pki::new()?;
+        let ca_pem = pki.ca_pem();
+        let serving = pki.serving(&["kubernetes", "kubernetes.default.svc"])?;
+        let admin = pki.client("admin", &["system:masters"])?;
+        let (sa_key, sa_pub) = token_signing_key()?;
+        let ca_file = write(&dir, "ca.crt", &ca_pem)?;
+        let serving_cert = write(&dir, "serving.crt", &serving.cert_pem)?;
+        let serving_key = write(&dir, "serving.key", &serving.key_pem)?;
+        let sa_key_file = write(&dir, "sa.key", &sa_key)?;
+        let sa_pub_file = write(&dir, "sa.pub", &sa_pub)?;
+        let audit_policy = write(&dir, "audit-policy.yaml", AUDIT_POLICY)?;
+        let audit_log = dir.join("audit.log");
+
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        // etcd syncs every write; on tmpfs that costs nothing, and the store dies with the run.
+        let etcd_data = match Path::new("/dev/shm").is_dir() {
+            true => PathBuf::from(format!(
+                "/dev/shm/podidentity-e2e-etcd-{}",
+                std::process::id()
+            )),
+            false => dir.join("etcd"),
+        };
+        let etcd = Process::start(
+            "etcd",
+            &assets.join("etcd"),
+            &[
+                arg("data-dir", etcd_data.display()),
+                arg(
+                    "listen-client-urls",
+                    format!("http://127.0.0.1:{client_port}"),
+                ),
+                arg(
+                    "advertise-client-urls",
+                    format!("http://127.0.0.1:{client_port}"),
+                ),
+                arg("listen-peer-urls", format!("http://127.0.0.1:{peer_port}")),
+                arg(
+                    "initial-advertise-peer-urls",
+                    format!("http://127.0.0.1:{peer_port}"),
+                ),
+                arg(
+                    "initial-cluster",
+                    format!("default=http://127.0.0.1:{peer_port}"),
+                ),
+                arg("name", "default"),
+            ],
+            &[],
+            dir.join("etcd.log"),
+        )?;
+
+        let secure_port = free_port()?;
+        let url = format!("https://127.0.0.1:{secure_port}");
+        let issuer = format!(
+            "https://oidc.e2e.podidentity.test/id/{:08X}",
+            std::process::id()
+        );
+        let apiserver = Process::start(
+            "kube-apiserver",
+            &assets.join("kube-apiserver"),
+            &[
+                arg("etcd-servers", format!("http://127.0.0.1:{client_port}")),
+                arg("secure-port", secure_port),
+                arg("bind-address", "127.0.0.1"),
+                arg("advertise-address", "127.0.0.1"),
+                arg("service-account-issuer", &issuer),
+                arg("service-account-key-file", sa_pub_file.display()),
+                arg("service-account-signing-key-file", sa_key_file.display()),
+                arg(
+                    "api-audiences",
+                    "https://kubernetes.default.svc,sts.amazonaws.com",
+                ),
+                arg("authorization-mode", "RBAC"),
+                arg("client-ca-file", ca_file.display()),
+                arg("tls-cert-file", serving_cert.display()),
+                arg("tls-private-key-file", serving_key.display()),
+                arg("service-cluster-ip-range", "10.0.0.0/24"),
+                arg(
+                    "enable-admission-plugins",
+                    "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,OwnerReferencesPermissionEnforcement",
+                ),
+                arg("feature-gates", "CustomResourceValidationExpressions=true"),
+                arg("allow-privileged", true),
+                arg("audit-policy-file", audit_policy.display()),
+                arg("audit-log-path", audit_log.display()),
+                arg("audit-log-maxsize", 0),
+                arg("audit-log-format", "json"),
+            ],
+            &[],
+            dir.join("kube-apiserver.log"),
+        )?;
+
+        let admin_text = kubeconfig(
+            &url,
+            &ca_pem,
+            KubeconfigUser::Certificate {
+                cert_pem: &admin.cert_pem,
+                key_pem: &admin.key_pem,
+            },
+        );
+        let admin_kubeconfig = write(&dir, "admin.kubeconfig", &admin_text)?;
+        let mut plane = Self {
+            dir: dir.clone(),
+            url,
+            admin_kubeconfig: admin_kubeconfig.clone(),
+            ca_pem,
+            pki,
+            issuer,
+            audit_log,
+            etcd_data,
+            controller_manager: None,
+            apiserver: Some(apiserver),
+            etcd: Some(etcd),
+        };
+        let client = crate::cluster::client_from(&admin_kubeconfig).await?;
+        plane.wait_ready(&client).await?;
+
+        let kcm_port = free_port()?;
+        let kubeconfig_arg = admin_kubeconfig.display().to_string();
+        plane.controller_manager = Some(Process::start(
+            "kube-controller-manager",
+            &assets.join("kube-controller-manager"),
+            &[
+                arg("kubeconfig", &kubeconfig_arg),
+                arg("authentication-kubeconfig", &kubeconfig_arg),
+                arg("authorization-kubeconfig", &kubeconfig_arg),
+                arg("bind-address", "127.0.0.1"),
+                arg("secure-port", kcm_port),
+                arg("service-account-private-key-file", sa_key_file.display()),
+                arg("root-ca-file", ca_file.display()),
+                arg("use-service-account-credentials", false),
+                arg("leader-elect", false),
+                arg(
+                    "controllers",
+                    "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-pvc-protection,-pv-protection,-ttl,-bootstrapsigner,-tokencleaner",
+                ),
+                arg("service-cluster-ip-range", "10.0.0.0/24"),
+                // Garbage collection and namespace deletion react within a second or two.
+                arg("concurrent-gc-syncs", 5),
+            ],
+            &[],
+            dir.join("kube-controller-manager.log"),
+        )?);
+        plane.wait_controller_manager(&client).await?;
+        Ok(plane)
+    }
+
+    async fn wait_ready(&mut self, client: &kube::Client) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = http::Request::get("/readyz").body(Vec::new());
+            if let Ok(request) = request
+                && client.request_text(request).await.is_ok()
+            {
+                return Ok(());
+            }
+            for process in [&mut self.etcd, &mut self.apiserver].into_iter().flatten() {
+                if !process.running() {
+                    return Err(HarnessError::new(format!(
+                        "{} exited during start-up:\n{}",
+                        process.name,
+                        process.log_tail(30)
+                    )));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::new(format!(
+                    "kube-apiserver not ready after 60 s:\n{}",
+                    self.apiserver
+                        .as_ref()
+                        .map(|p| p.log_tail(30))
+                        .unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The controller manager works once it has made the `default` ServiceAccount.
+    async fn wait_controller_manager(&mut self, client: &kube::Client) -> Result<(), HarnessError> {
+        let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client.clone(), "default");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if accounts.get_opt("default").await.ok().flatten().is_some() {
+                return Ok(());
+            }
+            if let Some(process) = &mut self.controller_manager
+                && !process.running()
+            {
+                return Err(HarnessError::new(format!(
+                    "kube-controller-manager exited:\n{}",
+                    process.log_tail(30)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::new(
+                    "kube-controller-manager made no default ServiceAccount in 60 s".to_string(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The last lines of each component's log (for a failure report).
+    pub fn log_tails(&self, lines: usize) -> String {
+        [&self.etcd, &self.apiserver, &self.controller_manager]
+            .into_iter()
+            .flatten()
+            .map(|p| format!("--- {}\n{}", p.name, p.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Stop in dependency order: the controller manager, the API server, then etcd.
+        self.controller_manager.take();
+        self.apiserver.take();
+        self.etcd.take();
+        let _ = std::fs::remove_dir_all(&self.etcd_data);
+        if std::env::var_os("PODIDENTITY_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! A proxy in front of moto that records every IAM and STS call the operator makes (the
+//! action, the role, the answer) and can answer some of them with a fault instead:
+//! throttling, a 5xx, or a connection dropped before or after moto did the work. The
+//! counts in the tests are taken here, outside the operator.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::HarnessError;
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub action: String,
+    pub role: Option<String>,
+    pub params: BTreeMap<String, String>,
+    pub status: u16,
+    pub at: Instant,
+    /// Answered by an injected fault rather than by moto.
+    pub faulted: bool,
+}
+
+impl Call {
+    /// Reads and anything else that changes nothing.
+    pub fn is_read(&self) -> bool {
+        ["Get", "List"].iter().any(|p| self.action.starts_with(p))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// 400 Throttling, as IAM answers when over its rate.
+    Throttle,
+    /// 503 ServiceUnavailable.
+    Unavailable,
+    /// The connection closes before moto sees the call.
+    DropBefore,
+    /// moto does the work, then the connection closes before the answer.
+    DropAfter,
+}
+
+#[derive(Clone, Debug)]
+struct FaultRule {
+    action: String,
+    remaining: u32,
+    fault: Fault,
+}
+
+#[derive(Default)]
+struct State {
+    calls: Mutex<Vec<Call>>,
+    faults: Mutex<Vec<FaultRule>>,
+}
+
+pub struct IamProxy {
+    pub url: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for IamProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn form(body: &[u8]) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            Some((decode(key), decode(value)))
+        })
+        .collect()
+}
+
+fn fault_response(fault: Fault) -> Response<Full<Bytes>> {
+    let (status, code, message) = match fault {
+        Fault::Throttle => (400, "Throttling", "Rate exceeded"),
+        _ => (503, "ServiceUnavailable", "Service is unavailable"),
+    };
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>e2e-fault</RequestId></ErrorResponse>"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    response
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("text/xml"));
+    response
+}
+
+async fn forward(
+    upstream: SocketAddr,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, String> {
+    let tcp = TcpStream::connect(upstream)
+        .await
+        .map_err(|e| format!("moto: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("moto: {e}"))?;
+    tokio::spawn(connection);
+    let request = Request::from_parts(parts, Full::new(body));
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("moto: {e}"))?;
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| format!("moto: {e}"))?
+        .to_bytes();
+    Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+async fn handle(
+    state: Arc<State>,
+    upstream: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, String> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let params = form(&body);
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let fault = state.faults.lock().ok().and_then(|mut rules| {
+        let rule = rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && (r.action == action || r.action == "*"))?;
+        rule.remaining -= 1;
+        Some(rule.fault)
+    });
+    let record = |status: u16, faulted: bool| {
+        if let Ok(mut calls) = state.calls.lock() {
+            calls.push(Call {
+                action: action.clone(),
+                role: params.get("RoleName").cloned(),
+                params: params.clone(),
+                status,
+                at: Instant::now(),
+                faulted,
+            });
+        }
+    };
+    match fault {
+        Some(Fault::DropBefore) => {
+            record(0, true);
+            Err("injected: dropped before moto".into())
+        }
+        Some(fault @ (Fault::Throttle | Fault::Unavailable)) => {
+            let response = fault_response(fault);
+            record(response.status().as_u16(), true);
+            Ok(response)
+        }
+        Some(Fault::DropAfter) => {
+            let response = forward(upstream, parts, body).await?;
+            record(response.status().as_u16(), true);
+            Err("injected: dropped after moto".into())
+        }
+        None => {
+            let response = forward(upstream, parts, body).await?;
+            record(response.status().as_u16(), false);
+            Ok(response)
+        }
+    }
+}
+
+impl IamProxy {
+    /// Listens on a free loopback port and forwards to moto at `moto_url`.
+    pub async fn start(moto_url: &str) -> Result<Self, HarnessError> {
+        let upstream: SocketAddr = moto_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| HarnessError::new(format!("moto endpoint {moto_url}: {e}")))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| HarnessError::new(format!("IAM proxy: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| HarnessError::new(format!("IAM proxy: {e}")))?;
+        let state = Arc::new(State::default());
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request| handle(state.clone(), upstream, request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            url: format!("http://{addr}"),
+            state,
+            task,
+        })
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state
+            .calls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Calls since the `mark`-th (see [`Self::mark`]).
+    pub fn calls_since(&self, mark: usize) -> Vec<Call> {
+        self.calls().into_iter().skip(mark).collect()
+    }
+
+    pub fn mark(&self) -> usize {
+        self.state.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// How many calls of `action` so far.
+    pub fn count(&self, action: &str) -> usize {
+        self.calls().iter().filter(|c| c.action == action).count()
+    }
+
+    /// Calls that change something in IAM (anything but Get*/List* and STS identity).
+    pub fn writes_since(&self, mark: usize) -> Vec<Call> {
+        self.calls_since(mark)
+            .into_iter()
+            .filter(|c| !c.is_read() && c.action != "GetCallerIdentity")
+            .collect()
+    }
+
+    /// The next `times` calls of `action` (`*` for any) get `fault` instead of moto's answer.
+    pub fn inject(&self, action: &str, fault: Fault, times: u32) {
+        if let Ok(mut rules) = self.state.faults.lock() {
+            rules.push(FaultRule {
+                action: action.to_string(),
+                remaining: times,
+                fault,
+            });
+        }
+    }
+}

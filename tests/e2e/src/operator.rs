@@ -1,0 +1,292 @@
+//! The operator's processes, started as the chart starts them: the Deployment's own
+//! arguments and the ConfigMap's configuration file, authenticated as the chart's
+//! ServiceAccount (a TokenRequest token), so its RBAC is exactly what the chart grants.
+//! Only addresses and file paths are rewritten to fit a process on this machine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+use crate::HarnessError;
+use crate::chart::{RELEASE, Rendered};
+use crate::cluster::Cluster;
+use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::process::{Process, free_port};
+use crate::wait::until;
+
+pub struct Operator {
+    pub process: Process,
+    /// Plain-HTTP health and metrics address.
+    pub health: SocketAddr,
+    /// HTTPS address (the webhook only).
+    pub https: Option<SocketAddr>,
+    /// POD_NAME: the lease holder identity.
+    pub identity: String,
+    /// The user the API server sees (for the audit log).
+    pub user: String,
+}
+
+/// One plain-HTTP GET on loopback: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", "127.0.0.1")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The value of one sample in Prometheus text, e.g. `podidentity_reconciles_total{result="ok"}`;
+/// 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The sum of every sample of a family whose labels contain `label_part` (or all).
+pub fn family_sum(metrics: &str, family: &str, label_part: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            let matches = (name == family || name.starts_with(&format!("{family}{{")))
+                && name.contains(label_part);
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// Rewrites `--flag=value` arguments whose flag is in `replace`.
+fn rewrite(args: Vec<String>, replace: &[(&str, String)]) -> Vec<String> {
+    args.into_iter()
+        .map(|arg| {
+            for (flag, value) in replace {
+                if arg.starts_with(&format!("--{flag}=")) {
+                    return format!("--{flag}={value}");
+                }
+            }
+            arg
+        })
+        .collect()
+}
+
+fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
+    std::fs::write(path, text).map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))
+}
+
+/// How to start one controller replica.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// POD_NAME.
+    pub identity: String,
+    /// The ServiceAccount it runs as (bound to the chart's roles).
+    pub service_account: String,
+    /// Talk to the API server through this URL instead (a stallable proxy).
+    pub api_server: Option<String>,
+}
+
+impl Replica {
+    pub fn named(identity: &str) -> Self {
+        Self {
+            identity: identity.to_string(),
+            service_account: format!("{RELEASE}-controller"),
+            api_server: None,
+        }
+    }
+}
+
+impl Operator {
+    /// `podidentity controller` with the chart's arguments and configuration.
+    pub async fn controller(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        replica: &Replica,
+    ) -> Result<Self, HarnessError> {
+        let config = dir.join(format!("{}-config.yaml", replica.identity));
+        write(&config, &rendered.config_yaml()?)?;
+        let kubeconfig = dir.join(format!("{}.kubeconfig", replica.identity));
+        cluster
+            .service_account_kubeconfig(OPERATOR_NAMESPACE, &replica.service_account, &kubeconfig)
+            .await?;
+        if let Some(url) = &replica.api_server {
+            let text = std::fs::read_to_string(&kubeconfig)
+                .map_err(|e| HarnessError::new(e.to_string()))?;
+            write(&kubeconfig, &text.replace(&cluster.url, url))?;
+        }
+        let health: SocketAddr = format!("127.0.0.1:{}", free_port()?)
+            .parse()
+            .map_err(|e| HarnessError::new(format!("{e}")))?;
+        let args = rewrite(
+            rendered.args("controller")?,
+            &[
+                ("config", config.display().to_string()),
+                ("health-listen", health.to_string()),
+            ],
+        );
+        let process = Process::start(
+            &replica.identity,
+            &cluster.binary,
+            &args,
+            &operator_env(&replica.identity, &kubeconfig),
+            dir.join(format!("{}.log", replica.identity)),
+        )?;
+        Ok(Self {
+            process,
+            health,
+            https: None,
+            identity: replica.identity.clone(),
+            user: format!(
+                "system:serviceaccount:{OPERATOR_NAMESPACE}:{}",
+                replica.service_account
+            ),
+        })
+    }
+
+    /// `podidentity webhook` with the chart's arguments, serving a certificate for
+    /// 127.0.0.1 signed by the control plane's CA.
+    pub async fn webhook(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        identity: &str,
+    ) -> Result<Self, HarnessError> {
+        let plane = cluster.plane.as_ref().ok_or_else(|| {
+            HarnessError::new("the webhook scenarios need the harness's own control plane")
+        })?;
+        let serving = plane.pki.serving(&[])?;
+        let cert = dir.join(format!("{identity}-tls.crt"));
+        let key = dir.join(format!("{identity}-tls.key"));
+        write(&cert, &serving.cert_pem)?;
+        write(&key, &serving.key_pem)?;
+        let config = dir.join(format!("{identity}-config.yaml"));
+        write(&config, &rendered.config_yaml()?)?;
+        let account = format!("{RELEASE}-webhook");
+        let kubeconfig = dir.join(format!("{identity}.kubeconfig"));
+        cluster
+            .service_account_kubeconfig(OPERATOR_NAMESPACE, &account, &kubeconfig)
+            .await?;
+        let parse = |port: u16| -> Result<SocketAddr, HarnessError> {
+            format!("127.0.0.1:{port}")
+                .parse()
+                .map_err(|e| HarnessError::new(format!("{e}")))
+        };
+        let https = parse(free_port()?)?;
+        let health = parse(free_port()?)?;
+        let args = rewrite(
+            rendered.args("webhook")?,
+            &[
+                ("config", config.display().to_string()),
+                ("listen", https.to_string()),
+                ("metrics-listen", health.to_string()),
+                ("tls-cert", cert.display().to_string()),
+                ("tls-key", key.display().to_string()),
+            ],
+        );
+        let process = Process::start(
+            identity,
+            &cluster.binary,
+            &args,
+            &operator_env(identity, &kubeconfig),
+            dir.join(format!("{identity}.log")),
+        )?;
+        Ok(Self {
+            process,
+            health,
+            https: Some(https),
+            identity: identity.to_string(),
+            user: format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{account}"),
+        })
+    }
+
+    pub async fn readyz(&self) -> Option<u16> {
+        http_get(self.health, "/readyz").await.ok().map(|(s, _)| s)
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.health, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// Waits until /readyz answers 200 (panics with the log tail otherwise).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            if self.readyz().await == Some(200) {
+                return started.elapsed();
+            }
+            if !self.process.running() || started.elapsed() > timeout {
+                panic!(
+                    "{} not ready after {:?} (running: {}):\n{}",
+                    self.identity,
+                    started.elapsed(),
+                    self.process.running(),
+                    self.process.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the process exits by itself; returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        until(&format!("{} to exit", self.identity), timeout, || {
+            let code = self.process.exit_code();
+            let running = self.process.running();
+            async move {
+                if running {
+                    Err("running".into())
+                } else {
+                    Ok(code)
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn operator_env(identity: &str, kubeconfig: &Path) -> Vec<(String, String)> {
+    let pairs: [(&str, String); 7] = [
+        ("POD_NAME", identity.to_string()),
+        ("POD_NAMESPACE", OPERATOR_NAMESPACE.to_string()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        (
+            "RUST_LOG",
+            std::env::var("PODIDENTITY_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}

@@ -1,0 +1,474 @@
+//! One scenario's world on the shared cluster: its own namespaces, its own operator
+//! `clusterName` (so its IAM roles have their own name prefix and path), a counting proxy
+//! in front of moto, and helpers that read what a user reads (status, Events, IAM). When
+//! it ends, pass or fail, everything it made in the cluster is removed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use podidentity_api::PodIdentityBinding;
+use podidentity_aws::sdk::SdkIam;
+use podidentity_aws::testing::emulator_settings;
+use serde_json::{Value, json};
+
+use crate::HarnessError;
+use crate::chart::{self, RELEASE, Rendered};
+use crate::cluster::Cluster;
+use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::iam_proxy::IamProxy;
+use crate::operator::{Operator, Replica};
+use crate::wait::{check, until};
+
+/// The account moto answers for.
+pub const ACCOUNT: &str = "123456789012";
+
+/// What to remove when a scenario ends, shared with the runner so it survives a panic.
+#[derive(Default)]
+pub struct Leftovers {
+    namespaces: Mutex<Vec<String>>,
+    webhook_configurations: Mutex<Vec<String>>,
+}
+
+pub struct Scenario {
+    pub cluster: Arc<Cluster>,
+    /// The operator's `clusterName` (role name prefix and path).
+    pub cluster_name: String,
+    /// Namespace prefix.
+    pub tag: String,
+    pub iam: IamProxy,
+    /// moto directly (not through the proxy): the test's own reads and outside changes.
+    pub moto: SdkIam,
+    pub dir: PathBuf,
+    /// Where the audit log stood when the scenario began.
+    pub audit_mark: u64,
+    leftovers: Arc<Leftovers>,
+}
+
+impl Scenario {
+    pub async fn new(
+        cluster: Arc<Cluster>,
+        index: usize,
+        leftovers: Arc<Leftovers>,
+    ) -> Result<Self, HarnessError> {
+        let tag = format!("e2e{index:02}");
+        let dir = cluster.work_dir.join(&tag);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HarnessError::new(format!("{}: {e}", dir.display())))?;
+        let iam = IamProxy::start(&cluster.moto).await?;
+        let moto = SdkIam::connect(&emulator_settings(&cluster.moto)).await;
+        let audit_mark = cluster.audit.as_ref().map(|a| a.mark()).unwrap_or(0);
+        Ok(Self {
+            cluster_name: format!("{tag}-{:04x}", std::process::id() % 0xffff),
+            tag,
+            cluster,
+            iam,
+            moto,
+            dir,
+            audit_mark,
+            leftovers,
+        })
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.cluster.client.clone()
+    }
+
+    /// The chart's values for this scenario: its cluster name, moto behind the proxy.
+    pub fn values(&self) -> Value {
+        json!({
+            "clusterName": self.cluster_name,
+            "aws": {
+                "region": "us-east-1",
+                "endpointUrl": self.iam.url,
+                "accountId": ACCOUNT,
+                "maxRequestsPerSecond": 100,
+            },
+            "logFormat": "text",
+        })
+    }
+
+    /// Renders the chart with this scenario's values merged with `overrides`, and installs
+    /// its RBAC (ServiceAccounts, roles and bindings) exactly as rendered.
+    pub async fn install(&self, overrides: Value) -> Rendered {
+        let mut values = self.values();
+        merge(&mut values, overrides);
+        let rendered = chart::render(&values).await.expect("render the chart");
+        for object in rendered.rbac() {
+            chart::apply(&self.cluster.client, object)
+                .await
+                .expect("install the chart's RBAC");
+        }
+        rendered
+    }
+
+    /// One controller replica, started as the chart starts it.
+    pub async fn controller(&self, rendered: &Rendered, replica: &Replica) -> Operator {
+        Operator::controller(&self.cluster, rendered, &self.dir, replica)
+            .await
+            .expect("start the controller")
+    }
+
+    /// The usual: chart defaults (plus overrides), one controller, waited until ready.
+    pub async fn start_controller(&self, overrides: Value) -> (Rendered, Operator) {
+        let rendered = self.install(overrides).await;
+        let mut controller = self
+            .controller(
+                &rendered,
+                &Replica::named(&format!("{}-controller", self.tag)),
+            )
+            .await;
+        controller.wait_ready(Duration::from_secs(60)).await;
+        (rendered, controller)
+    }
+
+    /// The webhook, started as the chart starts it, and registered with the API server
+    /// through the chart's MutatingWebhookConfiguration (pointed at this process).
+    pub async fn start_webhook(&self, rendered: &Rendered) -> Operator {
+        let mut webhook = Operator::webhook(
+            &self.cluster,
+            rendered,
+            &self.dir,
+            &format!("{}-webhook", self.tag),
+        )
+        .await
+        .expect("start the webhook");
+        webhook.wait_ready(Duration::from_secs(60)).await;
+        let mut configuration = rendered
+            .webhook_configuration()
+            .cloned()
+            .expect("the chart renders a MutatingWebhookConfiguration");
+        let name = format!("{}-{}", RELEASE, self.tag);
+        configuration["metadata"]["name"] = json!(name);
+        let https = webhook.https.expect("the webhook serves HTTPS");
+        let ca = base64_encode(&self.cluster.ca_pem);
+        if let Some(hooks) = configuration["webhooks"].as_array_mut() {
+            for hook in hooks {
+                hook["clientConfig"] =
+                    json!({"url": format!("https://{https}/mutate"), "caBundle": ca});
+            }
+        }
+        chart::apply(&self.cluster.client, &configuration)
+            .await
+            .expect("register the webhook");
+        if let Ok(mut names) = self.leftovers.webhook_configurations.lock() {
+            names.push(name);
+        }
+        webhook
+    }
+
+    /// A new namespace `<tag>-<suffix>`, removed when the scenario ends.
+    pub async fn namespace(&self, suffix: &str) -> String {
+        self.namespace_labelled(suffix, json!({})).await
+    }
+
+    pub async fn namespace_labelled(&self, suffix: &str, labels: Value) -> String {
+        let name = format!("{}-{suffix}", self.tag);
+        let api: Api<Namespace> = Api::all(self.client());
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                .expect("namespace");
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        if let Ok(mut names) = self.leftovers.namespaces.lock() {
+            names.push(name.clone());
+        }
+        name
+    }
+
+    pub fn bindings(&self, namespace: &str) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.client(), namespace)
+    }
+
+    pub fn service_accounts(&self, namespace: &str) -> Api<ServiceAccount> {
+        Api::namespaced(self.client(), namespace)
+    }
+
+    pub async fn create_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: Value,
+    ) -> ServiceAccount {
+        let account: ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": annotations}
+        }))
+        .expect("ServiceAccount");
+        self.service_accounts(namespace)
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create ServiceAccount")
+    }
+
+    /// Creates a binding from its spec (JSON, as a user writes it).
+    pub async fn create_binding(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: Value,
+    ) -> PodIdentityBinding {
+        let binding: PodIdentityBinding = serde_json::from_value(json!({
+            "apiVersion": "podidentity.io/v1alpha1",
+            "kind": "PodIdentityBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }))
+        .expect("binding");
+        self.bindings(namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|e| panic!("create binding {namespace}/{name}: {e}"))
+    }
+
+    pub async fn patch_spec(&self, namespace: &str, name: &str, spec: Value) {
+        self.bindings(namespace)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("patch binding");
+    }
+
+    pub async fn delete_binding(&self, namespace: &str, name: &str) {
+        self.bindings(namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete binding");
+    }
+
+    pub async fn wait_gone(&self, namespace: &str, name: &str) {
+        let api = self.bindings(namespace);
+        until(
+            &format!("binding {namespace}/{name} to go"),
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    match api.get_opt(name).await {
+                        Ok(None) => Ok(()),
+                        Ok(Some(b)) => Err(format!("still there: {:?}", b.status)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until the binding's condition `type_` has `status` (and `reason`, if given)
+    /// for its current generation.
+    pub async fn wait_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> PodIdentityBinding {
+        let api = self.bindings(namespace);
+        until(
+            &format!(
+                "{namespace}/{name} {type_}={status} {}",
+                reason.unwrap_or("")
+            ),
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let binding = api.get(name).await.map_err(|e| e.to_string())?;
+                    let holds = condition(&binding, type_).is_some_and(|c| {
+                        c.status == status
+                            && reason.is_none_or(|r| c.reason == r)
+                            && c.observed_generation == binding.metadata.generation
+                    });
+                    check(holds, || format!("{:?}", binding.status))?;
+                    Ok(binding)
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn wait_ready(&self, namespace: &str, name: &str) -> PodIdentityBinding {
+        self.wait_condition(namespace, name, "Ready", "True", None)
+            .await
+    }
+
+    /// Events about one binding (or any object of that name), oldest first.
+    pub async fn events(&self, namespace: &str, name: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client(), namespace);
+        let mut events: Vec<Event> = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events
+    }
+
+    /// Waits for an Event with `reason` about `name`; returns its note.
+    pub async fn wait_event(&self, namespace: &str, name: &str, reason: &str) -> String {
+        until(
+            &format!("Event {reason} on {namespace}/{name}"),
+            Duration::from_secs(60),
+            || async move {
+                let events = self.events(namespace, name).await;
+                events
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some(reason))
+                    .map(|e| e.note.clone().unwrap_or_default())
+                    .ok_or_else(|| {
+                        format!(
+                            "{:?}",
+                            events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()
+                        )
+                    })
+            },
+        )
+        .await
+    }
+
+    pub async fn annotations(&self, namespace: &str, account: &str) -> BTreeMap<String, String> {
+        self.service_accounts(namespace)
+            .get(account)
+            .await
+            .expect("ServiceAccount")
+            .metadata
+            .annotations
+            .unwrap_or_default()
+    }
+
+    /// The role name the operator derives for a binding (no hash cut: names are short here).
+    pub fn role_name(&self, namespace: &str, binding: &str) -> String {
+        format!("{}-{namespace}-{binding}", self.cluster_name)
+    }
+
+    pub fn role_arn(&self, namespace: &str, binding: &str) -> String {
+        format!(
+            "arn:aws:iam::{ACCOUNT}:role/podidentity/{}/{}",
+            self.cluster_name,
+            self.role_name(namespace, binding)
+        )
+    }
+
+    /// Writes to the API server by `user` since the scenario began (audit log).
+    pub fn writes_by(&self, user: &str, since: u64) -> Vec<crate::audit::AuditEvent> {
+        self.cluster
+            .audit
+            .as_ref()
+            .map(|a| a.writes_by(user, since))
+            .unwrap_or_default()
+    }
+
+    pub fn audit_now(&self) -> u64 {
+        self.cluster.audit.as_ref().map(|a| a.mark()).unwrap_or(0)
+    }
+
+    /// Requests the operator's ServiceAccounts made that the API server refused (403):
+    /// a verb the chart's RBAC lacks.
+    pub fn forbidden_since(&self, since: u64) -> Vec<crate::audit::AuditEvent> {
+        self.cluster
+            .audit
+            .as_ref()
+            .map(|a| a.since(since))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e.code == 403
+                    && e.user
+                        .starts_with(&format!("system:serviceaccount:{OPERATOR_NAMESPACE}:"))
+            })
+            .collect()
+    }
+}
+
+pub fn condition<'a>(binding: &'a PodIdentityBinding, type_: &str) -> Option<&'a Condition> {
+    binding
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Deep-merges `overrides` into `values`.
+pub fn merge(values: &mut Value, overrides: Value) {
+    match (values, overrides) {
+        (Value::Object(target), Value::Object(source)) => {
+            for (key, value) in source {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, value) => *target = value,
+    }
+}
+
+/// Removes what a scenario made: its webhook registrations, then its namespaces (with any
+/// finalizer of ours stripped first, since its controller is gone), waiting until they are.
+pub async fn clean_up(cluster: &Cluster, leftovers: &Leftovers) {
+    let client = cluster.client.clone();
+    let hooks: Vec<String> = leftovers
+        .webhook_configurations
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    let webhook_api: Api<
+        k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+    > = Api::all(client.clone());
+    for name in hooks {
+        let _ = webhook_api.delete(&name, &DeleteParams::default()).await;
+    }
+    let namespaces: Vec<String> = leftovers
+        .namespaces
+        .lock()
+        .map(|n| n.clone())
+        .unwrap_or_default();
+    let namespace_api: Api<Namespace> = Api::all(client.clone());
+    for namespace in &namespaces {
+        let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), namespace);
+        for binding in bindings
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            if let Some(name) = binding.metadata.name {
+                let _ = bindings
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+            }
+        }
+        let _ = namespace_api
+            .delete(namespace, &DeleteParams::default())
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    for namespace in &namespaces {
+        while std::time::Instant::now() < deadline {
+            match namespace_api.get_opt(namespace).await {
+                Ok(None) => break,
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
