@@ -175,12 +175,15 @@ async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Er
     let remembered = ctx.applied(&uid);
     let applied_here = remembered
         .as_ref()
-        .is_some_and(|a| a.generation == generation && a.fingerprint == Some(wanted));
+        .is_some_and(|a| a.generation == generation && a.fingerprint == wanted);
     let mut role = remembered
         .as_ref()
         .map(|a| a.role.clone())
         .or_else(|| recorded_role(binding));
-    let mut missing_policies = Vec::new();
+    let mut missing_policies = match &remembered {
+        Some(applied) if applied_here => applied.missing_policies.clone(),
+        _ => Vec::new(),
+    };
     if drifted || !(applied_here || status_in_line(binding, &desired)) {
         let known = if role.is_some() {
             Known::Exists
@@ -273,24 +276,13 @@ async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Er
             &uid,
             Applied {
                 generation,
-                // What could not be attached is retried when the spec changes, not before.
-                fingerprint: Some(wanted),
+                fingerprint: wanted,
                 role: made.clone(),
+                // Not attached again until the spec changes (or after a restart).
+                missing_policies: missing_policies.clone(),
             },
         );
         role = Some(made);
-    } else if let Some(remembered) = &remembered
-        && !applied_here
-    {
-        // In line by the status, from an earlier process: remember it from here on.
-        ctx.remember_applied(
-            &uid,
-            Applied {
-                generation,
-                fingerprint: Some(wanted),
-                role: remembered.role.clone(),
-            },
-        );
     }
 
     let service_account =

@@ -46,10 +46,11 @@ enum Bindings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub generation: Option<i64>,
-    /// Of the desired role that was applied; `None` when only the role's existence is
-    /// known (the pass stopped part way, e.g. at a managed policy that does not exist).
-    pub fingerprint: Option<u64>,
+    /// Of the desired role that was applied.
+    pub fingerprint: u64,
     pub role: RoleFacts,
+    /// Managed policies of the spec that IAM does not have (tried once per generation).
+    pub missing_policies: Vec<String>,
 }
 
 /// The role as IAM named it.

@@ -23,6 +23,8 @@ pub struct AuditEvent {
     pub code: u16,
     pub uri: String,
     pub at: String,
+    /// `forbid` when RBAC refused the request (not, say, a terminating namespace).
+    pub authorization: String,
 }
 
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
@@ -63,6 +65,8 @@ impl AuditEvent {
                 .unwrap_or(0),
             uri: text(value.get("requestURI")).unwrap_or_default(),
             at: text(value.get("stageTimestamp")).unwrap_or_default(),
+            authorization: text(value.pointer("/annotations/authorization.k8s.io~1decision"))
+                .unwrap_or_default(),
         })
     }
 }

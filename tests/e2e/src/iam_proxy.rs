@@ -246,6 +246,13 @@ impl IamProxy {
             .collect()
     }
 
+    /// Drops every fault not yet used.
+    pub fn clear_faults(&self) {
+        if let Ok(mut rules) = self.state.faults.lock() {
+            rules.clear();
+        }
+    }
+
     /// The next `times` calls of `action` (`*` for any) get `fault` instead of moto's answer.
     pub fn inject(&self, action: &str, fault: Fault, times: u32) {
         if let Ok(mut rules) = self.state.faults.lock() {

@@ -12,6 +12,7 @@ pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod scenario;
+pub mod sts;
 pub mod wait;
 
 pub use cluster::Cluster;

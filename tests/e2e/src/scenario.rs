@@ -13,6 +13,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podidentity_api::PodIdentityBinding;
+use podidentity_aws::api::Iam;
 use podidentity_aws::sdk::SdkIam;
 use podidentity_aws::testing::emulator_settings;
 use serde_json::{Value, json};
@@ -375,22 +376,57 @@ impl Scenario {
         self.cluster.audit.as_ref().map(|a| a.mark()).unwrap_or(0)
     }
 
-    /// Requests the operator's ServiceAccounts made that the API server refused (403):
-    /// a verb the chart's RBAC lacks.
+    /// Requests of the operator's ServiceAccounts that RBAC refused since `since`: a verb
+    /// the chart's roles lack.
     pub fn forbidden_since(&self, since: u64) -> Vec<crate::audit::AuditEvent> {
-        self.cluster
-            .audit
-            .as_ref()
-            .map(|a| a.since(since))
+        forbidden_since(&self.cluster, since)
+    }
+
+    /// The role as moto holds it.
+    pub async fn iam_role(&self, name: &str) -> Option<podidentity_aws::api::RoleState> {
+        Iam::new(&self.moto).get_role(name).await.ok()
+    }
+
+    pub async fn attached(&self, role: &str) -> Vec<String> {
+        Iam::new(&self.moto)
+            .list_attached_role_policies(role)
+            .await
             .unwrap_or_default()
+    }
+
+    /// A change made in IAM behind the operator's back.
+    pub async fn change_iam(&self, request: podidentity_aws::api::IamRequest) {
+        Iam::new(&self.moto)
+            .run(request)
+            .await
+            .expect("the change outside the operator");
+    }
+
+    /// The IAM calls the operator made for one role (through the proxy), by action.
+    pub fn calls_for(&self, role: &str) -> Vec<String> {
+        self.iam
+            .calls()
             .into_iter()
-            .filter(|e| {
-                e.code == 403
-                    && e.user
-                        .starts_with(&format!("system:serviceaccount:{OPERATOR_NAMESPACE}:"))
-            })
+            .filter(|c| c.role.as_deref() == Some(role))
+            .map(|c| c.action)
             .collect()
     }
+}
+
+/// Requests of the operator's ServiceAccounts that RBAC refused since `since`.
+pub fn forbidden_since(cluster: &Cluster, since: u64) -> Vec<crate::audit::AuditEvent> {
+    cluster
+        .audit
+        .as_ref()
+        .map(|a| a.since(since))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.authorization == "forbid"
+                && e.user
+                    .starts_with(&format!("system:serviceaccount:{OPERATOR_NAMESPACE}:"))
+        })
+        .collect()
 }
 
 pub fn condition<'a>(binding: &'a PodIdentityBinding, type_: &str) -> Option<&'a Condition> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use podidentity_e2e::cluster::Source;
-use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up};
+use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up, forbidden_since};
 use podidentity_e2e::{Cluster, HarnessError};
 
 mod scenarios;
@@ -46,10 +46,21 @@ async fn run_one(cluster: Arc<Cluster>, index: usize, scenario: ScenarioFn) -> R
         .await
         .map_err(|e| Failed::from(e.to_string()))?;
     let dir = world.dir.clone();
+    let since = world.audit_mark;
     let outcome = tokio::spawn(scenario(world)).await;
+    // Every scenario runs under the chart's RBAC: any request it refused is a failure,
+    // even one the operator recovered from.
+    let forbidden = forbidden_since(&cluster, since);
     clean_up(&cluster, &leftovers).await;
     match outcome {
-        Ok(()) => Ok(()),
+        Ok(()) if forbidden.is_empty() => Ok(()),
+        Ok(()) => Err(Failed::from(format!(
+            "the chart's RBAC refused the operator: {:#?}",
+            forbidden
+                .iter()
+                .map(|e| format!("{} {} {} ({})", e.user, e.verb, e.uri, e.code))
+                .collect::<Vec<_>>()
+        ))),
         Err(err) => {
             let message = match err.try_into_panic() {
                 Ok(payload) => panic_message(payload.as_ref()),

@@ -2,7 +2,14 @@
 
 use crate::{Needs, ScenarioFn};
 
+mod cluster_life;
+mod drift;
+mod iam_work;
 mod lifecycle;
+mod pods;
+mod races;
+mod sharing;
+mod steady;
 
 macro_rules! scenario {
     ($module:ident :: $name:ident, $needs:expr) => {
@@ -15,8 +22,51 @@ macro_rules! scenario {
 }
 
 pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
-    vec![scenario!(
-        lifecycle::create_wait_update_delete,
-        Needs::Cluster
-    )]
+    use Needs::{Cluster, OwnControlPlane};
+    vec![
+        scenario!(lifecycle::create_wait_update_delete, Cluster),
+        scenario!(lifecycle::retain_keeps_the_role_untagged, Cluster),
+        scenario!(lifecycle::credentials_secret_in_ccoctl_format, Cluster),
+        scenario!(lifecycle::a_role_that_is_not_ours_is_a_conflict, Cluster),
+        scenario!(lifecycle::guardrail_refusals_change_nothing_in_iam, Cluster),
+        scenario!(lifecycle::the_api_server_enforces_the_schema, Cluster),
+        scenario!(
+            drift::ready_with_bindings_present_and_drift_put_back,
+            Cluster
+        ),
+        scenario!(drift::a_role_deleted_by_hand_is_made_again, Cluster),
+        scenario!(sharing::one_owner_no_fight_and_a_hand_over, OwnControlPlane),
+        scenario!(races::finalizer_races_are_not_errors, Cluster),
+        scenario!(
+            iam_work::three_calls_when_created_while_the_controller_was_down,
+            Cluster
+        ),
+        scenario!(
+            iam_work::a_managed_policy_that_does_not_exist_is_the_users_to_fix,
+            Cluster
+        ),
+        scenario!(
+            iam_work::kill_9_between_calls_converges_to_one_role,
+            Cluster
+        ),
+        scenario!(iam_work::throttling_and_5xx_still_converge, Cluster),
+        scenario!(
+            cluster_life::short_form_bindings_follow_their_service_account,
+            Cluster
+        ),
+        scenario!(
+            cluster_life::deleting_a_namespace_cleans_up_its_roles,
+            Cluster
+        ),
+        scenario!(pods::the_api_server_calls_the_webhook, OwnControlPlane),
+        scenario!(
+            pods::a_token_from_the_api_server_matches_the_trust_policy,
+            Cluster
+        ),
+        scenario!(
+            steady::two_replicas_one_writer_and_a_takeover,
+            OwnControlPlane
+        ),
+        scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
+    ]
 }
