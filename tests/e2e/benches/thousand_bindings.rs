@@ -1,2 +1,195 @@
-//! Placeholder replaced below.
-fn main() {}
+//! The controller at 1,000 bindings on a real API server (the e2e harness's control
+//! plane) with moto behind the counting proxy; prints figures, asserts nothing.
+//!
+//! `scripts/with-moto cargo bench -p podidentity-e2e --bench thousand_bindings`
+//! (KUBEBUILDER_ASSETS set as scripts/e2e sets it; PODIDENTITY_BENCH_BINDINGS=N for
+//! another N).
+//!
+//! Prints: time from the first apply to all Ready at `aws.maxRequestsPerSecond: 100`, IAM
+//! calls and Kubernetes writes per binding, the controller's peak RSS, and every write
+//! (IAM and Kubernetes) the idle controller makes over 60 s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use podidentity_e2e::Cluster;
+use podidentity_e2e::cluster::Source;
+use podidentity_e2e::operator::{Replica, family_sum};
+use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up};
+use serde_json::json;
+
+const NAMESPACES: usize = 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let source = Source::from_env();
+    if matches!(source, Source::None) {
+        eprintln!("thousand_bindings needs KUBEBUILDER_ASSETS (see scripts/e2e)");
+        return;
+    }
+    let n: usize = std::env::var("PODIDENTITY_BENCH_BINDINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let cluster = Arc::new(Cluster::start(&source).await.expect("cluster"));
+        let leftovers = Arc::new(Leftovers::default());
+        let s = Scenario::new(cluster.clone(), 1, leftovers.clone())
+            .await
+            .expect("scenario");
+        bench(&s, n).await;
+        clean_up(&cluster, &leftovers).await;
+    });
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn bench(s: &Scenario, n: usize) {
+    let rendered = s
+        .install(json!({"aws": {"maxRequestsPerSecond": 100}, "driftInterval": "10m"}))
+        .await;
+    let mut controller = s
+        .controller(&rendered, &Replica::named("bench-controller"))
+        .await;
+    controller.wait_ready(Duration::from_secs(60)).await;
+    let mut namespaces = Vec::new();
+    for i in 0..NAMESPACES {
+        namespaces.push(s.namespace(&format!("bench{i}")).await);
+    }
+    let audit = s.audit_now();
+    let iam = s.iam.mark();
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let ns = namespaces[i % NAMESPACES].clone();
+            async move {
+                let name = format!("app{i}");
+                s.create_service_account(&ns, &name, json!({})).await;
+                s.create_binding(
+                    &ns,
+                    &name,
+                    json!({
+                        "serviceAccountName": name,
+                        "permissions": {
+                            "statements": [{"actions": ["s3:GetObject"], "resources": [format!("arn:aws:s3:::bucket-{i}/*")]}],
+                            "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"],
+                        },
+                    }),
+                )
+                .await;
+            }
+        })
+        .await;
+    let applied = started.elapsed();
+    loop {
+        let mut ready = 0;
+        for ns in &namespaces {
+            let list = s
+                .bindings(ns)
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            ready += list
+                .iter()
+                .filter(|b| {
+                    podidentity_e2e::scenario::condition(b, "Ready").is_some_and(|c| {
+                        c.status == "True" && c.observed_generation == b.metadata.generation
+                    })
+                })
+                .count();
+        }
+        if ready >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all_ready = started.elapsed();
+    let calls = s.iam.calls_since(iam);
+    let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+    for call in &calls {
+        *by_action.entry(call.action.clone()).or_default() += 1;
+    }
+    let writes = s.writes_by(&controller.user, audit);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for write in &writes {
+        *by_kind
+            .entry(format!("{} {}", write.verb, write.kind()))
+            .or_default() += 1;
+    }
+    let per = |count: usize| count as f64 / n as f64;
+    println!(
+        "{n} bindings in {NAMESPACES} namespaces, aws.maxRequestsPerSecond 100, real API server"
+    );
+    println!(
+        "  applied in {:.1}s; all Ready {:.1}s after the first apply",
+        applied.as_secs_f64(),
+        all_ready.as_secs_f64()
+    );
+    println!(
+        "  IAM calls per binding: {:.2} ({})",
+        per(calls.len()),
+        by_action
+            .iter()
+            .map(|(a, c)| format!("{a} {:.2}", per(*c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  IAM calls needed / 100 per second: {:.1}s",
+        calls.len() as f64 / 100.0
+    );
+    println!(
+        "  Kubernetes writes per binding: {:.2} ({})",
+        per(writes.len()),
+        by_kind
+            .iter()
+            .map(|(k, c)| format!("{k} {:.2}", per(*c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  controller peak RSS so far: {:.1} MiB",
+        peak_rss_mib(controller.process.pid())
+    );
+
+    let metrics = controller.metrics().await;
+    let reconciles_before = family_sum(&metrics, "podidentity_reconciles_total", "");
+    let idle_audit = s.audit_now();
+    let idle_iam = s.iam.mark();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let reconciles_after = family_sum(
+        &controller.metrics().await,
+        "podidentity_reconciles_total",
+        "",
+    );
+    println!(
+        "  idle 60s: {} Kubernetes writes, {} IAM writes, {} reconciles",
+        s.writes_by(&controller.user, idle_audit).len(),
+        s.iam.writes_since(idle_iam).len(),
+        reconciles_after - reconciles_before
+    );
+    println!(
+        "  controller peak RSS: {:.1} MiB",
+        peak_rss_mib(controller.process.pid())
+    );
+}

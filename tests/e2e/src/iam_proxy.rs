@@ -45,6 +45,8 @@ pub enum Fault {
     DropBefore,
     /// moto does the work, then the connection closes before the answer.
     DropAfter,
+    /// moto answers, this much later (a slow IAM: passes take longer than events).
+    Delay(std::time::Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -165,6 +167,12 @@ async fn handle(
         Some(fault @ (Fault::Throttle | Fault::Unavailable)) => {
             let response = fault_response(fault);
             record(response.status().as_u16(), true);
+            Ok(response)
+        }
+        Some(Fault::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            let response = forward(upstream, parts, body).await?;
+            record(response.status().as_u16(), false);
             Ok(response)
         }
         Some(Fault::DropAfter) => {

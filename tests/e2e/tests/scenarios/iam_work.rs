@@ -27,31 +27,43 @@ fn spec(account: &str, policy: &str) -> serde_json::Value {
 const SQS_READ: &str = "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess";
 
 pub async fn three_calls_when_created_while_the_controller_was_down(s: Scenario) {
+    const BINDINGS: usize = 10;
     let ns = s.namespace("down").await;
-    for name in ["early", "busy"] {
-        s.create_service_account(&ns, name, json!({})).await;
-        s.create_binding(&ns, name, spec(name, SQS_READ)).await;
+    for i in 0..BINDINGS {
+        let name = format!("app{i}");
+        s.create_service_account(&ns, &name, json!({})).await;
+        s.create_binding(&ns, &name, spec(&name, SQS_READ)).await;
     }
     let rendered = s.install(json!({})).await;
+    // A slow IAM: each pass takes longer than the events that wake the binding again.
+    s.iam
+        .inject("*", Fault::Delay(Duration::from_millis(250)), 10_000);
     let mut controller = s
         .controller(&rendered, &Replica::named(&format!("{}-controller", s.tag)))
         .await;
-    // The other binding's ServiceAccount changes while the controller starts.
-    for round in 0..5 {
-        s.service_accounts(&ns)
-            .patch(
-                "busy",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {"round": round.to_string()}}})),
-            )
-            .await
-            .expect("touch");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    controller.wait_ready(Duration::from_secs(30)).await;
-    for name in ["early", "busy"] {
-        s.wait_ready(&ns, name).await;
-        let mut calls = s.calls_for(&s.role_name(&ns, name));
+    // Their ServiceAccounts change while the controller starts and works.
+    let touching = async {
+        for round in 0..60 {
+            for i in 0..BINDINGS {
+                let _ = s
+                    .service_accounts(&ns)
+                    .patch(
+                        &format!("app{i}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            json!({"metadata": {"labels": {"round": round.to_string()}}}),
+                        ),
+                    )
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let ((), _) = tokio::join!(touching, controller.wait_ready(Duration::from_secs(30)));
+    for i in 0..BINDINGS {
+        let name = format!("app{i}");
+        s.wait_ready(&ns, &name).await;
+        let mut calls = s.calls_for(&s.role_name(&ns, &name));
         calls.sort();
         assert_eq!(
             calls,
