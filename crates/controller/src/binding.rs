@@ -21,7 +21,7 @@ use podidentity_iam::build::{DesiredState, ownership_tags};
 use podidentity_iam::{BindingRef, desired_state, naming, service_account_owner};
 use serde_json::json;
 
-use crate::context::{Applied, Context, RoleFacts, fingerprint};
+use crate::context::{Applied, Context, OwnWrite, RoleFacts, fingerprint};
 use crate::error::Error;
 use crate::finalizer::{self, Stage};
 use crate::role::{Known, RoleIdentity, RoleOutcome, delete_role, ensure_role, retain_role};
@@ -349,6 +349,17 @@ async fn write_status_with(
     if binding.status.as_ref() == Some(&status) {
         return Ok(false);
     }
+    // A cache that has not caught up with this process's last write of the same status
+    // (a pass woken again before the watch delivered it): nothing to write.
+    let uid = binding.uid().unwrap_or_default();
+    let over = binding.resource_version().unwrap_or_default();
+    let digest = fingerprint(&status);
+    if ctx
+        .own_status_write(&uid)
+        .is_some_and(|w| w.over == over && w.digest == digest)
+    {
+        return Ok(false);
+    }
     let (namespace, name) = binding_ref(binding);
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
@@ -364,7 +375,10 @@ async fn write_status_with(
         )
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            ctx.remember_status_write(&uid, OwnWrite { over, digest });
+            Ok(true)
+        }
         // Deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(err) => Err(err.into()),
@@ -421,7 +435,7 @@ async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Erro
     if !other_owner {
         unbind_service_account(ctx, &namespace, account).await?;
     }
-    ctx.forget(&binding.uid().unwrap_or_default());
+    ctx.forget_binding(&binding.uid().unwrap_or_default());
     ctx.event(
         binding,
         EventType::Normal,

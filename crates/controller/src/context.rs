@@ -13,7 +13,6 @@ use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 use podidentity_iam::Guardrails;
-use podidentity_iam::build::DesiredRole;
 
 pub struct Context {
     pub client: Client,
@@ -28,6 +27,9 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<PodIdentityBinding>, u32>>,
     /// What this process last made IAM hold, per binding uid.
     applied: Mutex<HashMap<String, Applied>>,
+    /// The status this process last wrote per binding uid, and the resourceVersion it
+    /// wrote over: a pass from a cache still at that version skips the same write.
+    status_writes: Mutex<HashMap<String, OwnWrite>>,
     /// Bindings the drift sweep found out of line (by uid): their next pass reads the role
     /// and converges it, whatever their status says.
     drifted: Mutex<HashSet<String>>,
@@ -53,6 +55,14 @@ pub struct Applied {
     pub missing_policies: Vec<String>,
 }
 
+/// A status write of this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnWrite {
+    /// The binding's resourceVersion the status was computed from.
+    pub over: String,
+    pub digest: u64,
+}
+
 /// The role as IAM named it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleFacts {
@@ -61,10 +71,11 @@ pub struct RoleFacts {
     pub id: String,
 }
 
-/// A stable digest of a desired role, to tell whether it is what was applied.
-pub fn fingerprint(role: &DesiredRole) -> u64 {
+/// A digest of a value's JSON (a desired role, a status), to tell whether it is what this
+/// process applied or wrote.
+pub fn fingerprint(value: &impl serde::Serialize) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(role)
+    serde_json::to_string(value)
         .unwrap_or_default()
         .hash(&mut hasher);
     hasher.finish()
@@ -89,6 +100,7 @@ impl Context {
             bindings: Bindings::Live,
             failures: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
+            status_writes: Mutex::new(HashMap::new()),
             drifted: Mutex::new(HashSet::new()),
             conflicted: Mutex::new(HashMap::new()),
         }
@@ -179,9 +191,28 @@ impl Context {
         }
     }
 
-    /// Forgets a binding (deleted, or its role must be looked at again).
+    /// Forgets a binding's role (deleted, or it must be looked at again).
     pub fn forget(&self, uid: &str) {
         if let Ok(mut map) = self.applied.lock() {
+            map.remove(uid);
+        }
+    }
+
+    /// The last status write of this process for a binding.
+    pub fn own_status_write(&self, uid: &str) -> Option<OwnWrite> {
+        self.status_writes.lock().ok()?.get(uid).cloned()
+    }
+
+    pub fn remember_status_write(&self, uid: &str, write: OwnWrite) {
+        if let Ok(mut map) = self.status_writes.lock() {
+            map.insert(uid.to_string(), write);
+        }
+    }
+
+    /// Forgets everything about a binding that is gone.
+    pub fn forget_binding(&self, uid: &str) {
+        self.forget(uid);
+        if let Ok(mut map) = self.status_writes.lock() {
             map.remove(uid);
         }
     }

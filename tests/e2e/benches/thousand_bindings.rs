@@ -129,6 +129,14 @@ async fn bench(s: &Scenario, n: usize) {
     for call in &calls {
         *by_action.entry(call.action.clone()).or_default() += 1;
     }
+    let failed: BTreeMap<String, usize> =
+        calls
+            .iter()
+            .filter(|c| c.status != 200)
+            .fold(BTreeMap::new(), |mut m, c| {
+                *m.entry(format!("{} {}", c.action, c.status)).or_default() += 1;
+                m
+            });
     let writes = s.writes_by(&controller.user, audit);
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for write in &writes {
@@ -154,6 +162,7 @@ async fn bench(s: &Scenario, n: usize) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("  IAM answers other than 200: {failed:?}");
     println!(
         "  IAM calls needed / 100 per second: {:.1}s",
         calls.len() as f64 / 100.0
