@@ -167,9 +167,8 @@ def test_rbac_is_exactly_what_each_component_uses():
     assert controller["rules"] == [
         {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings/status"], "verbs": ["patch"]},
-        {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings/finalizers"], "verbs": ["update"]},
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch", "create", "patch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "resourceNames": ["podidentitybindings.podidentity.io"], "verbs": ["get"]},
         {"nonResourceURLs": ["/.well-known/openid-configuration"], "verbs": ["get"]},

@@ -328,6 +328,10 @@ pub struct PodIdentityBindingStatus {
     /// Size of the minified trust policy against the account's quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_policy: Option<TrustPolicySize>,
+    /// The ServiceAccount this binding last annotated; when `spec.serviceAccountName`
+    /// changes, the operator takes its annotations back from this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -29,6 +29,10 @@ pub mod reason {
     pub const SERVICE_ACCOUNT_CONFLICT: &str = "ServiceAccountConflict";
     /// A managed policy ARN names no policy in IAM: the spec must change.
     pub const MANAGED_POLICY_NOT_FOUND: &str = "ManagedPolicyNotFound";
+    /// A Secret of the wanted credentials Secret's name exists and is not the binding's.
+    pub const CREDENTIALS_SECRET_CONFLICT: &str = "CredentialsSecretConflict";
+    /// The object cannot be read by this operator (a newer CRD, a hand-edited field).
+    pub const INVALID_OBJECT: &str = "InvalidObject";
     pub const AWS_THROTTLED: &str = "AwsThrottled";
     pub const AWS_ACCESS_DENIED: &str = "AwsAccessDenied";
     pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";

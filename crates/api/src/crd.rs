@@ -9,9 +9,9 @@ use serde_json::Value;
 use crate::annotations::CRD_SCHEMA_REVISION;
 use crate::binding::PodIdentityBinding;
 
-/// Bump whenever the schema changes; a controller refuses a CRD with a lower revision.
+/// Bump whenever the schema changes; a controller refuses a CRD with another revision.
 /// `tests::schema_revision_tracks_the_schema` fails when the schema changes without it.
-pub const SCHEMA_REVISION: u32 = 1;
+pub const SCHEMA_REVISION: u32 = 2;
 
 /// The CRD exactly as `podidentity crd` prints it and `crds/` holds it.
 pub fn crd() -> CustomResourceDefinition {
@@ -207,7 +207,7 @@ mod tests {
         );
     }
 
-    const RECORDED_FINGERPRINT: u64 = 11638099748350974579;
+    const RECORDED_FINGERPRINT: u64 = 10452590652271386008;
 
     fn fnv1a(bytes: &[u8]) -> u64 {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

@@ -1,6 +1,7 @@
 //! The aws-sdk-iam (and STS) adapter: the only code that talks to AWS.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -8,6 +9,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{EntityType, Tag};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use futures::future::BoxFuture;
 use percent_encoding::percent_decode_str;
 
@@ -15,6 +21,52 @@ use crate::api::{
     AuthorizationPage, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState,
 };
 use crate::error::{AwsError, ErrorKind};
+
+/// Says whether an IAM write may be sent now (leader election: only the leader, within
+/// its renew deadline, writes).
+#[derive(Clone)]
+pub struct WriteGate(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGate")
+    }
+}
+
+/// Refuses an IAM write attempt the gate closes, checked right before each attempt is
+/// sent (retries included), not when the call began: a process stopped or cut off in the
+/// middle of a call cannot send the write after it lost the right to.
+#[derive(Debug)]
+struct Fence(WriteGate);
+
+/// IAM's reads are the Get* and List* actions.
+fn is_write_action(form_body: &[u8]) -> bool {
+    let body = String::from_utf8_lossy(form_body);
+    let action = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or_default();
+    !(action.starts_with("Get") || action.starts_with("List"))
+}
+
+impl Intercept for Fence {
+    fn name(&self) -> &'static str {
+        "podidentity-write-fence"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body = context.request().body().bytes().unwrap_or_default();
+        if is_write_action(body) && !(self.0.0)() {
+            return Err("this replica may not write now (not the leader, or past its renew deadline): IAM write fenced".into());
+        }
+        Ok(())
+    }
+}
 
 /// Where and how to reach AWS.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +79,8 @@ pub struct AwsSettings {
     pub call_timeout: Option<Duration>,
     /// Fixed credentials (an emulator); otherwise the default chain.
     pub static_credentials: Option<(String, String)>,
+    /// IAM writes only while this says so (leader election).
+    pub write_gate: Option<WriteGate>,
 }
 
 pub struct SdkIam {
@@ -39,8 +93,12 @@ impl SdkIam {
     /// (environment, web identity, instance metadata).
     pub async fn connect(settings: &AwsSettings) -> Self {
         let shared = sdk_config(settings).await;
+        let mut iam = aws_sdk_iam::config::Builder::from(&shared);
+        if let Some(gate) = &settings.write_gate {
+            iam = iam.interceptor(Fence(gate.clone()));
+        }
         Self {
-            iam: aws_sdk_iam::Client::new(&shared),
+            iam: aws_sdk_iam::Client::from_conf(iam.build()),
             sts: aws_sdk_sts::Client::new(&shared),
         }
     }

@@ -26,5 +26,6 @@ pub fn emulator_settings(endpoint: &str) -> AwsSettings {
         max_attempts: 1,
         call_timeout: None,
         static_credentials: Some(("testing".into(), "testing".into())),
+        write_gate: None,
     }
 }

@@ -374,3 +374,54 @@ async fn the_account_comes_from_sts() {
         Some("123456789012")
     );
 }
+
+#[tokio::test]
+async fn a_closed_write_gate_stops_writes_at_the_wire_and_lets_reads_through() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use podidentity_aws::sdk::WriteGate;
+
+    let Some(endpoint) = endpoint() else { return };
+    let open = Arc::new(AtomicBool::new(true));
+    let gate = {
+        let open = open.clone();
+        WriteGate(Arc::new(move || open.load(Ordering::SeqCst)))
+    };
+    let sdk = SdkIam::connect(&AwsSettings {
+        write_gate: Some(gate),
+        ..settings(endpoint.clone())
+    })
+    .await;
+    let iam = Iam::new(&sdk);
+    let name = unique("gate");
+    iam.create_role(new_role(&name))
+        .await
+        .unwrap_or_else(|err| panic!("an open gate lets writes through: {err}"));
+
+    open.store(false, Ordering::SeqCst);
+    let fenced = iam
+        .run(IamRequest::PutRolePolicy {
+            name: name.clone(),
+            policy_name: "p".into(),
+            document: POLICY.into(),
+        })
+        .await;
+    assert!(
+        fenced.as_ref().is_err_and(|e| e.message.contains("fenced")),
+        "{fenced:?}"
+    );
+    let unfenced = moto(endpoint).await;
+    assert!(
+        Iam::new(&unfenced)
+            .list_role_policies(&name)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_empty(),
+        "nothing reached IAM"
+    );
+    assert!(
+        iam.get_role(&name).await.is_ok(),
+        "reads pass a closed gate"
+    );
+}

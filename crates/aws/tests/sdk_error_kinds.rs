@@ -106,6 +106,7 @@ async fn client(stub: &Stub, max_attempts: u32) -> SdkIam {
         max_attempts,
         call_timeout: Some(Duration::from_millis(500)),
         static_credentials: Some(("testing".into(), "testing".into())),
+        write_gate: None,
     })
     .await
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 use podidentity_aws::budget::Budgeted;
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::{AwsSettings, SdkIam, WriteGate};
 use podidentity_controller::Context;
-use podidentity_controller::leader::LeaseSettings;
+use podidentity_controller::fence::FenceLayer;
+use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
 use podidentity_controller::metrics::{Metered, Metrics};
 use podidentity_controller::run::{RunSettings, run as run_controller};
 use podidentity_controller::startup::{check_crd, complete_config};
@@ -34,13 +35,55 @@ pub struct ControllerArgs {
     pub lease_namespace: String,
     #[arg(long, default_value = "podidentity-controller")]
     pub lease_name: String,
-    /// How long a lease lasts without renewal.
+    /// How long the other replicas wait, after they last saw the lease renewed, before
+    /// taking it over.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
+    /// How long the leader goes on writing without a successful renewal (shorter than the
+    /// lease duration: it stops before anyone may take over).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub renew_deadline: Duration,
+    /// Between lease attempts; also the timeout of one lease call.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(flatten)]
     pub operator: ConfigArgs,
+}
+
+/// The lease timings from the flags, checked; `None` without leader election.
+fn lease_settings(args: &ControllerArgs) -> Result<Option<LeaseSettings>, Vec<String>> {
+    if !args.leader_election {
+        return Ok(None);
+    }
+    let holder =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("podidentity-{}", std::process::id()));
+    let mut lease = LeaseSettings::new(&args.lease_namespace, &args.lease_name, &holder);
+    lease.lease_duration = args.lease_duration;
+    lease.renew_deadline = args.renew_deadline;
+    lease.retry_period = args.retry_period;
+    let problems = lease.problems();
+    if problems.is_empty() {
+        Ok(Some(lease))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Two clients: the lease's own, and the fenced one every other write goes through.
+async fn clients(leadership: &Leadership) -> Result<(kube::Client, kube::Client), kube::Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    // kube's own retry layer would sit inside the fence and send a write again long after
+    // it was let through; the reconcile loop retries instead.
+    let mut fenced_config = config.clone();
+    fenced_config.default_retry = false;
+    let fenced = kube::client::ClientBuilder::try_from(fenced_config)?
+        .with_layer(&FenceLayer::new(leadership.clone()))
+        .build();
+    Ok((kube::Client::try_from(config)?, fenced))
 }
 
 pub async fn run(args: &ControllerArgs) -> ExitCode {
@@ -52,8 +95,21 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
+    let lease = match lease_settings(args) {
+        Ok(lease) => lease,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let leadership = match &lease {
+        Some(lease) => Leadership::elected(lease.renew_deadline),
+        None => Leadership::always(),
+    };
+    let (lease_client, client) = match clients(&leadership).await {
+        Ok(clients) => clients,
         Err(err) => {
             eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
             return ExitCode::FAILURE;
@@ -70,6 +126,10 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         max_attempts: 5,
         call_timeout: Some(Duration::from_secs(30)),
         static_credentials: None,
+        write_gate: Some(WriteGate(Arc::new({
+            let leadership = leadership.clone();
+            move || leadership.may_write()
+        }))),
     })
     .await;
     let iam = Arc::new(Budgeted::new(
@@ -84,20 +144,14 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         }
     };
     tracing::info!(cluster = %config.cluster_name, provider = %config.provider_arn(), "pod identity controller starting");
-    let lease = args.leader_election.then(|| LeaseSettings {
-        namespace: args.lease_namespace.clone(),
-        name: args.lease_name.clone(),
-        holder: std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("podidentity-{}", std::process::id())),
-        duration: args.lease_duration,
-    });
     let ctx = Context::new(client, iam, config);
+    let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(
         ctx,
         metrics,
         RunSettings {
             health_listen: args.health_listen,
-            lease,
+            election,
         },
     )
     .await

@@ -5,14 +5,20 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 use podidentity_iam::Guardrails;
+
+use crate::binding::Watched;
+use crate::health::Check;
+use crate::secret::Secrets;
+use crate::status::Assessment;
 
 pub struct Context {
     pub client: Client,
@@ -23,10 +29,18 @@ pub struct Context {
     pub recorder: Recorder,
     /// Where bindings are read from for the ServiceAccount ownership rule.
     bindings: Bindings,
+    /// Where the operator's credentials Secrets are read from.
+    pub secrets: Secrets,
+    /// Credentials Secrets this process created ("namespace/name" → binding uid), for the
+    /// moment before its watch brings them.
+    created_secrets: Mutex<HashMap<String, String>>,
     /// Failed passes per binding since its last success: the backoff exponent.
     failures: Mutex<HashMap<ObjectRef<PodIdentityBinding>, u32>>,
     /// What this process last made IAM hold, per binding uid.
     applied: Mutex<HashMap<String, Applied>>,
+    /// What stopped a binding's role for good (a conflict, a permanent IAM error), per
+    /// uid: IAM is not asked again for that generation until the re-check.
+    blocked: Mutex<HashMap<String, Blocked>>,
     /// The status this process last wrote per binding uid, and the resourceVersion it
     /// wrote over: a pass from a cache still at that version skips the same write.
     status_writes: Mutex<HashMap<String, OwnWrite>>,
@@ -40,7 +54,7 @@ pub struct Context {
 
 /// Bindings from the controller's watch cache, or (tests without a watch) live lists.
 enum Bindings {
-    Cached(Store<PodIdentityBinding>),
+    Cached(Store<Watched>),
     Live,
 }
 
@@ -53,6 +67,18 @@ pub struct Applied {
     pub role: RoleFacts,
     /// Managed policies of the spec that IAM does not have (tried once per generation).
     pub missing_policies: Vec<String>,
+}
+
+/// What stopped one generation of a binding's role, until a change or the re-check.
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    pub generation: Option<i64>,
+    pub fingerprint: u64,
+    /// What the status says meanwhile.
+    pub assessment: Assessment,
+    /// When IAM is asked again (the conflicting role may have gone, a permission may have
+    /// been granted).
+    pub recheck_at: std::time::Instant,
 }
 
 /// A status write of this process.
@@ -98,33 +124,55 @@ impl Context {
             guardrails,
             recorder,
             bindings: Bindings::Live,
+            secrets: Secrets::Live,
+            created_secrets: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
             status_writes: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashMap::new()),
             drifted: Mutex::new(HashSet::new()),
             conflicted: Mutex::new(HashMap::new()),
         }
     }
 
     /// Reads bindings from the controller's watch cache instead of listing them.
-    pub fn with_bindings_cache(mut self, store: Store<PodIdentityBinding>) -> Self {
+    pub fn with_bindings_cache(mut self, store: Store<Watched>) -> Self {
         self.bindings = Bindings::Cached(store);
         self
     }
 
-    /// The bindings of one namespace.
-    pub async fn bindings_in(
-        &self,
-        namespace: &str,
-    ) -> Result<Vec<Arc<PodIdentityBinding>>, kube::Error> {
+    /// Reads the operator's Secrets from its watch instead of live.
+    pub fn with_secrets_cache(mut self, store: Store<Secret>, listed: Check) -> Self {
+        self.secrets = Secrets::Cached { store, listed };
+        self
+    }
+
+    pub fn remember_secret(&self, namespace: &str, name: &str, binding: &PodIdentityBinding) {
+        if let Ok(mut made) = self.created_secrets.lock() {
+            made.insert(
+                format!("{namespace}/{name}"),
+                binding.uid().unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Whether this process created that Secret for that binding.
+    pub fn made_secret(&self, namespace: &str, name: &str, binding: &PodIdentityBinding) -> bool {
+        self.created_secrets
+            .lock()
+            .is_ok_and(|made| made.get(&format!("{namespace}/{name}")) == binding.uid().as_ref())
+    }
+
+    /// The bindings of one namespace (readable or not).
+    pub async fn bindings_in(&self, namespace: &str) -> Result<Vec<Arc<Watched>>, kube::Error> {
         match &self.bindings {
             Bindings::Cached(store) => Ok(store
                 .state()
                 .into_iter()
-                .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
+                .filter(|b| b.namespace().as_deref() == Some(namespace))
                 .collect()),
             Bindings::Live => {
-                let api: Api<PodIdentityBinding> = Api::namespaced(self.client.clone(), namespace);
+                let api: Api<Watched> = Api::namespaced(self.client.clone(), namespace);
                 Ok(api
                     .list(&ListParams::default())
                     .await?
@@ -198,6 +246,19 @@ impl Context {
         }
     }
 
+    pub fn blocked(&self, uid: &str) -> Option<Blocked> {
+        self.blocked.lock().ok()?.get(uid).cloned()
+    }
+
+    pub fn remember_blocked(&self, uid: &str, blocked: Option<Blocked>) {
+        if let Ok(mut map) = self.blocked.lock() {
+            match blocked {
+                Some(blocked) => map.insert(uid.to_string(), blocked),
+                None => map.remove(uid),
+            };
+        }
+    }
+
     /// The last status write of this process for a binding.
     pub fn own_status_write(&self, uid: &str) -> Option<OwnWrite> {
         self.status_writes.lock().ok()?.get(uid).cloned()
@@ -212,6 +273,7 @@ impl Context {
     /// Forgets everything about a binding that is gone.
     pub fn forget_binding(&self, uid: &str) {
         self.forget(uid);
+        self.remember_blocked(uid, None);
         if let Ok(mut map) = self.status_writes.lock() {
             map.remove(uid);
         }

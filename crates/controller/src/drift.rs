@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use podidentity_api::PodIdentityBinding;
 use podidentity_iam::{BindingRef, desired_state};
 
+use crate::binding::Watched;
 use crate::context::{Context, jitter};
 use crate::health::Check;
 use crate::metrics::Metrics;
@@ -22,13 +22,14 @@ use crate::sweep::{Finding, Survey, survey};
 /// One sweep: flags and wakes every binding whose role needs attention.
 pub async fn sweep_once(
     ctx: &Context,
-    store: &Store<PodIdentityBinding>,
-    triggers: &UnboundedSender<ObjectRef<PodIdentityBinding>>,
+    store: &Store<Watched>,
+    triggers: &UnboundedSender<ObjectRef<Watched>>,
     metrics: &Metrics,
 ) -> Option<Survey> {
     let mut desired = Vec::new();
     let mut by_role = BTreeMap::new();
-    for binding in store.state() {
+    for watched in store.state() {
+        let Ok(binding) = &watched.0 else { continue };
         // Only roles made (in status or by this process) for bindings that still validate.
         let uid = binding.uid().unwrap_or_default();
         let made = binding
@@ -50,7 +51,10 @@ pub async fn sweep_once(
             &ctx.config,
             &ctx.guardrails,
         ) {
-            by_role.insert(state.role.name.clone(), binding.clone());
+            by_role.insert(
+                state.role.name.clone(),
+                (namespace, binding.name_any(), uid),
+            );
             desired.push(state.role);
         }
     }
@@ -62,15 +66,15 @@ pub async fn sweep_once(
         }
     };
     for (role, finding) in &found.findings {
-        let Some(binding) = by_role.get(role) else {
+        let Some((namespace, name, uid)) = by_role.get(role) else {
             continue;
         };
         if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
             metrics.drift_corrections.inc();
         }
-        tracing::info!(%role, ?finding, binding = %binding.name_any(), "drift found; reconciling");
-        ctx.mark_drifted(&binding.uid().unwrap_or_default());
-        let _ = triggers.unbounded_send(ObjectRef::from_obj(binding.as_ref()));
+        tracing::info!(%role, ?finding, binding = %name, %namespace, "drift found; reconciling");
+        ctx.mark_drifted(uid);
+        let _ = triggers.unbounded_send(ObjectRef::new(name).within(namespace));
     }
     tracing::info!(
         pages = found.pages,
@@ -84,9 +88,9 @@ pub async fn sweep_once(
 /// Sweeps once the bindings are listed, then every interval, until dropped.
 pub async fn sweep_loop(
     ctx: Arc<Context>,
-    store: Store<PodIdentityBinding>,
+    store: Store<Watched>,
     mut listed: Check,
-    triggers: UnboundedSender<ObjectRef<PodIdentityBinding>>,
+    triggers: UnboundedSender<ObjectRef<Watched>>,
     metrics: Arc<Metrics>,
 ) {
     let interval = ctx

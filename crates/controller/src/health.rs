@@ -1,6 +1,7 @@
 //! The plain-HTTP listener: `/livez`, `/readyz` and `/metrics`. Readiness is a set of
 //! named checks, each a flag its owner raises (a watch that has listed everything once;
-//! the leader loop that is running); `/readyz` says which are still down.
+//! a standby's lease loop that is running); `/readyz` says which are still down. The set
+//! changes when a standby becomes the leader.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::reflector::Store;
-use podidentity_api::PodIdentityBinding;
 use tokio::sync::watch;
 
+use crate::binding::Watched;
 use crate::metrics::{Metrics, ReadyLabel};
 use crate::status::is_ready;
 
@@ -53,26 +54,51 @@ impl Check {
 }
 
 pub struct Health {
-    pub checks: Vec<Check>,
-    pub metrics: Arc<Metrics>,
+    checks: std::sync::RwLock<Vec<Check>>,
+    metrics: Arc<Metrics>,
     /// For the bindings-by-Ready gauge, counted when scraped.
-    pub bindings: Option<Store<PodIdentityBinding>>,
+    bindings: Option<Store<Watched>>,
 }
 
 impl Health {
+    pub fn new(
+        checks: Vec<Check>,
+        metrics: Arc<Metrics>,
+        bindings: Option<Store<Watched>>,
+    ) -> Self {
+        Self {
+            checks: std::sync::RwLock::new(checks),
+            metrics,
+            bindings,
+        }
+    }
+
+    /// What readiness waits for from now on.
+    pub fn set_checks(&self, checks: Vec<Check>) {
+        if let Ok(mut current) = self.checks.write() {
+            *current = checks;
+        }
+    }
+
     /// The checks not yet up.
     pub fn down(&self) -> Vec<&'static str> {
-        self.checks
-            .iter()
-            .filter(|c| !c.is_up())
-            .map(|c| c.name)
-            .collect()
+        match self.checks.read() {
+            Ok(checks) => checks
+                .iter()
+                .filter(|c| !c.is_up())
+                .map(|c| c.name)
+                .collect(),
+            Err(_) => vec!["health state"],
+        }
     }
 
     fn encode_metrics(&self) -> String {
         if let Some(store) = &self.bindings {
             let state = store.state();
-            let ready = state.iter().filter(|b| is_ready(b.status.as_ref())).count();
+            let ready = state
+                .iter()
+                .filter(|b| b.0.as_ref().is_ok_and(|b| is_ready(b.status.as_ref())))
+                .count();
             let gauge = |label: &'static str, n: usize| {
                 self.metrics
                     .bindings

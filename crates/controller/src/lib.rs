@@ -9,6 +9,7 @@ pub mod binding;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod fence;
 pub mod finalizer;
 pub mod health;
 pub mod leader;

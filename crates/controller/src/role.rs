@@ -42,9 +42,10 @@ pub enum RoleOutcome {
         role: RoleState,
         changed: Vec<Change>,
     },
-    /// A role of that name exists without our ownership tags: nothing was touched.
+    /// A role of that name exists that this binding will not touch: nothing was.
     Conflict {
-        existing: RoleState,
+        name: String,
+        why: ConflictKind,
     },
     /// The role exists (made or converged) with everything but these managed policies,
     /// which IAM says do not exist: only a change of the spec can fix that.
@@ -52,6 +53,42 @@ pub enum RoleOutcome {
         role: RoleState,
         missing_policies: Vec<String>,
     },
+}
+
+/// Why a role of the binding's name is not the binding's to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// It lacks the binding's ownership tags (made by hand, another tool, cluster or
+    /// namespace).
+    NotOurs,
+    /// It is the binding's, but at another path (`roles.path` changed). IAM cannot move a
+    /// role; deleting it would change its unique id, so that is the user's call.
+    OtherPath { path: String, wanted: String },
+    /// It exists outside the operator's path: the operator's own IAM policy does not let
+    /// it read the role (GetRole denied after CreateRole found the name taken).
+    OutsidePath,
+}
+
+impl ConflictKind {
+    /// What the user is told (the condition message and the Event).
+    pub fn explain(&self, name: &str) -> String {
+        match self {
+            ConflictKind::NotOurs => format!(
+                "IAM role {name} exists and is not this binding's (its ownership tags do not \
+                 match); it was left untouched: delete or retag it, or rename the binding"
+            ),
+            ConflictKind::OtherPath { path, wanted } => format!(
+                "IAM role {name} is this binding's but lies at path {path}, not {wanted} \
+                 (roles.path changed); IAM cannot move a role, so it was left untouched: delete \
+                 it (the next pass makes it at {wanted}; its unique id and ARN change) or set \
+                 roles.path back to {path}"
+            ),
+            ConflictKind::OutsidePath => format!(
+                "IAM role {name} exists outside the operator's path (reading it was denied); it \
+                 was left untouched: delete or rename it, or rename the binding"
+            ),
+        }
+    }
 }
 
 /// What converging a role changed, and the managed policies that could not be attached
@@ -137,19 +174,53 @@ pub enum Known {
     Exists,
 }
 
+/// A failed call, with the role if it is known to exist by then: a pass that made the
+/// role and failed after must not make it again.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RoleError {
+    pub error: AwsError,
+    pub role: Option<RoleState>,
+}
+
+impl From<AwsError> for RoleError {
+    fn from(error: AwsError) -> Self {
+        Self { error, role: None }
+    }
+}
+
+fn with_role(role: &RoleState) -> impl FnOnce(AwsError) -> RoleError + '_ {
+    move |error| RoleError {
+        error,
+        role: Some(role.clone()),
+    }
+}
+
+/// Adopts an existing role; a failure part way still knows the role.
+async fn adopt_known(
+    api: &dyn IamApi,
+    desired: &DesiredRole,
+    existing: RoleState,
+) -> Result<RoleOutcome, RoleError> {
+    let known = existing.clone();
+    adopt(api, desired, existing)
+        .await
+        .map_err(with_role(&known))
+}
+
 /// Creates the role, or adopts and converges it, or reports a conflict.
 pub async fn ensure_role(
     api: &dyn IamApi,
     desired: &DesiredRole,
     known: Known,
-) -> Result<RoleOutcome, AwsError> {
+) -> Result<RoleOutcome, RoleError> {
     let iam = Iam::new(api);
     if known == Known::Exists {
         match iam.get_role(&desired.name).await {
-            Ok(existing) => return adopt(api, desired, existing).await,
+            Ok(existing) => return adopt_known(api, desired, existing).await,
             // Deleted by hand: make it again.
             Err(err) if err.kind == ErrorKind::NotFound => {}
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         }
     }
     let created = iam
@@ -171,11 +242,14 @@ pub async fn ensure_role(
                     policy_name: INLINE_POLICY_NAME.into(),
                     document: policy.minified(),
                 })
-                .await?;
+                .await
+                .map_err(with_role(&role))?;
             }
             let mut missing_policies = Vec::new();
             for arn in &desired.managed_policy_arns {
-                attach(&iam, &desired.name, arn, &mut missing_policies).await?;
+                attach(&iam, &desired.name, arn, &mut missing_policies)
+                    .await
+                    .map_err(with_role(&role))?;
             }
             if missing_policies.is_empty() {
                 Ok(RoleOutcome::Created(role))
@@ -187,10 +261,17 @@ pub async fn ensure_role(
             }
         }
         Err(err) if err.kind == ErrorKind::AlreadyExists => {
-            let existing = iam.get_role(&desired.name).await?;
-            adopt(api, desired, existing).await
+            match iam.get_role(&desired.name).await {
+                Ok(existing) => adopt_known(api, desired, existing).await,
+                // The operator's policy lets it read roles under its path only.
+                Err(err) if err.kind == ErrorKind::AccessDenied => Ok(RoleOutcome::Conflict {
+                    name: desired.name.clone(),
+                    why: ConflictKind::OutsidePath,
+                }),
+                Err(err) => Err(err.into()),
+            }
         }
-        Err(err) => Err(err),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -201,7 +282,19 @@ async fn adopt(
     existing: RoleState,
 ) -> Result<RoleOutcome, AwsError> {
     if !RoleIdentity::of(desired).owns(&existing.tags) {
-        return Ok(RoleOutcome::Conflict { existing });
+        return Ok(RoleOutcome::Conflict {
+            name: existing.name,
+            why: ConflictKind::NotOurs,
+        });
+    }
+    if existing.path != desired.path {
+        return Ok(RoleOutcome::Conflict {
+            name: existing.name,
+            why: ConflictKind::OtherPath {
+                path: existing.path,
+                wanted: desired.path.clone(),
+            },
+        });
     }
     let details = read_details(&Iam::new(api), existing).await?;
     let convergence = converge(api, desired, &details, true).await?;

@@ -7,105 +7,104 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use podidentity_api::PodIdentityBinding;
 
+use crate::binding::Watched;
 use crate::context::Context;
 use crate::health::{self, Health};
-use crate::leader::{Attempt, LeaseSettings, try_acquire};
+use crate::leader::{Elector, Lost};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
 use crate::watches::{owner_to_wake, raise_when_listed, wake_waiting_siblings};
 
-#[derive(Clone, Debug)]
 pub struct RunSettings {
     pub health_listen: SocketAddr,
-    pub lease: Option<LeaseSettings>,
+    /// With leader election: the elector (on an unfenced client) for the shared Lease.
+    pub election: Option<Elector>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error("lost the leader lease {0}; exiting so another replica can take over")]
-    LostLease(String),
+    #[error("lost the leader lease ({0}); exiting so this replica starts again as a standby")]
+    LostLease(Lost),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
 
-/// Holds the lease: returns once acquired; the returned task ends with an error when it
-/// is lost.
-async fn lead(client: kube::Client, lease: LeaseSettings) -> tokio::task::JoinHandle<RunError> {
-    loop {
-        match try_acquire(&client, &lease).await {
-            Ok(Attempt::Held) => break,
-            Ok(Attempt::HeldBy(holder)) => tracing::info!(%holder, "waiting for the leader lease"),
-            Err(err) => tracing::warn!(error = %err, "leader lease attempt failed"),
-        }
-        tokio::time::sleep(lease.duration / 3).await;
-    }
-    tracing::info!(lease = %lease.name, "acquired the leader lease");
-    tokio::spawn(async move {
-        let mut last_renewed = Instant::now();
-        loop {
-            tokio::time::sleep(lease.duration / 3).await;
-            match try_acquire(&client, &lease).await {
-                Ok(Attempt::Held) => last_renewed = Instant::now(),
-                Ok(Attempt::HeldBy(holder)) => {
-                    return RunError::LostLease(format!("{} (now held by {holder})", lease.name));
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not renew the leader lease");
-                    if last_renewed.elapsed() >= lease.duration {
-                        return RunError::LostLease(lease.name.clone());
-                    }
-                }
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
             }
+            Err(_) => futures::future::pending::<()>().await,
         }
-    })
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
 }
 
-/// Runs until a signal, a lost lease, or a failed listener.
+/// Runs until a signal, a lost lease, or a failed listener. With leader election the
+/// replica is a standby (ready, reconciling nothing) until it holds the lease.
 pub async fn run(
     ctx: Context,
     metrics: Arc<Metrics>,
-    settings: RunSettings,
+    mut settings: RunSettings,
 ) -> Result<(), RunError> {
     let client = ctx.client.clone();
+    let (store, writer) = reflector::store::<Watched>();
+    let health = Arc::new(Health::new(
+        Vec::new(),
+        metrics.clone(),
+        Some(store.clone()),
+    ));
+    let listen = settings.health_listen;
+    let mut health_task = tokio::spawn(health::serve(listen, health.clone()));
+
+    if let Some(elector) = settings.election.as_mut() {
+        // A standby is healthy and ready; it just does not reconcile.
+        let (standing_by, standby) = health::check("leader election");
+        standing_by.raise();
+        health.set_checks(vec![standby]);
+        tracing::info!(lease = %elector.settings().name, holder = %elector.settings().holder, "standing by for the leader lease");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = shutdown_signal() => return Ok(()),
+        }
+        tracing::info!(lease = %elector.settings().name, "leading");
+    }
+
     let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");
     let (accounts_listed_raise, accounts_listed) = health::check("ServiceAccount watch");
     let (annotated_listed_raise, annotated_listed) =
         health::check("annotated ServiceAccount watch");
-    let (store, writer) = reflector::store::<PodIdentityBinding>();
-    let health = Arc::new(Health {
-        checks: vec![
-            bindings_listed.clone(),
-            accounts_listed.clone(),
-            annotated_listed.clone(),
-        ],
-        metrics: metrics.clone(),
-        bindings: Some(store.clone()),
-    });
-    let listen = settings.health_listen;
-    let health_task = tokio::spawn(health::serve(listen, health.clone()));
-    let lease_task = match settings.lease.clone() {
-        Some(lease) => Some(lead(client.clone(), lease).await),
-        None => None,
-    };
-
-    let ctx = Arc::new(ctx.with_bindings_cache(store.clone()));
-    let (triggers, triggered) =
-        futures::channel::mpsc::unbounded::<ObjectRef<PodIdentityBinding>>();
-
+    let (secrets_listed_raise, secrets_listed) = health::check("credentials Secret watch");
+    health.set_checks(vec![
+        bindings_listed.clone(),
+        accounts_listed,
+        annotated_listed,
+        secrets_listed.clone(),
+    ]);
+    let (secret_store, secret_writer) = reflector::store::<Secret>();
+    let ctx = Arc::new(
+        ctx.with_bindings_cache(store.clone())
+            .with_secrets_cache(secret_store, secrets_listed),
+    );
+    let (triggers, triggered) = futures::channel::mpsc::unbounded::<ObjectRef<Watched>>();
     let bindings = raise_when_listed(
         wake_waiting_siblings(
             watcher(
-                Api::<PodIdentityBinding>::all(client.clone()),
+                Api::<Watched>::all(client.clone()),
                 watcher::Config::default(),
             )
             .default_backoff()
@@ -126,8 +125,21 @@ pub async fn run(
         accounts_listed_raise,
     )
     .touched_objects();
+    // Only the operator's own Secrets (by label), without managedFields.
+    let secrets = raise_when_listed(
+        watcher(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&crate::secret::selector()),
+        )
+        .modify(|secret| secret.metadata.managed_fields = None)
+        .default_backoff()
+        .reflect(secret_writer),
+        secrets_listed_raise,
+    )
+    .touched_objects();
     let owners = store.clone();
     let binding_controller = Controller::for_stream(bindings, store.clone())
+        .watches_stream(secrets, |secret| owning_binding(&secret))
         .watches_stream(accounts, move |account| {
             owner_to_wake(
                 &owners.state(),
@@ -186,26 +198,40 @@ pub async fn run(
         metrics.clone(),
     ));
 
-    let lost = async {
-        match lease_task {
-            Some(task) => match task.await {
-                Ok(err) => err,
-                Err(join) => RunError::LostLease(join.to_string()),
+    let outcome = {
+        let lost = async {
+            match settings.election.as_mut() {
+                Some(elector) => elector.hold().await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = binding_controller => Ok(()),
+            () = short_form_controller => Ok(()),
+            lost = lost => Err(RunError::LostLease(lost)),
+            result = &mut health_task => match result {
+                Ok(Err(err)) => Err(RunError::Listen(listen, err)),
+                _ => Ok(()),
             },
-            None => futures::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
-        () = binding_controller => Ok(()),
-        () = short_form_controller => Ok(()),
-        err = lost => Err(err),
-        result = health_task => match result {
-            Ok(Err(err)) => Err(RunError::Listen(listen, err)),
-            _ => Ok(()),
-        },
-    };
     sweep_task.abort();
+    // A graceful stop hands the lease over at once instead of after it runs out.
+    if outcome.is_ok()
+        && let Some(elector) = settings.election.as_mut()
+    {
+        elector.release().await;
+    }
     outcome
+}
+
+/// The binding a Secret of the operator's belongs to (its controller owner reference).
+fn owning_binding(secret: &Secret) -> Option<ObjectRef<Watched>> {
+    let owner = secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "PodIdentityBinding")?;
+    Some(ObjectRef::new(&owner.name).within(&secret.namespace()?))
 }
 
 fn observe(metrics: &Metrics, started: Instant, result: &Result<Action, crate::Error>) {

@@ -101,10 +101,35 @@ pub async fn bind_service_account(
     Ok(ServiceAccountState::Bound)
 }
 
+/// Takes the binding's annotations back from a ServiceAccount it no longer names (or on
+/// deletion), unless another binding owns that ServiceAccount now: all bindings write
+/// under one field manager, so the owner's own apply replaces them instead. A
+/// ServiceAccount the binding created keeps its owner reference (garbage collection takes
+/// it with the binding).
+pub async fn release_service_account(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    name: &str,
+    siblings: &[std::sync::Arc<crate::binding::Watched>],
+) -> Result<(), Error> {
+    let other_owner = podidentity_iam::service_account_owner(
+        siblings.iter().filter_map(|b| b.0.as_ref().ok()),
+        namespace,
+        name,
+    )
+    .is_some_and(|owner| owner.uid() != binding.uid());
+    if other_owner {
+        return Ok(());
+    }
+    unbind_service_account(ctx, binding, namespace, name).await
+}
+
 /// Takes back everything the operator's field manager wrote on the ServiceAccount (an
 /// apply of nothing), if it still exists and holds any of it.
-pub async fn unbind_service_account(
+async fn unbind_service_account(
     ctx: &Context,
+    binding: &PodIdentityBinding,
     namespace: &str,
     name: &str,
 ) -> Result<(), Error> {
@@ -112,6 +137,11 @@ pub async fn unbind_service_account(
     let Some(existing) = api.get_opt(name).await? else {
         return Ok(());
     };
+    let owned = owned_by(&existing, binding);
+    // Deleting a binding that created its ServiceAccount: the account goes with it.
+    if owned && binding.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
     let holds_ours = match owned_annotations(&existing.metadata) {
         Some(owned) => !owned.is_empty(),
         // No managedFields to go by: look at the annotations themselves.
@@ -122,11 +152,13 @@ pub async fn unbind_service_account(
     if !holds_ours {
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": namespace},
-    });
+    let mut metadata = json!({"name": name, "namespace": namespace});
+    // Changing owner references needs delete rights (OwnerReferencesPermissionEnforcement):
+    // the apply keeps the one it owns.
+    if owned && let Some(owner) = binding.controller_owner_ref(&()) {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    let patch = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
     match api
         .patch(
             name,

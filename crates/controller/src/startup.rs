@@ -1,5 +1,6 @@
-//! Checks made once at start-up: the CRD is installed and not older than this binary
-//! (Helm never upgrades `crds/`), the account id, and the OIDC issuer.
+//! Checks made once at start-up: the CRD is installed at this binary's schema revision
+//! (Helm never upgrades `crds/`; a newer CRD's objects may hold fields this binary would
+//! drop), the account id, and the OIDC issuer.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
@@ -23,6 +24,12 @@ pub enum StartupError {
          `podidentity crd | kubectl apply --server-side -f -`"
     )]
     CrdTooOld { installed: u32, wanted: u32 },
+    #[error(
+        "the installed PodIdentityBinding CRD has schema revision {installed}, newer than this \
+         operator's {wanted}: its objects may hold fields this operator would drop; run the \
+         operator release that matches the CRD"
+    )]
+    CrdTooNew { installed: u32, wanted: u32 },
     #[error("cannot read the CRD: {0}")]
     Kube(#[from] kube::Error),
     #[error(
@@ -35,7 +42,7 @@ pub enum StartupError {
     Issuer(String),
 }
 
-/// Refuses a missing CRD or one older than this binary.
+/// Refuses a missing CRD, or one older or newer than this binary.
 pub async fn check_crd(client: &kube::Client) -> Result<u32, StartupError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = api
@@ -51,6 +58,12 @@ pub async fn check_crd(client: &kube::Client) -> Result<u32, StartupError> {
         .unwrap_or(0);
     if installed < SCHEMA_REVISION {
         return Err(StartupError::CrdTooOld {
+            installed,
+            wanted: SCHEMA_REVISION,
+        });
+    }
+    if installed > SCHEMA_REVISION {
+        return Err(StartupError::CrdTooNew {
             installed,
             wanted: SCHEMA_REVISION,
         });

@@ -26,15 +26,8 @@ pub enum Assessment {
         message: String,
         permanent: bool,
     },
-    /// The role is in line; the ServiceAccount may not be.
-    RoleSynced {
-        service_account: ServiceAccountState,
-    },
-    /// The role exists with all but these managed policies, which IAM does not have.
-    MissingPolicies {
-        arns: Vec<String>,
-        service_account: ServiceAccountState,
-    },
+    /// The role exists and was worked on; what is still not right, if anything.
+    Synced(Synced),
     /// The finalizer is cleaning up.
     Deleting,
 }
@@ -43,6 +36,30 @@ pub enum Assessment {
 pub enum ServiceAccountState {
     Bound,
     NotFound { name: String },
+}
+
+/// A pass that got the role made: the ServiceAccount's state, and what needs a change of
+/// the spec (managed policies IAM does not have, a credentials Secret that is not ours).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synced {
+    pub service_account: ServiceAccountState,
+    pub missing_policies: Vec<String>,
+    /// The name of a Secret of the wanted name that this binding does not own.
+    pub foreign_secret: Option<String>,
+}
+
+impl Synced {
+    pub fn bound() -> Self {
+        Self::with(ServiceAccountState::Bound)
+    }
+
+    pub fn with(service_account: ServiceAccountState) -> Self {
+        Self {
+            service_account,
+            missing_policies: Vec::new(),
+            foreign_secret: None,
+        }
+    }
 }
 
 struct Row {
@@ -166,61 +183,7 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
                 ),
             ]
         }
-        Assessment::MissingPolicies {
-            arns,
-            service_account,
-        } => {
-            let message = format!(
-                "managed polic{} {} do{} not exist in IAM: fix or remove {} in \
-                 spec.permissions.managedPolicyArns (the role exists with everything else)",
-                if arns.len() == 1 { "y" } else { "ies" },
-                arns.join(", "),
-                if arns.len() == 1 { "es" } else { "" },
-                if arns.len() == 1 { "it" } else { "them" },
-            );
-            let why = reason::MANAGED_POLICY_NOT_FOUND;
-            vec![
-                row(READY, "False", why, &message),
-                row(RECONCILING, "False", why, "waiting for the spec to change"),
-                row(STALLED, "True", why, &message),
-                synced(POLICY_ACCEPTED),
-                row(ROLE_SYNCED, "False", why, &message),
-                service_account_row(service_account),
-            ]
-        }
-        Assessment::RoleSynced {
-            service_account: ServiceAccountState::Bound,
-        } => vec![
-            synced(READY),
-            row(RECONCILING, "False", reason::SYNCED, ""),
-            row(STALLED, "False", reason::SYNCED, ""),
-            synced(POLICY_ACCEPTED),
-            synced(ROLE_SYNCED),
-            synced(SERVICE_ACCOUNT_BOUND),
-        ],
-        Assessment::RoleSynced {
-            service_account: ServiceAccountState::NotFound { name },
-        } => {
-            let message = not_found_message(name);
-            vec![
-                row(READY, "False", reason::SERVICE_ACCOUNT_NOT_FOUND, &message),
-                row(
-                    RECONCILING,
-                    "True",
-                    reason::SERVICE_ACCOUNT_NOT_FOUND,
-                    "waiting for the ServiceAccount",
-                ),
-                row(STALLED, "False", reason::SERVICE_ACCOUNT_NOT_FOUND, ""),
-                synced(POLICY_ACCEPTED),
-                synced(ROLE_SYNCED),
-                row(
-                    SERVICE_ACCOUNT_BOUND,
-                    "False",
-                    reason::SERVICE_ACCOUNT_NOT_FOUND,
-                    &message,
-                ),
-            ]
-        }
+        Assessment::Synced(synced) => synced_rows(synced),
         Assessment::Deleting => vec![
             row(
                 READY,
@@ -237,6 +200,87 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
             row(STALLED, "False", reason::DELETING, ""),
         ],
     }
+}
+
+fn missing_policies_message(arns: &[String]) -> String {
+    let one = arns.len() == 1;
+    format!(
+        "managed polic{} {} do{} not exist in IAM: fix or remove {} in \
+         spec.permissions.managedPolicyArns (the role exists with everything else)",
+        if one { "y" } else { "ies" },
+        arns.join(", "),
+        if one { "es" } else { "" },
+        if one { "it" } else { "them" },
+    )
+}
+
+fn foreign_secret_message(name: &str) -> String {
+    format!(
+        "Secret {name} exists and is not this binding's: it was left untouched; delete it, or \
+         set spec.credentialsSecret.name to another name"
+    )
+}
+
+/// The conditions of a pass that got the role made: Ready when nothing is left; else the
+/// first thing left, in the order a user should look at them.
+fn synced_rows(synced: &Synced) -> Vec<Row> {
+    use conditions::{reason, *};
+    let ok = |t| row(t, "True", reason::SYNCED, "");
+    let mut needs_change = Vec::new();
+    if !synced.missing_policies.is_empty() {
+        needs_change.push((
+            reason::MANAGED_POLICY_NOT_FOUND,
+            missing_policies_message(&synced.missing_policies),
+        ));
+    }
+    if let Some(name) = &synced.foreign_secret {
+        needs_change.push((
+            reason::CREDENTIALS_SECRET_CONFLICT,
+            foreign_secret_message(name),
+        ));
+    }
+    let waiting = match &synced.service_account {
+        ServiceAccountState::NotFound { name } => {
+            Some((reason::SERVICE_ACCOUNT_NOT_FOUND, not_found_message(name)))
+        }
+        ServiceAccountState::Bound => None,
+    };
+    let ready = match waiting.iter().chain(needs_change.iter()).next() {
+        None => ok(READY),
+        Some((why, message)) => row(READY, "False", why, message),
+    };
+    let reconciling = match &waiting {
+        Some((why, _)) => row(RECONCILING, "True", why, "waiting for the ServiceAccount"),
+        None => match needs_change.first() {
+            Some((why, _)) => row(RECONCILING, "False", why, "waiting for the spec to change"),
+            None => row(RECONCILING, "False", reason::SYNCED, ""),
+        },
+    };
+    let stalled = match needs_change.first() {
+        Some((why, message)) => row(STALLED, "True", why, message),
+        None => match &waiting {
+            Some((why, _)) => row(STALLED, "False", why, ""),
+            None => row(STALLED, "False", reason::SYNCED, ""),
+        },
+    };
+    let role_synced = if synced.missing_policies.is_empty() {
+        ok(ROLE_SYNCED)
+    } else {
+        row(
+            ROLE_SYNCED,
+            "False",
+            reason::MANAGED_POLICY_NOT_FOUND,
+            &missing_policies_message(&synced.missing_policies),
+        )
+    };
+    vec![
+        ready,
+        reconciling,
+        stalled,
+        ok(POLICY_ACCEPTED),
+        role_synced,
+        service_account_row(&synced.service_account),
+    ]
 }
 
 fn service_account_row(state: &ServiceAccountState) -> Row {
@@ -335,9 +379,7 @@ mod tests {
     fn a_synced_binding_is_ready_and_nothing_else() {
         let status = next_status(
             None,
-            &Assessment::RoleSynced {
-                service_account: ServiceAccountState::Bound,
-            },
+            &Assessment::Synced(Synced::bound()),
             Some(3),
             &time(10),
         );
@@ -355,9 +397,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_pass_yields_an_identical_status() {
-        let synced = Assessment::RoleSynced {
-            service_account: ServiceAccountState::Bound,
-        };
+        let synced = Assessment::Synced(Synced::bound());
         let first = next_status(None, &synced, Some(1), &time(10));
         let second = next_status(Some(&first), &synced, Some(1), &time(99));
         assert_eq!(first, second, "no timestamp moves, so nothing is written");
@@ -367,17 +407,15 @@ mod tests {
     fn transition_times_move_only_with_the_status() {
         let first = next_status(
             None,
-            &Assessment::RoleSynced {
-                service_account: ServiceAccountState::NotFound { name: "app".into() },
-            },
+            &Assessment::Synced(Synced::with(ServiceAccountState::NotFound {
+                name: "app".into(),
+            })),
             Some(1),
             &time(10),
         );
         let second = next_status(
             Some(&first),
-            &Assessment::RoleSynced {
-                service_account: ServiceAccountState::Bound,
-            },
+            &Assessment::Synced(Synced::bound()),
             Some(1),
             &time(20),
         );

@@ -12,9 +12,9 @@ use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use podidentity_api::PodIdentityBinding;
 use podidentity_iam::service_account_owner;
 
+use crate::binding::Watched;
 use crate::context::Context;
 use crate::health::Raise;
 
@@ -33,16 +33,16 @@ where
 /// The binding a ServiceAccount change must wake: the one that owns it (the others write
 /// nothing to it, so they have nothing to put back).
 pub fn owner_to_wake(
-    bindings: &[Arc<PodIdentityBinding>],
+    bindings: &[Arc<Watched>],
     namespace: &str,
     service_account: &str,
-) -> Option<ObjectRef<PodIdentityBinding>> {
-    service_account_owner(
-        bindings.iter().map(|b| b.as_ref()),
+) -> Option<ObjectRef<Watched>> {
+    let owner = service_account_owner(
+        bindings.iter().filter_map(|b| b.0.as_ref().ok()),
         namespace,
         service_account,
-    )
-    .map(ObjectRef::from_obj)
+    )?;
+    Some(ObjectRef::new(&owner.name_any()).within(namespace))
 }
 
 /// Passes the bindings watch through, waking the bindings of the same namespace that wait
@@ -51,10 +51,10 @@ pub fn owner_to_wake(
 pub fn wake_waiting_siblings<S>(
     stream: S,
     ctx: Arc<Context>,
-    triggers: UnboundedSender<ObjectRef<PodIdentityBinding>>,
+    triggers: UnboundedSender<ObjectRef<Watched>>,
 ) -> impl Stream<Item = S::Item>
 where
-    S: Stream<Item = Result<watcher::Event<PodIdentityBinding>, watcher::Error>>,
+    S: Stream<Item = Result<watcher::Event<Watched>, watcher::Error>>,
 {
     stream.inspect(move |event| {
         let changed = match event {
@@ -62,8 +62,9 @@ where
             _ => return,
         };
         let namespace = changed.namespace().unwrap_or_default();
-        for waiting in ctx.conflicted_in(&namespace, &ObjectRef::from_obj(changed)) {
-            let _ = triggers.unbounded_send(waiting);
+        let key = ObjectRef::new(&changed.name_any()).within(&namespace);
+        for waiting in ctx.conflicted_in(&namespace, &key) {
+            let _ = triggers.unbounded_send(ObjectRef::new(&waiting.name).within(&namespace));
         }
     })
 }

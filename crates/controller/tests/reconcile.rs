@@ -17,7 +17,7 @@ use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
 use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::Context;
-use podidentity_controller::binding::reconcile;
+use podidentity_controller::binding::reconcile_binding;
 
 fn endpoint() -> Option<String> {
     podidentity_aws::testing::emulator_endpoint()
@@ -52,7 +52,7 @@ impl World {
         &self,
         name: &str,
     ) -> Result<kube::runtime::controller::Action, podidentity_controller::Error> {
-        reconcile(Arc::new(self.get(name).await), self.ctx.clone()).await
+        reconcile_binding(&self.get(name).await, &self.ctx).await
     }
     /// Passes until the finalizer is on and one apply ran.
     async fn settle(&self, name: &str) {

@@ -303,6 +303,27 @@ async fn a_managed_policy_that_does_not_exist_leaves_the_rest_of_the_role_in_pla
 }
 
 #[tokio::test]
+async fn a_failure_after_create_still_tells_which_role_was_made() {
+    let Some(endpoint) = endpoint() else { return };
+    let faulty = Faulty::new(moto(endpoint).await);
+    let want = desired(&cluster(), &spec());
+    faulty.inject("PutRolePolicy", Fault::Fail(ErrorKind::AccessDenied));
+    let failure = ensure_role(&faulty, &want, Known::New)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("PutRolePolicy was denied"));
+    assert_eq!(failure.error.kind, ErrorKind::AccessDenied);
+    let made = failure
+        .role
+        .unwrap_or_else(|| panic!("the role made is reported"));
+    let actual = Iam::new(&faulty)
+        .get_role(&want.name)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(made.id, actual.id);
+}
+
+#[tokio::test]
 async fn a_role_that_is_not_ours_is_left_byte_for_byte() {
     let Some(endpoint) = endpoint() else { return };
     let log = CallLog::default();
@@ -380,7 +401,7 @@ async fn a_create_whose_answer_was_lost_is_adopted() {
         ensure_role(&faulty, &want, Known::New)
             .await
             .err()
-            .map(|e| e.kind),
+            .map(|e| e.error.kind),
         Some(ErrorKind::Unavailable)
     );
     let outcome = ensure_role(&faulty, &want, Known::New)
@@ -420,7 +441,7 @@ async fn throttling_5xx_and_timeouts_between_calls_still_converge_to_one_role() 
         match ensure_role(&api, &want, known).await {
             Ok(outcome) => break outcome,
             Err(err) => {
-                assert!(err.kind.is_transient(), "{err}");
+                assert!(err.error.kind.is_transient(), "{err}");
                 known = Known::Exists;
             }
         }

@@ -5,19 +5,16 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::DeserializeGuard;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
+use podidentity_controller::binding::Watched;
 use podidentity_controller::startup::complete_config;
 use podidentity_controller::watches::owner_to_wake;
 
-fn binding(
-    namespace: &str,
-    name: &str,
-    service_account: &str,
-    created: i64,
-) -> Arc<PodIdentityBinding> {
+fn binding(namespace: &str, name: &str, service_account: &str, created: i64) -> Arc<Watched> {
     let mut b = PodIdentityBinding::new(
         name,
         PodIdentityBindingSpec {
@@ -29,17 +26,23 @@ fn binding(
     b.metadata.creation_timestamp = k8s_openapi::jiff::Timestamp::from_second(created)
         .ok()
         .map(Time);
-    Arc::new(b)
+    Arc::new(DeserializeGuard(Ok(b)))
 }
 
 #[test]
-fn a_service_account_wakes_only_the_binding_that_owns_it() {
+fn a_service_account_wakes_only_the_readable_binding_that_owns_it() {
     let bindings = vec![
         binding("shop", "a", "orders", 20),
         binding("shop", "b", "billing", 1),
         binding("other", "c", "orders", 1),
         binding("shop", "d", "orders", 10),
     ];
+    let mut unreadable = (*binding("shop", "aa", "orders", 0)).clone();
+    unreadable.0 = Err(kube::core::error_boundary::InvalidObject {
+        error: "unknown variant".into(),
+        metadata: kube::core::ObjectMeta::default(),
+    });
+    let bindings = [bindings, vec![Arc::new(unreadable)]].concat();
     let woken = owner_to_wake(&bindings, "shop", "orders").map(|r| r.name);
     assert_eq!(
         woken.as_deref(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::DeserializeGuard;
 use kube::core::{ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
@@ -24,6 +25,7 @@ use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::lookup::CachedLookup;
+use podidentity_webhook::lookup::WatchedBinding;
 use podidentity_webhook::metrics::Metrics;
 use podidentity_webhook::mutation::MutationConfig;
 use podidentity_webhook::server::{AppState, ServerSettings, start};
@@ -68,7 +70,7 @@ fn main() {
 /// Child: serve with populated caches; print "<port> <ca-der-hex>" once listening.
 async fn serve() {
     let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
-    let (binding_store, mut binding_writer) = reflector::store::<PodIdentityBinding>();
+    let (binding_store, mut binding_writer) = reflector::store::<WatchedBinding>();
     sa_writer.apply_watcher_event(&Event::Init);
     for i in 0..SERVICE_ACCOUNTS {
         let annotated = i % 10 < 8;
@@ -103,7 +105,7 @@ async fn serve() {
             },
         );
         binding.metadata.namespace = Some(format!("team-{}", sa_index % 200));
-        binding_writer.apply_watcher_event(&Event::InitApply(binding));
+        binding_writer.apply_watcher_event(&Event::InitApply(DeserializeGuard(Ok(binding))));
     }
     binding_writer.apply_watcher_event(&Event::InitDone);
 

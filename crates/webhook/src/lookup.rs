@@ -1,17 +1,22 @@
 //! Where ServiceAccounts and bindings come from: in-memory watch caches (reflector
-//! stores). A ServiceAccount missing from the cache costs one live GET with a short
-//! timeout, never more; bindings are only ever read from the cache.
+//! stores: ServiceAccount metadata without managedFields, and bindings, each read
+//! through `DeserializeGuard` so one unreadable binding cannot stop the cache). A
+//! ServiceAccount missing from the cache costs one live GET with a short timeout, never
+//! more; so does one that is cached without a role that no binding covers, once per
+//! ServiceAccount per few seconds, since the cache may be behind an annotation that just
+//! landed (amazon-eks-pod-identity-webhook issue #174). Bindings are only ever read from
+//! the cache.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use podidentity_api::PodIdentityBinding;
@@ -50,20 +55,32 @@ pub trait IdentityLookup: Send + Sync {
 }
 
 /// Cache-backed lookup with a single live GET on a ServiceAccount miss.
+/// One live look: when, and the annotations seen (`None`: no such ServiceAccount).
+type Recheck = (Instant, Option<BTreeMap<String, String>>);
+
+/// A binding as the watch delivers it, readable or not.
+pub type WatchedBinding = DeserializeGuard<PodIdentityBinding>;
+
+/// How long a live look at a cached ServiceAccount without a role stands for the next
+/// pods of that ServiceAccount (a Deployment's replicas arrive together).
+const RECHECK_AFTER: Duration = Duration::from_secs(5);
+
 pub struct CachedLookup {
     service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    bindings: Store<PodIdentityBinding>,
+    bindings: Store<WatchedBinding>,
     live: Option<kube::Client>,
     live_get_timeout: Duration,
     predictor: Predictor,
     ready: Arc<AtomicBool>,
     live_gets: AtomicU64,
+    /// Live looks at cached ServiceAccounts without a role, by (namespace, name).
+    rechecked: Mutex<HashMap<(String, String), Recheck>>,
 }
 
 impl CachedLookup {
     pub fn new(
         service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-        bindings: Store<PodIdentityBinding>,
+        bindings: Store<WatchedBinding>,
         live: Option<kube::Client>,
         live_get_timeout: Duration,
         predictor: Predictor,
@@ -87,31 +104,55 @@ impl CachedLookup {
             predictor,
             ready,
             live_gets: AtomicU64::new(0),
+            rechecked: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Live GETs made so far (each was a cache miss).
+    /// The ServiceAccount as the cache holds it (diagnostics: what the webhook sees).
+    pub fn cached_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<PartialObjectMeta<ServiceAccount>>> {
+        self.service_accounts
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Live GETs made so far (cache misses, and looks at cached ServiceAccounts without a
+    /// role).
     pub fn live_gets(&self) -> u64 {
         self.live_gets.load(Ordering::Relaxed)
     }
 
+    /// The ServiceAccount's annotations from the cache, and whether they came from it;
+    /// a miss is looked up live.
     async fn service_account_annotations(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+    ) -> Result<(Option<BTreeMap<String, String>>, bool), LookupError> {
         let key = ObjectRef::new(name).within(namespace);
         if let Some(cached) = self.service_accounts.get(&key) {
-            return Ok(Some(
-                cached.metadata.annotations.clone().unwrap_or_default(),
+            return Ok((
+                Some(cached.metadata.annotations.clone().unwrap_or_default()),
+                true,
             ));
         }
+        Ok((self.live_annotations(namespace, name).await?, false))
+    }
+
+    /// One live GET of the ServiceAccount's metadata, bounded by the timeout.
+    async fn live_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
         let Some(client) = &self.live else {
             return Ok(None);
         };
         self.live_gets.fetch_add(1, Ordering::Relaxed);
         let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-        let fetched = tokio::time::timeout(self.live_get_timeout, api.get_opt(name))
+        let fetched = tokio::time::timeout(self.live_get_timeout, api.get_metadata_opt(name))
             .await
             .map_err(|_| LookupError::Timeout {
                 namespace: namespace.into(),
@@ -125,6 +166,30 @@ impl CachedLookup {
             })?;
         Ok(fetched.map(|sa| sa.metadata.annotations.unwrap_or_default()))
     }
+
+    /// A live look at a cached ServiceAccount without a role, at most once per
+    /// `RECHECK_AFTER`; a failed look keeps what the cache says.
+    async fn recheck(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Ok(rechecked) = self.rechecked.lock()
+            && let Some((at, seen)) = rechecked.get(&key)
+            && at.elapsed() < RECHECK_AFTER
+        {
+            return seen.clone();
+        }
+        let seen = match self.live_annotations(namespace, name).await {
+            Ok(seen) => seen,
+            Err(err) => {
+                tracing::warn!(error = %err, "live look at a ServiceAccount without a role failed");
+                None
+            }
+        };
+        if let Ok(mut rechecked) = self.rechecked.lock() {
+            rechecked.retain(|_, (at, _)| at.elapsed() < RECHECK_AFTER);
+            rechecked.insert(key, (Instant::now(), seen.clone()));
+        }
+        seen
+    }
 }
 
 impl IdentityLookup for CachedLookup {
@@ -134,7 +199,7 @@ impl IdentityLookup for CachedLookup {
         service_account: &'a str,
     ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, LookupError>> {
         Box::pin(async move {
-            let own = self
+            let (own, cached) = self
                 .service_account_annotations(namespace, service_account)
                 .await?;
             // Most ServiceAccounts already carry their role: no need to look at bindings.
@@ -145,21 +210,33 @@ impl IdentityLookup for CachedLookup {
                 return Ok(own);
             }
             let covering = self.bindings.state_filter(|b| {
-                b.metadata.namespace.as_deref() == Some(namespace)
-                    && b.spec.service_account_name == service_account
+                b.0.as_ref().is_ok_and(|b| {
+                    b.metadata.namespace.as_deref() == Some(namespace)
+                        && b.spec.service_account_name == service_account
+                })
             });
             // The same owner the controller picks when several bindings name it.
             let binding = service_account_owner(
-                covering.iter().map(|b| b.as_ref()),
+                covering.iter().filter_map(|b| b.0.as_ref().ok()),
                 namespace,
                 service_account,
             );
-            Ok(self.predictor.effective_annotations(
+            let effective = self.predictor.effective_annotations(
                 namespace,
                 service_account,
                 own.as_ref(),
                 binding,
-            ))
+            );
+            if cached
+                && !effective
+                    .as_ref()
+                    .is_some_and(|a| self.predictor.names_role(a))
+                && let Some(live) = self.recheck(namespace, service_account).await
+                && self.predictor.names_role(&live)
+            {
+                return Ok(Some(live));
+            }
+            Ok(effective)
         })
     }
 
@@ -178,15 +255,21 @@ pub fn watch_cluster(
     let (binding_store, binding_writer) = reflector::store();
     // Metadata is enough (annotations), and much smaller than whole objects.
     let sa_api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
-    let binding_api: Api<PodIdentityBinding> = Api::all(client.clone());
+    let binding_api: Api<WatchedBinding> = Api::all(client.clone());
     tokio::spawn(
-        reflector::reflector(sa_writer, watcher(sa_api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(|event| async move {
-                if let Err(err) = event {
-                    tracing::warn!(error = %err, "ServiceAccount watch failed; retrying");
-                }
+        reflector::reflector(
+            sa_writer,
+            // Annotations are all it needs; managedFields can be most of an object.
+            watcher(sa_api, watcher::Config::default()).modify(|sa| {
+                sa.metadata.managed_fields = None;
             }),
+        )
+        .default_backoff()
+        .for_each(|event| async move {
+            if let Err(err) = event {
+                tracing::warn!(error = %err, "ServiceAccount watch failed; retrying");
+            }
+        }),
     );
     tokio::spawn(
         reflector::reflector(

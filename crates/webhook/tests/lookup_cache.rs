@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::core::error_boundary::InvalidObject;
+use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use kube_fake_client::ClientBuilder;
@@ -16,7 +17,7 @@ use kube_fake_client::interceptor::Funcs;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_webhook::identity::Predictor;
-use podidentity_webhook::lookup::{CachedLookup, IdentityLookup, LookupError};
+use podidentity_webhook::lookup::{CachedLookup, IdentityLookup, LookupError, WatchedBinding};
 
 const ARN: &str = "arn:aws:iam::111122223333:role/orders";
 
@@ -66,7 +67,7 @@ fn api_sa(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceA
     }
 }
 
-fn binding(namespace: &str, name: &str, service_account: &str) -> PodIdentityBinding {
+fn binding(namespace: &str, name: &str, service_account: &str) -> WatchedBinding {
     let mut binding = PodIdentityBinding::new(
         name,
         PodIdentityBindingSpec {
@@ -75,7 +76,15 @@ fn binding(namespace: &str, name: &str, service_account: &str) -> PodIdentityBin
         },
     );
     binding.metadata.namespace = Some(namespace.into());
-    binding
+    DeserializeGuard(Ok(binding))
+}
+
+/// A binding the webhook's types cannot read (a field from a newer CRD).
+fn unreadable(namespace: &str, name: &str) -> WatchedBinding {
+    DeserializeGuard(Err(InvalidObject {
+        error: "unknown variant `Audit`, expected `Allow` or `Deny`".into(),
+        metadata: metadata(namespace, name, &[]),
+    }))
 }
 
 fn synced<K: kube::Resource + Clone>(writer: &mut Writer<K>, objects: Vec<K>)
@@ -107,7 +116,7 @@ async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUs
 
 async fn lookup_over(
     cached: Vec<PartialObjectMeta<ServiceAccount>>,
-    bindings: Vec<PodIdentityBinding>,
+    bindings: Vec<WatchedBinding>,
     client: Option<kube::Client>,
     timeout: Duration,
 ) -> CachedLookup {
@@ -214,10 +223,59 @@ async fn a_hanging_api_server_is_given_up_on_after_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_cached_account_without_a_role_is_looked_at_live_once_per_few_seconds() {
+    // The annotation has landed in the API server; the cache has not seen it yet.
+    let (client, gets) = api_server(vec![api_sa(
+        "shop",
+        "orders",
+        &[("eks.amazonaws.com/role-arn", ARN)],
+    )])
+    .await;
+    let lookup = lookup_over(
+        vec![
+            cached_sa("shop", "orders", &[]),
+            cached_sa("shop", "plain", &[]),
+        ],
+        vec![],
+        Some(client),
+        Duration::from_secs(1),
+    )
+    .await;
+    for _ in 0..3 {
+        let annotations = lookup
+            .annotations("shop", "orders")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("eks.amazonaws.com/role-arn")
+                .map(String::as_str),
+            Some(ARN),
+            "the live answer wins over the stale cache"
+        );
+    }
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        1,
+        "one GET stands for a Deployment's pods arriving together"
+    );
+    // Not in the API server either (deleted meanwhile): the cached answer stands.
+    let plain = lookup
+        .annotations("shop", "plain")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .unwrap_or_default();
+    assert!(!plain.contains_key("eks.amazonaws.com/role-arn"));
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_cached_binding_predicts_the_role_before_the_annotation_lands() {
     let lookup = lookup_over(
         vec![cached_sa("shop", "orders", &[])],
         vec![
+            unreadable("shop", "aaa-newer"),
             binding("shop", "orders-s3", "orders"),
             binding("other", "orders-s3", "orders"),
         ],
@@ -247,7 +305,7 @@ async fn a_cached_binding_predicts_the_role_before_the_annotation_lands() {
 #[tokio::test]
 async fn readiness_waits_for_both_caches() {
     let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
-    let (binding_store, mut binding_writer) = reflector::store::<PodIdentityBinding>();
+    let (binding_store, mut binding_writer) = reflector::store::<WatchedBinding>();
     let lookup = CachedLookup::new(
         sa_store,
         binding_store,

@@ -30,6 +30,11 @@ pub struct AuditEvent {
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 impl AuditEvent {
+    /// When the API server completed it.
+    pub fn time(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.at.parse().ok()
+    }
+
     pub fn is_write(&self) -> bool {
         WRITE_VERBS.contains(&self.verb.as_str())
     }

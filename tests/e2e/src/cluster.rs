@@ -142,7 +142,7 @@ impl Cluster {
     }
 
     /// Applies `crds/` (server-side) and waits until the API server serves it.
-    async fn install_crd(&self) -> Result<(), HarnessError> {
+    pub async fn install_crd(&self) -> Result<(), HarnessError> {
         let path = repo_root().join("crds/podidentitybindings.podidentity.io.yaml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;

@@ -24,6 +24,8 @@ pub struct Call {
     pub params: BTreeMap<String, String>,
     pub status: u16,
     pub at: Instant,
+    /// Wall-clock time, to line calls up with the API server's audit log.
+    pub wall: k8s_openapi::jiff::Timestamp,
     /// Answered by an injected fault rather than by moto.
     pub faulted: bool,
 }
@@ -41,6 +43,8 @@ pub enum Fault {
     Throttle,
     /// 503 ServiceUnavailable.
     Unavailable,
+    /// 403 AccessDenied, as IAM answers a call the operator's own policy does not allow.
+    AccessDenied,
     /// The connection closes before moto sees the call.
     DropBefore,
     /// moto does the work, then the connection closes before the answer.
@@ -92,6 +96,11 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
 fn fault_response(fault: Fault) -> Response<Full<Bytes>> {
     let (status, code, message) = match fault {
         Fault::Throttle => (400, "Throttling", "Rate exceeded"),
+        Fault::AccessDenied => (
+            403,
+            "AccessDenied",
+            "User: arn:aws:sts::123456789012:assumed-role/podidentity-operator/e2e is not authorized to perform this action",
+        ),
         _ => (503, "ServiceUnavailable", "Service is unavailable"),
     };
     let body = format!(
@@ -155,6 +164,7 @@ async fn handle(
                 params: params.clone(),
                 status,
                 at: Instant::now(),
+                wall: k8s_openapi::jiff::Timestamp::now(),
                 faulted,
             });
         }
@@ -164,7 +174,7 @@ async fn handle(
             record(0, true);
             Err("injected: dropped before moto".into())
         }
-        Some(fault @ (Fault::Throttle | Fault::Unavailable)) => {
+        Some(fault @ (Fault::Throttle | Fault::Unavailable | Fault::AccessDenied)) => {
             let response = fault_response(fault);
             record(response.status().as_u16(), true);
             Ok(response)

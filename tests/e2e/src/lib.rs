@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod iam_proxy;
 pub mod operator;
+pub mod partition;
 pub mod pki;
 pub mod process;
 pub mod scenario;

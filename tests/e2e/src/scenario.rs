@@ -34,6 +34,8 @@ pub const ACCOUNT: &str = "123456789012";
 pub struct Leftovers {
     namespaces: Mutex<Vec<String>>,
     webhook_configurations: Mutex<Vec<String>>,
+    /// The scenario changed the CRD: put `crds/` back.
+    crd_changed: std::sync::atomic::AtomicBool,
 }
 
 pub struct Scenario {
@@ -161,6 +163,31 @@ impl Scenario {
             names.push(name);
         }
         webhook
+    }
+
+    /// Changes the installed CRD (put back from `crds/` when the scenario ends).
+    pub async fn change_crd(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        self.leftovers
+            .crd_changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let api: Api<CustomResourceDefinition> = Api::all(self.client());
+        let current = api
+            .get("podidentitybindings.podidentity.io")
+            .await
+            .expect("the CRD");
+        let mut value = serde_json::to_value(&current).expect("CRD as JSON");
+        change(&mut value);
+        let changed: CustomResourceDefinition = serde_json::from_value(value).expect("changed CRD");
+        api.replace(
+            "podidentitybindings.podidentity.io",
+            &PostParams::default(),
+            &changed,
+        )
+        .await
+        .expect("replace the CRD");
+        // Let the API server serve the changed schema.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
     /// A new namespace `<tag>-<suffix>`, removed when the scenario ends.
@@ -497,6 +524,13 @@ pub async fn clean_up(cluster: &Cluster, leftovers: &Leftovers) {
         let _ = namespace_api
             .delete(namespace, &DeleteParams::default())
             .await;
+    }
+    if leftovers
+        .crd_changed
+        .load(std::sync::atomic::Ordering::SeqCst)
+        && let Err(err) = cluster.install_crd().await
+    {
+        eprintln!("could not put the CRD back: {err}");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     for namespace in &namespaces {

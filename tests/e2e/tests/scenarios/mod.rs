@@ -4,10 +4,14 @@ use crate::{Needs, ScenarioFn};
 
 mod cluster_life;
 mod drift;
+mod iam_identity;
 mod iam_work;
+mod leadership;
 mod lifecycle;
+mod ownership;
 mod pods;
 mod races;
+mod reading;
 mod sharing;
 mod steady;
 
@@ -64,8 +68,27 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             Cluster
         ),
         scenario!(
-            steady::two_replicas_one_writer_and_a_takeover,
+            leadership::one_writer_through_kill_stop_and_partition,
             OwnControlPlane
+        ),
+        scenario!(
+            ownership::annotations_follow_the_spec_and_the_account,
+            Cluster
+        ),
+        scenario!(ownership::a_service_account_it_created_stays_owned, Cluster),
+        scenario!(ownership::only_its_own_secret, Cluster),
+        scenario!(
+            reading::an_unreadable_binding_stops_nothing_else,
+            OwnControlPlane
+        ),
+        scenario!(
+            reading::the_webhook_cache_holds_metadata_and_looks_again,
+            Cluster
+        ),
+        scenario!(iam_identity::a_path_change_is_reported_not_looped, Cluster),
+        scenario!(
+            iam_identity::a_role_outside_the_path_is_a_conflict_and_denials_wait,
+            Cluster
         ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
     ]

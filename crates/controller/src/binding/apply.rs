@@ -1,0 +1,380 @@
+//! One pass over a binding that is not being deleted: validate and build (a refusal makes
+//! no IAM call), the ServiceAccount ownership rule, the role, the ServiceAccount
+//! annotations, the credentials Secret, and the status that says how it went.
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::{self, reason};
+use podidentity_aws::api::RoleState;
+use podidentity_iam::build::DesiredState;
+use podidentity_iam::{BindingRef, desired_state, service_account_owner};
+
+use super::status::{recorded_role, write_status};
+use crate::context::{Applied, Blocked, Context, RoleFacts, fingerprint};
+use crate::error::Error;
+use crate::role::{Known, RoleOutcome, ensure_role};
+use crate::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
+use crate::service_account::{bind_service_account, release_service_account};
+use crate::status::{Assessment, Synced};
+
+/// Whether the status says this generation's role is in line already.
+fn status_in_line(binding: &PodIdentityBinding, desired: &DesiredState) -> bool {
+    binding.status.as_ref().is_some_and(|s| {
+        s.observed_generation == binding.metadata.generation
+            && s.role_id.is_some()
+            && s.role_name.as_deref() == Some(desired.role.name.as_str())
+            // The ARN IAM gave: another path, account or partition is not in line.
+            && s.role_arn.as_deref() == Some(desired.role.arn.as_str())
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::ROLE_SYNCED && c.status == "True")
+    })
+}
+
+fn facts(role: &RoleState) -> RoleFacts {
+    RoleFacts {
+        name: role.name.clone(),
+        arn: role.arn.clone(),
+        id: role.id.clone(),
+    }
+}
+
+/// The fingerprint of an applied record for a role that exists but is not known to be in
+/// line (a pass failed part way): it matches no desired role.
+const NOTHING_APPLIED: u64 = 0;
+
+/// What the role part of a pass came to.
+enum RolePass {
+    /// The role exists (made, converged, or in line already).
+    Made {
+        role: Option<RoleFacts>,
+        missing_policies: Vec<String>,
+    },
+    /// The pass is over (a conflict, reported).
+    Done(Action),
+}
+
+pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Error> {
+    let namespace = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let key = ObjectRef::from_obj(binding);
+    // A pass woken before the watch delivered this process's own last status write sees
+    // the binding as it was before that pass: its work is done, and the write's own
+    // event brings the binding back as it is now.
+    let uid = binding.uid().unwrap_or_default();
+    if ctx
+        .own_status_write(&uid)
+        .is_some_and(|w| Some(&w.over) == binding.resource_version().as_ref())
+    {
+        return Ok(Action::await_change());
+    }
+
+    // Validate and build: a refusal changes nothing in AWS.
+    let desired = match desired_state(
+        BindingRef {
+            namespace: &namespace,
+            name: &name,
+        },
+        &binding.spec,
+        &ctx.config,
+        &ctx.guardrails,
+    ) {
+        Ok(desired) => desired,
+        Err(refusal) => {
+            ctx.set_conflicted(&key, false);
+            let message = refusal.to_string();
+            let why = refusal.reason();
+            let assessment = Assessment::Refused {
+                reason: why.into(),
+                message: message.clone(),
+            };
+            if write_status(ctx, binding, &assessment, None, None).await? {
+                ctx.event(binding, EventType::Warning, why, message).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    // One ServiceAccount, one role: only its owner (the oldest binding naming it) goes on.
+    let account = &binding.spec.service_account_name;
+    let siblings = ctx.bindings_in(&namespace).await?;
+    let owner = service_account_owner(
+        siblings.iter().filter_map(|b| b.0.as_ref().ok()),
+        &namespace,
+        account,
+    );
+    if let Some(owner) = owner
+        && owner.uid() != binding.uid()
+    {
+        ctx.set_conflicted(&key, true);
+        let assessment = Assessment::ServiceAccountConflict {
+            owner: format!("{namespace}/{}", owner.name_any()),
+            service_account: format!("{namespace}/{account}"),
+        };
+        let recorded = recorded_role(binding);
+        if write_status(ctx, binding, &assessment, recorded.as_ref(), None).await? {
+            ctx.event(
+                binding,
+                EventType::Warning,
+                reason::SERVICE_ACCOUNT_CONFLICT,
+                format!(
+                    "ServiceAccount {account} is owned by {}, the oldest binding naming it; this one waits",
+                    owner.name_any()
+                ),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+    ctx.set_conflicted(&key, false);
+
+    let (role, missing_policies) = match role_pass(binding, ctx, &desired).await? {
+        RolePass::Made {
+            role,
+            missing_policies,
+        } => (role, missing_policies),
+        RolePass::Done(action) => return Ok(action),
+    };
+
+    // The ServiceAccount; and the one it named before, if the spec moved on from it.
+    let service_account =
+        bind_service_account(ctx, binding, &namespace, &desired.service_account).await?;
+    let before = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref());
+    if let Some(before) = before
+        && before != desired.service_account.name
+    {
+        release_service_account(ctx, binding, &namespace, before, &siblings).await?;
+    }
+
+    // The credentials Secret, and any the spec no longer asks for.
+    let foreign_secret = match &desired.credentials_secret {
+        Some(secret) => match apply_secret(ctx, binding, &namespace, secret).await? {
+            SecretOutcome::Ours => None,
+            SecretOutcome::Foreign(name) => Some(name),
+        },
+        None => None,
+    };
+    let keep = desired.credentials_secret.as_ref().map(|s| s.name.as_str());
+    delete_stale_secrets(ctx, binding, &namespace, keep).await?;
+
+    let synced = Synced {
+        service_account,
+        missing_policies: missing_policies.clone(),
+        foreign_secret: foreign_secret.clone(),
+    };
+    let wrote = write_status(
+        ctx,
+        binding,
+        &Assessment::Synced(synced),
+        role.as_ref(),
+        Some(&desired),
+    )
+    .await?;
+    if wrote && !missing_policies.is_empty() {
+        ctx.event(
+            binding,
+            EventType::Warning,
+            reason::MANAGED_POLICY_NOT_FOUND,
+            format!(
+                "managed policies not found in IAM: {}",
+                missing_policies.join(", ")
+            ),
+        )
+        .await;
+    }
+    if let Some(name) = foreign_secret.filter(|_| wrote) {
+        ctx.event(
+            binding,
+            EventType::Warning,
+            reason::CREDENTIALS_SECRET_CONFLICT,
+            format!("Secret {name} exists and is not this binding's; it was left untouched"),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// The role. Skipped when this generation is in line already, as this process applied it
+/// (a pass from a cache that has not seen the last pass's writes yet) or as the status
+/// records; a role the sweep found out of line is read and converged.
+async fn role_pass(
+    binding: &PodIdentityBinding,
+    ctx: &Context,
+    desired: &DesiredState,
+) -> Result<RolePass, Error> {
+    let uid = binding.uid().unwrap_or_default();
+    let generation = binding.metadata.generation;
+    let drifted = ctx.take_drifted(&uid);
+    let wanted = fingerprint(&desired.role);
+    let remembered = ctx.applied(&uid);
+    let applied_here = remembered
+        .as_ref()
+        .is_some_and(|a| a.generation == generation && a.fingerprint == wanted);
+    let role = remembered
+        .as_ref()
+        .map(|a| a.role.clone())
+        .or_else(|| recorded_role(binding));
+    let known = if role.is_some() {
+        Known::Exists
+    } else {
+        Known::New
+    };
+    // A conflict or permanent error found for this generation stands until its re-check
+    // (the requeue), so passes woken meanwhile (its own status write, its
+    // ServiceAccount) ask IAM nothing.
+    if let Some(blocked) = ctx.blocked(&uid)
+        && !drifted
+        && blocked.generation == generation
+        && blocked.fingerprint == wanted
+        && let Some(left) = blocked
+            .recheck_at
+            .checked_duration_since(std::time::Instant::now())
+    {
+        write_status(ctx, binding, &blocked.assessment, role.as_ref(), None).await?;
+        return Ok(RolePass::Done(Action::requeue(left)));
+    }
+    if !drifted && (applied_here || status_in_line(binding, desired)) {
+        let missing_policies = match &remembered {
+            Some(applied) if applied_here => applied.missing_policies.clone(),
+            _ => Vec::new(),
+        };
+        return Ok(RolePass::Made {
+            role,
+            missing_policies,
+        });
+    }
+    let outcome = match ensure_role(ctx.iam.as_ref(), &desired.role, known).await {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            if drifted {
+                ctx.mark_drifted(&uid);
+            }
+            // The role exists now: the next pass reads and converges it, never makes it again.
+            let role = failure.role.as_ref().map(facts).or(role);
+            if let Some(made) = &failure.role {
+                ctx.remember_applied(
+                    &uid,
+                    Applied {
+                        generation,
+                        fingerprint: NOTHING_APPLIED,
+                        role: facts(made),
+                        missing_policies: Vec::new(),
+                    },
+                );
+            }
+            let err = failure.error;
+            let permanent = err.kind.is_permanent();
+            let assessment = Assessment::AwsFailed {
+                reason: err.kind.reason().into(),
+                message: err.to_string(),
+                permanent,
+            };
+            if permanent {
+                ctx.remember_blocked(
+                    &uid,
+                    Some(Blocked {
+                        generation,
+                        fingerprint: wanted,
+                        assessment: assessment.clone(),
+                        recheck_at: std::time::Instant::now() + super::PERMANENT_ERROR_RETRY,
+                    }),
+                );
+            }
+            if write_status(ctx, binding, &assessment, role.as_ref(), None).await? && permanent {
+                ctx.event(
+                    binding,
+                    EventType::Warning,
+                    err.kind.reason(),
+                    err.to_string(),
+                )
+                .await;
+            }
+            return Err(err.into());
+        }
+    };
+    let mut missing_policies = Vec::new();
+    let made = match outcome {
+        RoleOutcome::Conflict { name, why } => {
+            let message = why.explain(&name);
+            let recheck = ctx.config.drift_interval().unwrap_or_default();
+            let assessment = Assessment::Conflict {
+                message: message.clone(),
+            };
+            ctx.remember_blocked(
+                &uid,
+                Some(Blocked {
+                    generation,
+                    fingerprint: wanted,
+                    assessment: assessment.clone(),
+                    recheck_at: std::time::Instant::now() + recheck,
+                }),
+            );
+            if write_status(ctx, binding, &assessment, None, None).await? {
+                ctx.event(binding, EventType::Warning, reason::ROLE_CONFLICT, message)
+                    .await;
+            }
+            return Ok(RolePass::Done(Action::requeue(recheck)));
+        }
+        RoleOutcome::Created(made) => {
+            ctx.event(
+                binding,
+                EventType::Normal,
+                "Created",
+                format!("created IAM role {}", made.arn),
+            )
+            .await;
+            made
+        }
+        RoleOutcome::Converged {
+            role: made,
+            changed,
+        } => {
+            if !changed.is_empty() {
+                let what: Vec<&str> = changed.iter().map(|c| c.describe()).collect();
+                let (reason, verb) = if drifted {
+                    ("DriftCorrected", "was changed outside; put back")
+                } else {
+                    ("Updated", "updated")
+                };
+                ctx.event(
+                    binding,
+                    EventType::Normal,
+                    reason,
+                    format!("IAM role {} {verb}: {}", made.arn, what.join(", ")),
+                )
+                .await;
+            }
+            made
+        }
+        RoleOutcome::Incomplete {
+            role: made,
+            missing_policies: missing,
+        } => {
+            missing_policies = missing;
+            made
+        }
+    };
+    ctx.remember_blocked(&uid, None);
+    // The ARN and id IAM answered with, not ones computed here.
+    let made = facts(&made);
+    ctx.remember_applied(
+        &uid,
+        Applied {
+            generation,
+            fingerprint: wanted,
+            role: made.clone(),
+            // Not attached again until the spec changes (or after a restart).
+            missing_policies: missing_policies.clone(),
+        },
+    );
+    Ok(RolePass::Made {
+        role: Some(made),
+        missing_policies,
+    })
+}

@@ -1,0 +1,75 @@
+//! Deletion behind the finalizer: the role deleted or retained by the deletion policy,
+//! the ServiceAccount's annotations taken back. It needs nothing but the role's name and
+//! ownership tags, so a spec that no longer validates can never block deletion; the
+//! credentials Secret goes with the binding (garbage collection, it is owned).
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use podidentity_api::{DeletionPolicy, PodIdentityBinding};
+use podidentity_iam::build::ownership_tags;
+use podidentity_iam::{BindingRef, naming};
+
+use super::status::write_status;
+use crate::context::Context;
+use crate::error::Error;
+use crate::role::{RoleIdentity, delete_role, retain_role};
+use crate::service_account::release_service_account;
+use crate::status::Assessment;
+
+/// The role's name and ownership, known even when the spec no longer validates: the name
+/// from status (what was made), else derived as the build would.
+fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
+    let namespace = binding.namespace().unwrap_or_default();
+    let name = binding.name_any();
+    let role_name = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.role_name.clone())
+        .or_else(|| binding.spec.role.name.clone().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| naming::role_name(&ctx.config.role_name_prefix(), &namespace, &name));
+    RoleIdentity::new(
+        role_name,
+        ownership_tags(
+            &ctx.config,
+            BindingRef {
+                namespace: &namespace,
+                name: &name,
+            },
+        ),
+    )
+}
+
+pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Error> {
+    let namespace = binding.namespace().unwrap_or_default();
+    ctx.set_conflicted(&ObjectRef::from_obj(binding), false);
+    write_status(ctx, binding, &Assessment::Deleting, None, None)
+        .await
+        .ok();
+    let role = role_identity(binding, ctx);
+    let result = match binding
+        .spec
+        .effective_deletion_policy(ctx.config.deletion_policy)
+    {
+        DeletionPolicy::Delete => delete_role(ctx.iam.as_ref(), &role).await,
+        DeletionPolicy::Retain => retain_role(ctx.iam.as_ref(), &role).await,
+    };
+    // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
+    result?;
+    let siblings = ctx.bindings_in(&namespace).await?;
+    let bound = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| binding.spec.service_account_name.clone());
+    release_service_account(ctx, binding, &namespace, &bound, &siblings).await?;
+    ctx.forget_binding(&binding.uid().unwrap_or_default());
+    ctx.event(
+        binding,
+        EventType::Normal,
+        "Deleted",
+        format!("cleaned up IAM role {}", role.name),
+    )
+    .await;
+    Ok(())
+}
