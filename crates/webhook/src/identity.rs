@@ -66,6 +66,11 @@ impl Predictor {
         )
     }
 
+    /// Whether it predicts roles from bindings (it has the operator's configuration).
+    pub fn predicts(&self) -> bool {
+        self.operator.is_some()
+    }
+
     fn role_arn_key(&self) -> String {
         format!("{}/role-arn", self.annotation_prefix)
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -167,9 +167,15 @@ impl CachedLookup {
         Ok(fetched.map(|sa| sa.metadata.annotations.unwrap_or_default()))
     }
 
-    /// A live look at a cached ServiceAccount without a role, at most once per
-    /// `RECHECK_AFTER`; a failed look keeps what the cache says.
-    async fn recheck(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+    /// A live look, when the caches say no role: the ServiceAccount (unless `fetched`
+    /// already is one) and the bindings of its namespace, at most once per
+    /// `RECHECK_AFTER` per ServiceAccount. A failed look keeps what the caches say.
+    async fn recheck(
+        &self,
+        namespace: &str,
+        name: &str,
+        fetched: Option<Option<BTreeMap<String, String>>>,
+    ) -> Option<BTreeMap<String, String>> {
         let key = (namespace.to_string(), name.to_string());
         if let Ok(rechecked) = self.rechecked.lock()
             && let Some((at, seen)) = rechecked.get(&key)
@@ -177,7 +183,7 @@ impl CachedLookup {
         {
             return seen.clone();
         }
-        let seen = match self.live_annotations(namespace, name).await {
+        let seen = match self.look_live(namespace, name, fetched).await {
             Ok(seen) => seen,
             Err(err) => {
                 tracing::warn!(error = %err, "live look at a ServiceAccount without a role failed");
@@ -189,6 +195,46 @@ impl CachedLookup {
             rechecked.insert(key, (Instant::now(), seen.clone()));
         }
         seen
+    }
+
+    async fn look_live(
+        &self,
+        namespace: &str,
+        name: &str,
+        fetched: Option<Option<BTreeMap<String, String>>>,
+    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+        let own = match fetched {
+            Some(own) => own,
+            None => self.live_annotations(namespace, name).await?,
+        };
+        let bindings = match (&self.live, self.predictor.predicts()) {
+            (Some(client), true) => {
+                self.live_gets.fetch_add(1, Ordering::Relaxed);
+                let api: Api<WatchedBinding> = Api::namespaced(client.clone(), namespace);
+                tokio::time::timeout(self.live_get_timeout, api.list(&ListParams::default()))
+                    .await
+                    .map_err(|_| LookupError::Timeout {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        timeout: self.live_get_timeout,
+                    })?
+                    .map_err(|source| LookupError::Api {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        source,
+                    })?
+                    .items
+            }
+            _ => Vec::new(),
+        };
+        let owner = service_account_owner(
+            bindings.iter().filter_map(|b| b.0.as_ref().ok()),
+            namespace,
+            name,
+        );
+        Ok(self
+            .predictor
+            .effective_annotations(namespace, name, own.as_ref(), owner))
     }
 }
 
@@ -227,14 +273,19 @@ impl IdentityLookup for CachedLookup {
                 own.as_ref(),
                 binding,
             );
-            if cached
+            // No role by the caches: they may be behind an annotation or a binding that
+            // just landed (the original webhook's issue #174).
+            if self.live.is_some()
                 && !effective
                     .as_ref()
                     .is_some_and(|a| self.predictor.names_role(a))
-                && let Some(live) = self.recheck(namespace, service_account).await
-                && self.predictor.names_role(&live)
             {
-                return Ok(Some(live));
+                let fetched = (!cached).then(|| own.clone());
+                if let Some(live) = self.recheck(namespace, service_account, fetched).await
+                    && self.predictor.names_role(&live)
+                {
+                    return Ok(Some(live));
+                }
             }
             Ok(effective)
         })

@@ -103,6 +103,7 @@ async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUs
     let gets = Arc::new(AtomicUsize::new(0));
     let counter = gets.clone();
     let client = ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
         .with_objects(objects)
         .with_interceptor_funcs(Funcs::new().get(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -112,6 +113,20 @@ async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUs
         .await
         .unwrap_or_else(|err| panic!("fake client: {err}"));
     (client, gets)
+}
+
+/// A fake API server holding ServiceAccounts and bindings.
+async fn api_server_with(
+    accounts: Vec<ServiceAccount>,
+    bindings: Vec<PodIdentityBinding>,
+) -> kube::Client {
+    ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
+        .with_objects(accounts)
+        .with_objects(bindings)
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("fake client: {err}"))
 }
 
 async fn lookup_over(
@@ -195,7 +210,11 @@ async fn a_cache_miss_costs_exactly_one_live_get() {
         2,
         "one GET per miss, no retries"
     );
-    assert_eq!(lookup.live_gets(), 2);
+    assert_eq!(
+        lookup.live_gets(),
+        3,
+        "and, finding no role, one look at the namespace's bindings"
+    );
 }
 
 #[tokio::test]
@@ -326,4 +345,31 @@ async fn readiness_waits_for_both_caches() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(lookup.is_ready());
+}
+
+#[tokio::test]
+async fn a_binding_the_cache_has_not_seen_yet_still_predicts_the_role() {
+    // Created a moment ago: in the API server, not yet in the watch cache.
+    let Ok(fresh) = binding("shop", "orders-s3", "orders").0 else {
+        panic!("a readable binding");
+    };
+    let client = api_server_with(vec![api_sa("shop", "orders", &[])], vec![fresh]).await;
+    let lookup = lookup_over(
+        vec![cached_sa("shop", "orders", &[])],
+        vec![],
+        Some(client),
+        Duration::from_secs(1),
+    )
+    .await;
+    let annotations = lookup
+        .annotations("shop", "orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("eks.amazonaws.com/role-arn")
+            .map(String::as_str),
+        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3")
+    );
 }
