@@ -25,6 +25,8 @@ pub struct AuditEvent {
     pub at: String,
     /// `forbid` when RBAC refused the request (not, say, a terminating namespace).
     pub authorization: String,
+    /// The API server's message, for refusals.
+    pub message: String,
 }
 
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
@@ -72,6 +74,7 @@ impl AuditEvent {
             at: text(value.get("stageTimestamp")).unwrap_or_default(),
             authorization: text(value.pointer("/annotations/authorization.k8s.io~1decision"))
                 .unwrap_or_default(),
+            message: text(value.pointer("/responseStatus/message")).unwrap_or_default(),
         })
     }
 }
