@@ -58,7 +58,10 @@ async fn run_one(cluster: Arc<Cluster>, index: usize, scenario: ScenarioFn) -> R
             "the chart's RBAC refused the operator: {:#?}",
             forbidden
                 .iter()
-                .map(|e| format!("{} {} {} ({}: {})", e.user, e.verb, e.uri, e.code, e.message))
+                .map(|e| format!(
+                    "{} {} {} ({}: {})",
+                    e.user, e.verb, e.uri, e.code, e.message
+                ))
                 .collect::<Vec<_>>()
         ))),
         Err(err) => {
