@@ -23,9 +23,9 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_webhook::binding_cache::BindingCache;
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::lookup::CachedLookup;
-use podidentity_webhook::lookup::WatchedBinding;
 use podidentity_webhook::metrics::Metrics;
 use podidentity_webhook::mutation::MutationConfig;
 use podidentity_webhook::server::{AppState, ServerSettings, start};
@@ -36,7 +36,15 @@ use serde_json::json;
 mod support;
 
 const SERVICE_ACCOUNTS: usize = 10_000;
+/// PODIDENTITY_BENCH_BINDINGS overrides it (50,000 shows the lookup stays flat).
 const BINDINGS: usize = 2_000;
+
+fn binding_count() -> usize {
+    std::env::var("PODIDENTITY_BENCH_BINDINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BINDINGS)
+}
 const REQUESTS_PER_LEVEL: usize = 20_000;
 const CONCURRENCY: [usize; 4] = [1, 8, 32, 64];
 /// Each level stops after this long even if requests remain.
@@ -70,7 +78,7 @@ fn main() {
 /// Child: serve with populated caches; print "<port> <ca-der-hex>" once listening.
 async fn serve() {
     let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
-    let (binding_store, mut binding_writer) = reflector::store::<WatchedBinding>();
+    let bindings = Arc::new(BindingCache::new());
     sa_writer.apply_watcher_event(&Event::Init);
     for i in 0..SERVICE_ACCOUNTS {
         let annotated = i % 10 < 8;
@@ -93,8 +101,8 @@ async fn serve() {
         sa_writer.apply_watcher_event(&Event::InitApply(sa));
     }
     sa_writer.apply_watcher_event(&Event::InitDone);
-    binding_writer.apply_watcher_event(&Event::Init);
-    for i in 0..BINDINGS {
+    bindings.apply(&Event::Init);
+    for i in 0..binding_count() {
         // Bindings cover ServiceAccounts app-{i} with i % 10 == 8 (not yet annotated).
         let sa_index = i * 10 + 8;
         let mut binding = PodIdentityBinding::new(
@@ -105,9 +113,9 @@ async fn serve() {
             },
         );
         binding.metadata.namespace = Some(format!("team-{}", sa_index % 200));
-        binding_writer.apply_watcher_event(&Event::InitApply(DeserializeGuard(Ok(binding))));
+        bindings.apply(&Event::InitApply(DeserializeGuard(Ok(binding))));
     }
-    binding_writer.apply_watcher_event(&Event::InitDone);
+    bindings.apply(&Event::InitDone);
 
     let operator = OperatorConfig {
         cluster_name: "prod".into(),
@@ -119,7 +127,7 @@ async fn serve() {
     };
     let lookup = CachedLookup::new(
         sa_store,
-        binding_store,
+        bindings,
         None,
         Duration::from_secs(1),
         Predictor::new(operator, "eks.amazonaws.com"),
@@ -254,7 +262,8 @@ async fn drive() {
     let idle_rss = status_kib(child.id(), "VmRSS:");
 
     println!(
-        "pod identity webhook over HTTPS on loopback, caches: {SERVICE_ACCOUNTS} ServiceAccounts, {BINDINGS} bindings"
+        "pod identity webhook over HTTPS on loopback, caches: {SERVICE_ACCOUNTS} ServiceAccounts, {} bindings",
+        binding_count()
     );
     println!(
         "request: AdmissionReview of a 3-container pod, {} bytes; mix 80% annotated / 10% predicted / 10% no role",

@@ -2,14 +2,15 @@
 //! unchanged (with a warning), so the webhook can never block pod creation; only a body
 //! that is not an AdmissionReview at all is refused (400).
 
+use std::borrow::Cow;
+
 use base64::Engine;
-use k8s_openapi::api::core::v1::Pod;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::lookup::IdentityLookup;
 use crate::mutation::{MutationConfig, mutate};
+use crate::pod::AdmittedPod;
 
 /// How one admission ended; the metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,43 +86,70 @@ impl Response {
     }
 }
 
+/// The AdmissionReview as read: borrowed from the body where it can be, and the object
+/// kept as raw JSON until it is known to be a pod.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: KindIn<'a>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct KindIn<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
 /// Handles one AdmissionReview body.
 pub async fn review(
     body: &[u8],
     lookup: &dyn IdentityLookup,
     config: &MutationConfig,
 ) -> Result<(ReviewResponse, Outcome), NotAReview> {
-    let review: AdmissionReview<DynamicObject> =
+    let review: ReviewIn<'_> =
         serde_json::from_slice(body).map_err(|err| NotAReview(err.to_string()))?;
-    let api_version = if review.types.api_version.is_empty() {
-        "admission.k8s.io/v1".to_string()
-    } else {
-        review.types.api_version.clone()
+    let api_version = match review.api_version.as_deref() {
+        Some(version) if !version.is_empty() => version.to_string(),
+        _ => "admission.k8s.io/v1".to_string(),
     };
     let wrap = |response| ReviewResponse {
         api_version: api_version.clone(),
         kind: "AdmissionReview",
         response,
     };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(err) => {
-            let response = Response {
-                status: Some(ResponseStatus {
-                    code: 400,
-                    message: format!("invalid AdmissionReview: {err}"),
-                }),
-                ..Response::default()
-            };
-            return Ok((wrap(response), Outcome::Error));
-        }
+    let Some(request) = review.request else {
+        let response = Response {
+            status: Some(ResponseStatus {
+                code: 400,
+                message: "invalid AdmissionReview: the request is missing".into(),
+            }),
+            ..Response::default()
+        };
+        return Ok((wrap(response), Outcome::Error));
     };
     let (response, outcome) = respond(&request, lookup, config).await;
     Ok((wrap(response), outcome))
 }
 
 async fn respond(
-    request: &AdmissionRequest<DynamicObject>,
+    request: &RequestIn<'_>,
     lookup: &dyn IdentityLookup,
     config: &MutationConfig,
 ) -> (Response, Outcome) {
@@ -136,10 +164,10 @@ async fn respond(
         )]);
         (response, Outcome::Error)
     };
-    let Some(object) = &request.object else {
+    let Some(object) = request.object.filter(|raw| raw.get() != "null") else {
         return admit_unchanged("the request carries no pod".into());
     };
-    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
+    let pod: AdmittedPod = match serde_json::from_str(object.get()) {
         Ok(pod) => pod,
         Err(err) => return admit_unchanged(format!("the pod cannot be read: {err}")),
     };
@@ -149,14 +177,11 @@ async fn respond(
     // On create the pod's namespace is only in the request.
     let namespace = request
         .namespace
-        .clone()
-        .or_else(|| pod.metadata.namespace.clone())
-        .unwrap_or_else(|| "default".into());
-    let service_account = spec
-        .service_account_name
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let annotations = match lookup.annotations(&namespace, &service_account).await {
+        .as_deref()
+        .or(pod.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    let service_account = spec.service_account_name.as_deref().unwrap_or("default");
+    let annotations = match lookup.annotations(namespace, service_account).await {
         Ok(annotations) => annotations,
         Err(err) => return admit_unchanged(err.to_string()),
     };

@@ -20,6 +20,8 @@ pub struct Predictor {
     /// ServiceAccount annotations only.
     operator: Option<(OperatorConfig, Guardrails)>,
     annotation_prefix: String,
+    /// `<prefix>/role-arn`, asked for on every admission.
+    role_arn_key: String,
 }
 
 impl Predictor {
@@ -28,6 +30,7 @@ impl Predictor {
         Self {
             operator: Some((operator, guardrails)),
             annotation_prefix: annotation_prefix.to_string(),
+            role_arn_key: format!("{annotation_prefix}/role-arn"),
         }
     }
 
@@ -36,6 +39,7 @@ impl Predictor {
         Self {
             operator: None,
             annotation_prefix: annotation_prefix.to_string(),
+            role_arn_key: format!("{annotation_prefix}/role-arn"),
         }
     }
 
@@ -71,14 +75,10 @@ impl Predictor {
         self.operator.is_some()
     }
 
-    fn role_arn_key(&self) -> String {
-        format!("{}/role-arn", self.annotation_prefix)
-    }
-
     /// Whether these ServiceAccount annotations already name a role.
     pub fn names_role(&self, annotations: &BTreeMap<String, String>) -> bool {
         annotations
-            .get(&self.role_arn_key())
+            .get(&self.role_arn_key)
             .is_some_and(|arn| !arn.trim().is_empty())
     }
 
@@ -92,22 +92,40 @@ impl Predictor {
         sa_annotations: Option<&BTreeMap<String, String>>,
         covering_binding: Option<&PodIdentityBinding>,
     ) -> Option<BTreeMap<String, String>> {
-        let own = sa_annotations.cloned().unwrap_or_default();
-        if self.names_role(&own) {
-            return Some(own);
+        let predicted = covering_binding.and_then(|binding| {
+            let name = binding.metadata.name.as_deref()?;
+            self.predict(namespace, name, &binding.spec)
+        });
+        self.effective_annotations_predicted(
+            namespace,
+            service_account,
+            sa_annotations,
+            predicted.as_ref(),
+        )
+    }
+
+    /// As [`Self::effective_annotations`], given what the covering binding predicts
+    /// (worked out once per binding version by the webhook's cache).
+    pub fn effective_annotations_predicted(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        sa_annotations: Option<&BTreeMap<String, String>>,
+        binding_prediction: Option<&BTreeMap<String, String>>,
+    ) -> Option<BTreeMap<String, String>> {
+        if let Some(own) = sa_annotations
+            && self.names_role(own)
+        {
+            return Some(own.clone());
         }
-        let predicted = covering_binding
-            .and_then(|binding| {
-                let name = binding.metadata.name.as_deref()?;
-                self.predict(namespace, name, &binding.spec)
-            })
-            .or_else(|| {
-                // The short form makes a binding named after the ServiceAccount.
-                match short_form::spec_from_annotations(service_account, &own)? {
-                    Ok(spec) => self.predict(namespace, service_account, &spec),
-                    Err(_) => None,
-                }
-            });
+        let own = sa_annotations.cloned().unwrap_or_default();
+        let predicted = binding_prediction.cloned().or_else(|| {
+            // The short form makes a binding named after the ServiceAccount.
+            match short_form::spec_from_annotations(service_account, &own)? {
+                Ok(spec) => self.predict(namespace, service_account, &spec),
+                Err(_) => None,
+            }
+        });
         match predicted {
             Some(predicted) => {
                 let mut merged = own;

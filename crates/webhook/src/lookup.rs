@@ -23,6 +23,7 @@ use podidentity_api::PodIdentityBinding;
 
 use podidentity_iam::service_account_owner;
 
+use crate::binding_cache::BindingCache;
 use crate::identity::Predictor;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,7 @@ const RECHECK_AFTER: Duration = Duration::from_secs(5);
 
 pub struct CachedLookup {
     service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    bindings: Store<WatchedBinding>,
+    bindings: Arc<BindingCache>,
     live: Option<kube::Client>,
     live_get_timeout: Duration,
     predictor: Predictor,
@@ -80,19 +81,16 @@ pub struct CachedLookup {
 impl CachedLookup {
     pub fn new(
         service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-        bindings: Store<WatchedBinding>,
+        bindings: Arc<BindingCache>,
         live: Option<kube::Client>,
         live_get_timeout: Duration,
         predictor: Predictor,
     ) -> Self {
         let ready = Arc::new(AtomicBool::new(false));
-        let (sa_store, binding_store, flag) =
-            (service_accounts.clone(), bindings.clone(), ready.clone());
-        // Ready once both caches have listed everything once.
+        let (sa_store, flag) = (service_accounts.clone(), ready.clone());
+        // Ready once the ServiceAccounts have listed everything once (bindings: below).
         tokio::spawn(async move {
-            if sa_store.wait_until_ready().await.is_ok()
-                && binding_store.wait_until_ready().await.is_ok()
-            {
+            if sa_store.wait_until_ready().await.is_ok() {
                 flag.store(true, Ordering::Release);
             }
         });
@@ -255,23 +253,24 @@ impl IdentityLookup for CachedLookup {
             {
                 return Ok(own);
             }
-            let covering = self.bindings.state_filter(|b| {
-                b.0.as_ref().is_ok_and(|b| {
-                    b.metadata.namespace.as_deref() == Some(namespace)
-                        && b.spec.service_account_name == service_account
-                })
-            });
+            let covering = self.bindings.covering(namespace, service_account);
             // The same owner the controller picks when several bindings name it.
-            let binding = service_account_owner(
-                covering.iter().filter_map(|b| b.0.as_ref().ok()),
+            let owner = service_account_owner(
+                covering.iter().map(|c| &c.binding),
                 namespace,
                 service_account,
             );
-            let effective = self.predictor.effective_annotations(
+            let prediction = owner.and_then(|owner| {
+                covering
+                    .iter()
+                    .find(|c| std::ptr::eq(&c.binding, owner))
+                    .and_then(|c| c.prediction(&self.predictor))
+            });
+            let effective = self.predictor.effective_annotations_predicted(
                 namespace,
                 service_account,
                 own.as_ref(),
-                binding,
+                prediction,
             );
             // No role by the caches: they may be behind an annotation or a binding that
             // just landed (the original webhook's issue #174).
@@ -292,7 +291,7 @@ impl IdentityLookup for CachedLookup {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.bindings.is_listed()
     }
 }
 
@@ -303,7 +302,8 @@ pub fn watch_cluster(
     predictor: Predictor,
 ) -> CachedLookup {
     let (sa_store, sa_writer) = reflector::store();
-    let (binding_store, binding_writer) = reflector::store();
+    let bindings = Arc::new(BindingCache::new());
+    let binding_cache = bindings.clone();
     // Metadata is enough (annotations), and much smaller than whole objects.
     let sa_api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
     let binding_api: Api<WatchedBinding> = Api::all(client.clone());
@@ -323,20 +323,21 @@ pub fn watch_cluster(
         }),
     );
     tokio::spawn(
-        reflector::reflector(
-            binding_writer,
-            watcher(binding_api, watcher::Config::default()),
-        )
-        .default_backoff()
-        .for_each(|event| async move {
-            if let Err(err) = event {
-                tracing::warn!(error = %err, "PodIdentityBinding watch failed; retrying");
-            }
-        }),
+        watcher(binding_api, watcher::Config::default())
+            .default_backoff()
+            .for_each(move |event| {
+                match event {
+                    Ok(event) => binding_cache.apply(&event),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "PodIdentityBinding watch failed; retrying")
+                    }
+                }
+                futures::future::ready(())
+            }),
     );
     CachedLookup::new(
         sa_store,
-        binding_store,
+        bindings,
         Some(client),
         live_get_timeout,
         predictor,

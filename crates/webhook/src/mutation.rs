@@ -8,11 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::core::v1::{
-    Container, PodSpec, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
-};
 use serde_json::{Value, json};
+
+use crate::pod::{AdmittedPod, ContainerView, PodSpecView};
 
 pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
 pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
@@ -143,13 +141,13 @@ fn at_least_minimum(seconds: i64) -> i64 {
 /// ServiceAccount (see `identity::Predictor::effective_annotations`); `None` when they
 /// name no role.
 pub fn mutate(
-    pod: &k8s_openapi::api::core::v1::Pod,
+    pod: &AdmittedPod,
     effective_annotations: Option<&BTreeMap<String, String>>,
     config: &MutationConfig,
 ) -> Option<Patch> {
     let injection = injection_from_annotations(effective_annotations?, config)?;
     let empty = BTreeMap::new();
-    let default_spec = PodSpec::default();
+    let default_spec = PodSpecView::default();
     let view = PodView {
         annotations: pod.metadata.annotations.as_ref().unwrap_or(&empty),
         spec: pod.spec.as_ref().unwrap_or(&default_spec),
@@ -160,7 +158,7 @@ pub fn mutate(
 /// The pod as the mutation needs it: spec and annotations.
 pub struct PodView<'a> {
     pub annotations: &'a BTreeMap<String, String>,
-    pub spec: &'a PodSpec,
+    pub spec: &'a PodSpecView,
 }
 
 /// The JSON patch that injects `injection` into the pod; empty when nothing is missing.
@@ -232,7 +230,7 @@ pub fn pod_patch(pod: &PodView<'_>, injection: &Injection, config: &MutationConf
             &mut ops,
             &["spec", "volumes"],
             pod.spec.volumes.is_some(),
-            to_value(&volume),
+            volume,
         );
     }
     // Windows has no fsGroup; its token files are readable as they are.
@@ -276,7 +274,7 @@ fn container_ops(
     ops: &mut Vec<PatchOperation>,
     list: &str,
     index: usize,
-    container: &Container,
+    container: &ContainerView,
     injection: &Injection,
     token_file: &str,
     config: &MutationConfig,
@@ -328,12 +326,11 @@ fn container_ops(
         .flatten()
         .any(|mount| mount.name == config.volume_name);
     if !mounted {
-        let mount = VolumeMount {
-            name: config.volume_name.clone(),
-            mount_path: config.mount_path.clone(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        };
+        let mount = json!({
+            "mountPath": config.mount_path,
+            "name": config.volume_name,
+            "readOnly": true,
+        });
         let has_mounts = container
             .volume_mounts
             .as_ref()
@@ -342,30 +339,24 @@ fn container_ops(
             ops,
             &["spec", list, index.as_str(), "volumeMounts"],
             has_mounts,
-            to_value(&mount),
+            mount,
         );
     }
 }
 
-fn token_volume(config: &MutationConfig, audience: &str, expiration: i64) -> Volume {
-    Volume {
-        name: config.volume_name.clone(),
-        projected: Some(ProjectedVolumeSource {
-            sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    audience: Some(audience.to_string()),
-                    expiration_seconds: Some(expiration),
-                    path: config.token_path.clone(),
-                }),
-                ..VolumeProjection::default()
-            }]),
-            ..ProjectedVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
+/// The projected token volume, as a Volume serializes.
+fn token_volume(config: &MutationConfig, audience: &str, expiration: i64) -> Value {
+    json!({
+        "name": config.volume_name,
+        "projected": {"sources": [{"serviceAccountToken": {
+            "audience": audience,
+            "expirationSeconds": expiration,
+            "path": config.token_path,
+        }}]},
+    })
 }
 
-fn needs_fs_group(spec: &PodSpec, mutated: &[&Container], access: TokenAccess) -> bool {
+fn needs_fs_group(spec: &PodSpecView, mutated: &[&ContainerView], access: TokenAccess) -> bool {
     let context = spec.security_context.as_ref();
     if context.and_then(|c| c.fs_group).is_some() {
         return false;
@@ -401,8 +392,4 @@ fn push_item(ops: &mut Vec<PatchOperation>, array: &[&str], exists: bool, item: 
     } else {
         ops.push(add(array, Value::Array(vec![item])));
     }
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }

@@ -16,6 +16,7 @@ use kube_fake_client::ClientBuilder;
 use kube_fake_client::interceptor::Funcs;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_webhook::binding_cache::BindingCache;
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::lookup::{CachedLookup, IdentityLookup, LookupError, WatchedBinding};
 
@@ -98,6 +99,15 @@ where
     writer.apply_watcher_event(&Event::InitDone);
 }
 
+/// A binding cache that has listed `bindings`, as its watch would fill it.
+fn listed(cache: &BindingCache, bindings: Vec<WatchedBinding>) {
+    cache.apply(&Event::Init);
+    for binding in bindings {
+        cache.apply(&Event::InitApply(binding));
+    }
+    cache.apply(&Event::InitDone);
+}
+
 /// A fake API server holding `objects`, counting every ServiceAccount GET.
 async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUsize>) {
     let gets = Arc::new(AtomicUsize::new(0));
@@ -136,13 +146,12 @@ async fn lookup_over(
     timeout: Duration,
 ) -> CachedLookup {
     let (sa_store, mut sa_writer) = reflector::store();
-    let (binding_store, mut binding_writer) = reflector::store();
     synced(&mut sa_writer, cached);
-    synced(&mut binding_writer, bindings);
-    let lookup = CachedLookup::new(sa_store, binding_store, client, timeout, predictor());
-    // Writers must live as long as the stores are read (dropping one ends readiness).
+    let binding_cache = Arc::new(BindingCache::new());
+    listed(&binding_cache, bindings);
+    let lookup = CachedLookup::new(sa_store, binding_cache, client, timeout, predictor());
+    // The writer must live as long as the store is read (dropping it ends readiness).
     std::mem::forget(sa_writer);
-    std::mem::forget(binding_writer);
     lookup
 }
 
@@ -324,10 +333,10 @@ async fn a_cached_binding_predicts_the_role_before_the_annotation_lands() {
 #[tokio::test]
 async fn readiness_waits_for_both_caches() {
     let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
-    let (binding_store, mut binding_writer) = reflector::store::<WatchedBinding>();
+    let binding_cache = Arc::new(BindingCache::new());
     let lookup = CachedLookup::new(
         sa_store,
-        binding_store,
+        binding_cache.clone(),
         None,
         Duration::from_secs(1),
         predictor(),
@@ -337,7 +346,7 @@ async fn readiness_waits_for_both_caches() {
     synced(&mut sa_writer, vec![]);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!lookup.is_ready(), "one cache is not enough");
-    synced(&mut binding_writer, vec![]);
+    listed(&binding_cache, vec![]);
     for _ in 0..50 {
         if lookup.is_ready() {
             break;

@@ -9,6 +9,7 @@ use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::mutation::{MutationConfig, TokenAccess, mutate};
+use podidentity_webhook::pod::AdmittedPod;
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:iam::111122223333:role/orders";
@@ -138,8 +139,11 @@ fn run(case: &Case) -> Outcome {
     (case.configure)(&mut config);
     let predictor = Predictor::new(operator_config(), &config.annotation_prefix);
     let pod_value = case.pod.clone();
+    // The whole pod must be valid; the mutation reads its own view of it.
     let pod: Pod = serde_json::from_value(pod_value.clone())
         .unwrap_or_else(|err| panic!("{}: bad pod: {err}", case.name));
+    let pod =
+        AdmittedPod::from_pod(&pod).unwrap_or_else(|err| panic!("{}: pod view: {err}", case.name));
     let sa: Option<BTreeMap<String, String>> = case
         .sa
         .clone()
@@ -158,6 +162,8 @@ fn run(case: &Case) -> Outcome {
     }
     let repatched: Pod = serde_json::from_value(patched.clone())
         .unwrap_or_else(|err| panic!("{}: patched pod invalid: {err}", case.name));
+    let repatched = AdmittedPod::from_pod(&repatched)
+        .unwrap_or_else(|err| panic!("{}: pod view: {err}", case.name));
     let second_patch = mutate(&repatched, effective.as_ref(), &config);
     Outcome {
         patch,
@@ -681,7 +687,7 @@ fn without_an_operator_configuration_bindings_predict_nothing() {
     .unwrap_or_else(|err| panic!("{err}"));
     let empty = BTreeMap::new();
     let effective = predictor.effective_annotations("shop", "orders", Some(&empty), Some(&binding));
-    let pod: Pod = serde_json::from_value(app()).unwrap_or_else(|err| panic!("{err}"));
+    let pod: AdmittedPod = serde_json::from_value(app()).unwrap_or_else(|err| panic!("{err}"));
     assert!(mutate(&pod, effective.as_ref(), &MutationConfig::default()).is_none());
     // Annotated ServiceAccounts still work exactly as with the original webhook.
     let annotated = BTreeMap::from([("eks.amazonaws.com/role-arn".to_string(), ARN.to_string())]);

@@ -82,6 +82,8 @@ fn api_resource(kind: &str) -> Option<ApiResource> {
             "v1",
             "mutatingwebhookconfigurations",
         ),
+        "PodIdentityBinding" => ("podidentity.io", "v1alpha1", "podidentitybindings"),
+        "Deployment" => ("apps", "v1", "deployments"),
         _ => return None,
     };
     Some(ApiResource::from_gvk_with_plural(

@@ -4,10 +4,12 @@
 //! chart starts them, under the chart's own RBAC.
 
 pub mod audit;
+pub mod capture;
 pub mod chart;
 pub mod cluster;
 pub mod control_plane;
 pub mod iam_proxy;
+pub mod load;
 pub mod operator;
 pub mod partition;
 pub mod pki;

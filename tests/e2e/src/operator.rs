@@ -179,6 +179,17 @@ impl Operator {
         dir: &Path,
         identity: &str,
     ) -> Result<Self, HarnessError> {
+        Self::webhook_on(cluster, rendered, dir, identity, None).await
+    }
+
+    /// As `webhook`, pinned to one CPU when `cpu` is given (benchmarks).
+    pub async fn webhook_on(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        identity: &str,
+        cpu: Option<usize>,
+    ) -> Result<Self, HarnessError> {
         let plane = cluster.plane.as_ref().ok_or_else(|| {
             HarnessError::new("the webhook scenarios need the harness's own control plane")
         })?;
@@ -211,12 +222,13 @@ impl Operator {
                 ("tls-key", key.display().to_string()),
             ],
         );
-        let process = Process::start(
+        let process = Process::start_on(
             identity,
             &cluster.binary,
             &args,
             &operator_env(identity, &kubeconfig),
             dir.join(format!("{identity}.log")),
+            cpu,
         )?;
         Ok(Self {
             process,

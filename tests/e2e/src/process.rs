@@ -35,18 +35,34 @@ impl Process {
         env: &[(String, String)],
         log: PathBuf,
     ) -> Result<Self, HarnessError> {
+        Self::start_on(name, program, args, env, log, None)
+    }
+
+    /// As `start`, pinned to one CPU (through `taskset`) when `cpu` is given, so that the
+    /// process sees one core from its first instruction (its runtime sizes itself to it).
+    pub fn start_on(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+        cpu: Option<usize>,
+    ) -> Result<Self, HarnessError> {
         let out = std::fs::File::create(&log)
             .map_err(|e| HarnessError::new(format!("{name}: log {}: {e}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(|e| HarnessError::new(format!("{name}: log: {e}")))?;
-        let mut command = if has_setpriv() {
-            let mut c = Command::new("setpriv");
-            c.args(["--pdeathsig", "KILL", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
+        let mut line: Vec<std::ffi::OsString> = Vec::new();
+        if has_setpriv() {
+            line.extend(["setpriv", "--pdeathsig", "KILL", "--"].map(Into::into));
+        }
+        if let Some(cpu) = cpu {
+            line.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
+        }
+        line.push(program.into());
+        let mut command = Command::new(&line[0]);
+        command.args(&line[1..]);
         command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
