@@ -254,6 +254,9 @@ fn rss_mib(pid: u32) -> f64 {
 struct Row {
     measured: Measured,
     cpu_share: f64,
+    /// The load generator's own share of its core: near 100 % means it, not the webhook,
+    /// set the pace.
+    load_cpu_share: f64,
     rss: f64,
 }
 
@@ -264,12 +267,16 @@ async fn measure(
     level: &Level,
 ) -> Result<Row, HarnessError> {
     let cpu_before = proc_stat_cpu_seconds(subject.process_pid);
+    let load_before = proc_stat_cpu_seconds(std::process::id());
     let wall = Instant::now();
     let measured = load::run(subject.addr, ca_pem, body.clone(), level).await?;
     let cpu = proc_stat_cpu_seconds(subject.process_pid) - cpu_before;
+    let load_cpu = proc_stat_cpu_seconds(std::process::id()) - load_before;
+    let seconds = wall.elapsed().as_secs_f64();
     Ok(Row {
         measured,
-        cpu_share: cpu / wall.elapsed().as_secs_f64(),
+        cpu_share: cpu / seconds,
+        load_cpu_share: load_cpu / seconds,
         rss: rss_mib(subject.process_pid),
     })
 }
@@ -435,9 +442,9 @@ async fn bench(s: &Scenario, peer_binary: Option<&Path>) -> Result<(), HarnessEr
          {population} ServiceAccounts and {population} bindings besides"
     );
     println!(
-        "| protocol | concurrency | request | webhook | rps | p50 ms | p99 ms | p99.9 ms | max ms | CPU | RSS MiB | errors |"
+        "| protocol | concurrency | request | webhook | rps | p50 ms | p99 ms | p99.9 ms | max ms | webhook CPU | load CPU | RSS MiB | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut summary = Vec::new();
     for protocol in [Protocol::Http1, Protocol::Http2] {
         for concurrency in CONCURRENCY {
@@ -481,7 +488,7 @@ async fn bench(s: &Scenario, peer_binary: Option<&Path>) -> Result<(), HarnessEr
 fn print_row(protocol: Protocol, concurrency: usize, request: &str, label: &str, row: &Row) {
     let m = &row.measured;
     println!(
-        "| {} | {concurrency} | {request} | {label} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0}% | {:.1} | {} |",
+        "| {} | {concurrency} | {request} | {label} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0}% | {:.0}% | {:.1} | {} |",
         protocol.label(),
         m.rps(),
         m.percentile_ms(0.50),
@@ -489,6 +496,7 @@ fn print_row(protocol: Protocol, concurrency: usize, request: &str, label: &str,
         m.percentile_ms(0.999),
         m.max_ms(),
         row.cpu_share * 100.0,
+        row.load_cpu_share * 100.0,
         row.rss,
         m.errors,
     );
