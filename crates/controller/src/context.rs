@@ -163,6 +163,17 @@ impl Context {
             .is_ok_and(|made| made.get(&format!("{namespace}/{name}")) == binding.uid().as_ref())
     }
 
+    /// Whether a binding `namespace/name` may exist: false only when the watch cache has
+    /// listed and holds none (without a cache, always true).
+    pub fn binding_may_exist(&self, namespace: &str, name: &str) -> bool {
+        match &self.bindings {
+            Bindings::Cached(store) => store
+                .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+                .is_some(),
+            Bindings::Live => true,
+        }
+    }
+
     /// The bindings of one namespace (readable or not).
     pub async fn bindings_in(&self, namespace: &str) -> Result<Vec<Arc<Watched>>, kube::Error> {
         match &self.bindings {

@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::health::{self, Health};
 use crate::leader::{Elector, Lost};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::short_form::AccountMeta;
 use crate::watches::{owner_to_wake, raise_when_listed, wake_waiting_siblings};
 
 pub struct RunSettings {
@@ -107,6 +108,8 @@ pub async fn run(
                 Api::<Watched>::all(client.clone()),
                 watcher::Config::default(),
             )
+            // Nothing reads a binding's managedFields; they are a third of it.
+            .modify(drop_managed_fields)
             .default_backoff()
             .reflect(writer),
             ctx.clone(),
@@ -115,7 +118,7 @@ pub async fn run(
         bindings_listed_raise,
     )
     .applied_objects();
-    // Metadata is all the mapping needs.
+    // Metadata is all the mapping needs (and nothing is kept).
     let accounts = raise_when_listed(
         watcher(
             Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
@@ -167,28 +170,42 @@ pub async fn run(
         )
         .for_each(|_| async {});
 
-    let (annotated_store, annotated_writer) = reflector::store::<ServiceAccount>();
+    // Every ServiceAccount, kept as the short form reads it (metadata, trimmed).
+    let (annotated_store, annotated_writer) = reflector::store::<AccountMeta>();
     let annotated = raise_when_listed(
         watcher(
-            Api::<ServiceAccount>::all(client.clone()),
+            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
             watcher::Config::default(),
         )
+        .modify(crate::short_form::trim)
         .default_backoff()
         .reflect(annotated_writer),
         annotated_listed_raise,
     )
     .applied_objects();
-    let short_form_controller = Controller::for_stream(annotated, annotated_store)
-        .shutdown_on_signal()
-        .run(
-            crate::short_form::reconcile,
-            |_sa, err, _ctx| {
-                tracing::warn!(error = %err, "short-form reconcile failed");
-                Action::requeue(Duration::from_secs(30))
-            },
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let short_form_controller = {
+        let ctx = ctx.clone();
+        let mut bindings_listed = bindings_listed.clone();
+        async move {
+            // The short form asks the binding cache whether it made a binding: only once
+            // the cache holds them all.
+            if !bindings_listed.wait().await {
+                return;
+            }
+            Controller::for_stream(annotated, annotated_store)
+                .shutdown_on_signal()
+                .run(
+                    crate::short_form::reconcile,
+                    |_sa, err, _ctx| {
+                        tracing::warn!(error = %err, "short-form reconcile failed");
+                        Action::requeue(Duration::from_secs(30))
+                    },
+                    ctx,
+                )
+                .for_each(|_| async {})
+                .await;
+        }
+    };
 
     let sweep_task = tokio::spawn(crate::drift::sweep_loop(
         ctx.clone(),
@@ -223,6 +240,13 @@ pub async fn run(
         elector.release().await;
     }
     outcome
+}
+
+fn drop_managed_fields(binding: &mut Watched) {
+    match &mut binding.0 {
+        Ok(binding) => binding.metadata.managed_fields = None,
+        Err(invalid) => invalid.metadata.managed_fields = None,
+    }
 }
 
 /// The binding a Secret of the operator's belongs to (its controller owner reference).

@@ -15,7 +15,7 @@ use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
 use podidentity_controller::Context;
-use podidentity_controller::short_form::reconcile;
+use podidentity_controller::short_form::{AccountMeta, reconcile, trim};
 
 /// The short form never talks to IAM; any call is a bug.
 struct NoIam;
@@ -50,6 +50,16 @@ fn sa(annotations: &[(&str, &str)]) -> ServiceAccount {
     }
 }
 
+/// The ServiceAccount as the short form's watch keeps it.
+fn meta(account: &ServiceAccount) -> Arc<AccountMeta> {
+    let mut kept = AccountMeta {
+        metadata: account.metadata.clone(),
+        ..AccountMeta::default()
+    };
+    trim(&mut kept);
+    Arc::new(kept)
+}
+
 const POLICY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"route53:ChangeResourceRecordSets","Resource":"*"}]}"#;
 
 async fn context(
@@ -78,7 +88,7 @@ async fn context(
 async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it() {
     let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
     let (client, ctx) = context(vec![annotated.clone()], vec![]).await;
-    reconcile(Arc::new(annotated.clone()), ctx.clone())
+    reconcile(meta(&annotated.clone()), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
@@ -113,7 +123,7 @@ async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it
         .await
         .ok()
         .and_then(|b| b.metadata.resource_version);
-    reconcile(Arc::new(annotated), ctx.clone())
+    reconcile(meta(&annotated), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
@@ -126,7 +136,7 @@ async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it
     );
 
     let plain = sa(&[]);
-    reconcile(Arc::new(plain), ctx)
+    reconcile(meta(&plain), ctx)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert!(
@@ -151,7 +161,7 @@ async fn a_users_binding_of_that_name_is_never_overwritten() {
     users.metadata.labels = Some(BTreeMap::from([("team".to_string(), "dns".to_string())]));
     let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
     let (client, ctx) = context(vec![annotated.clone()], vec![users.clone()]).await;
-    reconcile(Arc::new(annotated), ctx.clone())
+    reconcile(meta(&annotated), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
@@ -161,7 +171,7 @@ async fn a_users_binding_of_that_name_is_never_overwritten() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(kept.spec, users.spec, "the user's binding is untouched");
     // Removing the annotations does not delete the user's binding either.
-    reconcile(Arc::new(sa(&[])), ctx)
+    reconcile(meta(&sa(&[])), ctx)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert!(
@@ -171,4 +181,69 @@ async fn a_users_binding_of_that_name_is_never_overwritten() {
             .unwrap_or_else(|err| panic!("{err}"))
             .is_some()
     );
+}
+
+#[test]
+fn the_watch_keeps_only_what_the_short_form_reads() {
+    let mut account = sa(&[
+        ("podidentity.io/inline-policy", POLICY),
+        (
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "{\"a\": 1}",
+        ),
+        (
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::111122223333:role/x",
+        ),
+    ]);
+    account.metadata.labels = Some(BTreeMap::from([("team".to_string(), "dns".to_string())]));
+    let kept = meta(&account);
+    assert_eq!(
+        kept.metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect::<Vec<_>>(),
+        ["podidentity.io/inline-policy"]
+    );
+    assert!(kept.metadata.labels.is_none());
+    assert_eq!(kept.metadata.uid, account.metadata.uid);
+}
+
+#[tokio::test]
+async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
+    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = gets.clone();
+    let client = ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
+        .with_interceptor_funcs(kube_fake_client::interceptor::Funcs::new().get(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        }))
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Arc::new(NoIam),
+            OperatorConfig {
+                cluster_name: "prod".into(),
+                ..OperatorConfig::default()
+            },
+        )
+        .with_bindings_cache(store),
+    );
+    reconcile(meta(&sa(&[])), ctx.clone())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // One that asks for a role looks for its binding.
+    let _ = reconcile(meta(&sa(&[("podidentity.io/inline-policy", POLICY)])), ctx).await;
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    drop(writer);
 }
