@@ -4,7 +4,7 @@
 //! flagged and woken: its own reconcile (one writer per binding, serialized) puts the role
 //! back and reports it. The sweep itself writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::binding::Watched;
 use crate::context::{Context, jitter};
 use crate::health::Check;
 use crate::metrics::Metrics;
-use crate::sweep::{Finding, Survey, survey};
+use crate::sweep::{Finding, Survey, survey_each};
 
 /// One sweep: flags and wakes every binding whose role needs attention.
 pub async fn sweep_once(
@@ -26,7 +26,8 @@ pub async fn sweep_once(
     triggers: &UnboundedSender<ObjectRef<Watched>>,
     metrics: &Metrics,
 ) -> Option<Survey> {
-    let mut desired = Vec::new();
+    // Role name → its binding; what each role should be is worked out again when its page
+    // arrives, so no list of 10,000 desired roles is held through the sweep.
     let mut by_role = BTreeMap::new();
     for watched in store.state() {
         let Ok(binding) = &watched.0 else { continue };
@@ -41,24 +42,25 @@ pub async fn sweep_once(
         if !made || binding.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let (namespace, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
-        if let Ok(state) = desired_state(
-            BindingRef {
-                namespace: &namespace,
-                name: &name,
-            },
-            &binding.spec,
-            &ctx.config,
-            &ctx.guardrails,
-        ) {
-            by_role.insert(
-                state.role.name.clone(),
-                (namespace, binding.name_any(), uid),
-            );
-            desired.push(state.role);
+        if let Some(role) = desired_role(ctx, binding) {
+            by_role.insert(role.name, (ObjectRef::from_obj(&*watched), uid));
         }
     }
-    let found = match survey(ctx.iam.as_ref(), &desired, &ctx.config.role_path()).await {
+    let wanted: BTreeSet<String> = by_role.keys().cloned().collect();
+    let desired_for = |role: &str| {
+        let (key, _) = by_role.get(role)?;
+        let watched = store.get(key)?;
+        let binding = watched.0.as_ref().ok()?;
+        desired_role(ctx, binding).filter(|want| want.name == role)
+    };
+    let found = match survey_each(
+        ctx.iam.as_ref(),
+        &ctx.config.role_path(),
+        &wanted,
+        desired_for,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(err) => {
             tracing::warn!(error = %err, "drift sweep failed; trying again next interval");
@@ -66,15 +68,16 @@ pub async fn sweep_once(
         }
     };
     for (role, finding) in &found.findings {
-        let Some((namespace, name, uid)) = by_role.get(role) else {
+        let Some((key, uid)) = by_role.get(role) else {
             continue;
         };
+        let (namespace, name) = (key.namespace.clone().unwrap_or_default(), key.name.clone());
         if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
             metrics.drift_corrections.inc();
         }
         tracing::info!(%role, ?finding, binding = %name, %namespace, "drift found; reconciling");
         ctx.mark_drifted(uid);
-        let _ = triggers.unbounded_send(ObjectRef::new(name).within(namespace));
+        let _ = triggers.unbounded_send(key.clone());
     }
     tracing::info!(
         pages = found.pages,
@@ -83,6 +86,25 @@ pub async fn sweep_once(
         "drift sweep done"
     );
     Some(found)
+}
+
+/// The role a binding wants, if it validates.
+fn desired_role(
+    ctx: &Context,
+    binding: &podidentity_api::PodIdentityBinding,
+) -> Option<podidentity_iam::build::DesiredRole> {
+    let (namespace, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
+    desired_state(
+        BindingRef {
+            namespace: &namespace,
+            name: &name,
+        },
+        &binding.spec,
+        &ctx.config,
+        &ctx.guardrails,
+    )
+    .ok()
+    .map(|state| state.role)
 }
 
 /// Sweeps once the bindings are listed, then every interval, until dropped.

@@ -3,7 +3,7 @@
 //! cost about N/1000 reads, not three calls per role. Putting drift back is the binding
 //! reconciler's job (see `drift`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use podidentity_aws::api::{Iam, IamApi, RoleDetails};
 use podidentity_aws::error::AwsError;
@@ -49,6 +49,18 @@ pub enum Finding {
     NotOurs,
 }
 
+/// One role against what its binding wants; `None` when it is in line.
+fn judge(want: &DesiredRole, actual: Option<&RoleDetails>) -> Option<Finding> {
+    match actual {
+        None => Some(Finding::Missing),
+        Some(details) if !RoleIdentity::of(want).owns(&details.role.tags) => Some(Finding::NotOurs),
+        Some(details) => {
+            let changes = crate::role::differences(want, details, false);
+            (!changes.is_empty()).then_some(Finding::Drifted(changes))
+        }
+    }
+}
+
 /// Compares desired roles with what IAM holds; only roles that need attention appear.
 pub fn find_drift(
     desired: &[DesiredRole],
@@ -57,20 +69,7 @@ pub fn find_drift(
     desired
         .iter()
         .filter_map(|want| {
-            let finding = match actual.get(&want.name) {
-                None => Finding::Missing,
-                Some(details) if !RoleIdentity::of(want).owns(&details.role.tags) => {
-                    Finding::NotOurs
-                }
-                Some(details) => {
-                    let changes = crate::role::differences(want, details, false);
-                    if changes.is_empty() {
-                        return None;
-                    }
-                    Finding::Drifted(changes)
-                }
-            };
-            Some((want.name.clone(), finding))
+            judge(want, actual.get(&want.name)).map(|finding| (want.name.clone(), finding))
         })
         .collect()
 }
@@ -92,10 +91,54 @@ pub async fn survey(
     desired: &[DesiredRole],
     path_prefix: &str,
 ) -> Result<Survey, AwsError> {
-    let (actual, pages) = read_roles(api, path_prefix).await?;
-    Ok(Survey {
-        pages,
-        roles_read: actual.len(),
-        findings: find_drift(desired, &actual).into_iter().collect(),
+    let by_name: BTreeMap<&str, &DesiredRole> =
+        desired.iter().map(|d| (d.name.as_str(), d)).collect();
+    let wanted: BTreeSet<String> = by_name.keys().map(|n| n.to_string()).collect();
+    survey_each(api, path_prefix, &wanted, |name| {
+        by_name.get(name).map(|d| (*d).clone())
     })
+    .await
+}
+
+/// As [`survey`], a page at a time: each role is judged as its page arrives and then
+/// dropped, and what a role should be is asked for (`desired_for`) only when IAM shows
+/// it. 10,000 roles never sit in memory at once, read or wanted.
+pub async fn survey_each(
+    api: &dyn IamApi,
+    path_prefix: &str,
+    wanted: &BTreeSet<String>,
+    desired_for: impl Fn(&str) -> Option<DesiredRole>,
+) -> Result<Survey, AwsError> {
+    let iam = Iam::new(api);
+    let mut survey = Survey::default();
+    let mut seen = BTreeSet::new();
+    let mut marker = None;
+    loop {
+        let page = iam.authorization_page(marker, PAGE_SIZE).await?;
+        survey.pages += 1;
+        for detail in page.roles {
+            if !detail.role.path.starts_with(path_prefix) {
+                continue;
+            }
+            survey.roles_read += 1;
+            let name = &detail.role.name;
+            if !wanted.contains(name) {
+                continue;
+            }
+            seen.insert(name.clone());
+            if let Some(want) = desired_for(name)
+                && let Some(finding) = judge(&want, Some(&detail))
+            {
+                survey.findings.insert(name.clone(), finding);
+            }
+        }
+        marker = page.next_marker;
+        if marker.is_none() {
+            break;
+        }
+    }
+    for name in wanted.difference(&seen) {
+        survey.findings.insert(name.clone(), Finding::Missing);
+    }
+    Ok(survey)
 }
