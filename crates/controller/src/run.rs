@@ -144,11 +144,16 @@ pub async fn run(
     let binding_controller = Controller::for_stream(bindings, store.clone())
         .watches_stream(secrets, |secret| owning_binding(&secret))
         .watches_stream(accounts, move |account| {
-            owner_to_wake(
-                &owners.state(),
-                &account.namespace().unwrap_or_default(),
-                &account.name_any(),
-            )
+            let namespace = account.namespace().unwrap_or_default();
+            let name = account.name_any();
+            // Only the bindings naming this account: most accounts are named by none.
+            let naming = owners.state_filter(|b| {
+                b.0.as_ref().is_ok_and(|b| {
+                    b.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && b.spec.service_account_name == name
+                })
+            });
+            owner_to_wake(&naming, &namespace, &name)
         })
         .reconcile_on(triggered)
         .shutdown_on_signal()
