@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -54,6 +54,11 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+/// Passes in flight at once, per controller. Unbounded, a start over 10,000 bindings began
+/// 10,000 passes together, each holding its request and buffers; IAM's budget, not this,
+/// limits how fast roles are made (32 passes wait on 50 calls a second with room to spare).
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// Runs until a signal, a lost lease, or a failed listener. With leader election the
 /// replica is a standby (ready, reconciling nothing) until it holds the lease.
@@ -142,6 +147,7 @@ pub async fn run(
     .touched_objects();
     let owners = store.clone();
     let binding_controller = Controller::for_stream(bindings, store.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .watches_stream(secrets, |secret| owning_binding(&secret))
         .watches_stream(accounts, move |account| {
             let namespace = account.namespace().unwrap_or_default();
@@ -198,6 +204,7 @@ pub async fn run(
                 return;
             }
             Controller::for_stream(annotated, annotated_store)
+                .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
                 .run(
                     crate::short_form::reconcile,
