@@ -248,10 +248,30 @@ impl Scenario {
             "spec": spec,
         }))
         .expect("binding");
-        self.bindings(namespace)
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap_or_else(|e| panic!("create binding {namespace}/{name}: {e}"))
+        // kube-apiserver 1.24's CEL answers a few creates under heavy concurrent load
+        // with a 422 "internal error: runtime error: index out of range" from the sid
+        // rule; the same object is accepted when sent again (as a user's retry would).
+        let mut attempts = 0;
+        loop {
+            match self
+                .bindings(namespace)
+                .create(&PostParams::default(), &binding)
+                .await
+            {
+                Err(kube::Error::Api(status))
+                    if status.code == 422
+                        && status.message.contains("internal error")
+                        && attempts < 5 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result => {
+                    return result
+                        .unwrap_or_else(|e| panic!("create binding {namespace}/{name}: {e}"));
+                }
+            }
+        }
     }
 
     pub async fn patch_spec(&self, namespace: &str, name: &str, spec: Value) {
