@@ -12,16 +12,14 @@
 //! once at `aws.maxRequestsPerSecond: 50`, and its peak RSS.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
 use podidentity_api::PodIdentityBinding;
-use podidentity_e2e::Cluster;
-use podidentity_e2e::cluster::Source;
+use podidentity_e2e::bench::{self, cpu_seconds, status_mib};
 use podidentity_e2e::operator::{Operator, Replica, family_sum};
-use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up};
+use podidentity_e2e::scenario::Scenario;
 use serde_json::{Value, json};
 
 const BINDINGS_PER_NAMESPACE: usize = 20;
@@ -29,56 +27,15 @@ const BURST: usize = 1_000;
 const BURST_RATE: f64 = 50.0;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
-        return;
-    }
-    let source = Source::from_env();
-    if matches!(source, Source::None) {
-        eprintln!("controller_at_scale needs KUBEBUILDER_ASSETS (see scripts/e2e)");
-        return;
-    }
-    let n: usize = std::env::var("PODIDENTITY_BENCH_BINDINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n = bench::env_number("PODIDENTITY_BENCH_BINDINGS", 10_000) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async move {
-        let cluster = Arc::new(Cluster::start(&source).await.expect("cluster"));
-        let leftovers = Arc::new(Leftovers::default());
-        let s = Scenario::new(cluster.clone(), 1, leftovers.clone())
-            .await
-            .expect("scenario");
-        bench(&s, n).await;
-        clean_up(&cluster, &leftovers).await;
+    bench::run("controller_at_scale", runtime, |s| async move {
+        measure(&s, n).await
     });
-}
-
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn binding_spec(name: &str, i: usize) -> Value {
@@ -178,7 +135,7 @@ async fn sweep_done(s: &Scenario, before: usize, timeout: Duration) -> Option<Du
     }
 }
 
-async fn bench(s: &Scenario, n: usize) {
+async fn measure(s: &Scenario, n: usize) {
     let namespace_count = n.div_ceil(BINDINGS_PER_NAMESPACE);
     let client = s.client();
 

@@ -10,60 +10,34 @@
 //! (IAM and Kubernetes) the idle controller makes over 60 s.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::ListParams;
-use podidentity_e2e::Cluster;
-use podidentity_e2e::cluster::Source;
+use podidentity_e2e::bench;
 use podidentity_e2e::operator::{Replica, family_sum};
-use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up};
+use podidentity_e2e::scenario::Scenario;
 use serde_json::json;
 
 const NAMESPACES: usize = 20;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
-        return;
-    }
-    let source = Source::from_env();
-    if matches!(source, Source::None) {
-        eprintln!("thousand_bindings needs KUBEBUILDER_ASSETS (see scripts/e2e)");
-        return;
-    }
-    let n: usize = std::env::var("PODIDENTITY_BENCH_BINDINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = bench::env_number("PODIDENTITY_BENCH_BINDINGS", 1000) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async move {
-        let cluster = Arc::new(Cluster::start(&source).await.expect("cluster"));
-        let leftovers = Arc::new(Leftovers::default());
-        let s = Scenario::new(cluster.clone(), 1, leftovers.clone())
-            .await
-            .expect("scenario");
-        bench(&s, n).await;
-        clean_up(&cluster, &leftovers).await;
+    bench::run("thousand_bindings", runtime, |s| async move {
+        measure(&s, n).await
     });
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+    bench::status_mib(pid, "VmHWM:")
 }
 
-async fn bench(s: &Scenario, n: usize) {
+async fn measure(s: &Scenario, n: usize) {
     let rendered = s
         .install(json!({"aws": {"maxRequestsPerSecond": 100}, "driftInterval": "10m"}))
         .await;

@@ -20,20 +20,19 @@
 //! bindings in the cluster besides the two under test, default 500 each).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use kube::api::{Api, DeleteParams};
+use podidentity_e2e::HarnessError;
+use podidentity_e2e::bench::{self, cpu_seconds, status_mib};
 use podidentity_e2e::capture::Capture;
 use podidentity_e2e::chart::RELEASE;
-use podidentity_e2e::cluster::Source;
 use podidentity_e2e::control_plane::OPERATOR_NAMESPACE;
 use podidentity_e2e::load::{self, Level, Measured, Protocol};
 use podidentity_e2e::operator::Operator;
 use podidentity_e2e::process::{Process, free_port};
-use podidentity_e2e::scenario::{Leftovers, Scenario, clean_up};
-use podidentity_e2e::{Cluster, HarnessError};
+use podidentity_e2e::scenario::Scenario;
 use serde_json::{Value, json};
 
 const CONCURRENCY: [usize; 3] = [8, 32, 128];
@@ -42,39 +41,17 @@ const LOAD_CPU: usize = 0;
 const PEER_KIND: &str = "peer-kind";
 const BINDING_KIND: &str = "binding-kind";
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
-        return;
-    }
-    let source = Source::from_env();
-    if matches!(source, Source::None) {
-        eprintln!("webhook_side_by_side needs KUBEBUILDER_ASSETS (see scripts/e2e)");
-        return;
-    }
     let peer = std::env::var_os("PODIDENTITY_BENCH_PEER").map(PathBuf::from);
     // One thread: the load generator is this process, and it must fit on one core.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async move {
-        let cluster = Arc::new(Cluster::start(&source).await.expect("cluster"));
-        let leftovers = Arc::new(Leftovers::default());
-        let s = Scenario::new(cluster.clone(), 1, leftovers.clone())
-            .await
-            .expect("scenario");
-        if let Err(err) = bench(&s, peer.as_deref()).await {
+    bench::run("webhook_side_by_side", runtime, |s| async move {
+        if let Err(err) = side_by_side(&s, peer.as_deref()).await {
             eprintln!("webhook_side_by_side: {err}");
         }
-        clean_up(&cluster, &leftovers).await;
     });
 }
 
@@ -225,31 +202,6 @@ struct Subject {
     addr: std::net::SocketAddr,
 }
 
-fn proc_stat_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
-
 /// What one level of one webhook showed.
 struct Row {
     measured: Measured,
@@ -266,18 +218,18 @@ async fn measure(
     body: &Bytes,
     level: &Level,
 ) -> Result<Row, HarnessError> {
-    let cpu_before = proc_stat_cpu_seconds(subject.process_pid);
-    let load_before = proc_stat_cpu_seconds(std::process::id());
+    let cpu_before = cpu_seconds(subject.process_pid);
+    let load_before = cpu_seconds(std::process::id());
     let wall = Instant::now();
     let measured = load::run(subject.addr, ca_pem, body.clone(), level).await?;
-    let cpu = proc_stat_cpu_seconds(subject.process_pid) - cpu_before;
-    let load_cpu = proc_stat_cpu_seconds(std::process::id()) - load_before;
+    let cpu = cpu_seconds(subject.process_pid) - cpu_before;
+    let load_cpu = cpu_seconds(std::process::id()) - load_before;
     let seconds = wall.elapsed().as_secs_f64();
     Ok(Row {
         measured,
         cpu_share: cpu / seconds,
         load_cpu_share: load_cpu / seconds,
-        rss: rss_mib(subject.process_pid),
+        rss: status_mib(subject.process_pid, "VmRSS:"),
     })
 }
 
@@ -376,10 +328,10 @@ fn pin_this_process(cpu: usize) {
     }
 }
 
-async fn bench(s: &Scenario, peer_binary: Option<&Path>) -> Result<(), HarnessError> {
-    let seconds = env_number("PODIDENTITY_BENCH_SECONDS", 10);
-    let passes = env_number("PODIDENTITY_BENCH_PASSES", 2);
-    let population = env_number("PODIDENTITY_BENCH_POPULATION", 500) as usize;
+async fn side_by_side(s: &Scenario, peer_binary: Option<&Path>) -> Result<(), HarnessError> {
+    let seconds = bench::env_number("PODIDENTITY_BENCH_SECONDS", 10);
+    let passes = bench::env_number("PODIDENTITY_BENCH_PASSES", 2);
+    let population = bench::env_number("PODIDENTITY_BENCH_POPULATION", 500) as usize;
     let rendered = s.install(json!({})).await;
     let namespace = s.namespace("load").await;
     populate(s, population).await;

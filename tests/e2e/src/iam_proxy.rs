@@ -191,11 +191,101 @@ async fn handle(
             Err("injected: dropped after moto".into())
         }
         None => {
-            let response = forward(upstream, parts, body).await?;
+            let mut response = forward(upstream, parts, body).await?;
+            if action == "GetAccountAuthorizationDetails" && response.status().is_success() {
+                response = paged_like_iam(response, &params).await?;
+            }
             record(response.status().as_u16(), false);
             Ok(response)
         }
     }
+}
+
+/// IAM's marker for "the next page starts at this role"; ours is the offset.
+const MARKER_PREFIX: &str = "e2e-offset-";
+
+/// moto answers GetAccountAuthorizationDetails with every role in one page whatever
+/// `MaxItems` asks; IAM pages (at most 1,000). Cut moto's answer into the page asked for,
+/// so the operator reads (and holds) what it would against IAM.
+async fn paged_like_iam(
+    response: Response<Full<Bytes>>,
+    params: &BTreeMap<String, String>,
+) -> Result<Response<Full<Bytes>>, String> {
+    let max: usize = params
+        .get("MaxItems")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100);
+    let offset: usize = params
+        .get("Marker")
+        .and_then(|m| m.strip_prefix(MARKER_PREFIX))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| format!("moto: {e}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let paged = page_of_roles(&text, offset, max).unwrap_or_else(|| text.into_owned());
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, Full::new(Bytes::from(paged))))
+}
+
+/// The roles `offset..offset + max` of a GetAccountAuthorizationDetails answer, with
+/// `IsTruncated` and `Marker` set as IAM sets them; `None` if the answer has no role list.
+pub fn page_of_roles(xml: &str, offset: usize, max: usize) -> Option<String> {
+    let open = "<RoleDetailList>";
+    let start = xml.find(open)? + open.len();
+    let end = start + xml[start..].find("</RoleDetailList>")?;
+    // Top-level <member> elements of the list (members nest: tags, policies).
+    let list = &xml[start..end];
+    let mut members = Vec::new();
+    let (mut depth, mut from, mut at) = (0usize, 0usize, 0usize);
+    while let Some(next) = list[at..]
+        .find("<member>")
+        .map(|i| (i, true))
+        .into_iter()
+        .chain(list[at..].find("</member>").map(|i| (i, false)))
+        .min_by_key(|(i, _)| *i)
+    {
+        let (index, opening) = next;
+        let position = at + index;
+        if opening {
+            if depth == 0 {
+                from = position;
+            }
+            depth += 1;
+            at = position + "<member>".len();
+        } else {
+            depth = depth.saturating_sub(1);
+            at = position + "</member>".len();
+            if depth == 0 {
+                members.push(&list[from..at]);
+            }
+        }
+    }
+    let page: String = members.iter().skip(offset).take(max).copied().collect();
+    let more = offset + max < members.len();
+    let mut paged = format!("{}{page}{}", &xml[..start], &xml[end..]);
+    let truncated = if more {
+        format!(
+            "<IsTruncated>true</IsTruncated><Marker>{MARKER_PREFIX}{}</Marker>",
+            offset + max
+        )
+    } else {
+        "<IsTruncated>false</IsTruncated>".to_string()
+    };
+    match paged.find("<IsTruncated>false</IsTruncated>") {
+        Some(i) => paged.replace_range(i.."<IsTruncated>false</IsTruncated>".len() + i, &truncated),
+        None => {
+            let close = "</GetAccountAuthorizationDetailsResult>";
+            let i = paged.find(close)?;
+            paged.insert_str(i, &truncated);
+        }
+    }
+    Some(paged)
 }
 
 impl IamProxy {
@@ -280,5 +370,39 @@ impl IamProxy {
                 fault,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(roles: usize) -> String {
+        let members: String = (0..roles)
+            .map(|i| format!("<member><RoleName>r{i}</RoleName><Tags><member><Key>k</Key></member></Tags></member>"))
+            .collect();
+        format!(
+            "<GetAccountAuthorizationDetailsResponse><GetAccountAuthorizationDetailsResult><RoleDetailList>{members}</RoleDetailList><IsTruncated>false</IsTruncated></GetAccountAuthorizationDetailsResult></GetAccountAuthorizationDetailsResponse>"
+        )
+    }
+
+    #[test]
+    fn a_page_holds_the_roles_asked_for_and_says_where_the_next_begins() {
+        let xml = answer(5);
+        let first = page_of_roles(&xml, 0, 2).unwrap_or_default();
+        assert!(
+            first.contains("<RoleName>r0</RoleName>") && first.contains("<RoleName>r1</RoleName>")
+        );
+        assert!(!first.contains("<RoleName>r2</RoleName>"));
+        assert!(first.contains("<IsTruncated>true</IsTruncated><Marker>e2e-offset-2</Marker>"));
+        assert_eq!(
+            first.matches("<Key>k</Key>").count(),
+            2,
+            "nested members stay with their role"
+        );
+        let last = page_of_roles(&xml, 4, 2).unwrap_or_default();
+        assert!(last.contains("<RoleName>r4</RoleName>") && !last.contains("r3<"));
+        assert!(last.contains("<IsTruncated>false</IsTruncated>") && !last.contains("<Marker>"));
+        assert!(page_of_roles("<Other/>", 0, 2).is_none());
     }
 }

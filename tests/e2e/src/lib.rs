@@ -4,6 +4,7 @@
 //! chart starts them, under the chart's own RBAC.
 
 pub mod audit;
+pub mod bench;
 pub mod capture;
 pub mod chart;
 pub mod cluster;
