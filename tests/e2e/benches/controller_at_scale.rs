@@ -115,7 +115,8 @@ async fn reconciles(controller: &Operator) -> f64 {
 }
 
 /// Waits until the GetAccountAuthorizationDetails count has grown and then stayed put
-/// for two seconds (a sweep's last page read).
+/// for fifteen seconds (a sweep's last page read: moto takes seconds per page at 10,000
+/// roles, as it builds every role's details for each page).
 async fn sweep_done(s: &Scenario, before: usize, timeout: Duration) -> Option<Duration> {
     let started = Instant::now();
     let mut last = before;
@@ -125,7 +126,7 @@ async fn sweep_done(s: &Scenario, before: usize, timeout: Duration) -> Option<Du
         if now != last {
             last = now;
             still_since = Instant::now();
-        } else if now > before && still_since.elapsed() > Duration::from_secs(2) {
+        } else if now > before && still_since.elapsed() > Duration::from_secs(15) {
             return Some(started.elapsed());
         }
         if started.elapsed() > timeout {
