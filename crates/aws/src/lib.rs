@@ -6,8 +6,10 @@ pub mod budget;
 pub mod counting;
 pub mod error;
 pub mod faults;
+pub mod fenced_http;
 pub mod sdk;
 pub mod testing;
+pub mod wire_fence;
 
 pub use api::{Iam, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState};
 pub use error::{AwsError, ErrorKind};

@@ -21,6 +21,7 @@ use crate::api::{
     AuthorizationPage, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState,
 };
 use crate::error::{AwsError, ErrorKind};
+use crate::fenced_http::FencedHttpClient;
 
 /// Says whether an IAM write may be sent now (leader election: only the leader, within
 /// its renew deadline, writes).
@@ -40,7 +41,7 @@ impl std::fmt::Debug for WriteGate {
 struct Fence(WriteGate);
 
 /// IAM's reads are the Get* and List* actions.
-fn is_write_action(form_body: &[u8]) -> bool {
+pub(crate) fn is_write_action(form_body: &[u8]) -> bool {
     let body = String::from_utf8_lossy(form_body);
     let action = body
         .split('&')
@@ -96,6 +97,17 @@ impl SdkIam {
         let mut iam = aws_sdk_iam::config::Builder::from(&shared);
         if let Some(gate) = &settings.write_gate {
             iam = iam.interceptor(Fence(gate.clone()));
+            // Only IAM's client: STS and the credential chain (IMDS, web identity) are
+            // not writes and must go on for a standby.
+            if let Some(reads) = shared.http_client() {
+                match FencedHttpClient::new(reads, gate.clone()) {
+                    Ok(fenced) => iam = iam.http_client(fenced),
+                    Err(err) => tracing::warn!(
+                        error = %err,
+                        "the system's root certificates could not be read for IAM's write connections: IAM writes are fenced before they are sent, not at the socket"
+                    ),
+                }
+            }
         }
         Self {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
@@ -112,6 +124,7 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)));

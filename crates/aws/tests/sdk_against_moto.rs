@@ -425,3 +425,56 @@ async fn a_closed_write_gate_stops_writes_at_the_wire_and_lets_reads_through() {
         "reads pass a closed gate"
     );
 }
+
+/// A process stopped between the SDK's last check and the socket (SIGSTOP, a long pause)
+/// must not send the write when it resumes: the gate closes after the interceptor's check,
+/// and the write connection refuses to put the request on the wire.
+#[tokio::test]
+async fn a_gate_that_closes_after_the_last_check_stops_the_write_at_the_socket() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use podidentity_aws::sdk::WriteGate;
+
+    let Some(endpoint) = endpoint() else { return };
+    // How many more times the gate answers "open".
+    let opens_left = Arc::new(AtomicUsize::new(usize::MAX));
+    let gate = {
+        let opens_left = opens_left.clone();
+        WriteGate(Arc::new(move || {
+            opens_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }))
+    };
+    let sdk = SdkIam::connect(&AwsSettings {
+        write_gate: Some(gate),
+        ..settings(endpoint.clone())
+    })
+    .await;
+    let iam = Iam::new(&sdk);
+    let name = unique("socketgate");
+    iam.create_role(new_role(&name))
+        .await
+        .unwrap_or_else(|err| panic!("an open gate lets writes through: {err}"));
+
+    // Open for the interceptor's check only: closed at the socket.
+    opens_left.store(1, Ordering::SeqCst);
+    let fenced = iam
+        .run(IamRequest::PutRolePolicy {
+            name: name.clone(),
+            policy_name: "p".into(),
+            document: POLICY.into(),
+        })
+        .await;
+    assert!(fenced.is_err(), "the write was answered: {fenced:?}");
+    let unfenced = moto(endpoint).await;
+    assert!(
+        Iam::new(&unfenced)
+            .list_role_policies(&name)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+            .is_empty(),
+        "the write reached IAM"
+    );
+}

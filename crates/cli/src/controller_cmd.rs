@@ -9,7 +9,7 @@ use clap::Args;
 use podidentity_aws::budget::Budgeted;
 use podidentity_aws::sdk::{AwsSettings, SdkIam, WriteGate};
 use podidentity_controller::Context;
-use podidentity_controller::fence::FenceLayer;
+use podidentity_controller::fence::{FenceLayer, write_service};
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
 use podidentity_controller::metrics::{Metered, Metrics};
 use podidentity_controller::run::{RunSettings, run as run_controller};
@@ -80,8 +80,14 @@ async fn clients(leadership: &Leadership) -> Result<(kube::Client, kube::Client)
     // it was let through; the reconcile loop retries instead.
     let mut fenced_config = config.clone();
     fenced_config.default_retry = false;
+    let writes = write_service(&fenced_config, leadership.clone())?;
+    if writes.is_none() {
+        tracing::warn!(
+            "the Kubernetes configuration names a proxy: writes are fenced as they enter the client, not at the socket"
+        );
+    }
     let fenced = kube::client::ClientBuilder::try_from(fenced_config)?
-        .with_layer(&FenceLayer::new(leadership.clone()))
+        .with_layer(&FenceLayer::new(leadership.clone(), writes))
         .build();
     Ok((kube::Client::try_from(config)?, fenced))
 }
