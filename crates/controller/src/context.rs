@@ -288,6 +288,12 @@ impl Context {
         if let Ok(mut map) = self.status_writes.lock() {
             map.remove(uid);
         }
+        if let Ok(mut set) = self.drifted.lock() {
+            set.remove(uid);
+        }
+        if let Ok(mut made) = self.created_secrets.lock() {
+            made.retain(|_, owner| owner != uid);
+        }
     }
 
     /// The sweep found this binding's role out of line (or gone).
@@ -346,4 +352,57 @@ pub fn jitter(max: Duration) -> Duration {
         .unwrap_or(0);
     let max_millis = max.as_millis().max(1) as u64;
     Duration::from_millis(u64::from(nanos) % max_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+    use podidentity_aws::api::{IamRequest, IamResponse};
+    use podidentity_aws::error::{AwsError, ErrorKind};
+
+    struct NoIam;
+
+    impl IamApi for NoIam {
+        fn call(&self, _: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>> {
+            Box::pin(async { Err(AwsError::new(ErrorKind::Other, "none", "no IAM here")) })
+        }
+    }
+
+    fn binding(name: &str, uid: &str) -> PodIdentityBinding {
+        let mut binding = PodIdentityBinding::new(name, Default::default());
+        binding.metadata.namespace = Some("shop".into());
+        binding.metadata.uid = Some(uid.into());
+        binding
+    }
+
+    #[tokio::test]
+    async fn a_deleted_binding_leaves_nothing_behind_and_its_neighbours_keep_theirs() {
+        let client = kube_fake_client::ClientBuilder::new()
+            .build()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let ctx = Context::new(client, Arc::new(NoIam), OperatorConfig::default());
+        let (gone, kept) = (binding("gone", "uid-gone"), binding("kept", "uid-kept"));
+        for (b, uid) in [(&gone, "uid-gone"), (&kept, "uid-kept")] {
+            ctx.remember_secret("shop", &format!("{}-creds", b.name_any()), b);
+            ctx.mark_drifted(uid);
+            ctx.remember_status_write(
+                uid,
+                OwnWrite {
+                    over: "1".into(),
+                    digest: 1,
+                },
+            );
+        }
+
+        ctx.forget_binding("uid-gone");
+
+        assert!(!ctx.made_secret("shop", "gone-creds", &gone));
+        assert!(!ctx.take_drifted("uid-gone"));
+        assert!(ctx.own_status_write("uid-gone").is_none());
+        assert!(ctx.made_secret("shop", "kept-creds", &kept));
+        assert!(ctx.own_status_write("uid-kept").is_some());
+        assert!(ctx.take_drifted("uid-kept"));
+    }
 }
