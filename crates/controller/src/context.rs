@@ -86,7 +86,8 @@ pub struct Blocked {
 pub struct OwnWrite {
     /// The binding's resourceVersion the status was computed from.
     pub over: String,
-    pub digest: u64,
+    /// The write reported an object the operator could not read (`InvalidObject`).
+    pub unreadable: bool,
 }
 
 /// The role as IAM named it.
@@ -391,7 +392,7 @@ mod tests {
                 uid,
                 OwnWrite {
                     over: "1".into(),
-                    digest: 1,
+                    unreadable: false,
                 },
             );
         }

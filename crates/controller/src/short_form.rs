@@ -30,11 +30,9 @@ pub fn trim(account: &mut AccountMeta) {
     metadata.managed_fields = None;
     metadata.labels = None;
     if let Some(annotations) = metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key.starts_with(SHORT_FORM_DOMAIN));
+        annotations.retain(|key, _| key.starts_with(podidentity_api::KEY_PREFIX));
     }
 }
-
-const SHORT_FORM_DOMAIN: &str = "podidentity.io/";
 
 /// Whether `binding` is the one this ServiceAccount's short form made.
 fn made_from(binding: &PodIdentityBinding, sa: &AccountMeta) -> bool {

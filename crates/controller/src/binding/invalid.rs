@@ -28,7 +28,7 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     // Reported for this version already.
     if ctx
         .own_status_write(&uid)
-        .is_some_and(|w| w.over == over && w.digest == 0)
+        .is_some_and(|w| w.over == over && w.unreadable)
     {
         return Ok(Action::await_change());
     }
@@ -74,7 +74,13 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::await_change()),
         Err(err) => return Err(err.into()),
     }
-    ctx.remember_status_write(&uid, OwnWrite { over, digest: 0 });
+    ctx.remember_status_write(
+        &uid,
+        OwnWrite {
+            over,
+            unreadable: true,
+        },
+    );
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(PodIdentityBinding::api_version(&()).into()),
         kind: Some(PodIdentityBinding::kind(&()).into()),

@@ -9,7 +9,7 @@ use podidentity_api::{FIELD_MANAGER, PodIdentityBinding, PodIdentityBindingStatu
 use podidentity_iam::build::DesiredState;
 use serde_json::json;
 
-use crate::context::{Context, OwnWrite, RoleFacts, fingerprint};
+use crate::context::{Context, OwnWrite, RoleFacts};
 use crate::error::Error;
 use crate::status::{Assessment, ServiceAccountState, next_status};
 
@@ -58,7 +58,6 @@ pub async fn write_status(
     }
     let uid = binding.uid().unwrap_or_default();
     let over = binding.resource_version().unwrap_or_default();
-    let digest = fingerprint(&status);
     let namespace = binding.namespace().unwrap_or_default();
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
@@ -75,7 +74,13 @@ pub async fn write_status(
         .await
     {
         Ok(_) => {
-            ctx.remember_status_write(&uid, OwnWrite { over, digest });
+            ctx.remember_status_write(
+                &uid,
+                OwnWrite {
+                    over,
+                    unreadable: false,
+                },
+            );
             Ok(true)
         }
         // Deleted meanwhile: nothing to report on.
