@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -204,6 +204,18 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.event_on(&binding.object_ref(&()), type_, reason, note)
+            .await;
+    }
+
+    /// Publishes an Event on any object; a failure to publish is logged, never fatal.
+    pub async fn event_on(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
@@ -211,11 +223,7 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(err) = self
-            .recorder
-            .publish(&event, &binding.object_ref(&()))
-            .await
-        {
+        if let Err(err) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(error = %err, reason, "could not publish an Event");
         }
     }

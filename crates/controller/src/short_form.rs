@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL;
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
@@ -48,16 +48,8 @@ fn made_from(binding: &PodIdentityBinding, sa: &AccountMeta) -> bool {
 }
 
 async fn warn(ctx: &Context, sa: &AccountMeta, reason: &str, note: String) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &sa.object_ref(&())).await {
-        tracing::warn!(error = %err, "could not publish an Event");
-    }
+    ctx.event_on(&sa.object_ref(&()), EventType::Warning, reason, note)
+        .await;
 }
 
 pub async fn reconcile(sa: Arc<AccountMeta>, ctx: Arc<Context>) -> Result<Action, Error> {

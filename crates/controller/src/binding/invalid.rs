@@ -10,7 +10,7 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use podidentity_api::conditions::{self, reason};
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
 use serde_json::json;
@@ -89,16 +89,13 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         uid: metadata.uid.clone(),
         ..Default::default()
     };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: reason::INVALID_OBJECT.into(),
-        note: Some(message),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %err, "could not publish an Event");
-    }
+    ctx.event_on(
+        &reference,
+        EventType::Warning,
+        reason::INVALID_OBJECT,
+        message,
+    )
+    .await;
     tracing::warn!(binding = %name, error = %invalid.error, "a binding the operator cannot read");
     Ok(Action::await_change())
 }
