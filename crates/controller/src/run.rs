@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use podidentity_api::PodIdentityBinding;
 
 use crate::binding::Watched;
 use crate::context::Context;
@@ -266,7 +267,7 @@ fn owning_binding(secret: &Secret) -> Option<ObjectRef<Watched>> {
     let owner = secret
         .owner_references()
         .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "PodIdentityBinding")?;
+        .find(|o| o.controller == Some(true) && o.kind == PodIdentityBinding::kind(&()))?;
     Some(ObjectRef::new(&owner.name).within(&secret.namespace()?))
 }
 
