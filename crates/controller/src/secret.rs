@@ -58,19 +58,30 @@ impl Secrets {
         }
     }
 
-    /// The operator's Secrets of a namespace.
-    async fn in_namespace(&self, api: &Api<Secret>, namespace: &str) -> Result<Vec<Secret>, Error> {
+    /// The names of the binding's own Secrets in its namespace.
+    async fn owned_by_binding(
+        &self,
+        api: &Api<Secret>,
+        namespace: &str,
+        binding: &PodIdentityBinding,
+    ) -> Result<Vec<String>, Error> {
         match self {
+            // Only the namespace's Secrets are looked at, and only names copied out.
             Secrets::Cached { store, .. } => Ok(store
-                .state()
+                .state_filter(|s| {
+                    s.namespace().as_deref() == Some(namespace) && owned_by(s, binding)
+                })
                 .iter()
-                .filter(|s| s.namespace().as_deref() == Some(namespace))
-                .map(|s| s.as_ref().clone())
+                .map(|s| s.name_any())
                 .collect()),
             Secrets::Live => Ok(api
                 .list(&ListParams::default().labels(&selector()))
                 .await?
-                .items),
+                .items
+                .iter()
+                .filter(|s| owned_by(s, binding))
+                .map(ResourceExt::name_any)
+                .collect()),
         }
     }
 }
@@ -179,15 +190,11 @@ pub async fn delete_stale_secrets(
     keep: Option<&str>,
 ) -> Result<(), Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let stale: Vec<String> = ctx
+    let mut stale = ctx
         .secrets
-        .in_namespace(&api, namespace)
-        .await?
-        .iter()
-        .filter(|s| owned_by(s, binding))
-        .map(|s| s.name_any())
-        .filter(|name| Some(name.as_str()) != keep)
-        .collect();
+        .owned_by_binding(&api, namespace, binding)
+        .await?;
+    stale.retain(|name| Some(name.as_str()) != keep);
     for name in stale {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
