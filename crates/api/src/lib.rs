@@ -23,3 +23,19 @@ pub const FINALIZER: &str = "podidentity.io/iam-role";
 pub const FIELD_MANAGER: &str = "podidentity-operator";
 /// Prefix of every annotation, label and IAM tag key the operator owns.
 pub const KEY_PREFIX: &str = "podidentity.io/";
+
+/// kubectl's copy of the whole object as last applied client-side.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what a cached object need not keep: managedFields (often a third of it) and
+/// kubectl's `last-applied-configuration` (a second copy of the object, on everything a
+/// GitOps tool applies client-side). Neither the controller nor the webhook reads them.
+pub fn slim_metadata(metadata: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            metadata.annotations = None;
+        }
+    }
+}

@@ -114,8 +114,7 @@ pub async fn run(
                 Api::<Watched>::all(client.clone()),
                 watcher::Config::default(),
             )
-            // Nothing reads a binding's managedFields; they are a third of it.
-            .modify(drop_managed_fields)
+            .modify(slim)
             .default_backoff()
             .reflect(writer),
             ctx.clone(),
@@ -255,11 +254,12 @@ pub async fn run(
     outcome
 }
 
-fn drop_managed_fields(binding: &mut Watched) {
-    match &mut binding.0 {
-        Ok(binding) => binding.metadata.managed_fields = None,
-        Err(invalid) => invalid.metadata.managed_fields = None,
-    }
+/// A binding as the cache keeps it (see [`podidentity_api::slim_metadata`]).
+pub(crate) fn slim(binding: &mut Watched) {
+    podidentity_api::slim_metadata(match &mut binding.0 {
+        Ok(binding) => &mut binding.metadata,
+        Err(invalid) => &mut invalid.metadata,
+    });
 }
 
 /// The binding a Secret of the operator's belongs to (its controller owner reference).
@@ -293,4 +293,44 @@ fn observe(metrics: &Metrics, started: Instant, result: &Result<Action, crate::E
                 .inc()
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::error_boundary::DeserializeGuard;
+
+    #[test]
+    fn a_cached_binding_keeps_everything_but_managed_fields_and_the_applied_copy() {
+        let mut binding: PodIdentityBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "podidentity.io/v1alpha1",
+            "kind": "PodIdentityBinding",
+            "metadata": {
+                "name": "orders", "namespace": "shop",
+                "annotations": {
+                    podidentity_api::LAST_APPLIED: "{\"spec\":{}}",
+                    "team": "payments",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+            },
+            "spec": {"serviceAccountName": "orders"},
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        let expected_spec = binding.spec.clone();
+        binding.metadata.labels = Some([("app".to_string(), "orders".to_string())].into());
+        let mut watched = DeserializeGuard(Ok(binding));
+
+        slim(&mut watched);
+
+        let Ok(kept) = &watched.0 else {
+            panic!("readable")
+        };
+        assert!(kept.metadata.managed_fields.is_none());
+        assert_eq!(
+            kept.metadata.annotations,
+            Some([("team".to_string(), "payments".to_string())].into())
+        );
+        assert_eq!(kept.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        assert_eq!(kept.spec, expected_spec);
+    }
 }

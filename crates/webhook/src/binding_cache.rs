@@ -24,7 +24,8 @@ pub struct CachedBinding {
 }
 
 impl CachedBinding {
-    fn new(binding: PodIdentityBinding) -> Self {
+    fn new(mut binding: PodIdentityBinding) -> Self {
+        podidentity_api::slim_metadata(&mut binding.metadata);
         Self {
             binding,
             prediction: OnceLock::new(),
@@ -253,6 +254,32 @@ mod tests {
         cache.apply(&Event::InitApply(binding("d", "orders")));
         cache.apply(&Event::InitDone);
         assert_eq!(names(&cache, "orders"), ["d"]);
+    }
+
+    #[test]
+    fn a_cached_binding_drops_managed_fields_and_the_applied_copy() {
+        let mut watched = binding("a", "orders");
+        if let Ok(b) = &mut watched.0 {
+            b.metadata.managed_fields = Some(vec![Default::default()]);
+            b.metadata.annotations = Some(
+                [
+                    (podidentity_api::LAST_APPLIED.to_string(), "{}".to_string()),
+                    ("team".to_string(), "payments".to_string()),
+                ]
+                .into(),
+            );
+        }
+        let cache = BindingCache::new();
+        cache.apply(&Event::Apply(watched));
+        let cached = cache.covering("shop", "orders");
+        let [one] = cached.as_slice() else {
+            panic!("one binding: {cached:?}")
+        };
+        assert!(one.binding.metadata.managed_fields.is_none());
+        assert_eq!(
+            one.binding.metadata.annotations,
+            Some([("team".to_string(), "payments".to_string())].into())
+        );
     }
 
     #[test]

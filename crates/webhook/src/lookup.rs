@@ -310,10 +310,10 @@ pub fn watch_cluster(
     tokio::spawn(
         reflector::reflector(
             sa_writer,
-            // Annotations are all it needs; managedFields can be most of an object.
-            watcher(sa_api, watcher::Config::default()).modify(|sa| {
-                sa.metadata.managed_fields = None;
-            }),
+            // Annotations are all it needs; managedFields and kubectl's applied copy can
+            // be most of an object.
+            watcher(sa_api, watcher::Config::default())
+                .modify(|sa| podidentity_api::slim_metadata(&mut sa.metadata)),
         )
         .default_backoff()
         .for_each(|event| async move {
