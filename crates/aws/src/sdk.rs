@@ -248,50 +248,75 @@ macro_rules! all_pages {
     }};
 }
 
+/// Sends one SDK request and sorts its error as `op`'s.
+macro_rules! sent {
+    ($op:expr, $request:expr) => {
+        $request.send().await.map_err(|e| sorted($op, e))?
+    };
+}
+
+/// A role as GetAccountAuthorizationDetails describes it.
+fn role_details(detail: &aws_sdk_iam::types::RoleDetail) -> RoleDetails {
+    RoleDetails {
+        role: RoleState {
+            name: detail.role_name().unwrap_or_default().to_string(),
+            arn: detail.arn().unwrap_or_default().to_string(),
+            id: detail.role_id().unwrap_or_default().to_string(),
+            path: detail.path().unwrap_or_default().to_string(),
+            trust_policy: detail
+                .assume_role_policy_document()
+                .map(decode)
+                .unwrap_or_default(),
+            // Not in this API: compared from GetRole when it matters.
+            description: String::new(),
+            max_session_duration_seconds: 0,
+            permissions_boundary_arn: detail
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(String::from),
+            tags: detail
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        },
+        inline_policies: detail
+            .role_policy_list()
+            .iter()
+            .map(|p| {
+                (
+                    p.policy_name().unwrap_or_default().to_string(),
+                    p.policy_document().map(decode).unwrap_or_default(),
+                )
+            })
+            .collect(),
+        attached_policy_arns: detail
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(String::from))
+            .collect(),
+    }
+}
+
 impl SdkIam {
+    /// One call: the role itself here; policies, instance profiles, the account's roles
+    /// and the caller's account in their own functions.
     async fn dispatch(&self, request: IamRequest) -> Result<IamResponse, AwsError> {
         let op = request.operation();
         let iam = &self.iam;
         Ok(match request {
-            IamRequest::CreateRole(NewRole {
-                name,
-                path,
-                trust_policy,
-                description,
-                max_session_duration_seconds,
-                permissions_boundary_arn,
-                tags: role_tags,
-            }) => {
-                let out = iam
-                    .create_role()
-                    .role_name(name)
-                    .path(path)
-                    .assume_role_policy_document(trust_policy)
-                    .description(description)
-                    .max_session_duration(i32_seconds(max_session_duration_seconds))
-                    .set_permissions_boundary(permissions_boundary_arn)
-                    .set_tags(Some(tags(&role_tags)?))
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Role(out.role().map(role_state).unwrap_or_default())
-            }
+            IamRequest::CreateRole(role) => IamResponse::Role(self.create_role(op, role).await?),
             IamRequest::GetRole { name } => {
-                let out = iam
-                    .get_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                let out = sent!(op, iam.get_role().role_name(name));
                 IamResponse::Role(out.role().map(role_state).unwrap_or_default())
             }
             IamRequest::UpdateAssumeRolePolicy { name, document } => {
-                iam.update_assume_role_policy()
-                    .role_name(name)
-                    .policy_document(document)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(
+                    op,
+                    iam.update_assume_role_policy()
+                        .role_name(name)
+                        .policy_document(document)
+                );
                 IamResponse::Done
             }
             IamRequest::UpdateRole {
@@ -299,123 +324,48 @@ impl SdkIam {
                 description,
                 max_session_duration_seconds,
             } => {
-                iam.update_role()
-                    .role_name(name)
-                    .description(description)
-                    .max_session_duration(i32_seconds(max_session_duration_seconds))
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(
+                    op,
+                    iam.update_role()
+                        .role_name(name)
+                        .description(description)
+                        .max_session_duration(i32_seconds(max_session_duration_seconds))
+                );
                 IamResponse::Done
             }
             IamRequest::PutRolePermissionsBoundary { name, arn } => {
-                iam.put_role_permissions_boundary()
-                    .role_name(name)
-                    .permissions_boundary(arn)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(
+                    op,
+                    iam.put_role_permissions_boundary()
+                        .role_name(name)
+                        .permissions_boundary(arn)
+                );
                 IamResponse::Done
             }
             IamRequest::DeleteRolePermissionsBoundary { name } => {
-                iam.delete_role_permissions_boundary()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(op, iam.delete_role_permissions_boundary().role_name(name));
                 IamResponse::Done
             }
-            IamRequest::TagRole {
-                name,
-                tags: new_tags,
-            } => {
-                iam.tag_role()
-                    .role_name(name)
-                    .set_tags(Some(tags(&new_tags)?))
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+            IamRequest::TagRole { name, tags: wanted } => {
+                sent!(
+                    op,
+                    iam.tag_role()
+                        .role_name(name)
+                        .set_tags(Some(tags(&wanted)?))
+                );
                 IamResponse::Done
             }
             IamRequest::UntagRole { name, keys } => {
-                iam.untag_role()
-                    .role_name(name)
-                    .set_tag_keys(Some(keys))
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(
+                    op,
+                    iam.untag_role().role_name(name).set_tag_keys(Some(keys))
+                );
                 IamResponse::Done
             }
-            IamRequest::PutRolePolicy {
-                name,
-                policy_name,
-                document,
-            } => {
-                iam.put_role_policy()
-                    .role_name(name)
-                    .policy_name(policy_name)
-                    .policy_document(document)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+            IamRequest::DeleteRole { name } => {
+                sent!(op, iam.delete_role().role_name(name));
                 IamResponse::Done
             }
-            IamRequest::DeleteRolePolicy { name, policy_name } => {
-                iam.delete_role_policy()
-                    .role_name(name)
-                    .policy_name(policy_name)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Done
-            }
-            IamRequest::ListRolePolicies { name } => IamResponse::Names(all_pages!(
-                op,
-                |marker| iam
-                    .list_role_policies()
-                    .role_name(&name)
-                    .set_marker(marker.take()),
-                |out| out.policy_names().iter().cloned()
-            )),
-            IamRequest::GetRolePolicy { name, policy_name } => {
-                let out = iam
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(policy_name)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Document(decode(out.policy_document()))
-            }
-            IamRequest::AttachRolePolicy { name, arn } => {
-                iam.attach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Done
-            }
-            IamRequest::DetachRolePolicy { name, arn } => {
-                iam.detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Done
-            }
-            IamRequest::ListAttachedRolePolicies { name } => IamResponse::Names(all_pages!(
-                op,
-                |marker| iam
-                    .list_attached_role_policies()
-                    .role_name(&name)
-                    .set_marker(marker.take()),
-                |out| out
-                    .attached_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(String::from))
-            )),
             IamRequest::ListInstanceProfilesForRole { name } => IamResponse::Names(all_pages!(
                 op,
                 |marker| iam
@@ -431,90 +381,156 @@ impl SdkIam {
                 name,
                 instance_profile,
             } => {
-                iam.remove_role_from_instance_profile()
-                    .role_name(name)
-                    .instance_profile_name(instance_profile)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                IamResponse::Done
-            }
-            IamRequest::DeleteRole { name } => {
-                iam.delete_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                sent!(
+                    op,
+                    iam.remove_role_from_instance_profile()
+                        .role_name(name)
+                        .instance_profile_name(instance_profile)
+                );
                 IamResponse::Done
             }
             IamRequest::GetAccountAuthorizationDetails { marker, max_items } => {
-                let out = iam
-                    .get_account_authorization_details()
-                    .filter(EntityType::Role)
-                    .max_items(max_items)
-                    .set_marker(marker)
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
-                let roles = out
-                    .role_detail_list()
-                    .iter()
-                    .map(|detail| RoleDetails {
-                        role: RoleState {
-                            name: detail.role_name().unwrap_or_default().to_string(),
-                            arn: detail.arn().unwrap_or_default().to_string(),
-                            id: detail.role_id().unwrap_or_default().to_string(),
-                            path: detail.path().unwrap_or_default().to_string(),
-                            trust_policy: detail
-                                .assume_role_policy_document()
-                                .map(decode)
-                                .unwrap_or_default(),
-                            // Not in this API: compared from GetRole when it matters.
-                            description: String::new(),
-                            max_session_duration_seconds: 0,
-                            permissions_boundary_arn: detail
-                                .permissions_boundary()
-                                .and_then(|b| b.permissions_boundary_arn())
-                                .map(String::from),
-                            tags: detail
-                                .tags()
-                                .iter()
-                                .map(|t| (t.key().to_string(), t.value().to_string()))
-                                .collect(),
-                        },
-                        inline_policies: detail
-                            .role_policy_list()
-                            .iter()
-                            .map(|p| {
-                                (
-                                    p.policy_name().unwrap_or_default().to_string(),
-                                    p.policy_document().map(decode).unwrap_or_default(),
-                                )
-                            })
-                            .collect(),
-                        attached_policy_arns: detail
-                            .attached_managed_policies()
-                            .iter()
-                            .filter_map(|p| p.policy_arn().map(String::from))
-                            .collect(),
-                    })
-                    .collect();
-                let next_marker = if out.is_truncated() {
-                    out.marker().map(String::from)
-                } else {
-                    None
-                };
-                IamResponse::Page(AuthorizationPage { roles, next_marker })
+                IamResponse::Page(self.authorization_page(op, marker, max_items).await?)
             }
             IamRequest::GetCallerIdentity => {
-                let out = self
-                    .sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| sorted(op, e))?;
+                let out = sent!(op, self.sts.get_caller_identity());
                 IamResponse::Account(out.account().unwrap_or_default().to_string())
             }
+            policy @ (IamRequest::PutRolePolicy { .. }
+            | IamRequest::DeleteRolePolicy { .. }
+            | IamRequest::ListRolePolicies { .. }
+            | IamRequest::GetRolePolicy { .. }
+            | IamRequest::AttachRolePolicy { .. }
+            | IamRequest::DetachRolePolicy { .. }
+            | IamRequest::ListAttachedRolePolicies { .. }) => self.policy_call(op, policy).await?,
+        })
+    }
+
+    async fn create_role(&self, op: &'static str, role: NewRole) -> Result<RoleState, AwsError> {
+        let NewRole {
+            name,
+            path,
+            trust_policy,
+            description,
+            max_session_duration_seconds,
+            permissions_boundary_arn,
+            tags: role_tags,
+        } = role;
+        let out = sent!(
+            op,
+            self.iam
+                .create_role()
+                .role_name(name)
+                .path(path)
+                .assume_role_policy_document(trust_policy)
+                .description(description)
+                .max_session_duration(i32_seconds(max_session_duration_seconds))
+                .set_permissions_boundary(permissions_boundary_arn)
+                .set_tags(Some(tags(&role_tags)?))
+        );
+        Ok(out.role().map(role_state).unwrap_or_default())
+    }
+
+    /// The inline and managed policy calls; `dispatch` sends every other request itself.
+    async fn policy_call(
+        &self,
+        op: &'static str,
+        request: IamRequest,
+    ) -> Result<IamResponse, AwsError> {
+        let iam = &self.iam;
+        Ok(match request {
+            IamRequest::PutRolePolicy {
+                name,
+                policy_name,
+                document,
+            } => {
+                sent!(
+                    op,
+                    iam.put_role_policy()
+                        .role_name(name)
+                        .policy_name(policy_name)
+                        .policy_document(document)
+                );
+                IamResponse::Done
+            }
+            IamRequest::DeleteRolePolicy { name, policy_name } => {
+                sent!(
+                    op,
+                    iam.delete_role_policy()
+                        .role_name(name)
+                        .policy_name(policy_name)
+                );
+                IamResponse::Done
+            }
+            IamRequest::ListRolePolicies { name } => IamResponse::Names(all_pages!(
+                op,
+                |marker| iam
+                    .list_role_policies()
+                    .role_name(&name)
+                    .set_marker(marker.take()),
+                |out| out.policy_names().iter().cloned()
+            )),
+            IamRequest::GetRolePolicy { name, policy_name } => {
+                let out = sent!(
+                    op,
+                    iam.get_role_policy()
+                        .role_name(name)
+                        .policy_name(policy_name)
+                );
+                IamResponse::Document(decode(out.policy_document()))
+            }
+            IamRequest::AttachRolePolicy { name, arn } => {
+                sent!(op, iam.attach_role_policy().role_name(name).policy_arn(arn));
+                IamResponse::Done
+            }
+            IamRequest::DetachRolePolicy { name, arn } => {
+                sent!(op, iam.detach_role_policy().role_name(name).policy_arn(arn));
+                IamResponse::Done
+            }
+            IamRequest::ListAttachedRolePolicies { name } => IamResponse::Names(all_pages!(
+                op,
+                |marker| iam
+                    .list_attached_role_policies()
+                    .role_name(&name)
+                    .set_marker(marker.take()),
+                |out| out
+                    .attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(String::from))
+            )),
+            other => {
+                return Err(AwsError::new(
+                    ErrorKind::Other,
+                    op,
+                    format!("{} is not a policy call", other.operation()),
+                ));
+            }
+        })
+    }
+
+    /// One page of the account's roles with their policies (the drift sweep's read).
+    async fn authorization_page(
+        &self,
+        op: &'static str,
+        marker: Option<String>,
+        max_items: i32,
+    ) -> Result<AuthorizationPage, AwsError> {
+        let out = sent!(
+            op,
+            self.iam
+                .get_account_authorization_details()
+                .filter(EntityType::Role)
+                .max_items(max_items)
+                .set_marker(marker)
+        );
+        let next_marker = if out.is_truncated() {
+            out.marker().map(String::from)
+        } else {
+            None
+        };
+        Ok(AuthorizationPage {
+            roles: out.role_detail_list().iter().map(role_details).collect(),
+            next_marker,
         })
     }
 }
