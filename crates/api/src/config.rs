@@ -304,10 +304,18 @@ impl OperatorConfig {
 
     /// Every problem with these settings, each naming the setting and the fix.
     pub fn problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut bad = |setting: &'static str, message: String| {
-            problems.push(ConfigProblem { setting, message })
-        };
+        let mut problems = Problems::default();
+        self.cluster_problems(&mut problems);
+        self.role_problems(&mut problems);
+        self.oidc_problems(&mut problems);
+        self.guardrail_problems(&mut problems);
+        self.limit_problems(&mut problems);
+        self.aws_problems(&mut problems);
+        problems.0
+    }
+
+    /// `clusterName`.
+    fn cluster_problems(&self, problems: &mut Problems) {
         let cluster_name_ok = |name: &str| {
             !name.is_empty()
                 && name.len() <= 63
@@ -316,12 +324,12 @@ impl OperatorConfig {
                     .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
         };
         if self.cluster_name.is_empty() {
-            bad(
+            problems.bad(
                 "clusterName",
                 "is required: set clusterName in the config file, or pass --cluster-name".into(),
             );
         } else if !cluster_name_ok(&self.cluster_name) {
-            bad(
+            problems.bad(
                 "clusterName",
                 format!(
                     "{:?} must be 1 to 63 characters of letters, digits and +=,.@_-",
@@ -329,12 +337,16 @@ impl OperatorConfig {
                 ),
             );
         }
+    }
+
+    /// `roles.*`.
+    fn role_problems(&self, problems: &mut Problems) {
         if let Some(prefix) = &self.roles.name_prefix {
             let chars_ok = prefix
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
             if !chars_ok || prefix.len() > 32 {
-                bad(
+                problems.bad(
                     "roles.namePrefix",
                     format!(
                         "{prefix:?} must be at most 32 characters of letters, digits and +=,.@_- \
@@ -346,7 +358,7 @@ impl OperatorConfig {
         if let Some(path) = &self.roles.path {
             let chars_ok = path.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c));
             if !path.starts_with('/') || !path.ends_with('/') || path.len() > 512 || !chars_ok {
-                bad(
+                problems.bad(
                     "roles.path",
                     format!(
                         "{path:?} must start and end with / and be at most 512 printable ASCII \
@@ -358,7 +370,7 @@ impl OperatorConfig {
         if let Some(arn) = &self.roles.permissions_boundary_arn
             && !is_policy_arn(arn)
         {
-            bad(
+            problems.bad(
                 "roles.permissionsBoundaryArn",
                 format!(
                     "{arn:?} is not a managed policy ARN (arn:aws:iam::<account>:policy/<name>)"
@@ -366,7 +378,7 @@ impl OperatorConfig {
             );
         }
         if !(1..=MAX_MANAGED_POLICIES_CEILING).contains(&self.roles.max_managed_policies) {
-            bad(
+            problems.bad(
                 "roles.maxManagedPolicies",
                 format!(
                     "{} is out of range: IAM allows 1 to {MAX_MANAGED_POLICIES_CEILING} managed \
@@ -375,10 +387,14 @@ impl OperatorConfig {
                 ),
             );
         }
+    }
+
+    /// `oidc.*`.
+    fn oidc_problems(&self, problems: &mut Problems) {
         if let Some(url) = &self.oidc.issuer_url
             && (!url.starts_with("https://") || url.len() <= "https://".len())
         {
-            bad(
+            problems.bad(
                 "oidc.issuerUrl",
                 format!("{url:?} must be an https:// URL, e.g. https://oidc.example.com/id/ABC"),
             );
@@ -386,7 +402,7 @@ impl OperatorConfig {
         if let Some(arn) = &self.oidc.provider_arn
             && !is_oidc_provider_arn(arn)
         {
-            bad(
+            problems.bad(
                 "oidc.providerArn",
                 format!(
                     "{arn:?} is not an OIDC provider ARN \
@@ -396,7 +412,7 @@ impl OperatorConfig {
         }
         for arn in &self.oidc.additional_provider_arns {
             if !is_oidc_provider_arn(arn) {
-                bad(
+                problems.bad(
                     "oidc.additionalProviderArns",
                     format!(
                         "{arn:?} is not an OIDC provider ARN \
@@ -405,13 +421,17 @@ impl OperatorConfig {
                 );
             }
         }
+    }
+
+    /// `guardrails.*`.
+    fn guardrail_problems(&self, problems: &mut Problems) {
         for pattern in &self.guardrails.denied_actions {
             let ok = pattern == "*"
                 || pattern.split_once(':').is_some_and(|(service, action)| {
                     !service.is_empty() && !action.is_empty() && !action.contains(':')
                 });
             if !ok {
-                bad(
+                problems.bad(
                     "guardrails.deniedActions",
                     format!(
                         "{pattern:?} is not an action pattern: write service:Action, e.g. iam:*"
@@ -431,7 +451,7 @@ impl OperatorConfig {
         ] {
             for pattern in patterns {
                 if !pattern.starts_with("arn:") && pattern != "*" {
-                    bad(
+                    problems.bad(
                         setting,
                         format!(
                             "{pattern:?} must be a policy ARN glob starting with arn:, \
@@ -441,9 +461,13 @@ impl OperatorConfig {
                 }
             }
         }
+    }
+
+    /// `trustPolicy.maxBytes` and `driftInterval`.
+    fn limit_problems(&self, problems: &mut Problems) {
         let max_bytes = self.trust_policy.max_bytes;
         if !(256..=TRUST_POLICY_MAX_BYTES_CEILING).contains(&max_bytes) {
-            bad(
+            problems.bad(
                 "trustPolicy.maxBytes",
                 format!(
                     "{max_bytes} is out of range: use the account's quota, from 256 to \
@@ -452,22 +476,23 @@ impl OperatorConfig {
             );
         }
         match self.drift_interval() {
-            Err(problem) => problems.push(problem),
-            Ok(interval) if interval < Duration::from_secs(10) => problems.push(ConfigProblem {
-                setting: "driftInterval",
-                message: format!(
+            Err(problem) => problems.0.push(problem),
+            Ok(interval) if interval < Duration::from_secs(10) => problems.bad(
+                "driftInterval",
+                format!(
                     "{} is too short: use 10s or more (every sweep reads IAM)",
                     self.drift_interval
                 ),
-            }),
+            ),
             Ok(_) => {}
         }
-        let mut bad = |setting: &'static str, message: String| {
-            problems.push(ConfigProblem { setting, message })
-        };
+    }
+
+    /// `aws.*`.
+    fn aws_problems(&self, problems: &mut Problems) {
         let rps = self.aws.max_requests_per_second;
         if !(rps.is_finite() && rps > 0.0) {
-            bad(
+            problems.bad(
                 "aws.maxRequestsPerSecond",
                 format!("{rps} must be a number above 0, e.g. 10"),
             );
@@ -475,7 +500,7 @@ impl OperatorConfig {
         if let Some(account) = &self.aws.account_id
             && (account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()))
         {
-            bad(
+            problems.bad(
                 "aws.accountId",
                 format!("{account:?} must be a 12-digit AWS account id"),
             );
@@ -483,7 +508,7 @@ impl OperatorConfig {
         if let Some(url) = &self.aws.endpoint_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            bad(
+            problems.bad(
                 "aws.endpointUrl",
                 format!("{url:?} must be an http:// or https:// URL"),
             );
@@ -492,12 +517,21 @@ impl OperatorConfig {
             && !["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"]
                 .contains(&partition.as_str())
         {
-            bad(
+            problems.bad(
                 "aws.partition",
                 format!("{partition:?} is not an AWS partition: use aws, aws-cn or aws-us-gov"),
             );
         }
-        problems
+    }
+}
+
+/// Problems found so far.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn bad(&mut self, setting: &'static str, message: String) {
+        self.0.push(ConfigProblem { setting, message });
     }
 }
 
