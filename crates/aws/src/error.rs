@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Malformed,
     /// 5xx, timeouts, dropped connections: try again later.
     Unavailable,
+    /// This replica may not write now (not the leader, or past its renew deadline): the
+    /// write was never sent. Neither an outage nor worth retrying; the replica exits.
+    Fenced,
     /// Anything else.
     Other,
 }
@@ -49,6 +52,7 @@ impl ErrorKind {
             ErrorKind::AccessDenied => reason::AWS_ACCESS_DENIED,
             ErrorKind::Unavailable | ErrorKind::Conflict => reason::AWS_UNAVAILABLE,
             ErrorKind::Malformed | ErrorKind::LimitExceeded => reason::INVALID_SPEC,
+            ErrorKind::Fenced => "WriteFenced",
             ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::Other => "AwsError",
         }
     }

@@ -22,6 +22,7 @@ use crate::api::{
 };
 use crate::error::{AwsError, ErrorKind};
 use crate::fenced_http::FencedHttpClient;
+use crate::wire_fence::WriteFenced;
 
 /// Says whether an IAM write may be sent now (leader election: only the leader, within
 /// its renew deadline, writes).
@@ -63,7 +64,7 @@ impl Intercept for Fence {
     ) -> Result<(), BoxError> {
         let body = context.request().body().bytes().unwrap_or_default();
         if is_write_action(body) && !(self.0.0)() {
-            return Err("this replica may not write now (not the leader, or past its renew deadline): IAM write fenced".into());
+            return Err(Box::new(WriteFenced));
         }
         Ok(())
     }
@@ -154,12 +155,29 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     }
 }
 
+/// Whether the write fence (the interceptor, or a fenced connection) stopped the call.
+fn fenced(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        // io::Error's source skips the error it wraps: look inside.
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if error.is::<WriteFenced>() || wrapped.is_some_and(|inner| inner.is::<WriteFenced>()) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// Sorts an SDK error into a kind, keeping AWS's code and message.
 fn sorted<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
     err: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> AwsError {
     let kind = match &err {
+        _ if fenced(&err) => ErrorKind::Fenced,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ErrorKind::Unavailable
         }

@@ -19,7 +19,7 @@ use crate::sdk::WriteGate;
 /// What a refused socket write fails with.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "this replica may not write now (not the leader, or past its renew deadline): write fenced at the socket"
+    "this replica may not write now (not the leader, or past its renew deadline): write fenced"
 )]
 pub struct WriteFenced;
 
@@ -118,7 +118,12 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for FencedIo<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    // A TLS shutdown first sends what an earlier write left buffered: closed, the
+    // connection is dropped instead.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.refused().is_some() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -168,6 +173,9 @@ mod tests {
         assert!(vectored.await.is_err(), "a vectored write got through");
         let flushed = std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx)).await;
         assert!(flushed.is_err(), "a flush got through");
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx))
+            .await
+            .expect("a closed connection shuts down without a byte");
 
         drop(io);
         let mut arrived = Vec::new();

@@ -1,11 +1,11 @@
 //! Where ServiceAccounts and bindings come from: in-memory watch caches (reflector
 //! stores: ServiceAccount metadata without managedFields, and bindings, each read
 //! through `DeserializeGuard` so one unreadable binding cannot stop the cache). A
-//! ServiceAccount missing from the cache costs one live GET with a short timeout, never
-//! more; so does one that is cached without a role that no binding covers, once per
-//! ServiceAccount per few seconds, since the cache may be behind an annotation that just
-//! landed (amazon-eks-pod-identity-webhook issue #174). Bindings are only ever read from
-//! the cache.
+//! ServiceAccount missing from the cache, or cached without a role that no binding
+//! covers, costs one live look with a short timeout: a GET of the ServiceAccount and a
+//! LIST of its namespace's bindings, memoized per ServiceAccount for a few seconds, since
+//! the caches may be behind an annotation or a binding that just landed
+//! (amazon-eks-pod-identity-webhook issue #174).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,13 +28,17 @@ use crate::identity::Predictor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    #[error("live GET of ServiceAccount {namespace}/{name} timed out after {timeout:?}")]
+    #[error(
+        "live look at ServiceAccount {namespace}/{name} (its GET or its namespace's bindings) timed out after {timeout:?}"
+    )]
     Timeout {
         namespace: String,
         name: String,
         timeout: Duration,
     },
-    #[error("live GET of ServiceAccount {namespace}/{name} failed: {source}")]
+    #[error(
+        "live look at ServiceAccount {namespace}/{name} (its GET or its namespace's bindings) failed: {source}"
+    )]
     Api {
         namespace: String,
         name: String,
@@ -201,14 +205,20 @@ impl CachedLookup {
         name: &str,
         fetched: Option<Option<BTreeMap<String, String>>>,
     ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
-        let own = match fetched {
-            Some(own) => own,
-            None => self.live_annotations(namespace, name).await?,
+        // Both at once: a slow API server costs one timeout, not two.
+        let own = async {
+            match fetched {
+                Some(own) => Ok(own),
+                None => self.live_annotations(namespace, name).await,
+            }
         };
-        let bindings = match (&self.live, self.predictor.predicts()) {
-            (Some(client), true) => {
-                self.live_gets.fetch_add(1, Ordering::Relaxed);
-                let api: Api<WatchedBinding> = Api::namespaced(client.clone(), namespace);
+        let bindings = async {
+            let (Some(client), true) = (&self.live, self.predictor.predicts()) else {
+                return Ok(Vec::new());
+            };
+            self.live_gets.fetch_add(1, Ordering::Relaxed);
+            let api: Api<WatchedBinding> = Api::namespaced(client.clone(), namespace);
+            Ok(
                 tokio::time::timeout(self.live_get_timeout, api.list(&ListParams::default()))
                     .await
                     .map_err(|_| LookupError::Timeout {
@@ -221,10 +231,10 @@ impl CachedLookup {
                         name: name.into(),
                         source,
                     })?
-                    .items
-            }
-            _ => Vec::new(),
+                    .items,
+            )
         };
+        let (own, bindings) = futures::try_join!(own, bindings)?;
         let owner = service_account_owner(
             bindings.iter().filter_map(|b| b.0.as_ref().ok()),
             namespace,

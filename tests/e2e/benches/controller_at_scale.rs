@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use podidentity_api::PodIdentityBinding;
 use podidentity_e2e::bench::{self, cpu_seconds, status_mib};
 use podidentity_e2e::operator::{Operator, Replica, family_sum};
@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 const BINDINGS_PER_NAMESPACE: usize = 20;
 const BURST: usize = 1_000;
 const BURST_RATE: f64 = 50.0;
+/// Long enough that the burst, started right after a sweep and the idle period, ends
+/// before the next sweep: moto builds every role's details for each page, and holds its
+/// other calls meanwhile (real IAM does not).
+const SWEEP_EVERY: &str = "90s";
 
 fn main() {
     let n = bench::env_number("PODIDENTITY_BENCH_BINDINGS", 10_000) as usize;
@@ -71,30 +75,57 @@ async fn create(
         .await;
 }
 
-/// Bindings Ready for their current generation, cluster-wide.
-async fn ready_count(client: &kube::Client) -> usize {
-    let api: Api<PodIdentityBinding> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    list.iter()
-        .filter(|b| {
-            podidentity_e2e::scenario::condition(b, "Ready").is_some_and(|c| {
-                c.status == "True" && c.observed_generation == b.metadata.generation
-            })
-        })
-        .count()
-}
-
-async fn wait_ready_count(client: &kube::Client, n: usize, timeout: Duration) -> Duration {
+/// Waits, through one watch (not a list of every binding every few hundred ms, which at
+/// 11,000 bindings loads the API server on the cores the figures are taken on), until every
+/// binding named app{range} is Ready for its generation; `None` if that takes longer than
+/// `timeout`. Watch errors are retried (with backoff), never taken for the end.
+async fn wait_ready_watched(
+    client: &kube::Client,
+    range: std::ops::Range<usize>,
+    timeout: Duration,
+) -> Option<Duration> {
+    use kube::runtime::{WatchStreamExt, watcher};
     let started = Instant::now();
-    loop {
-        if ready_count(client).await >= n || started.elapsed() > timeout {
-            return started.elapsed();
+    let wanted: std::collections::HashSet<String> = range.map(|i| format!("app{i}")).collect();
+    let mut ready = std::collections::HashSet::new();
+    let api: Api<PodIdentityBinding> = Api::all(client.clone());
+    let mut events = std::pin::pin!(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
+    let watching = async {
+        while let Some(event) = events.next().await {
+            let binding = match event {
+                Ok(binding) => binding,
+                Err(err) => {
+                    eprintln!("  (the Ready watch failed, trying again: {err})");
+                    continue;
+                }
+            };
+            let name = binding.metadata.name.clone().unwrap_or_default();
+            if !wanted.contains(&name) {
+                continue;
+            }
+            let key = (binding.metadata.namespace.clone(), name);
+            let is_ready =
+                podidentity_e2e::scenario::condition(&binding, "Ready").is_some_and(|c| {
+                    c.status == "True" && c.observed_generation == binding.metadata.generation
+                });
+            if is_ready {
+                ready.insert(key);
+            } else {
+                ready.remove(&key);
+            }
+            if ready.len() >= wanted.len() {
+                return true;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        false
+    };
+    match tokio::time::timeout(timeout, watching).await {
+        Ok(true) => Some(started.elapsed()),
+        _ => None,
     }
 }
 
@@ -153,7 +184,9 @@ async fn measure(s: &Scenario, n: usize) {
     let started = Instant::now();
     create(s, &namespaces, 0..n, true).await;
     let created = started.elapsed();
-    let waited = wait_ready_count(&client, n, Duration::from_secs(3600)).await;
+    let waited = wait_ready_watched(&client, 0..n, Duration::from_secs(3600))
+        .await
+        .expect("the world's bindings became Ready within an hour");
     println!(
         "world: {n} bindings in {namespace_count} namespaces, {} ServiceAccounts; created in {:.0}s, all Ready {:.0}s later",
         2 * n,
@@ -166,7 +199,7 @@ async fn measure(s: &Scenario, n: usize) {
 
     // The measured controller, started on a world already in line.
     let rendered = s
-        .install(json!({"aws": {"maxRequestsPerSecond": BURST_RATE}, "driftInterval": "45s"}))
+        .install(json!({"aws": {"maxRequestsPerSecond": BURST_RATE}, "driftInterval": SWEEP_EVERY}))
         .await;
     let audit = s.audit_now();
     let iam = s.iam.mark();
@@ -221,7 +254,7 @@ async fn measure(s: &Scenario, n: usize) {
     let idle_audit = s.audit_now();
     let gaad = s.iam.count("GetAccountAuthorizationDetails");
     let cpu_before = cpu_seconds(pid);
-    let sweep = sweep_done(s, gaad, Duration::from_secs(120)).await;
+    let sweep = sweep_done(s, gaad, Duration::from_secs(300)).await;
     let cpu = cpu_seconds(pid) - cpu_before;
     let sweep_calls = s.iam.calls_since(idle_iam);
     let idle_for = Duration::from_secs(20);
@@ -252,22 +285,36 @@ async fn measure(s: &Scenario, n: usize) {
     // 1,000 new bindings at once: the budget, not the controller, should be the limit.
     let burst_iam = s.iam.mark();
     let started = Instant::now();
-    create(s, &namespaces, n..n + BURST, false).await;
-    let waited = wait_ready_count(&client, n + BURST, Duration::from_secs(1800)).await;
-    let all_ready = started.elapsed();
+    let (_, waited) = futures::join!(
+        create(s, &namespaces, n..n + BURST, false),
+        wait_ready_watched(&client, n..n + BURST, Duration::from_secs(1800)),
+    );
+    let Some(waited) = waited else {
+        println!("{BURST} new bindings at once: not all Ready within 30 minutes");
+        return;
+    };
+    let all_ready = started.elapsed().max(waited);
     let burst_calls = s.iam.calls_since(burst_iam);
-    // Sweep reads during the burst are not the burst's.
-    let needed = burst_calls
+    let sweep_reads = burst_calls
         .iter()
-        .filter(|c| c.action != "GetAccountAuthorizationDetails")
+        .filter(|c| c.action == "GetAccountAuthorizationDetails")
         .count();
-    let budget = needed as f64 / BURST_RATE;
+    // Calls made (retries of moto's 500s included) and the least a burst needs: CreateRole
+    // and PutRolePolicy per binding.
+    let made = burst_calls.len() - sweep_reads;
+    let least = 2 * BURST;
+    let (by_made, by_least) = (made as f64 / BURST_RATE, least as f64 / BURST_RATE);
     println!(
-        "{BURST} new bindings at once: all Ready {:.1}s after the first create ({:.1}s after the last); IAM calls needed {needed} ({:?}) ÷ {BURST_RATE}/s = {budget:.1}s; ratio {:.2} (goal ≤ 1.10)",
+        "{BURST} new bindings at once: all Ready {:.1}s after the first create; IAM calls made {made} ({:?}) ÷ {BURST_RATE}/s = {by_made:.1}s, ratio {:.2}; least needed {least} ÷ {BURST_RATE}/s = {by_least:.1}s, ratio {:.2} (goal ≤ 1.10); {}",
         all_ready.as_secs_f64(),
-        waited.as_secs_f64(),
         by_action(&burst_calls),
-        all_ready.as_secs_f64() / budget
+        all_ready.as_secs_f64() / by_made,
+        all_ready.as_secs_f64() / by_least,
+        if sweep_reads == 0 {
+            "no sweep overlapped".to_string()
+        } else {
+            format!("a sweep overlapped ({sweep_reads} page reads)")
+        }
     );
     println!(
         "controller RSS {:.1} MiB, peak {:.1} MiB (goal ≤ 64 MiB)",
