@@ -60,8 +60,12 @@ pub trait IdentityLookup: Send + Sync {
 }
 
 /// Cache-backed lookup with a single live GET on a ServiceAccount miss.
-/// One live look: when, and the annotations seen (`None`: no such ServiceAccount).
-type Recheck = (Instant, Option<BTreeMap<String, String>>);
+/// One live look: when it began, and the annotations it saw (`None`: no such
+/// ServiceAccount), shared by every admission that asks while it runs.
+type Recheck = (
+    Instant,
+    Arc<tokio::sync::OnceCell<Option<BTreeMap<String, String>>>>,
+);
 
 /// A binding as the watch delivers it, readable or not.
 pub type WatchedBinding = DeserializeGuard<PodIdentityBinding>;
@@ -179,24 +183,31 @@ impl CachedLookup {
         fetched: Option<Option<BTreeMap<String, String>>>,
     ) -> Option<BTreeMap<String, String>> {
         let key = (namespace.to_string(), name.to_string());
-        if let Ok(rechecked) = self.rechecked.lock()
-            && let Some((at, seen)) = rechecked.get(&key)
-            && at.elapsed() < RECHECK_AFTER
-        {
-            return seen.clone();
-        }
-        let seen = match self.look_live(namespace, name, fetched).await {
-            Ok(seen) => seen,
-            Err(err) => {
-                tracing::warn!(error = %err, "live look at a ServiceAccount without a role failed");
-                None
-            }
+        // The pods of a Deployment arrive together: the first starts the look, the others
+        // wait for its answer.
+        let look = match self.rechecked.lock() {
+            Ok(mut rechecked) => match rechecked.get(&key) {
+                Some((at, look)) if at.elapsed() < RECHECK_AFTER => look.clone(),
+                _ => {
+                    rechecked.retain(|_, (at, _)| at.elapsed() < RECHECK_AFTER);
+                    let look = Arc::default();
+                    rechecked.insert(key, (Instant::now(), Arc::clone(&look)));
+                    look
+                }
+            },
+            Err(_) => Arc::default(),
         };
-        if let Ok(mut rechecked) = self.rechecked.lock() {
-            rechecked.retain(|_, (at, _)| at.elapsed() < RECHECK_AFTER);
-            rechecked.insert(key, (Instant::now(), seen.clone()));
-        }
-        seen
+        look.get_or_init(|| async {
+            match self.look_live(namespace, name, fetched).await {
+                Ok(seen) => seen,
+                Err(err) => {
+                    tracing::warn!(error = %err, "live look at a ServiceAccount without a role failed");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
     }
 
     async fn look_live(
