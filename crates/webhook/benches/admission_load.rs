@@ -101,7 +101,7 @@ async fn serve() {
         sa_writer.apply_watcher_event(&Event::InitApply(sa));
     }
     sa_writer.apply_watcher_event(&Event::InitDone);
-    bindings.apply(&Event::Init);
+    bindings.apply(Event::Init);
     for i in 0..binding_count() {
         // Bindings cover ServiceAccounts app-{i} with i % 10 == 8 (not yet annotated).
         let sa_index = i * 10 + 8;
@@ -113,9 +113,9 @@ async fn serve() {
             },
         );
         binding.metadata.namespace = Some(format!("team-{}", sa_index % 200));
-        bindings.apply(&Event::InitApply(DeserializeGuard(Ok(binding))));
+        bindings.apply(Event::InitApply(DeserializeGuard(Ok(binding))));
     }
-    bindings.apply(&Event::InitDone);
+    bindings.apply(Event::InitDone);
 
     let operator = OperatorConfig {
         cluster_name: "prod".into(),

@@ -41,7 +41,7 @@ async fn per_lookup(bindings: usize) -> f64 {
     let (sa_store, mut sa_writer) = reflector::store::<PartialObjectMeta<ServiceAccount>>();
     sa_writer.apply_watcher_event(&Event::Init);
     let cache = Arc::new(BindingCache::new());
-    cache.apply(&Event::Init);
+    cache.apply(Event::Init);
     for i in 0..bindings {
         let namespace = format!("team-{}", i % NAMESPACES);
         let account = format!("app-{i}");
@@ -61,10 +61,10 @@ async fn per_lookup(bindings: usize) -> f64 {
             },
         );
         binding.metadata.namespace = Some(namespace);
-        cache.apply(&Event::InitApply(DeserializeGuard(Ok(binding))));
+        cache.apply(Event::InitApply(DeserializeGuard(Ok(binding))));
     }
     sa_writer.apply_watcher_event(&Event::InitDone);
-    cache.apply(&Event::InitDone);
+    cache.apply(Event::InitDone);
     let operator = OperatorConfig {
         cluster_name: "prod".into(),
         aws: AwsConfig {

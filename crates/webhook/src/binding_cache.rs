@@ -107,8 +107,9 @@ impl BindingCache {
         Self::default()
     }
 
-    /// Applies one watch event, as a reflector store would.
-    pub fn apply(&self, event: &Event<WatchedBinding>) {
+    /// Applies one watch event, as a reflector store would (taking the binding, not a
+    /// copy of it).
+    pub fn apply(&self, event: Event<WatchedBinding>) {
         match event {
             Event::Init => {
                 if let Ok(mut next) = self.relisting.write() {
@@ -116,10 +117,10 @@ impl BindingCache {
                 }
             }
             Event::InitApply(binding) => {
-                if let (Ok(mut next), Ok(readable)) = (self.relisting.write(), &binding.0)
+                if let (Ok(mut next), Ok(readable)) = (self.relisting.write(), binding.0)
                     && let Some(next) = next.as_mut()
                 {
-                    next.insert(readable.clone());
+                    next.insert(readable);
                 }
             }
             Event::InitDone => {
@@ -130,19 +131,17 @@ impl BindingCache {
                 self.listed.store(true, Ordering::Release);
             }
             Event::Apply(binding) => {
+                let key = key_of(&binding);
                 if let Ok(mut index) = self.index.write() {
-                    match &binding.0 {
-                        Ok(readable) => index.insert(readable.clone()),
-                        Err(_) => {
-                            if let Some(key) = key_of(binding) {
-                                index.remove(&key);
-                            }
-                        }
+                    match (binding.0, key) {
+                        (Ok(readable), _) => index.insert(readable),
+                        (Err(_), Some(key)) => index.remove(&key),
+                        (Err(_), None) => {}
                     }
                 }
             }
             Event::Delete(binding) => {
-                if let (Some(key), Ok(mut index)) = (key_of(binding), self.index.write()) {
+                if let (Some(key), Ok(mut index)) = (key_of(&binding), self.index.write()) {
                     index.remove(&key);
                 }
             }
@@ -214,24 +213,24 @@ mod tests {
     #[test]
     fn bindings_follow_the_service_account_they_name() {
         let cache = BindingCache::new();
-        cache.apply(&Event::Init);
-        cache.apply(&Event::InitApply(binding("a", "orders")));
+        cache.apply(Event::Init);
+        cache.apply(Event::InitApply(binding("a", "orders")));
         assert!(!cache.is_listed());
         assert!(
             names(&cache, "orders").is_empty(),
             "not swapped in before InitDone"
         );
-        cache.apply(&Event::InitDone);
+        cache.apply(Event::InitDone);
         assert!(cache.is_listed());
         assert_eq!(names(&cache, "orders"), ["a"]);
 
-        cache.apply(&Event::Apply(binding("b", "orders")));
+        cache.apply(Event::Apply(binding("b", "orders")));
         assert_eq!(names(&cache, "orders"), ["a", "b"]);
         // A binding that now names another ServiceAccount leaves the old one.
-        cache.apply(&Event::Apply(binding("a", "payments")));
+        cache.apply(Event::Apply(binding("a", "payments")));
         assert_eq!(names(&cache, "orders"), ["b"]);
         assert_eq!(names(&cache, "payments"), ["a"]);
-        cache.apply(&Event::Delete(binding("b", "orders")));
+        cache.apply(Event::Delete(binding("b", "orders")));
         assert!(names(&cache, "orders").is_empty());
         assert!(cache.covering("other", "payments").is_empty());
         assert_eq!(cache.len(), 1);
@@ -242,17 +241,17 @@ mod tests {
             namespace: Some("shop".into()),
             ..kube::core::ObjectMeta::default()
         };
-        cache.apply(&Event::Apply(DeserializeGuard(Err(InvalidObject {
+        cache.apply(Event::Apply(DeserializeGuard(Err(InvalidObject {
             error: "unknown field".into(),
             metadata,
         }))));
         assert!(names(&cache, "payments").is_empty());
 
         // A relist replaces everything.
-        cache.apply(&Event::Apply(binding("c", "orders")));
-        cache.apply(&Event::Init);
-        cache.apply(&Event::InitApply(binding("d", "orders")));
-        cache.apply(&Event::InitDone);
+        cache.apply(Event::Apply(binding("c", "orders")));
+        cache.apply(Event::Init);
+        cache.apply(Event::InitApply(binding("d", "orders")));
+        cache.apply(Event::InitDone);
         assert_eq!(names(&cache, "orders"), ["d"]);
     }
 
@@ -270,7 +269,7 @@ mod tests {
             );
         }
         let cache = BindingCache::new();
-        cache.apply(&Event::Apply(watched));
+        cache.apply(Event::Apply(watched));
         let cached = cache.covering("shop", "orders");
         let [one] = cached.as_slice() else {
             panic!("one binding: {cached:?}")
@@ -296,7 +295,7 @@ mod tests {
             "eks.amazonaws.com",
         );
         let cache = BindingCache::new();
-        cache.apply(&Event::Apply(binding("a", "orders")));
+        cache.apply(Event::Apply(binding("a", "orders")));
         let first = cache.covering("shop", "orders");
         let predicted = first[0].prediction(&predictor).cloned();
         let PodIdentityBinding { spec, .. } = &first[0].binding;
@@ -312,7 +311,7 @@ mod tests {
         assert!(Arc::ptr_eq(&first[0], &again[0]));
         assert!(again[0].prediction.get().is_some());
         // A new version is a new entry with its own prediction.
-        cache.apply(&Event::Apply(binding("a", "orders")));
+        cache.apply(Event::Apply(binding("a", "orders")));
         let updated = cache.covering("shop", "orders");
         assert!(!Arc::ptr_eq(&first[0], &updated[0]));
         assert!(updated[0].prediction.get().is_none());

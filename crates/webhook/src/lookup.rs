@@ -348,7 +348,7 @@ pub fn watch_cluster(
             .default_backoff()
             .for_each(move |event| {
                 match event {
-                    Ok(event) => binding_cache.apply(&event),
+                    Ok(event) => binding_cache.apply(event),
                     Err(err) => {
                         tracing::warn!(error = %err, "PodIdentityBinding watch failed; retrying")
                     }

@@ -101,11 +101,11 @@ where
 
 /// A binding cache that has listed `bindings`, as its watch would fill it.
 fn listed(cache: &BindingCache, bindings: Vec<WatchedBinding>) {
-    cache.apply(&Event::Init);
+    cache.apply(Event::Init);
     for binding in bindings {
-        cache.apply(&Event::InitApply(binding));
+        cache.apply(Event::InitApply(binding));
     }
-    cache.apply(&Event::InitDone);
+    cache.apply(Event::InitDone);
 }
 
 /// A fake API server holding `objects`, counting every ServiceAccount GET.

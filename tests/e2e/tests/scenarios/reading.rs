@@ -170,8 +170,8 @@ pub async fn the_webhook_cache_holds_metadata_and_looks_again(s: Scenario) {
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply((*cached).clone()));
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
     let no_bindings = std::sync::Arc::new(podidentity_webhook::binding_cache::BindingCache::new());
-    no_bindings.apply(&kube::runtime::watcher::Event::Init);
-    no_bindings.apply(&kube::runtime::watcher::Event::InitDone);
+    no_bindings.apply(kube::runtime::watcher::Event::Init);
+    no_bindings.apply(kube::runtime::watcher::Event::InitDone);
     let behind = CachedLookup::new(
         frozen,
         no_bindings,
