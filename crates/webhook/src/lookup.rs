@@ -147,18 +147,16 @@ impl CachedLookup {
         Ok((self.live_annotations(namespace, name).await?, false))
     }
 
-    /// One live GET of the ServiceAccount's metadata, bounded by the timeout.
-    async fn live_annotations(
+    /// One live call about the ServiceAccount `namespace/name`: counted, bounded by the
+    /// timeout, its failure named.
+    async fn live_call<T>(
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
-        let Some(client) = &self.live else {
-            return Ok(None);
-        };
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, LookupError> {
         self.live_gets.fetch_add(1, Ordering::Relaxed);
-        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-        let fetched = tokio::time::timeout(self.live_get_timeout, api.get_metadata_opt(name))
+        tokio::time::timeout(self.live_get_timeout, call)
             .await
             .map_err(|_| LookupError::Timeout {
                 namespace: namespace.into(),
@@ -169,7 +167,22 @@ impl CachedLookup {
                 namespace: namespace.into(),
                 name: name.into(),
                 source,
-            })?;
+            })
+    }
+
+    /// One live GET of the ServiceAccount's metadata, bounded by the timeout.
+    async fn live_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+        let Some(client) = &self.live else {
+            return Ok(None);
+        };
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        let fetched = self
+            .live_call(namespace, name, api.get_metadata_opt(name))
+            .await?;
         Ok(fetched.map(|sa| sa.metadata.annotations.unwrap_or_default()))
     }
 
@@ -227,23 +240,11 @@ impl CachedLookup {
             let (Some(client), true) = (&self.live, self.predictor.predicts()) else {
                 return Ok(Vec::new());
             };
-            self.live_gets.fetch_add(1, Ordering::Relaxed);
             let api: Api<WatchedBinding> = Api::namespaced(client.clone(), namespace);
-            Ok(
-                tokio::time::timeout(self.live_get_timeout, api.list(&ListParams::default()))
-                    .await
-                    .map_err(|_| LookupError::Timeout {
-                        namespace: namespace.into(),
-                        name: name.into(),
-                        timeout: self.live_get_timeout,
-                    })?
-                    .map_err(|source| LookupError::Api {
-                        namespace: namespace.into(),
-                        name: name.into(),
-                        source,
-                    })?
-                    .items,
-            )
+            let listed = self
+                .live_call(namespace, name, api.list(&ListParams::default()))
+                .await?;
+            Ok(listed.items)
         };
         let (own, bindings) = futures::try_join!(own, bindings)?;
         let owner = service_account_owner(
