@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use podidentity_aws::budget::Budgeted;
-use podidentity_aws::sdk::{AwsSettings, SdkIam, WriteGate};
+use podidentity_aws::sdk::{AwsSettings, SdkIam};
 use podidentity_controller::Context;
 use podidentity_controller::fence::{FenceLayer, write_service};
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
@@ -132,10 +132,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         max_attempts: 5,
         call_timeout: Some(Duration::from_secs(30)),
         static_credentials: None,
-        write_gate: Some(WriteGate(Arc::new({
-            let leadership = leadership.clone();
-            move || leadership.may_write()
-        }))),
+        write_gate: Some(leadership.write_gate()),
     })
     .await;
     let iam = Arc::new(Budgeted::new(

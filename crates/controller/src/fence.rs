@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +20,6 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::{Body, ConfigExt, DynBody};
-use podidentity_aws::sdk::WriteGate;
 use podidentity_aws::wire_fence::FencedConnector;
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
@@ -91,16 +89,13 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if is_read(request.method()) {
-            let future = self.reads.call(request);
-            return Box::pin(async move { future.await.map_err(Into::into) });
-        }
-        if !self.leadership.may_write() {
+        let write = !is_read(request.method());
+        if write && !self.leadership.may_write() {
             return Box::pin(async { Err(Box::new(NotLeader) as BoxError) });
         }
         match &self.writes {
-            Some(writes) => Box::pin(writes.clone().oneshot(request)),
-            None => {
+            Some(writes) if write => Box::pin(writes.clone().oneshot(request)),
+            _ => {
                 let future = self.reads.call(request);
                 Box::pin(async move { future.await.map_err(Into::into) })
             }
@@ -122,8 +117,10 @@ pub fn write_service(
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(config.connect_timeout);
-    let gate = WriteGate(Arc::new(move || leadership.may_write()));
-    let connector = FencedConnector::new(config.rustls_https_connector_with_connector(tcp)?, gate);
+    let connector = FencedConnector::new(
+        config.rustls_https_connector_with_connector(tcp)?,
+        leadership.write_gate(),
+    );
     let client: hyper_util::client::legacy::Client<_, Body> =
         hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
     // kube bounds a whole request by its read timeout; so do we.

@@ -114,6 +114,12 @@ impl Leadership {
         }
     }
 
+    /// The same answer as a gate the IAM client and fenced connections ask.
+    pub fn write_gate(&self) -> podidentity_aws::sdk::WriteGate {
+        let leadership = self.clone();
+        podidentity_aws::sdk::WriteGate(Arc::new(move || leadership.may_write()))
+    }
+
     /// A renewal (or acquisition) sent at `sent` succeeded: the deadline runs from the
     /// moment the request left, which is no later than the API server stored it.
     fn renewed(&self, sent: Instant) {
