@@ -97,6 +97,9 @@ impl SdkIam {
         let shared = sdk_config(settings).await;
         let mut iam = aws_sdk_iam::config::Builder::from(&shared);
         if let Some(gate) = &settings.write_gate {
+            // Two checks of one gate: the interceptor refuses a write before it is signed
+            // (an error the SDK does not retry); the fenced connections are the guarantee
+            // for a process stopped after that check.
             iam = iam.interceptor(Fence(gate.clone()));
             // Only IAM's client: STS and the credential chain (IMDS, web identity) are
             // not writes and must go on for a standby.
