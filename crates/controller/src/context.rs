@@ -164,13 +164,24 @@ impl Context {
             .is_ok_and(|made| made.get(&format!("{namespace}/{name}")) == binding.uid().as_ref())
     }
 
-    /// Whether a binding `namespace/name` may exist: false only when the watch cache has
-    /// listed and holds none (without a cache, always true).
-    pub fn binding_may_exist(&self, namespace: &str, name: &str) -> bool {
+    /// Whether the short form may have made a binding `namespace/name`: false only when
+    /// the watch cache holds none of that name labelled as the short form's (without a
+    /// cache, always true). A binding a user made under that name is not the short form's
+    /// to take back, so it is no reason to look.
+    pub fn short_form_binding_may_exist(&self, namespace: &str, name: &str) -> bool {
         match &self.bindings {
             Bindings::Cached(store) => store
-                .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
-                .is_some(),
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some_and(|binding| {
+                    binding
+                        .meta()
+                        .labels
+                        .as_ref()
+                        .and_then(|labels| {
+                            labels.get(podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL)
+                        })
+                        .is_some_and(|value| value == "true")
+                }),
             Bindings::Live => true,
         }
     }

@@ -22,7 +22,7 @@ use crate::health::{self, Health};
 use crate::leader::{Elector, Lost};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
 use crate::short_form::AccountMeta;
-use crate::watches::{owner_to_wake, raise_when_listed, wake_waiting_siblings};
+use crate::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
 
 pub struct RunSettings {
     pub health_listen: SocketAddr,
@@ -61,6 +61,11 @@ async fn shutdown_signal() {
 /// limits how fast roles are made (32 passes wait on 50 calls a second with room to spare).
 const RECONCILE_CONCURRENCY: u16 = 32;
 
+/// Bindings per page of the watch's first list. Each page arrives whole, managedFields
+/// and all, before the cache trims it: at 500 (kube's default) a page held more memory
+/// than a thousand trimmed bindings.
+const BINDINGS_PAGE: u32 = 100;
+
 /// Runs until a signal, a lost lease, or a failed listener. With leader election the
 /// replica is a standby (ready, reconciling nothing) until it holds the lease.
 pub async fn run(
@@ -93,13 +98,10 @@ pub async fn run(
 
     let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");
     let (accounts_listed_raise, accounts_listed) = health::check("ServiceAccount watch");
-    let (annotated_listed_raise, annotated_listed) =
-        health::check("annotated ServiceAccount watch");
     let (secrets_listed_raise, secrets_listed) = health::check("credentials Secret watch");
     health.set_checks(vec![
         bindings_listed.clone(),
         accounts_listed,
-        annotated_listed,
         secrets_listed.clone(),
     ]);
     let (secret_store, secret_writer) = reflector::store::<Secret>();
@@ -112,7 +114,7 @@ pub async fn run(
         wake_waiting_siblings(
             watcher(
                 Api::<Watched>::all(client.clone()),
-                watcher::Config::default(),
+                watcher::Config::default().page_size(BINDINGS_PAGE),
             )
             .modify(slim)
             .default_backoff()
@@ -123,16 +125,6 @@ pub async fn run(
         bindings_listed_raise,
     )
     .applied_objects();
-    // Metadata is all the mapping needs (and nothing is kept).
-    let accounts = raise_when_listed(
-        watcher(
-            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-        accounts_listed_raise,
-    )
-    .touched_objects();
     // Only the operator's own Secrets (by label), without managedFields.
     let secrets = raise_when_listed(
         watcher(
@@ -145,22 +137,9 @@ pub async fn run(
         secrets_listed_raise,
     )
     .touched_objects();
-    let owners = store.clone();
     let binding_controller = Controller::for_stream(bindings, store.clone())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .watches_stream(secrets, |secret| owning_binding(&secret))
-        .watches_stream(accounts, move |account| {
-            let namespace = account.namespace().unwrap_or_default();
-            let name = account.name_any();
-            // Only the bindings naming this account: most accounts are named by none.
-            let naming = owners.state_filter(|b| {
-                b.0.as_ref().is_ok_and(|b| {
-                    b.metadata.namespace.as_deref() == Some(namespace.as_str())
-                        && b.spec.service_account_name == name
-                })
-            });
-            owner_to_wake(&naming, &namespace, &name)
-        })
         .reconcile_on(triggered)
         .shutdown_on_signal()
         .run(
@@ -181,29 +160,40 @@ pub async fn run(
         )
         .for_each(|_| async {});
 
-    // Every ServiceAccount, kept as the short form reads it (metadata, trimmed).
-    let (annotated_store, annotated_writer) = reflector::store::<AccountMeta>();
-    let annotated = raise_when_listed(
-        watcher(
-            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .modify(crate::short_form::trim)
-        .default_backoff()
-        .reflect(annotated_writer),
-        annotated_listed_raise,
+    // One watch of every ServiceAccount (metadata only, trimmed to what the short form
+    // reads):
+    // each change wakes the binding that owns the account, and the short form holds and
+    // reconciles only the accounts it may act on.
+    let (accounts_store, accounts_writer) = reflector::store::<AccountMeta>();
+    let accounts = crate::short_form::reflect_actionable(
+        raise_when_listed(
+            wake_owners(
+                watcher(
+                    Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .modify(crate::short_form::trim)
+                .default_backoff(),
+                store.clone(),
+                triggers.clone(),
+            ),
+            accounts_listed_raise,
+        ),
+        accounts_writer,
+        ctx.clone(),
     )
     .applied_objects();
     let short_form_controller = {
         let ctx = ctx.clone();
         let mut bindings_listed = bindings_listed.clone();
         async move {
-            // The short form asks the binding cache whether it made a binding: only once
-            // the cache holds them all.
+            // The short form asks the binding cache whether it made a binding, and the
+            // accounts wake bindings found in it: the account watch starts only once the
+            // cache holds them all.
             if !bindings_listed.wait().await {
                 return;
             }
-            Controller::for_stream(annotated, annotated_store)
+            Controller::for_stream(accounts, accounts_store)
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
                 .run(

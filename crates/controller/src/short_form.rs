@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL;
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
@@ -32,6 +36,51 @@ pub fn trim(account: &mut AccountMeta) {
     if let Some(annotations) = metadata.annotations.as_mut() {
         annotations.retain(|key, _| key.starts_with(podidentity_api::KEY_PREFIX));
     }
+}
+
+/// Whether the short form may have something to do for this ServiceAccount: it carries
+/// a key of ours, or a binding the short form made may exist under its name (to take
+/// back).
+fn may_act_on(ctx: &Context, account: &AccountMeta) -> bool {
+    let asks = account
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| {
+            annotations
+                .keys()
+                .any(|key| key.starts_with(podidentity_api::KEY_PREFIX))
+        });
+    asks || account
+        .namespace()
+        .is_some_and(|namespace| ctx.short_form_binding_may_exist(&namespace, &account.name_any()))
+}
+
+/// Keeps in the short form's store, and passes on to it, only the ServiceAccounts it may
+/// act on, and those it already holds (an account whose annotations were just removed
+/// must reach its pass, whether or not the cache shows the binding yet). Of 20,000
+/// accounts most ask for nothing: holding each would cost more than every binding.
+pub fn reflect_actionable<S>(
+    stream: S,
+    mut writer: Writer<AccountMeta>,
+    ctx: Arc<Context>,
+) -> impl Stream<Item = S::Item>
+where
+    S: Stream<Item = Result<watcher::Event<AccountMeta>, watcher::Error>>,
+{
+    let held = writer.as_reader();
+    stream.filter(move |event| {
+        let keep = match event {
+            Ok(watcher::Event::Apply(account) | watcher::Event::InitApply(account)) => {
+                may_act_on(&ctx, account) || held.get(&ObjectRef::from_obj(account)).is_some()
+            }
+            _ => true,
+        };
+        if let (true, Ok(event)) = (keep, event) {
+            writer.apply_watcher_event(event);
+        }
+        futures::future::ready(keep)
+    })
 }
 
 /// Whether `binding` is the one this ServiceAccount's short form made.
@@ -65,7 +114,7 @@ pub async fn reconcile(sa: Arc<AccountMeta>, ctx: Arc<Context>) -> Result<Action
     };
     // Most ServiceAccounts ask for nothing and never did: the binding cache says so
     // without a request (a start with 20,000 accounts makes no 20,000 GETs).
-    if asked.is_none() && !ctx.binding_may_exist(&namespace, &name) {
+    if asked.is_none() && !ctx.short_form_binding_may_exist(&namespace, &name) {
         return Ok(Action::await_change());
     }
     let existing = api.get_opt(&name).await?;

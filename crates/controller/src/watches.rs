@@ -10,13 +10,14 @@ use std::sync::Arc;
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use podidentity_iam::service_account_owner;
 
 use crate::binding::Watched;
 use crate::context::Context;
 use crate::health::Raise;
+use crate::short_form::AccountMeta;
 
 /// Passes `stream` through, raising `check` when it has listed everything once.
 pub fn raise_when_listed<K, S>(stream: S, check: Raise) -> impl Stream<Item = S::Item>
@@ -45,6 +46,41 @@ pub fn owner_to_wake(
     Some(ObjectRef::new(&owner.name_any()).within(namespace))
 }
 
+/// Passes the ServiceAccount watch through, waking the binding that owns each account
+/// that changes or goes (the short form reads the same watch: one watch of every account,
+/// not two).
+pub fn wake_owners<S>(
+    stream: S,
+    bindings: Store<Watched>,
+    triggers: UnboundedSender<ObjectRef<Watched>>,
+) -> impl Stream<Item = S::Item>
+where
+    S: Stream<Item = Result<watcher::Event<AccountMeta>, watcher::Error>>,
+{
+    stream.inspect(move |event| {
+        let account = match event {
+            Ok(
+                watcher::Event::Apply(account)
+                | watcher::Event::InitApply(account)
+                | watcher::Event::Delete(account),
+            ) => account,
+            _ => return,
+        };
+        let namespace = account.namespace().unwrap_or_default();
+        let name = account.name_any();
+        // Only the bindings naming this account: most accounts are named by none.
+        let naming = bindings.state_filter(|b| {
+            b.0.as_ref().is_ok_and(|b| {
+                b.metadata.namespace.as_deref() == Some(namespace.as_str())
+                    && b.spec.service_account_name == name
+            })
+        });
+        if let Some(owner) = owner_to_wake(&naming, &namespace, &name) {
+            let _ = triggers.unbounded_send(owner);
+        }
+    })
+}
+
 /// Passes the bindings watch through, waking the bindings of the same namespace that wait
 /// on another for their ServiceAccount whenever a binding there changes or goes (the
 /// owner may have gone, or named another ServiceAccount).
@@ -67,4 +103,54 @@ where
             let _ = triggers.unbounded_send(ObjectRef::new(&waiting.name).within(&namespace));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use kube::core::error_boundary::DeserializeGuard;
+    use kube::runtime::reflector;
+    use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+
+    fn account(name: &str) -> AccountMeta {
+        let mut account = AccountMeta::default();
+        account.metadata.name = Some(name.into());
+        account.metadata.namespace = Some("shop".into());
+        account
+    }
+
+    #[tokio::test]
+    async fn an_account_change_wakes_only_the_binding_that_owns_it() {
+        let mut binding = PodIdentityBinding::new(
+            "orders-role",
+            PodIdentityBindingSpec {
+                service_account_name: "orders".into(),
+                ..Default::default()
+            },
+        );
+        binding.metadata.namespace = Some("shop".into());
+        let (store, mut writer) = reflector::store::<Watched>();
+        writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(binding))));
+        let (triggers, woken) = futures::channel::mpsc::unbounded();
+        let events = [
+            watcher::Event::Init,
+            watcher::Event::InitApply(account("orders")),
+            watcher::Event::InitApply(account("unrelated")),
+            watcher::Event::InitDone,
+            watcher::Event::Apply(account("orders")),
+            watcher::Event::Delete(account("orders")),
+            watcher::Event::Apply(account("unrelated")),
+        ];
+        let passed = wake_owners(futures::stream::iter(events.map(Ok)), store, triggers)
+            .count()
+            .await;
+        assert_eq!(passed, 7, "every event passes on to the short form");
+        let woken: Vec<ObjectRef<Watched>> = woken.collect().await;
+        assert_eq!(
+            woken,
+            vec![ObjectRef::new("orders-role").within("shop"); 3],
+            "each change to `orders` (listed, changed, gone) wakes its binding; `unrelated` none"
+        );
+    }
 }

@@ -247,3 +247,76 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
     assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
     drop(writer);
 }
+
+fn named(name: &str, annotations: &[(&str, &str)]) -> AccountMeta {
+    let mut account = sa(annotations);
+    account.metadata.name = Some(name.into());
+    account.metadata.uid = Some(format!("uid-{name}"));
+    (*meta(&account)).clone()
+}
+
+#[tokio::test]
+async fn the_short_form_holds_only_the_accounts_it_may_act_on() {
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::core::error_boundary::DeserializeGuard;
+    use kube::runtime::reflector::{self, ObjectRef};
+    use kube::runtime::watcher::Event;
+    use podidentity_controller::short_form::reflect_actionable;
+
+    let binding = |name: &str, from_service_account: bool| {
+        let mut b = PodIdentityBinding::new(name, PodIdentityBindingSpec::default());
+        b.metadata.namespace = Some("dns".into());
+        if from_service_account {
+            b.metadata.labels = Some(BTreeMap::from([(
+                "podidentity.io/from-service-account".to_string(),
+                "true".to_string(),
+            )]));
+        }
+        DeserializeGuard(Ok(b))
+    };
+    let (bindings, mut bindings_writer) = reflector::store();
+    bindings_writer.apply_watcher_event(&Event::Init);
+    bindings_writer.apply_watcher_event(&Event::InitApply(binding("made", true)));
+    bindings_writer.apply_watcher_event(&Event::InitApply(binding("users", false)));
+    bindings_writer.apply_watcher_event(&Event::InitDone);
+    let (client, _) = context(vec![], vec![]).await;
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(NoIam), OperatorConfig::default())
+            .with_bindings_cache(bindings),
+    );
+
+    let asking = [("podidentity.io/inline-policy", POLICY)];
+    let events = vec![
+        Event::Init,
+        Event::InitApply(named("plain", &[])),
+        Event::InitApply(named("asks", &asking)),
+        // The short form's binding is there to take back; a user's is not its business.
+        Event::InitApply(named("made", &[])),
+        Event::InitApply(named("users", &[])),
+        Event::InitDone,
+        // Held: its annotations just went, and its pass must take its binding back.
+        Event::Apply(named("asks", &[])),
+        Event::Apply(named("plain", &[])),
+        Event::Apply(named("newly-asks", &asking)),
+    ];
+    let (store, writer) = reflector::store::<AccountMeta>();
+    let passed: Vec<String> = reflect_actionable(
+        futures::stream::iter(events.into_iter().map(Ok)),
+        writer,
+        ctx,
+    )
+    .filter_map(|event| async move {
+        match event {
+            Ok(Event::Apply(a) | Event::InitApply(a)) => a.metadata.name,
+            _ => None,
+        }
+    })
+    .collect()
+    .await;
+    assert_eq!(passed, ["asks", "made", "asks", "newly-asks"]);
+    let mut held: Vec<String> = store.state().iter().map(|a| a.name_any()).collect();
+    held.sort();
+    assert_eq!(held, ["asks", "made", "newly-asks"]);
+    assert!(store.get(&ObjectRef::new("plain").within("dns")).is_none());
+}
