@@ -4,13 +4,13 @@
 //! flagged and woken: its own reconcile (one writer per binding, serialized) puts the role
 //! back and reports it. The sweep itself writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use podidentity_iam::{BindingRef, desired_state};
 
 use crate::binding::Watched;
@@ -26,29 +26,30 @@ pub async fn sweep_once(
     triggers: &UnboundedSender<ObjectRef<Watched>>,
     metrics: &Metrics,
 ) -> Option<Survey> {
-    // Role name → its binding; what each role should be is worked out again when its page
-    // arrives, so no list of 10,000 desired roles is held through the sweep.
+    // Role name → its binding (namespace and name only); what each role should be is
+    // worked out again when its page arrives, so no list of 10,000 desired roles is held
+    // through the sweep.
     let mut by_role = BTreeMap::new();
     for watched in store.state() {
         let Ok(binding) = &watched.0 else { continue };
         // Only roles made (in status or by this process) for bindings that still validate.
-        let uid = binding.uid().unwrap_or_default();
         let made = binding
             .status
             .as_ref()
             .and_then(|s| s.role_id.as_ref())
             .is_some()
-            || ctx.applied(&uid).is_some();
+            || ctx.applied(&binding.uid().unwrap_or_default()).is_some();
         if !made || binding.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if let Some(role) = desired_role(ctx, binding) {
-            by_role.insert(role.name, (ObjectRef::from_obj(&*watched), uid));
+        if let (Some(role), Some(namespace)) = (desired_role(ctx, binding), binding.namespace()) {
+            by_role.insert(
+                role.name,
+                ObjectRef::new(&binding.name_any()).within(&namespace),
+            );
         }
     }
-    let wanted: BTreeSet<String> = by_role.keys().cloned().collect();
-    let desired_for = |role: &str| {
-        let (key, _) = by_role.get(role)?;
+    let desired_for = |role: &str, key: &ObjectRef<Watched>| {
         let watched = store.get(key)?;
         let binding = watched.0.as_ref().ok()?;
         desired_role(ctx, binding).filter(|want| want.name == role)
@@ -56,7 +57,7 @@ pub async fn sweep_once(
     let found = match survey_each(
         ctx.iam.as_ref(),
         &ctx.config.role_path(),
-        &wanted,
+        &by_role,
         desired_for,
     )
     .await
@@ -68,15 +69,21 @@ pub async fn sweep_once(
         }
     };
     for (role, finding) in &found.findings {
-        let Some((key, uid)) = by_role.get(role) else {
+        let Some(key) = by_role.get(role) else {
             continue;
         };
-        let (namespace, name) = (key.namespace.clone().unwrap_or_default(), key.name.clone());
+        let Some(uid) = store
+            .get(key)
+            .and_then(|watched| watched.meta().uid.clone())
+        else {
+            continue;
+        };
         if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
             metrics.drift_corrections.inc();
         }
-        tracing::info!(%role, ?finding, binding = %name, %namespace, "drift found; reconciling");
-        ctx.mark_drifted(uid);
+        let namespace = key.namespace.as_deref().unwrap_or_default();
+        tracing::info!(%role, ?finding, binding = %key.name, %namespace, "drift found; reconciling");
+        ctx.mark_drifted(&uid);
         let _ = triggers.unbounded_send(key.clone());
     }
     tracing::info!(

@@ -91,27 +91,24 @@ pub async fn survey(
     desired: &[DesiredRole],
     path_prefix: &str,
 ) -> Result<Survey, AwsError> {
-    let by_name: BTreeMap<&str, &DesiredRole> =
-        desired.iter().map(|d| (d.name.as_str(), d)).collect();
-    let wanted: BTreeSet<String> = by_name.keys().map(|n| n.to_string()).collect();
-    survey_each(api, path_prefix, &wanted, |name| {
-        by_name.get(name).map(|d| (*d).clone())
-    })
-    .await
+    let wanted: BTreeMap<String, &DesiredRole> =
+        desired.iter().map(|d| (d.name.clone(), d)).collect();
+    survey_each(api, path_prefix, &wanted, |_, d| Some((*d).clone())).await
 }
 
 /// As [`survey`], a page at a time: each role is judged as its page arrives and then
-/// dropped, and what a role should be is asked for (`desired_for`) only when IAM shows
-/// it. 10,000 roles never sit in memory at once, read or wanted.
-pub async fn survey_each(
+/// dropped, and what a role should be is asked for (`desired_for`, given the role's entry
+/// in `wanted`) only when IAM shows it. 10,000 roles never sit in memory at once, read or
+/// wanted, and no role name is copied.
+pub async fn survey_each<W>(
     api: &dyn IamApi,
     path_prefix: &str,
-    wanted: &BTreeSet<String>,
-    desired_for: impl Fn(&str) -> Option<DesiredRole>,
+    wanted: &BTreeMap<String, W>,
+    desired_for: impl Fn(&str, &W) -> Option<DesiredRole>,
 ) -> Result<Survey, AwsError> {
     let iam = Iam::new(api);
     let mut survey = Survey::default();
-    let mut seen = BTreeSet::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut marker = None;
     loop {
         let page = iam.authorization_page(marker, PAGE_SIZE).await?;
@@ -121,12 +118,11 @@ pub async fn survey_each(
                 continue;
             }
             survey.roles_read += 1;
-            let name = &detail.role.name;
-            if !wanted.contains(name) {
+            let Some((name, entry)) = wanted.get_key_value(&detail.role.name) else {
                 continue;
-            }
-            seen.insert(name.clone());
-            if let Some(want) = desired_for(name)
+            };
+            seen.insert(name);
+            if let Some(want) = desired_for(name, entry)
                 && let Some(finding) = judge(&want, Some(&detail))
             {
                 survey.findings.insert(name.clone(), finding);
@@ -137,7 +133,7 @@ pub async fn survey_each(
             break;
         }
     }
-    for name in wanted.difference(&seen) {
+    for name in wanted.keys().filter(|name| !seen.contains(name.as_str())) {
         survey.findings.insert(name.clone(), Finding::Missing);
     }
     Ok(survey)
