@@ -38,3 +38,128 @@ pub mod reason {
     pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";
     pub const DELETING: &str = "Deleting";
 }
+
+/// Every reason the operator writes.
+pub const ALL_REASONS: [&str; 14] = [
+    reason::SYNCED,
+    reason::INVALID_SPEC,
+    reason::GUARDRAIL_VIOLATION,
+    reason::TRUST_POLICY_TOO_LARGE,
+    reason::ROLE_CONFLICT,
+    reason::SERVICE_ACCOUNT_NOT_FOUND,
+    reason::SERVICE_ACCOUNT_CONFLICT,
+    reason::MANAGED_POLICY_NOT_FOUND,
+    reason::CREDENTIALS_SECRET_CONFLICT,
+    reason::INVALID_OBJECT,
+    reason::AWS_THROTTLED,
+    reason::AWS_ACCESS_DENIED,
+    reason::AWS_UNAVAILABLE,
+    reason::DELETING,
+];
+
+/// A condition's type, status or reason: one of the operator's own words, held as a
+/// `&'static str`, or any other (a newer operator's, a hand edit) held as written. Ten
+/// thousand cached bindings with six conditions each hold no copies of "Ready" or "True".
+pub type Word = std::borrow::Cow<'static, str>;
+
+/// `text` as a [`Word`]: borrowed when it is one of the operator's own.
+pub fn word(text: &str) -> Word {
+    ALL_TYPES
+        .iter()
+        .chain(["True", "False", "Unknown"].iter())
+        .chain(ALL_REASONS.iter())
+        .find(|known| **known == text)
+        .map_or_else(
+            || Word::Owned(text.to_string()),
+            |known| Word::Borrowed(known),
+        )
+}
+
+/// A status condition: the fields, JSON and schema of Kubernetes' `metav1.Condition`,
+/// with its words held as [`Word`]s.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    pub last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, deserialize_with = "deserialize_word")]
+    pub reason: Word,
+    #[serde(default, deserialize_with = "deserialize_word")]
+    pub status: Word,
+    #[serde(rename = "type", default, deserialize_with = "deserialize_word")]
+    pub type_: Word,
+}
+
+fn deserialize_word<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Word, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Word;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Word, E> {
+            Ok(word(text))
+        }
+    }
+    deserializer.deserialize_str(Visitor)
+}
+
+/// The schema is Kubernetes' own, so the CRD is the same as with `metav1.Condition`.
+impl schemars::JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as schemars::JsonSchema>::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as schemars::JsonSchema>::schema_id()
+    }
+    fn inline_schema() -> bool {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as schemars::JsonSchema>::inline_schema()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as schemars::JsonSchema>::json_schema(generator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_condition_reads_and_writes_as_kubernetes_does_and_holds_no_copy_of_its_own_words() {
+        let json = serde_json::json!({
+            "lastTransitionTime": "2026-11-23T09:19:30Z",
+            "message": "",
+            "observedGeneration": 1,
+            "reason": "Synced",
+            "status": "True",
+            "type": "Ready",
+        });
+        let ours: Condition =
+            serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let theirs: k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition =
+            serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            serde_json::to_value(&ours).ok(),
+            serde_json::to_value(&theirs).ok()
+        );
+        assert_eq!(serde_json::to_value(&ours).ok(), Some(json));
+        assert!(matches!(
+            (&ours.type_, &ours.status, &ours.reason),
+            (Word::Borrowed(_), Word::Borrowed(_), Word::Borrowed(_))
+        ));
+
+        let foreign: Condition = serde_json::from_value(serde_json::json!({
+            "lastTransitionTime": "2026-11-23T09:19:30Z",
+            "reason": "SomeoneElses",
+            "status": "True",
+            "type": "Degraded",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(foreign.type_, "Degraded");
+        assert!(matches!(foreign.reason, Word::Owned(_)));
+        assert_eq!(foreign.message, "");
+    }
+}

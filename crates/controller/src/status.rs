@@ -2,9 +2,10 @@
 //! `lastTransitionTime` while their status stays, so an unchanged binding yields an
 //! identical status and the operator writes nothing.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podidentity_api::PodIdentityBindingStatus;
 use podidentity_api::conditions;
+use podidentity_api::conditions::{Condition, Word, word};
 
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]
@@ -325,9 +326,9 @@ pub fn conditions(
                 _ => now.clone(),
             };
             Condition {
-                type_: row.type_.to_string(),
-                status: row.status.to_string(),
-                reason: row.reason,
+                type_: Word::Borrowed(row.type_),
+                status: Word::Borrowed(row.status),
+                reason: word(&row.reason),
                 message: row.message,
                 observed_generation: generation,
                 last_transition_time,
@@ -441,7 +442,7 @@ mod tests {
         assert!(!is_ready(Some(&status)));
         let stalled = condition(&status, "Stalled");
         assert_eq!(
-            (stalled.status.as_str(), stalled.reason.as_str()),
+            (&*stalled.status, &*stalled.reason),
             ("True", "GuardrailViolation")
         );
         assert_eq!(condition(&status, "PolicyAccepted").status, "False");

@@ -65,7 +65,7 @@ impl World {
             .status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| (c.status.clone(), c.reason.clone()))
+            .map(|c| (c.status.to_string(), c.reason.to_string()))
             .unwrap_or_default()
     }
     fn role_name(&self, binding: &str) -> String {
@@ -296,7 +296,7 @@ async fn a_refused_spec_makes_no_iam_call_and_says_why() {
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled").cloned());
-    assert_eq!(stalled.as_ref().map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(stalled.as_ref().map(|c| &*c.status), Some("True"));
     assert!(stalled.is_some_and(|c| {
         c.message
             .contains("spec.permissions.statements[0].actions[0]")

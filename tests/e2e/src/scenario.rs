@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::Condition;
 use podidentity_aws::api::Iam;
 use podidentity_aws::sdk::SdkIam;
 use podidentity_aws::testing::emulator_settings;
