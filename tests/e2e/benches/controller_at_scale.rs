@@ -317,8 +317,10 @@ async fn measure(s: &Scenario, n: usize) {
         }
     );
     println!(
-        "controller RSS {:.1} MiB, peak {:.1} MiB (goal ≤ 64 MiB)",
+        "controller RSS {:.1} MiB (heap and stacks {:.1}, code and libraries {:.1}), peak {:.1} MiB (goal ≤ 64 MiB)",
         status_mib(pid, "VmRSS:"),
+        status_mib(pid, "RssAnon:"),
+        status_mib(pid, "RssFile:"),
         status_mib(pid, "VmHWM:")
     );
 }
