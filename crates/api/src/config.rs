@@ -87,6 +87,10 @@ pub struct GuardrailsConfig {
     /// Action patterns no Allow statement may reach (glob intersection).
     #[serde(default = "default_denied_actions")]
     pub denied_actions: Vec<String>,
+    /// Action patterns an Allow statement may grant only on named resources, never on
+    /// `"*"` (reading every secret of the account is not a namespace's business).
+    #[serde(default = "default_actions_needing_named_resources")]
+    pub actions_needing_named_resources: Vec<String>,
     /// Glob patterns of managed policy ARNs bindings may attach.
     #[serde(default = "default_allowed_managed_policy_arns")]
     pub allowed_managed_policy_arns: Vec<String>,
@@ -134,10 +138,53 @@ fn default_trust_policy_max_bytes() -> usize {
 fn default_max_requests_per_second() -> f64 {
     DEFAULT_MAX_REQUESTS_PER_SECOND
 }
+/// What a namespace may never grant its pods, by default: each is a way out of the
+/// namespace, to the account or to the cluster.
+pub const DEFAULT_DENIED_ACTIONS: &[&str] = &[
+    // The account itself: identities, the organization, the account's settings.
+    "iam:*",
+    "organizations:*",
+    "account:*",
+    // Pivots into any role that trusts the account, or federated sessions.
+    "sts:AssumeRole",
+    "sts:AssumeRoleWithSAML",
+    "sts:AssumeRoleWithWebIdentity",
+    "sts:GetFederationToken",
+    // Cluster admin through EKS access entries and pod identity associations.
+    "eks:CreateAccessEntry",
+    "eks:UpdateAccessEntry",
+    "eks:AssociateAccessPolicy",
+    "eks:CreatePodIdentityAssociation",
+    "eks:UpdatePodIdentityAssociation",
+    // Commands and shells on the nodes.
+    "ssm:SendCommand",
+    "ssm:StartSession",
+    "ssm:ResumeSession",
+    "ec2-instance-connect:Send*",
+    "ec2:ModifyInstanceAttribute",
+    // Code that runs as another role.
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+];
+
+/// Secret reads that an Allow statement may grant on named resources only, by default.
+pub const DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "ssm:GetParameter*",
+    "kms:Decrypt",
+];
+
 fn default_denied_actions() -> Vec<String> {
-    ["iam:*", "organizations:*", "account:*"]
-        .map(String::from)
-        .to_vec()
+    DEFAULT_DENIED_ACTIONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+}
+fn default_actions_needing_named_resources() -> Vec<String> {
+    DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
 }
 fn default_allowed_managed_policy_arns() -> Vec<String> {
     vec!["arn:aws:iam::aws:policy/*".to_string()]
@@ -179,6 +226,7 @@ impl Default for GuardrailsConfig {
     fn default() -> Self {
         Self {
             denied_actions: default_denied_actions(),
+            actions_needing_named_resources: default_actions_needing_named_resources(),
             allowed_managed_policy_arns: default_allowed_managed_policy_arns(),
             denied_managed_policy_arns: default_denied_managed_policy_arns(),
         }
@@ -425,18 +473,26 @@ impl OperatorConfig {
 
     /// `guardrails.*`.
     fn guardrail_problems(&self, problems: &mut Problems) {
-        for pattern in &self.guardrails.denied_actions {
-            let ok = pattern == "*"
-                || pattern.split_once(':').is_some_and(|(service, action)| {
-                    !service.is_empty() && !action.is_empty() && !action.contains(':')
-                });
-            if !ok {
-                problems.bad(
-                    "guardrails.deniedActions",
-                    format!(
-                        "{pattern:?} is not an action pattern: write service:Action, e.g. iam:*"
-                    ),
-                );
+        for (setting, patterns) in [
+            ("guardrails.deniedActions", &self.guardrails.denied_actions),
+            (
+                "guardrails.actionsNeedingNamedResources",
+                &self.guardrails.actions_needing_named_resources,
+            ),
+        ] {
+            for pattern in patterns {
+                let ok = pattern == "*"
+                    || pattern.split_once(':').is_some_and(|(service, action)| {
+                        !service.is_empty() && !action.is_empty() && !action.contains(':')
+                    });
+                if !ok {
+                    problems.bad(
+                        setting,
+                        format!(
+                            "{pattern:?} is not an action pattern: write service:Action, e.g. iam:*"
+                        ),
+                    );
+                }
             }
         }
         for (setting, patterns) in [
@@ -580,9 +636,20 @@ mod tests {
         assert_eq!(config.role_name_prefix(), "prod-");
         assert_eq!(config.role_path(), "/podidentity/prod/");
         assert_eq!(config.trust_policy.max_bytes, 2048);
-        assert_eq!(
-            config.guardrails.denied_actions,
-            ["iam:*", "organizations:*", "account:*"]
+        for escape in [
+            "iam:*",
+            "organizations:*",
+            "sts:AssumeRole",
+            "ssm:SendCommand",
+        ] {
+            assert!(config.guardrails.denied_actions.iter().any(|a| a == escape));
+        }
+        assert!(
+            config
+                .guardrails
+                .actions_needing_named_resources
+                .iter()
+                .any(|a| a == "secretsmanager:GetSecretValue")
         );
         assert_eq!(config.drift_interval(), Ok(Duration::from_secs(600)));
         assert_eq!(config.deletion_policy, DeletionPolicy::Delete);

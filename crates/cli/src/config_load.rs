@@ -51,6 +51,13 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub guardrails_denied_actions: Vec<String>,
+    /// guardrails.actionsNeedingNamedResources (comma-separated)
+    #[arg(
+        long,
+        env = "PODIDENTITY_GUARDRAILS_ACTIONS_NEEDING_NAMED_RESOURCES",
+        value_delimiter = ','
+    )]
+    pub guardrails_actions_needing_named_resources: Vec<String>,
     /// guardrails.allowedManagedPolicyArns (comma-separated)
     #[arg(
         long,
@@ -176,6 +183,10 @@ impl ConfigArgs {
         set_list(
             &mut config.guardrails.denied_actions,
             &self.guardrails_denied_actions,
+        );
+        set_list(
+            &mut config.guardrails.actions_needing_named_resources,
+            &self.guardrails_actions_needing_named_resources,
         );
         set_list(
             &mut config.guardrails.allowed_managed_policy_arns,

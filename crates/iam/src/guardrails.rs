@@ -13,6 +13,8 @@ use crate::glob;
 pub struct RuleSet {
     /// No Allow statement may reach these action patterns.
     pub denied_actions: Vec<String>,
+    /// An Allow statement reaching these action patterns may not name `"*"` as resource.
+    pub actions_needing_named_resources: Vec<String>,
     /// Managed policies must match one of these globs...
     pub allowed_managed_policy_arns: Vec<String>,
     /// ...and none of these.
@@ -25,6 +27,10 @@ impl RuleSet {
     pub fn from_config(config: &OperatorConfig) -> Self {
         Self {
             denied_actions: config.guardrails.denied_actions.clone(),
+            actions_needing_named_resources: config
+                .guardrails
+                .actions_needing_named_resources
+                .clone(),
             allowed_managed_policy_arns: config.guardrails.allowed_managed_policy_arns.clone(),
             denied_managed_policy_arns: config.guardrails.denied_managed_policy_arns.clone(),
             allow_name_override: config.roles.allow_name_override,
@@ -53,7 +59,34 @@ impl RuleSet {
                             "{action:?} could allow {}, which the operator's guardrails deny \
                              (guardrails.deniedActions): name the actions you need within \
                              other services, or make this a Deny statement",
-                            reached.join(", ")
+                            few(&reached)
+                        ),
+                    ));
+                }
+            }
+            let secret_reads: Vec<&str> = self
+                .actions_needing_named_resources
+                .iter()
+                .filter(|pattern| {
+                    statement
+                        .actions
+                        .iter()
+                        .any(|action| glob::intersects(action, pattern, true))
+                })
+                .map(String::as_str)
+                .collect();
+            if secret_reads.is_empty() {
+                continue;
+            }
+            for (r, resource) in statement.resources.iter().enumerate() {
+                if resource == "*" {
+                    violations.push(Violation::guardrail(
+                        format!("spec.permissions.statements[{s}].resources[{r}]"),
+                        format!(
+                            "\"*\" with {} would read every such secret in the account \
+                             (guardrails.actionsNeedingNamedResources): name the resources' \
+                             ARNs (a prefix ending in * is fine)",
+                            few(&secret_reads)
                         ),
                     ));
                 }
@@ -104,6 +137,15 @@ impl RuleSet {
             ));
         }
         violations
+    }
+}
+
+/// The first three of `patterns`, and how many more: a wildcard can reach every denied
+/// pattern, and the message must stay readable.
+fn few(patterns: &[&str]) -> String {
+    match patterns.len() {
+        0..=3 => patterns.join(", "),
+        n => format!("{} and {} more", patterns[..3].join(", "), n - 3),
     }
 }
 
@@ -168,9 +210,96 @@ mod tests {
             &[],
         );
         let fields: Vec<_> = rules().check(&spec).into_iter().map(|v| v.field).collect();
+        let mut expected = [1, 2, 3, 4]
+            .map(|a| format!("spec.permissions.statements[0].actions[{a}]"))
+            .to_vec();
+        // `*` on `*` also reads every secret.
+        expected.push("spec.permissions.statements[0].resources[0]".into());
+        assert_eq!(fields, expected);
+    }
+
+    #[test]
+    fn the_default_rules_refuse_each_way_out_of_the_namespace() {
+        // (an action a namespace owner might write, the escape it opens)
+        let escapes = [
+            ("sts:AssumeRole", "any role that trusts the account"),
+            ("sts:Assume*", "any role that trusts the account"),
+            ("eks:CreateAccessEntry", "cluster admin"),
+            ("eks:AssociateAccessPolicy", "cluster admin"),
+            ("eks:*", "cluster admin"),
+            ("ssm:SendCommand", "the nodes"),
+            ("ssm:Start*", "the nodes"),
+            ("ec2-instance-connect:SendSSHPublicKey", "the nodes"),
+            ("lambda:UpdateFunctionCode", "another role's code"),
+            ("organizations:*", "the organization"),
+        ];
+        for (action, escape) in escapes {
+            let violations = rules().check(&spec_with(Effect::Allow, &[action], &[]));
+            assert_eq!(
+                violations
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect::<Vec<_>>(),
+                ["spec.permissions.statements[0].actions[0]"],
+                "{action} reaches {escape} and must be refused"
+            );
+            assert!(violations[0].message.contains("guardrails.deniedActions"));
+        }
+        // What workloads ask for every day stays allowed.
+        for action in [
+            "s3:GetObject",
+            "sqs:SendMessage",
+            "dynamodb:*",
+            "eks:DescribeCluster",
+        ] {
+            let mut spec = spec_with(Effect::Allow, &[action], &[]);
+            spec.permissions.statements[0].resources = vec!["arn:aws:s3:::shop-*".into()];
+            assert_eq!(rules().check(&spec), vec![], "{action}");
+        }
+    }
+
+    #[test]
+    fn secret_reads_need_named_resources() {
+        let mut spec = spec_with(Effect::Allow, &["s3:GetObject", "secretsmanager:Get*"], &[]);
+        spec.permissions.statements[0].resources = vec!["arn:aws:s3:::shop/*".into(), "*".into()];
+        let violations = rules().check(&spec);
         assert_eq!(
-            fields,
-            [1, 2, 3, 4].map(|a| format!("spec.permissions.statements[0].actions[{a}]"))
+            violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect::<Vec<_>>(),
+            ["spec.permissions.statements[0].resources[1]"]
+        );
+        assert!(
+            violations[0]
+                .message
+                .contains("secretsmanager:GetSecretValue")
+                && violations[0]
+                    .message
+                    .contains("guardrails.actionsNeedingNamedResources"),
+            "{}",
+            violations[0]
+        );
+        // Named (a prefix is fine), or a Deny: allowed.
+        spec.permissions.statements[0].resources =
+            vec!["arn:aws:secretsmanager:eu-west-1:111122223333:secret:shop/*".into()];
+        assert_eq!(rules().check(&spec), vec![]);
+        assert_eq!(
+            rules().check(&spec_with(Effect::Deny, &["secretsmanager:*"], &[])),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_names_a_few_of_the_denied_patterns_and_counts_the_rest() {
+        let violations = rules().check(&spec_with(Effect::Allow, &["*"], &[]));
+        let more = podidentity_api::config::DEFAULT_DENIED_ACTIONS.len() - 3;
+        assert!(
+            violations[0].message.contains(&format!(
+                "iam:*, organizations:*, account:* and {more} more"
+            )),
+            "{}",
+            violations[0]
         );
     }
 

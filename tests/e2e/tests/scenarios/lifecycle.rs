@@ -281,7 +281,38 @@ pub async fn guardrail_refusals_change_nothing_in_iam(s: Scenario) {
         }),
     )
     .await;
-    for name in ["iam-admin", "admin"] {
+    // Each way out of the namespace the default guardrails close.
+    let escapes = [
+        (
+            "assume-any",
+            json!([{"actions": ["sts:AssumeRole"], "resources": ["arn:aws:iam::*:role/*"]}]),
+        ),
+        (
+            "cluster-admin",
+            json!([{"actions": ["eks:CreateAccessEntry", "eks:AssociateAccessPolicy"], "resources": ["*"]}]),
+        ),
+        (
+            "nodes",
+            json!([{"actions": ["ssm:SendCommand"], "resources": ["*"]}]),
+        ),
+        (
+            "every-secret",
+            json!([{"actions": ["secretsmanager:GetSecretValue"], "resources": ["*"]}]),
+        ),
+    ];
+    for (name, statements) in &escapes {
+        s.create_service_account(&ns, name, json!({})).await;
+        s.create_binding(
+            &ns,
+            name,
+            json!({"serviceAccountName": name, "permissions": {"statements": statements}}),
+        )
+        .await;
+    }
+    let names = ["iam-admin", "admin"]
+        .into_iter()
+        .chain(escapes.iter().map(|(name, _)| *name));
+    for name in names {
         let binding = s
             .wait_condition(&ns, name, "Stalled", "True", Some("GuardrailViolation"))
             .await;
