@@ -250,6 +250,11 @@ fn schema_cel_and_operator_agree() {
             Expect::Cel,
         ),
         (
+            "reserved operator tag in another case (IAM tag keys are case-insensitive)",
+            with("role/tags", json!({"PodIdentity.IO/cluster": "x"})),
+            Expect::Cel,
+        ),
+        (
             "tag key too long",
             with("role/tags", json!({long(129): "x"})),
             Expect::Cel,
@@ -263,7 +268,8 @@ fn schema_cel_and_operator_agree() {
                     {"sid": "A", "actions": ["s3:PutObject"], "resources": ["*"]}
                 ]),
             ),
-            Expect::Cel,
+            // A CEL rule for it needs nested comprehensions, which 1.24 fails under load.
+            Expect::OperatorOnly,
         ),
         (
             "two statements without sids",
@@ -365,7 +371,8 @@ fn cel_messages_tell_what_to_change() {
     let errors = judges.cel_errors(&object(with("role/tags", json!({"aws:team": "x"}))));
     assert!(
         errors.iter().any(|e| e.contains(
-            "tag keys starting with podidentity.io/ or aws: are reserved: rename the tag"
+            "tag keys starting with podidentity.io/ or aws: (in any case: IAM tag keys are \
+             case-insensitive) are reserved: rename the tag"
         )),
         "{errors:?}"
     );

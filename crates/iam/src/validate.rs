@@ -284,7 +284,9 @@ fn check_tags(c: &mut Checker, spec: &PodIdentityBindingSpec) {
     }
     for (key, value) in tags {
         let field = format!("spec.role.tags[{key:?}]");
-        if key.starts_with(KEY_PREFIX) || key.to_ascii_lowercase().starts_with("aws:") {
+        // IAM tag keys are case-insensitive: `PodIdentity.io/cluster` is our ownership tag.
+        let lowered = key.to_ascii_lowercase();
+        if lowered.starts_with(KEY_PREFIX) || lowered.starts_with("aws:") {
             c.invalid(
                 field.clone(),
                 format!("tag key {key:?} is reserved ({KEY_PREFIX}* and aws:* belong to the operator and AWS): rename it"),
