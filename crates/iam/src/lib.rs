@@ -2,6 +2,7 @@
 //! role naming, IAM's limits, guardrails, semantic comparison for drift, and the
 //! `desired_state` that the controller and `plan` share. No IO here.
 
+pub mod assume;
 pub mod build;
 pub mod compare;
 pub mod error;
