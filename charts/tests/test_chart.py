@@ -189,8 +189,16 @@ def test_the_operators_service_account_carries_its_iam_role():
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
 
 
+def test_the_short_form_is_off_unless_the_values_turn_it_on():
+    default = yaml.safe_load(find(render(), "ConfigMap")["data"]["config.yaml"])
+    assert default["shortForm"] == {"enabled": False, "namespaces": []}
+    on = yaml.safe_load(find(render({"shortForm": {"enabled": True, "namespaces": ["shop"]}}), "ConfigMap")["data"]["config.yaml"])
+    assert on["shortForm"] == {"enabled": True, "namespaces": ["shop"]}
+
+
 def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
-    config = find(render({"roles": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"}}), "ConfigMap")
+    # The examples include a ServiceAccount short form, which is off unless turned on.
+    config = find(render({"roles": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"}, "shortForm": {"enabled": True}}), "ConfigMap")
     path = tmp_path / "config.yaml"
     path.write_text(config["data"]["config.yaml"])
     binary = ROOT / "target" / "debug" / "podidentity"
@@ -209,8 +217,9 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"trustPolicy": {"maxBytes": 9000}}, "maxBytes"),
         ({"controller": {"replicas": 3}}, "replicas"),
         ({"clusterNmae": "typo"}, "clusterNmae"),
+        ({"shortForm": {"namespaces": ["Shop_1"]}}, "Shop_1"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))

@@ -64,5 +64,6 @@ seccompProfile:
 {{- with .Values.aws.endpointUrl }}{{ $_ := set $aws "endpointUrl" . }}{{ end -}}
 {{- with .Values.aws.accountId }}{{ $_ := set $aws "accountId" (toString .) }}{{ end -}}
 {{- $_ := set $c "aws" $aws -}}
+{{- $_ := set $c "shortForm" .Values.shortForm -}}
 {{- toYaml $c -}}
 {{- end -}}

@@ -45,6 +45,22 @@ pub struct OperatorConfig {
     pub drift_interval: String,
     #[serde(default)]
     pub aws: AwsConfig,
+    #[serde(default)]
+    pub short_form: ShortFormConfig,
+}
+
+/// The ServiceAccount short form: annotations that ask for a role without a binding.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShortFormConfig {
+    /// Off by default: whoever may edit a ServiceAccount (Kubernetes' built-in `edit`
+    /// role) could otherwise make IAM roles, where PodIdentityBindings need their own
+    /// grant.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where it is on; empty: every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
@@ -206,6 +222,7 @@ impl Default for OperatorConfig {
             deletion_policy: DeletionPolicy::default(),
             drift_interval: default_drift_interval(),
             aws: AwsConfig::default(),
+            short_form: ShortFormConfig::default(),
         }
     }
 }
@@ -359,7 +376,44 @@ impl OperatorConfig {
         self.guardrail_problems(&mut problems);
         self.limit_problems(&mut problems);
         self.aws_problems(&mut problems);
+        self.short_form_problems(&mut problems);
         problems.0
+    }
+
+    /// Whether ServiceAccount annotations may ask for a role in `namespace`.
+    pub fn short_form_allowed(&self, namespace: &str) -> bool {
+        self.short_form.enabled
+            && (self.short_form.namespaces.is_empty()
+                || self.short_form.namespaces.iter().any(|n| n == namespace))
+    }
+
+    /// `shortForm.*`.
+    fn short_form_problems(&self, problems: &mut Problems) {
+        if !self.short_form.enabled && !self.short_form.namespaces.is_empty() {
+            problems.bad(
+                "shortForm.namespaces",
+                "names namespaces, but shortForm.enabled is false: set it to true to turn \
+                 the short form on there"
+                    .into(),
+            );
+        }
+        for namespace in &self.short_form.namespaces {
+            let label = namespace.len() <= 63
+                && namespace
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && namespace.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !label {
+                problems.bad(
+                    "shortForm.namespaces",
+                    format!(
+                        "{namespace:?} is not a namespace name (lower-case letters, digits \
+                         and '-', at most 63)"
+                    ),
+                );
+            }
+        }
     }
 
     /// `clusterName`.
@@ -653,6 +707,34 @@ mod tests {
         );
         assert_eq!(config.drift_interval(), Ok(Duration::from_secs(600)));
         assert_eq!(config.deletion_policy, DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn the_short_form_is_off_unless_turned_on_and_then_where_named() {
+        let mut config = valid();
+        assert!(!config.short_form_allowed("shop"));
+        config.short_form.namespaces = vec!["shop".into()];
+        assert_eq!(
+            config
+                .problems()
+                .iter()
+                .map(|p| p.setting)
+                .collect::<Vec<_>>(),
+            ["shortForm.namespaces"],
+            "namespaces without enabled is a mistake, said"
+        );
+        config.short_form.enabled = true;
+        assert_eq!(config.problems(), vec![]);
+        assert!(config.short_form_allowed("shop"));
+        assert!(!config.short_form_allowed("blog"));
+        config.short_form.namespaces = vec![];
+        assert!(config.short_form_allowed("blog"));
+        config.short_form.namespaces = vec!["Shop_1".into()];
+        assert!(
+            config.problems()[0]
+                .message
+                .contains("\"Shop_1\" is not a namespace name")
+        );
     }
 
     #[test]

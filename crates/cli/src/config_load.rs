@@ -96,6 +96,12 @@ pub struct ConfigArgs {
     /// aws.partition (else derived from the region)
     #[arg(long, env = "PODIDENTITY_AWS_PARTITION")]
     pub aws_partition: Option<String>,
+    /// shortForm.enabled: ServiceAccount annotations may ask for roles
+    #[arg(long, env = "PODIDENTITY_SHORT_FORM_ENABLED")]
+    pub short_form_enabled: Option<bool>,
+    /// shortForm.namespaces (comma-separated; empty: every namespace)
+    #[arg(long, env = "PODIDENTITY_SHORT_FORM_NAMESPACES", value_delimiter = ',')]
+    pub short_form_namespaces: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +221,11 @@ impl ConfigArgs {
         );
         set_some(&mut config.aws.account_id, &self.aws_account_id);
         set_some(&mut config.aws.partition, &self.aws_partition);
+        set(&mut config.short_form.enabled, &self.short_form_enabled);
+        set_list(
+            &mut config.short_form.namespaces,
+            &self.short_form_namespaces,
+        );
     }
 }
 

@@ -10,7 +10,8 @@ use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::{
-    BindingRef, DesiredState, Error, Guardrails, desired_state, service_account_owner, short_form,
+    BindingRef, DesiredState, Error, Guardrails, Violation, desired_state, service_account_owner,
+    short_form,
 };
 use serde::Serialize;
 
@@ -219,7 +220,27 @@ pub fn build_plan(
             ));
             continue;
         }
-        let (outcome, spec) = match short_form::spec_from_annotations(&sa.name, &sa.annotations) {
+        let asked = short_form::spec_from_annotations(&sa.name, &sa.annotations);
+        let (outcome, spec) = match asked {
+            Some(_) if !config.short_form_allowed(&namespace) => (
+                Err(Error::Refused(vec![Violation::guardrail(
+                    "metadata.annotations",
+                    format!(
+                        "podidentity.io/ annotations ask for a role, but the short form is \
+                         off {} in the operator's configuration: write a PodIdentityBinding, \
+                         or turn the short form on here",
+                        if config.short_form.enabled {
+                            "in this namespace (shortForm.namespaces)"
+                        } else {
+                            "(shortForm.enabled)"
+                        }
+                    ),
+                )])),
+                PodIdentityBindingSpec {
+                    service_account_name: sa.name.clone(),
+                    ..PodIdentityBindingSpec::default()
+                },
+            ),
             Some(Ok(spec)) => (
                 desired_state(
                     BindingRef {

@@ -52,9 +52,9 @@ fn recursive_reading_includes_the_refused_examples() {
     assert_eq!(run.code, 1);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
-    // 6 examples, the first of the colliding pair, and the long trust policy (too large only
-    // with the five-cluster config it names).
-    assert_eq!(plan["summary"]["valid"], 8);
+    // 6 examples, the first of the colliding pair, and two refused only with the
+    // five-cluster config they name: the long trust policy, and a short form (off there).
+    assert_eq!(plan["summary"]["valid"], 9);
     assert!(plan["summary"]["refused"].as_u64().unwrap_or(0) >= 10);
 }
 

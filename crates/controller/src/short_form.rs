@@ -112,6 +112,25 @@ pub async fn reconcile(sa: Arc<AccountMeta>, ctx: Arc<Context>) -> Result<Action
     } else {
         spec_from_annotations(&name, &annotations)
     };
+    if asked.is_some() && !ctx.config.short_form_allowed(&namespace) {
+        let scope = if ctx.config.short_form.enabled {
+            "in this namespace (shortForm.namespaces"
+        } else {
+            "in this cluster (shortForm.enabled"
+        };
+        warn(
+            &ctx,
+            &sa,
+            "ShortFormDisabled",
+            format!(
+                "these podidentity.io/ annotations ask for a role, but the short form is off \
+                 {scope} in the operator's configuration): write a PodIdentityBinding for this \
+                 ServiceAccount, or ask the platform team to turn the short form on here"
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
     // Most ServiceAccounts ask for nothing and never did: the binding cache says so
     // without a request (a start with 20,000 accounts makes no 20,000 GETs).
     if asked.is_none() && !ctx.short_form_binding_may_exist(&namespace, &name) {

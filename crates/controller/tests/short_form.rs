@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use kube::core::ObjectMeta;
 use kube_fake_client::ClientBuilder;
-use podidentity_api::config::OperatorConfig;
+use podidentity_api::config::{OperatorConfig, ShortFormConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
@@ -76,12 +76,48 @@ async fn context(
         .unwrap_or_else(|err| panic!("{err}"));
     let config = OperatorConfig {
         cluster_name: "prod".into(),
+        short_form: ShortFormConfig {
+            enabled: true,
+            namespaces: vec![],
+        },
         ..OperatorConfig::default()
     };
     (
         client.clone(),
         Arc::new(Context::new(client, Arc::new(NoIam), config)),
     )
+}
+
+#[tokio::test]
+async fn where_the_short_form_is_off_annotations_make_nothing() {
+    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
+    for short_form in [
+        ShortFormConfig::default(),
+        ShortFormConfig {
+            enabled: true,
+            namespaces: vec!["elsewhere".into()],
+        },
+    ] {
+        let (client, _) = context(vec![annotated.clone()], vec![]).await;
+        let config = OperatorConfig {
+            cluster_name: "prod".into(),
+            short_form: short_form.clone(),
+            ..OperatorConfig::default()
+        };
+        let ctx = Arc::new(Context::new(client.clone(), Arc::new(NoIam), config));
+        reconcile(meta(&annotated), ctx)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let bindings: Api<PodIdentityBinding> = Api::namespaced(client, "dns");
+        assert!(
+            bindings
+                .get_opt("external-dns")
+                .await
+                .unwrap_or_else(|err| panic!("{err}"))
+                .is_none(),
+            "{short_form:?}: no binding"
+        );
+    }
 }
 
 #[tokio::test]
@@ -233,6 +269,10 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
             Arc::new(NoIam),
             OperatorConfig {
                 cluster_name: "prod".into(),
+                short_form: ShortFormConfig {
+                    enabled: true,
+                    namespaces: vec![],
+                },
                 ..OperatorConfig::default()
             },
         )

@@ -120,7 +120,12 @@ impl Predictor {
         }
         let own = sa_annotations.cloned().unwrap_or_default();
         let predicted = binding_prediction.cloned().or_else(|| {
-            // The short form makes a binding named after the ServiceAccount.
+            // The short form makes a binding named after the ServiceAccount, where the
+            // operator's configuration lets it.
+            let (operator, _) = self.operator.as_ref()?;
+            if !operator.short_form_allowed(namespace) {
+                return None;
+            }
             match short_form::spec_from_annotations(service_account, &own)? {
                 Ok(spec) => self.predict(namespace, service_account, &spec),
                 Err(_) => None,

@@ -130,8 +130,36 @@ fn operator_config() -> OperatorConfig {
             issuer_url: Some("https://oidc.example.com/id/ABC".into()),
             ..Default::default()
         },
+        // Off unless turned on; the table's platform turned it on.
+        short_form: podidentity_api::config::ShortFormConfig {
+            enabled: true,
+            namespaces: vec![],
+        },
         ..OperatorConfig::default()
     }
+}
+
+/// Where the operator's configuration keeps the short form off, annotations predict no
+/// role: the controller will make none.
+#[test]
+fn short_form_annotations_predict_nothing_where_the_short_form_is_off() {
+    let asks: BTreeMap<String, String> = [(
+        "podidentity.io/managed-policy-arns".to_string(),
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".to_string(),
+    )]
+    .into();
+    let role = |config: OperatorConfig| {
+        Predictor::new(config, "eks.amazonaws.com")
+            .effective_annotations("shop", "orders", Some(&asks), None)
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn").cloned())
+    };
+    assert!(role(operator_config()).is_some(), "on: predicted");
+    let mut off = operator_config();
+    off.short_form.enabled = false;
+    assert_eq!(role(off), None);
+    let mut elsewhere = operator_config();
+    elsewhere.short_form.namespaces = vec!["blog".into()];
+    assert_eq!(role(elsewhere), None);
 }
 
 fn run(case: &Case) -> Outcome {

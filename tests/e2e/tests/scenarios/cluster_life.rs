@@ -12,11 +12,37 @@ use podidentity_e2e::wait::{check, until};
 use serde_json::json;
 
 pub async fn short_form_bindings_follow_their_service_account(s: Scenario) {
-    let (_rendered, _controller) = s.start_controller(json!({})).await;
     let ns = s.namespace("short").await;
+    let elsewhere = s.namespace("no-short").await;
+    // Off by default; on here for one namespace only.
+    let (_rendered, _controller) = s
+        .start_controller(json!({"shortForm": {"enabled": true, "namespaces": [ns]}}))
+        .await;
     let ask = json!({
         "podidentity.io/managed-policy-arns": "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
     });
+
+    // Where the short form is off, the annotations make nothing, and the account says why.
+    let mark = s.iam.mark();
+    s.create_service_account(&elsewhere, "asks", ask.clone())
+        .await;
+    let note = s.wait_event(&elsewhere, "asks", "ShortFormDisabled").await;
+    assert!(note.contains("shortForm.namespaces"), "{note}");
+    assert!(
+        s.bindings(&elsewhere)
+            .get_opt("asks")
+            .await
+            .expect("look for a binding")
+            .is_none()
+    );
+    let touched: Vec<_> = s
+        .iam
+        .calls_since(mark)
+        .into_iter()
+        .filter(|c| c.role.as_deref().is_some_and(|r| r.contains(&elsewhere)))
+        .collect();
+    assert!(touched.is_empty(), "no IAM call for it: {touched:?}");
+
     let dns = s
         .create_service_account(&ns, "external-dns", ask.clone())
         .await;
