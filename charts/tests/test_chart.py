@@ -189,6 +189,18 @@ def test_the_operators_service_account_carries_its_iam_role():
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": arn}
 
 
+def test_a_required_boundary_without_one_stops_the_binary(tmp_path):
+    config = find(render({"guardrails": {"requireBoundary": True}}), "ConfigMap")
+    path = tmp_path / "config.yaml"
+    path.write_text(config["data"]["config.yaml"])
+    binary = ROOT / "target" / "debug" / "podidentity"
+    if not binary.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "podidentity"], cwd=ROOT, check=True)
+    run = subprocess.run([str(binary), "plan", "-f", "examples", "--config", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "guardrails.requireBoundary" in run.stderr and "roles.permissionsBoundaryArn" in run.stderr, run.stderr
+
+
 def test_the_short_form_is_off_unless_the_values_turn_it_on():
     default = yaml.safe_load(find(render(), "ConfigMap")["data"]["config.yaml"])
     assert default["shortForm"] == {"enabled": False, "namespaces": []}

@@ -113,6 +113,10 @@ pub struct GuardrailsConfig {
     /// Glob patterns refused even when allowed above.
     #[serde(default = "default_denied_managed_policy_arns")]
     pub denied_managed_policy_arns: Vec<String>,
+    /// Refuse to run without `roles.permissionsBoundaryArn`: the boundary caps every role,
+    /// whatever a guardrail misses.
+    #[serde(default)]
+    pub require_boundary: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -246,6 +250,7 @@ impl Default for GuardrailsConfig {
             actions_needing_named_resources: default_actions_needing_named_resources(),
             allowed_managed_policy_arns: default_allowed_managed_policy_arns(),
             denied_managed_policy_arns: default_denied_managed_policy_arns(),
+            require_boundary: false,
         }
     }
 }
@@ -527,6 +532,20 @@ impl OperatorConfig {
 
     /// `guardrails.*`.
     fn guardrail_problems(&self, problems: &mut Problems) {
+        if self.guardrails.require_boundary
+            && self
+                .roles
+                .permissions_boundary_arn
+                .as_deref()
+                .is_none_or(|arn| arn.trim().is_empty())
+        {
+            problems.bad(
+                "guardrails.requireBoundary",
+                "is true, but roles.permissionsBoundaryArn is not set: set the boundary \
+                 every role must carry"
+                    .into(),
+            );
+        }
         for (setting, patterns) in [
             ("guardrails.deniedActions", &self.guardrails.denied_actions),
             (
@@ -707,6 +726,21 @@ mod tests {
         );
         assert_eq!(config.drift_interval(), Ok(Duration::from_secs(600)));
         assert_eq!(config.deletion_policy, DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn a_required_boundary_must_be_set() {
+        let mut config = valid();
+        config.guardrails.require_boundary = true;
+        let problems = config.problems();
+        assert_eq!(
+            problems.iter().map(|p| p.setting).collect::<Vec<_>>(),
+            ["guardrails.requireBoundary"]
+        );
+        assert!(problems[0].message.contains("roles.permissionsBoundaryArn"));
+        config.roles.permissions_boundary_arn =
+            Some("arn:aws:iam::111122223333:policy/podidentity-boundary".into());
+        assert_eq!(config.problems(), vec![]);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub guardrails_denied_managed_policy_arns: Vec<String>,
+    /// guardrails.requireBoundary: refuse to run without roles.permissionsBoundaryArn
+    #[arg(long, env = "PODIDENTITY_GUARDRAILS_REQUIRE_BOUNDARY")]
+    pub guardrails_require_boundary: Option<bool>,
     /// trustPolicy.maxBytes
     #[arg(long, env = "PODIDENTITY_TRUST_POLICY_MAX_BYTES")]
     pub trust_policy_max_bytes: Option<usize>,
@@ -201,6 +204,10 @@ impl ConfigArgs {
         set_list(
             &mut config.guardrails.denied_managed_policy_arns,
             &self.guardrails_denied_managed_policy_arns,
+        );
+        set(
+            &mut config.guardrails.require_boundary,
+            &self.guardrails_require_boundary,
         );
         set(
             &mut config.trust_policy.max_bytes,
