@@ -382,21 +382,21 @@ pub async fn the_api_server_enforces_the_schema(s: Scenario) {
     )
     .await;
     assert!(effect.contains("Unsupported value"), "{effect}");
-    let sids = refused(
-        "duplicate-sids",
-        json!({"serviceAccountName": "app", "permissions": {"statements": [
-            {"sid": "A", "actions": ["s3:GetObject"], "resources": ["*"]},
-            {"sid": "A", "actions": ["s3:PutObject"], "resources": ["*"]},
-        ]}}),
-    )
-    .await;
-    assert!(sids.contains("statement sids must be unique"), "{sids}");
+    // (Duplicate sids are the operator's check, not the API server's: the CEL rule for
+    // them failed under load on 1.24.)
     let tags = refused(
         "reserved-tag",
         json!({"serviceAccountName": "app", "role": {"tags": {"podidentity.io/cluster": "x"}}}),
     )
     .await;
     assert!(tags.contains("are reserved"), "{tags}");
+    // IAM tag keys are case-insensitive: so is the reservation.
+    let upper = refused(
+        "reserved-tag-in-capitals",
+        json!({"serviceAccountName": "app", "role": {"tags": {"PodIdentity.IO/Cluster": "x"}}}),
+    )
+    .await;
+    assert!(upper.contains("are reserved"), "{upper}");
     let missing = refused("no-account", json!({})).await;
     assert!(missing.contains("serviceAccountName"), "{missing}");
 }
