@@ -392,6 +392,24 @@ impl OperatorConfig {
                 || self.short_form.namespaces.iter().any(|n| n == namespace))
     }
 
+    /// Why ServiceAccount annotations asking for a role in `namespace` make nothing, naming
+    /// the setting that says so; `None` where the short form is on.
+    pub fn short_form_refusal(&self, namespace: &str) -> Option<String> {
+        if self.short_form_allowed(namespace) {
+            return None;
+        }
+        Some(format!(
+            "podidentity.io/ annotations ask for a role, but the short form is off {} in the \
+             operator's configuration: write a PodIdentityBinding, or turn the short form on \
+             here",
+            if self.short_form.enabled {
+                "in this namespace (shortForm.namespaces)"
+            } else {
+                "(shortForm.enabled)"
+            }
+        ))
+    }
+
     /// `shortForm.*`.
     fn short_form_problems(&self, problems: &mut Problems) {
         if !self.short_form.enabled && !self.short_form.namespaces.is_empty() {

@@ -222,19 +222,10 @@ pub fn build_plan(
         }
         let asked = short_form::spec_from_annotations(&sa.name, &sa.annotations);
         let (outcome, spec) = match asked {
-            Some(_) if !config.short_form_allowed(&namespace) => (
+            Some(_) if let Some(refusal) = config.short_form_refusal(&namespace) => (
                 Err(Error::Refused(vec![Violation::guardrail(
                     "metadata.annotations",
-                    format!(
-                        "podidentity.io/ annotations ask for a role, but the short form is \
-                         off {} in the operator's configuration: write a PodIdentityBinding, \
-                         or turn the short form on here",
-                        if config.short_form.enabled {
-                            "in this namespace (shortForm.namespaces)"
-                        } else {
-                            "(shortForm.enabled)"
-                        }
-                    ),
+                    refusal,
                 )])),
                 PodIdentityBindingSpec {
                     service_account_name: sa.name.clone(),

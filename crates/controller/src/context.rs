@@ -172,16 +172,7 @@ impl Context {
         match &self.bindings {
             Bindings::Cached(store) => store
                 .get(&ObjectRef::new(name).within(namespace))
-                .is_some_and(|binding| {
-                    binding
-                        .meta()
-                        .labels
-                        .as_ref()
-                        .and_then(|labels| {
-                            labels.get(podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL)
-                        })
-                        .is_some_and(|value| value == "true")
-                }),
+                .is_some_and(|binding| crate::short_form::labelled_as_made(binding.meta())),
             Bindings::Live => true,
         }
     }

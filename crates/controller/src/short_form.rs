@@ -83,12 +83,18 @@ where
     })
 }
 
+/// Whether a binding carries the short form's label (made from a ServiceAccount).
+pub fn labelled_as_made(binding: &kube::core::ObjectMeta) -> bool {
+    binding
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(FROM_SERVICE_ACCOUNT_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
 /// Whether `binding` is the one this ServiceAccount's short form made.
 fn made_from(binding: &PodIdentityBinding, sa: &AccountMeta) -> bool {
-    let labelled = binding
-        .labels()
-        .get(FROM_SERVICE_ACCOUNT_LABEL)
-        .is_some_and(|v| v == "true");
+    let labelled = labelled_as_made(&binding.metadata);
     let owned = binding
         .owner_references()
         .iter()
@@ -112,23 +118,10 @@ pub async fn reconcile(sa: Arc<AccountMeta>, ctx: Arc<Context>) -> Result<Action
     } else {
         spec_from_annotations(&name, &annotations)
     };
-    if asked.is_some() && !ctx.config.short_form_allowed(&namespace) {
-        let scope = if ctx.config.short_form.enabled {
-            "in this namespace (shortForm.namespaces"
-        } else {
-            "in this cluster (shortForm.enabled"
-        };
-        warn(
-            &ctx,
-            &sa,
-            "ShortFormDisabled",
-            format!(
-                "these podidentity.io/ annotations ask for a role, but the short form is off \
-                 {scope} in the operator's configuration): write a PodIdentityBinding for this \
-                 ServiceAccount, or ask the platform team to turn the short form on here"
-            ),
-        )
-        .await;
+    if asked.is_some()
+        && let Some(refusal) = ctx.config.short_form_refusal(&namespace)
+    {
+        warn(&ctx, &sa, "ShortFormDisabled", refusal).await;
         return Ok(Action::await_change());
     }
     // Most ServiceAccounts ask for nothing and never did: the binding cache says so
