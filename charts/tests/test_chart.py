@@ -171,6 +171,7 @@ def test_rbac_is_exactly_what_each_component_uses():
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "resourceNames": ["podidentitybindings.podidentity.io"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
         {"nonResourceURLs": ["/.well-known/openid-configuration"], "verbs": ["get"]},
     ]
     webhook = find(objects, "ClusterRole", "pio-pod-identity-operator-webhook")

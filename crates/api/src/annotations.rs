@@ -28,6 +28,10 @@ pub const FROM_SERVICE_ACCOUNT_LABEL: &str = "podidentity.io/from-service-accoun
 pub const TAG_CLUSTER: &str = "podidentity.io/cluster";
 pub const TAG_NAMESPACE: &str = "podidentity.io/namespace";
 pub const TAG_BINDING: &str = "podidentity.io/binding";
+/// The cluster's identity (its kube-system namespace's uid): two clusters given one
+/// `clusterName` in one account still never adopt each other's roles. A role without it
+/// (made before it existed) is adopted and gets it.
+pub const TAG_CLUSTER_UID: &str = "podidentity.io/cluster-uid";
 
 /// CRD annotation carrying [`crate::crd::SCHEMA_REVISION`], so a controller can refuse an
 /// older CRD (Helm never upgrades `crds/`) instead of silently dropping fields.

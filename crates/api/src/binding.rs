@@ -177,8 +177,9 @@ pub enum Effect {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleSpec {
-    /// Explicit role name instead of `<prefix><namespace>-<binding>`. Refused unless the
-    /// operator is configured with `roles.allowNameOverride`.
+    /// Explicit role name instead of `<prefix><namespace>.<binding>`. Refused unless the
+    /// operator is configured with `roles.allowNameOverride`, and when it has the shape of
+    /// another namespace's derived names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), regex(pattern = ROLE_NAME_PATTERN))]
     pub name: Option<String>,

@@ -47,6 +47,10 @@ pub struct OperatorConfig {
     pub aws: AwsConfig,
     #[serde(default)]
     pub short_form: ShortFormConfig,
+    /// Not a setting: the uid of this cluster's kube-system namespace, which the controller
+    /// reads at start and tags roles with. Unknown to `plan` and the webhook.
+    #[serde(skip)]
+    pub cluster_uid: Option<String>,
 }
 
 /// The ServiceAccount short form: annotations that ask for a role without a binding.
@@ -227,6 +231,7 @@ impl Default for OperatorConfig {
             drift_interval: default_drift_interval(),
             aws: AwsConfig::default(),
             short_form: ShortFormConfig::default(),
+            cluster_uid: None,
         }
     }
 }

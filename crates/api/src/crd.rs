@@ -195,10 +195,30 @@ mod tests {
     }
 
     /// The schema's fingerprint at the current revision. When this fails, the schema
-    /// changed: bump SCHEMA_REVISION and record the new pair here.
+    /// changed: bump SCHEMA_REVISION and record the new pair here. Descriptions are left
+    /// out: they change nothing the API server stores or refuses.
     #[test]
     fn schema_revision_tracks_the_schema() {
-        let fingerprint = fnv1a(schema().to_string().as_bytes());
+        fn without_descriptions(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    // A string: a schema's description (a property named `description`,
+                    // as the role's, is an object and stays).
+                    if map
+                        .get("description")
+                        .is_some_and(serde_json::Value::is_string)
+                    {
+                        map.remove("description");
+                    }
+                    map.values_mut().for_each(without_descriptions);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(without_descriptions),
+                _ => {}
+            }
+        }
+        let mut schema = schema();
+        without_descriptions(&mut schema);
+        let fingerprint = fnv1a(schema.to_string().as_bytes());
         let recorded: (u32, u64) = (SCHEMA_REVISION, RECORDED_FINGERPRINT);
         assert_eq!(
             (SCHEMA_REVISION, fingerprint),
@@ -207,7 +227,7 @@ mod tests {
         );
     }
 
-    const RECORDED_FINGERPRINT: u64 = 4887113538932905417;
+    const RECORDED_FINGERPRINT: u64 = 6049467721724541003;
 
     fn fnv1a(bytes: &[u8]) -> u64 {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

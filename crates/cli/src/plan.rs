@@ -159,10 +159,7 @@ pub fn build_plan(
                     .unwrap_or_else(|| default_namespace.into());
                 let name = binding.metadata.name.clone().unwrap_or_default();
                 let outcome = desired_state(
-                    BindingRef {
-                        namespace: &namespace,
-                        name: &name,
-                    },
+                    BindingRef::new(&namespace, &name),
                     &binding.spec,
                     config,
                     &guardrails,
@@ -234,10 +231,7 @@ pub fn build_plan(
             ),
             Some(Ok(spec)) => (
                 desired_state(
-                    BindingRef {
-                        namespace: &namespace,
-                        name: &sa.name,
-                    },
+                    BindingRef::new(&namespace, &sa.name),
                     &spec,
                     config,
                     &guardrails,
@@ -374,12 +368,14 @@ fn flag_duplicates(bindings: &mut [BindingPlan]) {
         if let Some(desired) = &binding.desired {
             let role = desired.role.name.clone();
             if let Some((owner, first)) = by_role.get(&role) {
+                // Derived names never meet (a namespace cannot hold the separator): one
+                // of the two is an explicit spec.role.name.
                 binding.problems.push(Problem {
-                    field: "metadata.name".into(),
+                    field: "spec.role.name".into(),
                     reason: reason::ROLE_CONFLICT.into(),
                     message: format!(
-                        "role name {role} is also produced by {owner} at {first}: rename one binding \
-                         (a namespace with '-' can spell the same name as another)"
+                        "role name {role} is also produced by {owner} at {first}: give one of \
+                         the two another spec.role.name"
                     ),
                 });
             } else {

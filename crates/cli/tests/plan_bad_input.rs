@@ -245,7 +245,7 @@ fn configuration_comes_from_the_environment_too() {
         serde_json::from_slice(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
         plan["bindings"][0]["desired"]["role"]["arn"],
-        "arn:aws:iam::444455556666:role/podidentity/staging/staging-shop-orders-s3"
+        "arn:aws:iam::444455556666:role/podidentity/staging/staging-shop.orders-s3"
     );
 }
 
@@ -261,7 +261,7 @@ fn without_account_or_issuer_plan_shows_visible_placeholders() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("arn:aws:iam::<account-id>:role/podidentity/dev/dev-shop-orders-s3"),
+            .contains("arn:aws:iam::<account-id>:role/podidentity/dev/dev-shop.orders-s3"),
         "{}",
         run.stdout
     );

@@ -35,7 +35,7 @@ fn json_output_of_the_examples() {
         .unwrap_or_else(|| panic!("orders-s3 missing"));
     assert_eq!(
         shop["desired"]["role"]["arn"],
-        "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3"
+        "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3"
     );
     assert_eq!(
         shop["desired"]["role"]["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE:sub"],
@@ -52,9 +52,10 @@ fn recursive_reading_includes_the_refused_examples() {
     assert_eq!(run.code, 1);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
-    // 6 examples, the first of the colliding pair, and two refused only with the
-    // five-cluster config they name: the long trust policy, and a short form (off there).
-    assert_eq!(plan["summary"]["valid"], 9);
+    // 6 examples, the two bindings whose names met in the legacy format, and two refused
+    // only with the five-cluster config they name: the long trust policy, and a short form
+    // (off there).
+    assert_eq!(plan["summary"]["valid"], 10);
     assert!(plan["summary"]["refused"].as_u64().unwrap_or(0) >= 10);
 }
 

@@ -100,12 +100,9 @@ fn desired_role(
     ctx: &Context,
     binding: &podidentity_api::PodIdentityBinding,
 ) -> Option<podidentity_iam::build::DesiredRole> {
-    let (namespace, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
+    let namespace = binding.namespace().unwrap_or_default();
     desired_state(
-        BindingRef {
-            namespace: &namespace,
-            name: &name,
-        },
+        BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
         &ctx.guardrails,

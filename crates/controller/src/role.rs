@@ -67,6 +67,9 @@ pub enum ConflictKind {
     /// It exists outside the operator's path: the operator's own IAM policy does not let
     /// it read the role (GetRole denied after CreateRole found the name taken).
     OutsidePath,
+    /// Its tags name this cluster, namespace and binding, but another cluster's uid: two
+    /// clusters share one `clusterName` in this account.
+    OtherCluster { uid: String, ours: String },
 }
 
 impl ConflictKind {
@@ -82,6 +85,11 @@ impl ConflictKind {
                  (roles.path changed); IAM cannot move a role, so it was left untouched: delete \
                  it (the next pass makes it at {wanted}; its unique id and ARN change) or set \
                  roles.path back to {path}"
+            ),
+            ConflictKind::OtherCluster { uid, ours } => format!(
+                "IAM role {name} belongs to another cluster with the same clusterName (its \
+                 podidentity.io/cluster-uid tag is {uid}; this cluster's kube-system uid is \
+                 {ours}); it was left untouched: give each cluster its own clusterName"
             ),
             ConflictKind::OutsidePath => format!(
                 "IAM role {name} exists outside the operator's path (reading it was denied); it \
@@ -123,12 +131,24 @@ async fn attach(
 }
 
 /// What cleanup needs to find a binding's role and prove it is the binding's: its name and
-/// the three ownership tags. Cleanup works from this alone, so a spec that no longer
-/// validates can never block deletion.
+/// the ownership tags. Cleanup works from this alone, so a spec that no longer validates
+/// can never block deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleIdentity {
     pub name: String,
     pub ownership: BTreeMap<String, String>,
+}
+
+/// Whose a role is, by its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Ours,
+    NotOurs,
+    /// Ours by cluster name, namespace and binding, but tagged with another cluster's uid.
+    OtherCluster {
+        uid: String,
+        ours: String,
+    },
 }
 
 impl RoleIdentity {
@@ -140,7 +160,9 @@ impl RoleIdentity {
         let ownership = desired
             .tags
             .iter()
-            .filter(|(key, _)| OWNERSHIP_KEYS.contains(&key.as_str()))
+            .filter(|(key, _)| {
+                OWNERSHIP_KEYS.contains(&key.as_str()) || key.as_str() == TAG_CLUSTER_UID
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Self {
@@ -149,13 +171,34 @@ impl RoleIdentity {
         }
     }
 
-    /// Whether a role carries all three ownership tags with these values.
+    /// Whose a role with these tags is. The three ownership tags must all match; a
+    /// cluster uid, where both sides have one, must match too. A role without one was made
+    /// before the tag existed (it is adopted, and gets it); a controller that does not know
+    /// its cluster's uid judges by the three alone.
+    pub fn ownership(&self, role_tags: &BTreeMap<String, String>) -> Ownership {
+        let three_match = OWNERSHIP_KEYS.iter().all(|key| {
+            self.ownership
+                .get(*key)
+                .is_some_and(|value| role_tags.get(*key) == Some(value))
+        });
+        if !three_match {
+            return Ownership::NotOurs;
+        }
+        match (
+            self.ownership.get(TAG_CLUSTER_UID),
+            role_tags.get(TAG_CLUSTER_UID),
+        ) {
+            (Some(ours), Some(theirs)) if ours != theirs => Ownership::OtherCluster {
+                uid: theirs.clone(),
+                ours: ours.clone(),
+            },
+            _ => Ownership::Ours,
+        }
+    }
+
+    /// Whether a role with these tags is this binding's.
     pub fn owns(&self, role_tags: &BTreeMap<String, String>) -> bool {
-        self.ownership.len() == OWNERSHIP_KEYS.len()
-            && self
-                .ownership
-                .iter()
-                .all(|(key, value)| role_tags.get(key) == Some(value))
+        self.ownership(role_tags) == Ownership::Ours
     }
 }
 
@@ -164,6 +207,7 @@ const OWNERSHIP_KEYS: [&str; 3] = [
     podidentity_api::annotations::TAG_NAMESPACE,
     podidentity_api::annotations::TAG_BINDING,
 ];
+use podidentity_api::annotations::TAG_CLUSTER_UID;
 
 /// What the caller knows about the role before the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,11 +325,20 @@ async fn adopt(
     desired: &DesiredRole,
     existing: RoleState,
 ) -> Result<RoleOutcome, AwsError> {
-    if !RoleIdentity::of(desired).owns(&existing.tags) {
-        return Ok(RoleOutcome::Conflict {
-            name: existing.name,
-            why: ConflictKind::NotOurs,
-        });
+    match RoleIdentity::of(desired).ownership(&existing.tags) {
+        Ownership::Ours => {}
+        Ownership::NotOurs => {
+            return Ok(RoleOutcome::Conflict {
+                name: existing.name,
+                why: ConflictKind::NotOurs,
+            });
+        }
+        Ownership::OtherCluster { uid, ours } => {
+            return Ok(RoleOutcome::Conflict {
+                name: existing.name,
+                why: ConflictKind::OtherCluster { uid, ours },
+            });
+        }
     }
     if existing.path != desired.path {
         return Ok(RoleOutcome::Conflict {

@@ -1,7 +1,8 @@
 //! Checks made once at start-up: the CRD is installed at this binary's schema revision
 //! (Helm never upgrades `crds/`; a newer CRD's objects may hold fields this binary would
-//! drop), the account id, and the OIDC issuer.
+//! drop), the cluster's uid, the account id, and the OIDC issuer.
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use podidentity_api::annotations::CRD_SCHEMA_REVISION;
@@ -40,6 +41,11 @@ pub enum StartupError {
         "cannot learn the OIDC issuer from the API server's /.well-known/openid-configuration (set oidc.issuerUrl): {0}"
     )]
     Issuer(String),
+    #[error(
+        "cannot read namespace kube-system, whose uid tags this cluster's roles so that another \
+         cluster with the same clusterName never adopts them (the chart grants `get` on it): {0}"
+    )]
+    ClusterUid(kube::Error),
 }
 
 /// Refuses a missing CRD, or one older or newer than this binary.
@@ -71,12 +77,25 @@ pub async fn check_crd(client: &kube::Client) -> Result<u32, StartupError> {
     Ok(installed)
 }
 
-/// Fills in the account id from STS and the issuer from the API server where unset.
+/// The cluster's identity: the uid of its kube-system namespace, made with the cluster and
+/// never changed (a cluster name is only what someone typed).
+pub async fn cluster_uid(client: &kube::Client) -> Result<String, StartupError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kube_system = namespaces
+        .get("kube-system")
+        .await
+        .map_err(StartupError::ClusterUid)?;
+    Ok(kube_system.metadata.uid.unwrap_or_default())
+}
+
+/// Fills in the cluster's uid, the account id from STS and the issuer from the API server
+/// where unset.
 pub async fn complete_config(
     mut config: OperatorConfig,
     client: &kube::Client,
     iam: &dyn IamApi,
 ) -> Result<OperatorConfig, StartupError> {
+    config.cluster_uid = Some(cluster_uid(client).await?).filter(|uid| !uid.is_empty());
     if config.aws.account_id.is_none() {
         config.aws.account_id = Some(Iam::new(iam).caller_account().await?);
     }

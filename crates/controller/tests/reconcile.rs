@@ -69,7 +69,7 @@ impl World {
             .unwrap_or_default()
     }
     fn role_name(&self, binding: &str) -> String {
-        format!("{}-shop-{binding}", self.cluster)
+        format!("{}-shop.{binding}", self.cluster)
     }
 }
 

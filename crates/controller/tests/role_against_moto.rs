@@ -74,12 +74,13 @@ fn spec() -> PodIdentityBindingSpec {
 }
 
 fn desired(cluster: &str, spec: &PodIdentityBindingSpec) -> DesiredRole {
-    let config = config(cluster);
+    desired_in(&config(cluster), spec)
+}
+
+fn desired_in(config: &OperatorConfig, spec: &PodIdentityBindingSpec) -> DesiredRole {
+    let config = config.clone();
     desired_state(
-        BindingRef {
-            namespace: "shop",
-            name: "orders-s3",
-        },
+        BindingRef::new("shop", "orders-s3"),
         spec,
         &config,
         &Guardrails::from_config(&config),
@@ -363,6 +364,107 @@ async fn a_role_that_is_not_ours_is_left_byte_for_byte() {
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(details(&api, &want.name).await, before);
+}
+
+/// Two clusters given one clusterName in one account: each tags its roles with its
+/// kube-system uid, and neither adopts, changes or deletes the other's.
+#[tokio::test]
+async fn a_cluster_with_the_same_name_never_adopts_the_others_role() {
+    let Some(endpoint) = endpoint() else { return };
+    let log = CallLog::default();
+    let api = Counted::new(moto(endpoint).await, log.clone());
+    let name = cluster();
+    let mut first = config(&name);
+    first.cluster_uid = Some("uid-of-the-first-cluster".into());
+    let mut second = config(&name);
+    second.cluster_uid = Some("uid-of-the-second-cluster".into());
+    let made = desired_in(&first, &spec());
+    assert_eq!(
+        made.tags
+            .get("podidentity.io/cluster-uid")
+            .map(String::as_str),
+        Some("uid-of-the-first-cluster")
+    );
+    ensure_role(&api, &made, Known::New)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let before = details(&api, &made.name).await;
+
+    // The second cluster's binding of the same namespace and name: same role name.
+    let mut other_spec = spec();
+    other_spec.permissions.statements[0].resources = vec!["arn:aws:s3:::elsewhere/*".into()];
+    let theirs = desired_in(&second, &other_spec);
+    assert_eq!(theirs.name, made.name);
+    log.reset();
+    for known in [Known::New, Known::Exists] {
+        let outcome = ensure_role(&api, &theirs, known)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        let RoleOutcome::Conflict { why, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        let message = why.explain(&theirs.name);
+        assert!(
+            message.contains("uid-of-the-first-cluster")
+                && message.contains("uid-of-the-second-cluster")
+                && message.contains("clusterName"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        log.writes(),
+        1,
+        "only the refused CreateRole: {:?}",
+        log.snapshot()
+    );
+    delete_role(&api, &RoleIdentity::of(&theirs))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    retain_role(&api, &RoleIdentity::of(&theirs))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(details(&api, &made.name).await, before, "untouched");
+}
+
+/// A role made before the cluster-uid tag existed is adopted by the three tags it has,
+/// and gets the fourth.
+#[tokio::test]
+async fn a_role_made_before_the_cluster_uid_tag_is_adopted_and_tagged() {
+    let Some(endpoint) = endpoint() else { return };
+    let api = moto(endpoint).await;
+    let name = cluster();
+    let before_the_tag = desired_in(&config(&name), &spec());
+    assert!(
+        !before_the_tag
+            .tags
+            .contains_key("podidentity.io/cluster-uid")
+    );
+    let made = ensure_role(&api, &before_the_tag, Known::New)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let RoleOutcome::Created(made) = made else {
+        panic!("{made:?}")
+    };
+    let mut now = config(&name);
+    now.cluster_uid = Some("uid-of-this-cluster".into());
+    let want = desired_in(&now, &spec());
+    let outcome = ensure_role(&api, &want, Known::Exists)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let RoleOutcome::Converged { role, changed } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(changed, &vec![Change::Tags]);
+    assert_eq!(role.id, made.id, "adopted in place");
+    let after = details(&api, &want.name).await;
+    assert_eq!(
+        after
+            .role
+            .tags
+            .get("podidentity.io/cluster-uid")
+            .map(String::as_str),
+        Some("uid-of-this-cluster")
+    );
 }
 
 #[tokio::test]

@@ -42,7 +42,7 @@ fn desired(cluster: &str, namespace: &str, name: &str) -> DesiredRole {
         ..Statement::default()
     });
     desired_state(
-        BindingRef { namespace, name },
+        BindingRef::new(namespace, name),
         &spec,
         &config,
         &Guardrails::from_config(&config),

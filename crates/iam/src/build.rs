@@ -70,6 +70,42 @@ pub struct DesiredState {
 pub struct BindingRef<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
+    /// The role name its status records, if any: a role made before revision 3 keeps its
+    /// legacy name (see [`naming::role_name_keeping_legacy`]).
+    pub recorded_role_name: Option<&'a str>,
+}
+
+impl<'a> BindingRef<'a> {
+    /// A binding with no status (a manifest, or one never reconciled).
+    pub fn new(namespace: &'a str, name: &'a str) -> Self {
+        Self {
+            namespace,
+            name,
+            recorded_role_name: None,
+        }
+    }
+
+    /// A binding as the API server has it, status included.
+    pub fn of(namespace: &'a str, binding: &'a podidentity_api::PodIdentityBinding) -> Self {
+        Self {
+            namespace,
+            name: binding.metadata.name.as_deref().unwrap_or_default(),
+            recorded_role_name: binding
+                .status
+                .as_ref()
+                .and_then(|status| status.role_name.as_deref()),
+        }
+    }
+
+    /// The role name the operator derives for this binding (no `spec.role.name`).
+    pub fn derived_role_name(&self, config: &OperatorConfig) -> String {
+        naming::role_name_keeping_legacy(
+            &config.role_name_prefix(),
+            self.namespace,
+            self.name,
+            self.recorded_role_name,
+        )
+    }
 }
 
 impl BindingRef<'_> {
@@ -123,6 +159,21 @@ pub fn desired_state(
     );
     let inline = inline_policy(spec);
     let mut violations: Vec<Violation> = binding.problems();
+    let prefix = config.role_name_prefix();
+    if let Some(name) = spec.role.name.as_deref().filter(|name| !name.is_empty())
+        && naming::override_takes_derived_name(&prefix, binding.namespace, name)
+    {
+        violations.push(Violation::guardrail(
+            "spec.role.name",
+            format!(
+                "{name:?} has the shape of the names the operator derives for bindings in other \
+                 namespaces (beginning {prefix:?}, or holding '.'): an explicit name here must \
+                 begin with \"{prefix}{}{}\" or not look derived at all",
+                binding.namespace,
+                naming::NAMESPACE_SEPARATOR
+            ),
+        ));
+    }
     violations.extend(validate(
         spec,
         config,
@@ -145,7 +196,7 @@ fn build(
 ) -> DesiredState {
     let name = match spec.role.name.as_deref().filter(|name| !name.is_empty()) {
         Some(name) => name.to_string(),
-        None => naming::role_name(&config.role_name_prefix(), binding.namespace, binding.name),
+        None => binding.derived_role_name(config),
     };
     let path = config.role_path();
     let arn = naming::role_arn(
@@ -203,12 +254,13 @@ fn build(
     }
 }
 
-/// The three tags that make a role this binding's own.
+/// The tags that make a role this binding's own: cluster, namespace and binding, and the
+/// cluster's uid where known.
 pub fn ownership_tags(
     config: &OperatorConfig,
     binding: BindingRef<'_>,
 ) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut tags = BTreeMap::from([
         (
             annotations::TAG_CLUSTER.to_string(),
             config.cluster_name.clone(),
@@ -221,7 +273,11 @@ pub fn ownership_tags(
             annotations::TAG_BINDING.to_string(),
             binding.name.to_string(),
         ),
-    ])
+    ]);
+    if let Some(uid) = &config.cluster_uid {
+        tags.insert(annotations::TAG_CLUSTER_UID.to_string(), uid.clone());
+    }
+    tags
 }
 
 /// The inline policy from `permissions.statements`, or none when there are none.

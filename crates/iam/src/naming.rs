@@ -1,14 +1,80 @@
-//! Deterministic role names: `<prefix><namespace>-<binding>`, cut to IAM's 64 characters
+//! Deterministic role names: `<prefix><namespace>.<binding>`, cut to IAM's 64 characters
 //! with `-` and 8 hex characters of a SHA-256 of the full name, so that the same manifest
 //! always yields the same ARN and different bindings never share a role.
+//!
+//! The separator is `.` because a namespace (a DNS label) cannot hold one: the first `.`
+//! after the prefix ends the namespace, so no namespace can spell a name that belongs to
+//! another. With `-` (the format before revision 3), namespace `team` could take the name
+//! of `team-a/b-sync` by naming a binding `a-b-sync`. A cut name cannot be spelled by
+//! another namespace either: its last nine characters (`-` and hex) hold no `.`, so a whole
+//! name equal to it has its `.` within the kept head, which names the same namespace.
 
 use sha2::{Digest, Sha256};
 
 pub const MAX_ROLE_NAME_LEN: usize = 64;
 const HASH_HEX_LEN: usize = 8;
 
+/// Between the namespace and the binding's name: a character no namespace holds.
+pub const NAMESPACE_SEPARATOR: char = '.';
+
 pub fn role_name(prefix: &str, namespace: &str, binding: &str) -> String {
-    let full = format!("{prefix}{namespace}-{binding}");
+    cut_to_fit(format!("{prefix}{namespace}{NAMESPACE_SEPARATOR}{binding}"))
+}
+
+/// The name the operator gave roles before revision 3 (`-` between namespace and name).
+/// Roles made then keep their names (and ARNs, which pods and resource policies hold):
+/// a binding whose status records this name goes on using it.
+pub fn legacy_role_name(prefix: &str, namespace: &str, binding: &str) -> String {
+    cut_to_fit(format!("{prefix}{namespace}-{binding}"))
+}
+
+/// The name a binding's role has: the one its status records when that is the legacy
+/// spelling of this binding's name (a role made before revision 3, adopted by its
+/// ownership tags as ever), else the current spelling.
+pub fn role_name_keeping_legacy(
+    prefix: &str,
+    namespace: &str,
+    binding: &str,
+    recorded: Option<&str>,
+) -> String {
+    let legacy = legacy_role_name(prefix, namespace, binding);
+    if recorded == Some(legacy.as_str()) {
+        legacy
+    } else {
+        role_name(prefix, namespace, binding)
+    }
+}
+
+/// Whether an explicit role name (`spec.role.name`) is shaped like a name the operator
+/// derives for a binding in another namespace. Under a prefix, every name beginning with it
+/// belongs to derived names (cut ones included), so an override there must begin with
+/// `<prefix><its own namespace>.`; with an empty prefix, a `.` or the shape of a cut name
+/// (64 characters ending in `-` and 8 hex) means a derived name, and the part before the
+/// `.` must be the override's own namespace.
+pub fn override_takes_derived_name(prefix: &str, namespace: &str, name: &str) -> bool {
+    let own = format!("{prefix}{namespace}{NAMESPACE_SEPARATOR}");
+    if name.starts_with(&own) {
+        return false;
+    }
+    if prefix.is_empty() {
+        name.contains(NAMESPACE_SEPARATOR) || is_cut_shape(name)
+    } else {
+        name.starts_with(prefix)
+    }
+}
+
+fn is_cut_shape(name: &str) -> bool {
+    name.len() == MAX_ROLE_NAME_LEN
+        && name
+            .get(MAX_ROLE_NAME_LEN - HASH_HEX_LEN - 1..)
+            .and_then(|tail| tail.strip_prefix('-'))
+            .is_some_and(|hash| {
+                hash.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            })
+}
+
+fn cut_to_fit(full: String) -> String {
     if full.len() <= MAX_ROLE_NAME_LEN {
         return full;
     }
@@ -46,16 +112,83 @@ mod tests {
     fn short_names_are_kept_whole() {
         assert_eq!(
             role_name("prod-", "shop", "orders-s3"),
-            "prod-shop-orders-s3"
+            "prod-shop.orders-s3"
         );
         assert_eq!(
             role_arn(
                 "aws",
                 "111122223333",
                 "/podidentity/prod/",
-                "prod-shop-orders-s3"
+                "prod-shop.orders-s3"
             ),
-            "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3"
+            "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3"
+        );
+    }
+
+    #[test]
+    fn a_namespace_cannot_spell_the_name_of_a_longer_namespace() {
+        // The squat the legacy format allowed: both spelled prod-team-a-b-sync.
+        assert_eq!(
+            legacy_role_name("prod-", "team", "a-b-sync"),
+            legacy_role_name("prod-", "team-a", "b-sync")
+        );
+        assert_ne!(
+            role_name("prod-", "team", "a-b-sync"),
+            role_name("prod-", "team-a", "b-sync")
+        );
+    }
+
+    #[test]
+    fn an_explicit_name_may_not_take_the_shape_of_another_namespaces_names() {
+        // Under the prefix: only this namespace's own names.
+        assert!(!override_takes_derived_name(
+            "prod-",
+            "team",
+            "prod-team.legacy"
+        ));
+        assert!(override_takes_derived_name(
+            "prod-",
+            "team",
+            "prod-team-a.b-sync"
+        ));
+        assert!(override_takes_derived_name("prod-", "team", "prod-teamx"));
+        assert!(!override_takes_derived_name(
+            "prod-",
+            "team",
+            "hand-made-role"
+        ));
+        assert!(!override_takes_derived_name(
+            "prod-",
+            "team",
+            "team-a.b-sync"
+        ));
+        // Without a prefix, the separator marks derived names.
+        assert!(override_takes_derived_name("", "team", "team-a.b-sync"));
+        assert!(!override_takes_derived_name("", "team", "team.sync"));
+        assert!(!override_takes_derived_name("", "team", "hand-made-role"));
+    }
+
+    #[test]
+    fn a_recorded_legacy_name_is_kept_and_nothing_else_is() {
+        let legacy = legacy_role_name("prod-", "shop", "orders");
+        assert_eq!(legacy, "prod-shop-orders");
+        assert_eq!(
+            role_name_keeping_legacy("prod-", "shop", "orders", Some(&legacy)),
+            legacy
+        );
+        assert_eq!(
+            role_name_keeping_legacy("prod-", "shop", "orders", None),
+            "prod-shop.orders"
+        );
+        // A recorded name that is not this binding's legacy spelling is not kept.
+        assert_eq!(
+            role_name_keeping_legacy("prod-", "shop", "orders", Some("prod-shop-payments")),
+            "prod-shop.orders"
+        );
+        // A name recorded in the current spelling stays current.
+        assert_eq!(
+            role_name_keeping_legacy("prod-", "shop", "orders", Some("prod-shop.orders")),
+            "prod-shop.orders"
         );
     }
 
@@ -67,7 +200,7 @@ mod tests {
             "settlement-reconciliation-exporter-v2",
         );
         assert_eq!(name.len(), 64);
-        assert!(name.starts_with("prod-payments-processing-eu-settlement-reconciliation-"));
+        assert!(name.starts_with("prod-payments-processing-eu.settlement-reconciliation-"));
         let hash = &name[56..];
         assert_eq!(&name[55..56], "-");
         assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
@@ -85,16 +218,58 @@ mod tests {
             prop_assert_eq!(first, role_name(&prefix, &ns, &name));
         }
 
-        /// Different bindings get different names, long or short. The one exception is
-        /// inherent in the contract's format: `a-b/c` and `a/b-c` both spell `a-b-c`
-        /// (namespaces may hold `-`); ownership tags turn that into RoleConflict, never a
-        /// shared role, and `plan` reports it.
+        /// Different bindings get different names, long or short, with no exception:
+        /// namespaces that share a beginning included.
         #[test]
         fn different_bindings_get_different_names(
             ns in dns_label(), a in dns_label(), other_ns in dns_label(), b in dns_label()
         ) {
-            prop_assume!(format!("{ns}-{a}") != format!("{other_ns}-{b}"));
+            prop_assume!((&ns, &a) != (&other_ns, &b));
             prop_assert_ne!(role_name("c-", &ns, &a), role_name("c-", &other_ns, &b));
+        }
+
+        /// The squat, tried on purpose: a namespace that is the beginning of another
+        /// names a binding after the rest of the other's role name (what spelled it in
+        /// the legacy format), or anything else. It never spells the other's name, cut or
+        /// whole.
+        #[test]
+        fn no_namespace_spells_the_name_of_one_it_begins(
+            shared in "[a-z][a-z0-9]{0,58}",
+            tail in "-[a-z0-9]{1,10}",
+            victim in "[a-z0-9]([-a-z0-9.]{0,40}[a-z0-9])?",
+            other in "[a-z0-9]([-a-z0-9.]{0,60}[a-z0-9])?",
+            prefix in "[a-z0-9-]{0,12}",
+        ) {
+            let victim_ns = format!("{shared}{tail}");
+            prop_assume!(victim_ns.len() <= 63);
+            let target = role_name(&prefix, &victim_ns, &victim);
+            let legacy_squat = format!("{}-{victim}", &tail[1..]);
+            prop_assert_eq!(
+                legacy_role_name(&prefix, &shared, &legacy_squat),
+                legacy_role_name(&prefix, &victim_ns, &victim)
+            );
+            prop_assert_ne!(role_name(&prefix, &shared, &legacy_squat), target.clone());
+            let rest = target.get(prefix.len() + shared.len() + 1..).unwrap_or_default();
+            if !rest.is_empty() {
+                prop_assert_ne!(role_name(&prefix, &shared, rest), target.clone());
+            }
+            prop_assert_ne!(role_name(&prefix, &shared, &other), target);
+        }
+
+        /// No name derived for a binding in another namespace is open to an explicit name
+        /// (cut names included).
+        #[test]
+        fn derived_names_of_other_namespaces_are_closed_to_explicit_names(
+            prefix in "([a-z0-9]{1,8}-)?", ns in dns_label(), other_ns in dns_label(), b in dns_label()
+        ) {
+            prop_assume!(ns != other_ns);
+            let taken = role_name(&prefix, &other_ns, &b);
+            prop_assert!(override_takes_derived_name(&prefix, &ns, &taken), "{}", taken);
+            let own = role_name(&prefix, &ns, &b);
+            prop_assert!(
+                !override_takes_derived_name(&prefix, &ns, &own) || own.len() == MAX_ROLE_NAME_LEN,
+                "{}", own
+            );
         }
 
         #[test]

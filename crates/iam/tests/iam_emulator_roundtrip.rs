@@ -116,10 +116,7 @@ fn documents_read_back_from_iam_compare_equal_and_outside_changes_are_seen() {
         ..Statement::default()
     });
     let desired = desired_state(
-        BindingRef {
-            namespace: "shop",
-            name: "orders-s3",
-        },
+        BindingRef::new("shop", "orders-s3"),
         &spec,
         &config,
         &Guardrails::from_config(&config),

@@ -38,8 +38,11 @@ impl CachedBinding {
         self.prediction
             .get_or_init(|| {
                 let namespace = self.binding.metadata.namespace.as_deref()?;
-                let name = self.binding.metadata.name.as_deref()?;
-                predictor.predict(namespace, name, &self.binding.spec)
+                self.binding.metadata.name.as_deref()?;
+                predictor.predict(
+                    podidentity_iam::BindingRef::of(namespace, &self.binding),
+                    &self.binding.spec,
+                )
             })
             .as_ref()
     }
@@ -299,7 +302,10 @@ mod tests {
         let first = cache.covering("shop", "orders");
         let predicted = first[0].prediction(&predictor).cloned();
         let PodIdentityBinding { spec, .. } = &first[0].binding;
-        assert_eq!(predicted, predictor.predict("shop", "a", spec));
+        assert_eq!(
+            predicted,
+            predictor.predict(podidentity_iam::BindingRef::new("shop", "a"), spec)
+        );
         assert!(
             predicted
                 .as_ref()
@@ -315,5 +321,41 @@ mod tests {
         let updated = cache.covering("shop", "orders");
         assert!(!Arc::ptr_eq(&first[0], &updated[0]));
         assert!(updated[0].prediction.get().is_none());
+    }
+
+    /// A role made before revision 3 keeps its legacy name, and pods get that ARN, not
+    /// the one the controller would derive for a new binding.
+    #[test]
+    fn a_binding_whose_status_records_the_legacy_name_predicts_that_role() {
+        let predictor = Predictor::new(
+            OperatorConfig {
+                cluster_name: "prod".into(),
+                aws: AwsConfig {
+                    account_id: Some("111122223333".into()),
+                    ..AwsConfig::default()
+                },
+                ..OperatorConfig::default()
+            },
+            "eks.amazonaws.com",
+        );
+        let arn_of = |recorded: Option<&str>| {
+            let mut watched = binding("a", "orders");
+            if let Ok(b) = &mut watched.0 {
+                b.status = Some(podidentity_api::PodIdentityBindingStatus {
+                    role_name: recorded.map(str::to_string),
+                    ..Default::default()
+                });
+            }
+            let cache = BindingCache::new();
+            cache.apply(Event::Apply(watched));
+            let covering = cache.covering("shop", "orders");
+            covering[0]
+                .prediction(&predictor)
+                .and_then(|p| p.get("eks.amazonaws.com/role-arn").cloned())
+        };
+        let role = |name: &str| format!("arn:aws:iam::111122223333:role/podidentity/prod/{name}");
+        assert_eq!(arn_of(Some("prod-shop-a")), Some(role("prod-shop-a")));
+        assert_eq!(arn_of(None), Some(role("prod-shop.a")));
+        assert_eq!(arn_of(Some("something-else")), Some(role("prod-shop.a")));
     }
 }

@@ -47,13 +47,11 @@ impl Predictor {
     /// annotation domain; `None` when the binding will be refused (no role will exist).
     pub fn predict(
         &self,
-        namespace: &str,
-        name: &str,
+        binding: BindingRef<'_>,
         spec: &PodIdentityBindingSpec,
     ) -> Option<BTreeMap<String, String>> {
         let (operator, guardrails) = self.operator.as_ref()?;
-        let desired =
-            desired_state(BindingRef { namespace, name }, spec, operator, guardrails).ok()?;
+        let desired = desired_state(binding, spec, operator, guardrails).ok()?;
         Some(
             desired
                 .service_account
@@ -92,10 +90,8 @@ impl Predictor {
         sa_annotations: Option<&BTreeMap<String, String>>,
         covering_binding: Option<&PodIdentityBinding>,
     ) -> Option<BTreeMap<String, String>> {
-        let predicted = covering_binding.and_then(|binding| {
-            let name = binding.metadata.name.as_deref()?;
-            self.predict(namespace, name, &binding.spec)
-        });
+        let predicted = covering_binding
+            .and_then(|binding| self.predict(BindingRef::of(namespace, binding), &binding.spec));
         self.effective_annotations_predicted(
             namespace,
             service_account,
@@ -127,7 +123,7 @@ impl Predictor {
                 return None;
             }
             match short_form::spec_from_annotations(service_account, &own)? {
-                Ok(spec) => self.predict(namespace, service_account, &spec),
+                Ok(spec) => self.predict(BindingRef::new(namespace, service_account), &spec),
                 Err(_) => None,
             }
         });

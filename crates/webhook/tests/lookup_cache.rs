@@ -322,7 +322,7 @@ async fn a_cached_binding_predicts_the_role_before_the_annotation_lands() {
         annotations
             .get("eks.amazonaws.com/role-arn")
             .map(String::as_str),
-        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3")
+        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3")
     );
     // A binding in another namespace never covers this namespace's ServiceAccount.
     let elsewhere = lookup
@@ -381,6 +381,6 @@ async fn a_binding_the_cache_has_not_seen_yet_still_predicts_the_role() {
         annotations
             .get("eks.amazonaws.com/role-arn")
             .map(String::as_str),
-        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3")
+        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3")
     );
 }

@@ -13,7 +13,7 @@ use podidentity_webhook::pod::AdmittedPod;
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:iam::111122223333:role/orders";
-const PREDICTED_ARN: &str = "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders-s3";
+const PREDICTED_ARN: &str = "arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3";
 const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 
 struct Case {
@@ -505,7 +505,7 @@ fn cases() -> Vec<Case> {
             check: |o| {
                 assert_eq!(
                     o.app_env("AWS_ROLE_ARN").as_deref(),
-                    Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop-orders")
+                    Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders")
                 )
             },
         },

@@ -399,7 +399,7 @@ impl Scenario {
 
     /// The role name the operator derives for a binding (no hash cut: names are short here).
     pub fn role_name(&self, namespace: &str, binding: &str) -> String {
-        format!("{}-{namespace}-{binding}", self.cluster_name)
+        format!("{}-{namespace}.{binding}", self.cluster_name)
     }
 
     pub fn role_arn(&self, namespace: &str, binding: &str) -> String {

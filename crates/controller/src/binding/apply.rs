@@ -59,7 +59,6 @@ enum RolePass {
 
 pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action, Error> {
     let namespace = binding.namespace().unwrap_or_default();
-    let name = binding.name_any();
     let key = ObjectRef::from_obj(binding);
     // A pass woken before the watch delivered this process's own last status write sees
     // the binding as it was before that pass: its work is done, and the write's own
@@ -74,10 +73,7 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
 
     // Validate and build: a refusal changes nothing in AWS.
     let desired = match desired_state(
-        BindingRef {
-            namespace: &namespace,
-            name: &name,
-        },
+        BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
         &ctx.guardrails,

@@ -7,8 +7,8 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use podidentity_api::{DeletionPolicy, PodIdentityBinding};
+use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
-use podidentity_iam::{BindingRef, naming};
 
 use super::status::write_status;
 use crate::context::Context;
@@ -21,23 +21,14 @@ use crate::status::Assessment;
 /// from status (what was made), else derived as the build would.
 fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
     let namespace = binding.namespace().unwrap_or_default();
-    let name = binding.name_any();
+    let reference = BindingRef::of(&namespace, binding);
     let role_name = binding
         .status
         .as_ref()
         .and_then(|s| s.role_name.clone())
         .or_else(|| binding.spec.role.name.clone().filter(|n| !n.is_empty()))
-        .unwrap_or_else(|| naming::role_name(&ctx.config.role_name_prefix(), &namespace, &name));
-    RoleIdentity::new(
-        role_name,
-        ownership_tags(
-            &ctx.config,
-            BindingRef {
-                namespace: &namespace,
-                name: &name,
-            },
-        ),
-    )
+        .unwrap_or_else(|| reference.derived_role_name(&ctx.config));
+    RoleIdentity::new(role_name, ownership_tags(&ctx.config, reference))
 }
 
 pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Error> {

@@ -31,6 +31,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(lifecycle::create_wait_update_delete, Cluster),
         scenario!(lifecycle::retain_keeps_the_role_untagged, Cluster),
         scenario!(lifecycle::credentials_secret_in_ccoctl_format, Cluster),
+        scenario!(
+            iam_identity::legacy_names_are_kept_and_other_clusters_roles_refused,
+            Cluster
+        ),
         scenario!(lifecycle::a_role_that_is_not_ours_is_a_conflict, Cluster),
         scenario!(lifecycle::guardrail_refusals_change_nothing_in_iam, Cluster),
         scenario!(lifecycle::the_api_server_enforces_the_schema, Cluster),
