@@ -107,6 +107,15 @@ pub enum IamRequest {
     ListAttachedRolePolicies {
         name: String,
     },
+    /// A managed policy's default version id (what it grants is judged by that version).
+    GetPolicy {
+        arn: String,
+    },
+    /// One version of a managed policy: its document.
+    GetPolicyVersion {
+        arn: String,
+        version_id: String,
+    },
     ListInstanceProfilesForRole {
         name: String,
     },
@@ -144,6 +153,8 @@ impl IamRequest {
             IamRequest::AttachRolePolicy { .. } => "AttachRolePolicy",
             IamRequest::DetachRolePolicy { .. } => "DetachRolePolicy",
             IamRequest::ListAttachedRolePolicies { .. } => "ListAttachedRolePolicies",
+            IamRequest::GetPolicy { .. } => "GetPolicy",
+            IamRequest::GetPolicyVersion { .. } => "GetPolicyVersion",
             IamRequest::ListInstanceProfilesForRole { .. } => "ListInstanceProfilesForRole",
             IamRequest::RemoveRoleFromInstanceProfile { .. } => "RemoveRoleFromInstanceProfile",
             IamRequest::DeleteRole { .. } => "DeleteRole",
@@ -160,6 +171,8 @@ impl IamRequest {
                 | IamRequest::ListRolePolicies { .. }
                 | IamRequest::GetRolePolicy { .. }
                 | IamRequest::ListAttachedRolePolicies { .. }
+                | IamRequest::GetPolicy { .. }
+                | IamRequest::GetPolicyVersion { .. }
                 | IamRequest::ListInstanceProfilesForRole { .. }
                 | IamRequest::GetAccountAuthorizationDetails { .. }
                 | IamRequest::GetCallerIdentity
@@ -175,6 +188,8 @@ pub enum IamResponse {
     Document(String),
     Page(AuthorizationPage),
     Account(String),
+    /// A managed policy's default version id.
+    DefaultVersion(String),
 }
 
 /// Anything that answers IAM requests: the SDK adapter, or a wrapper around one.
@@ -235,6 +250,20 @@ impl<'a> Iam<'a> {
     }
     pub async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
         expect!(self, IamRequest::ListAttachedRolePolicies { name: name.into() }, IamResponse::Names(arns) => arns)
+    }
+    pub async fn policy_default_version(&self, arn: &str) -> Result<String, AwsError> {
+        expect!(self, IamRequest::GetPolicy { arn: arn.into() }, IamResponse::DefaultVersion(id) => id)
+    }
+    pub async fn policy_version_document(
+        &self,
+        arn: &str,
+        version_id: &str,
+    ) -> Result<String, AwsError> {
+        let request = IamRequest::GetPolicyVersion {
+            arn: arn.into(),
+            version_id: version_id.into(),
+        };
+        expect!(self, request, IamResponse::Document(document) => document)
     }
     pub async fn list_instance_profiles_for_role(
         &self,

@@ -424,6 +424,49 @@ impl SdkIam {
             | IamRequest::AttachRolePolicy { .. }
             | IamRequest::DetachRolePolicy { .. }
             | IamRequest::ListAttachedRolePolicies { .. }) => self.policy_call(op, policy).await?,
+            managed @ (IamRequest::GetPolicy { .. } | IamRequest::GetPolicyVersion { .. }) => {
+                self.managed_policy_read(op, managed).await?
+            }
+        })
+    }
+
+    /// What a managed policy grants: its default version, and that version's document.
+    async fn managed_policy_read(
+        &self,
+        op: &'static str,
+        request: IamRequest,
+    ) -> Result<IamResponse, AwsError> {
+        let iam = &self.iam;
+        Ok(match request {
+            IamRequest::GetPolicy { arn } => {
+                let out = sent!(op, iam.get_policy().policy_arn(arn));
+                IamResponse::DefaultVersion(
+                    out.policy()
+                        .and_then(|p| p.default_version_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            }
+            IamRequest::GetPolicyVersion { arn, version_id } => {
+                let out = sent!(
+                    op,
+                    iam.get_policy_version()
+                        .policy_arn(arn)
+                        .version_id(version_id)
+                );
+                IamResponse::Document(decode(
+                    out.policy_version()
+                        .and_then(|v| v.document())
+                        .unwrap_or_default(),
+                ))
+            }
+            other => {
+                return Err(AwsError::new(
+                    ErrorKind::Other,
+                    op,
+                    format!("{} is not a managed policy read", other.operation()),
+                ));
+            }
         })
     }
 

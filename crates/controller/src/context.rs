@@ -17,6 +17,7 @@ use podidentity_iam::Guardrails;
 
 use crate::binding::Watched;
 use crate::health::Check;
+use crate::managed_policies::ManagedPolicyDocuments;
 use crate::secret::Secrets;
 use crate::status::Assessment;
 
@@ -25,6 +26,8 @@ pub struct Context {
     pub iam: Arc<dyn IamApi>,
     pub config: OperatorConfig,
     pub guardrails: Guardrails,
+    /// Managed policy documents, judged before a role gets them.
+    pub managed_policies: ManagedPolicyDocuments,
     /// One recorder for the process (it deduplicates and aggregates events).
     pub recorder: Recorder,
     /// Where bindings are read from for the ServiceAccount ownership rule.
@@ -123,6 +126,7 @@ impl Context {
             iam,
             config,
             guardrails,
+            managed_policies: ManagedPolicyDocuments::default(),
             recorder,
             bindings: Bindings::Live,
             secrets: Secrets::Live,

@@ -1,6 +1,7 @@
 //! The controller. `binding` reconciles PodIdentityBindings (behind `finalizer`), writing
 //! through `service_account` and `secret`; `short_form` turns annotated ServiceAccounts
-//! into bindings; `role` keeps one IAM role equal to its binding; `sweep` reads every role
+//! into bindings; `role` keeps one IAM role equal to its binding, after
+//! `managed_policies` judged what its managed policies grant; `sweep` reads every role
 //! at once and `drift` wakes the bindings whose roles drifted; `status` computes
 //! conditions; `startup`, `leader`, `health`, `watches`, `metrics` and `run` make the
 //! process.
@@ -13,6 +14,7 @@ pub mod fence;
 pub mod finalizer;
 pub mod health;
 pub mod leader;
+pub mod managed_policies;
 pub mod metrics;
 pub mod role;
 pub mod run;

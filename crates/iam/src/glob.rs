@@ -17,6 +17,31 @@ pub fn intersects(a: &str, b: &str, case_insensitive: bool) -> bool {
     intersect_tokens(&tokens(a), &tokens(b), case_insensitive)
 }
 
+/// Whether every string `inner` matches, `outer` matches too, answered soundly for the
+/// shapes policies use: `outer` a text or a text followed by one `*`. Anything else is
+/// answered "no" (the caller then assumes `inner` is not covered, the safe side).
+pub fn covers(outer: &str, inner: &str, case_insensitive: bool) -> bool {
+    let fold = |s: &str| {
+        if case_insensitive {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
+    let (outer, inner) = (fold(outer), fold(inner));
+    if outer == inner {
+        return true;
+    }
+    match outer.strip_suffix('*') {
+        Some(head) if !head.contains(['*', '?']) => {
+            // Every string of `inner` begins with its text up to the first wildcard.
+            let inner_head = inner.split(['*', '?']).next().unwrap_or_default();
+            inner_head.starts_with(head)
+        }
+        _ => false,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Token {
     Char(char),
@@ -163,5 +188,33 @@ mod tests {
             let brute = witnesses.iter().any(|w| matches(&a, w, false) && matches(&b, w, false));
             prop_assert_eq!(intersects(&a, &b, false), brute);
         }
+
+        /// `covers` is sound: whatever the inner pattern matches (every string up to 8
+        /// characters), the outer matches too.
+        #[test]
+        fn covering_is_sound(outer in "[ab]{0,3}\\*?", inner in pattern()) {
+            if covers(&outer, &inner, false) {
+                let mut frontier = vec![String::new()];
+                for _ in 0..8 {
+                    for text in &frontier {
+                        if matches(&inner, text, false) {
+                            prop_assert!(matches(&outer, text, false), "{} {} {}", outer, inner, text);
+                        }
+                    }
+                    frontier = frontier.iter().flat_map(|s| [format!("{s}a"), format!("{s}b")]).collect();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn covering_the_shapes_policies_use() {
+        assert!(covers("iam:*", "iam:PassRole", true));
+        assert!(covers("IAM:*", "iam:Pass*", true));
+        assert!(covers("*", "sts:AssumeRole", true));
+        assert!(covers("iam:*", "iam:*", true));
+        assert!(!covers("iam:Pass*", "iam:*", true));
+        assert!(!covers("iam:*", "i*", true));
+        assert!(!covers("sts:AssumeRole", "sts:AssumeRole*", true));
     }
 }

@@ -37,6 +37,49 @@ impl RuleSet {
         }
     }
 
+    /// What an Allow statement of these actions and resources reaches that these rules
+    /// forbid. Statements of the spec and of managed policies are judged alike.
+    pub(crate) fn reach<'a>(&'a self, actions: &[String], resources: &[String]) -> Reach<'a> {
+        let denied = actions
+            .iter()
+            .enumerate()
+            .filter_map(|(a, action)| {
+                let reached: Vec<&str> = self
+                    .denied_actions
+                    .iter()
+                    .filter(|denied| glob::intersects(action, denied, true))
+                    .map(String::as_str)
+                    .collect();
+                (!reached.is_empty()).then_some((a, reached))
+            })
+            .collect();
+        let secret_reads: Vec<&str> = self
+            .actions_needing_named_resources
+            .iter()
+            .filter(|pattern| {
+                actions
+                    .iter()
+                    .any(|action| glob::intersects(action, pattern, true))
+            })
+            .map(String::as_str)
+            .collect();
+        let every_resource = if secret_reads.is_empty() {
+            Vec::new()
+        } else {
+            resources
+                .iter()
+                .enumerate()
+                .filter(|(_, resource)| *resource == "*")
+                .map(|(r, _)| r)
+                .collect()
+        };
+        Reach {
+            denied,
+            secret_reads,
+            every_resource,
+        }
+    }
+
     /// Every guardrail the spec breaks. Deny statements are always fine: they only take
     /// permissions away.
     pub fn check(&self, spec: &PodIdentityBindingSpec) -> Vec<Violation> {
@@ -45,51 +88,29 @@ impl RuleSet {
             if statement.effect == Effect::Deny {
                 continue;
             }
-            for (a, action) in statement.actions.iter().enumerate() {
-                let reached: Vec<&str> = self
-                    .denied_actions
-                    .iter()
-                    .filter(|denied| glob::intersects(action, denied, true))
-                    .map(String::as_str)
-                    .collect();
-                if !reached.is_empty() {
-                    violations.push(Violation::guardrail(
-                        format!("spec.permissions.statements[{s}].actions[{a}]"),
-                        format!(
-                            "{action:?} could allow {}, which the operator's guardrails deny \
-                             (guardrails.deniedActions): name the actions you need within \
-                             other services, or make this a Deny statement",
-                            few(&reached)
-                        ),
-                    ));
-                }
+            let reach = self.reach(&statement.actions, &statement.resources);
+            for (a, reached) in &reach.denied {
+                violations.push(Violation::guardrail(
+                    format!("spec.permissions.statements[{s}].actions[{a}]"),
+                    format!(
+                        "{:?} could allow {}, which the operator's guardrails deny \
+                         (guardrails.deniedActions): name the actions you need within \
+                         other services, or make this a Deny statement",
+                        statement.actions[*a],
+                        few(reached)
+                    ),
+                ));
             }
-            let secret_reads: Vec<&str> = self
-                .actions_needing_named_resources
-                .iter()
-                .filter(|pattern| {
-                    statement
-                        .actions
-                        .iter()
-                        .any(|action| glob::intersects(action, pattern, true))
-                })
-                .map(String::as_str)
-                .collect();
-            if secret_reads.is_empty() {
-                continue;
-            }
-            for (r, resource) in statement.resources.iter().enumerate() {
-                if resource == "*" {
-                    violations.push(Violation::guardrail(
-                        format!("spec.permissions.statements[{s}].resources[{r}]"),
-                        format!(
-                            "\"*\" with {} would read every such secret in the account \
-                             (guardrails.actionsNeedingNamedResources): name the resources' \
-                             ARNs (a prefix ending in * is fine)",
-                            few(&secret_reads)
-                        ),
-                    ));
-                }
+            for r in &reach.every_resource {
+                violations.push(Violation::guardrail(
+                    format!("spec.permissions.statements[{s}].resources[{r}]"),
+                    format!(
+                        "\"*\" with {} would read every such secret in the account \
+                         (guardrails.actionsNeedingNamedResources): name the resources' \
+                         ARNs (a prefix ending in * is fine)",
+                        few(&reach.secret_reads)
+                    ),
+                ));
             }
         }
         for (i, arn) in spec.permissions.managed_policy_arns.iter().enumerate() {
@@ -140,9 +161,19 @@ impl RuleSet {
     }
 }
 
+/// What one Allow statement reaches that the rules forbid.
+pub(crate) struct Reach<'a> {
+    /// By action index: the denied patterns that action could allow.
+    pub denied: Vec<(usize, Vec<&'a str>)>,
+    /// The secret reads among its actions...
+    pub secret_reads: Vec<&'a str>,
+    /// ...and the indexes of its `"*"` resources, where there are secret reads.
+    pub every_resource: Vec<usize>,
+}
+
 /// The first three of `patterns`, and how many more: a wildcard can reach every denied
 /// pattern, and the message must stay readable.
-fn few(patterns: &[&str]) -> String {
+pub(crate) fn few(patterns: &[&str]) -> String {
     match patterns.len() {
         0..=3 => patterns.join(", "),
         n => format!("{} and {} more", patterns[..3].join(", "), n - 3),

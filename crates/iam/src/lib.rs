@@ -8,6 +8,7 @@ pub mod compare;
 pub mod error;
 pub mod glob;
 pub mod guardrails;
+pub mod managed;
 pub mod naming;
 pub mod ownership;
 pub mod policy;

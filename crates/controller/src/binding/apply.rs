@@ -15,7 +15,7 @@ use podidentity_iam::{BindingRef, desired_state, service_account_owner};
 use super::status::{recorded_role, write_status};
 use crate::context::{Applied, Blocked, Context, RoleFacts, fingerprint};
 use crate::error::Error;
-use crate::role::{Known, RoleOutcome, ensure_role};
+use crate::role::{Known, RoleError, RoleOutcome, ensure_role};
 use crate::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
 use crate::service_account::{bind_service_account, release_service_account};
 use crate::status::{Assessment, Synced};
@@ -245,7 +245,24 @@ async fn role_pass(
             missing_policies,
         });
     }
-    let outcome = match ensure_role(ctx.iam.as_ref(), &desired.role, known).await {
+    // Managed policies are judged by what they grant, before anything is written.
+    let namespace = binding.namespace().unwrap_or_default();
+    let judged = ctx
+        .managed_policies
+        .judge(
+            ctx.iam.as_ref(),
+            ctx.guardrails.rules_for(&namespace),
+            &desired.role.managed_policy_arns,
+        )
+        .await;
+    let outcome = match judged {
+        Ok(violations) if !violations.is_empty() => {
+            return refuse_by_content(ctx, binding, generation, wanted, role, violations).await;
+        }
+        Ok(_) => ensure_role(ctx.iam.as_ref(), &desired.role, known).await,
+        Err(error) => Err(RoleError { error, role: None }),
+    };
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(failure) => {
             if drifted {
@@ -373,4 +390,37 @@ async fn role_pass(
         role: Some(made),
         missing_policies,
     })
+}
+
+/// A managed policy grants what the guardrails deny: nothing is written, the role (if any)
+/// stays as it was, and the refusal stands for this generation until the drift interval
+/// has passed (a policy's new default version may grant less).
+async fn refuse_by_content(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    generation: Option<i64>,
+    wanted: u64,
+    role: Option<RoleFacts>,
+    violations: Vec<podidentity_iam::Violation>,
+) -> Result<RolePass, Error> {
+    let refusal = podidentity_iam::Error::Refused(violations);
+    let (why, message) = (refusal.reason(), refusal.to_string());
+    let assessment = Assessment::Refused {
+        reason: why.into(),
+        message: message.clone(),
+    };
+    let recheck = ctx.config.drift_interval().unwrap_or_default();
+    ctx.remember_blocked(
+        &binding.uid().unwrap_or_default(),
+        Some(Blocked {
+            generation,
+            fingerprint: wanted,
+            assessment: assessment.clone(),
+            recheck_at: std::time::Instant::now() + recheck,
+        }),
+    );
+    if write_status(ctx, binding, &assessment, role.as_ref(), None).await? {
+        ctx.event(binding, EventType::Warning, why, message).await;
+    }
+    Ok(RolePass::Done(Action::requeue(recheck)))
 }

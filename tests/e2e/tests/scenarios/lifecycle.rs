@@ -309,7 +309,19 @@ pub async fn guardrail_refusals_change_nothing_in_iam(s: Scenario) {
         )
         .await;
     }
-    let names = ["iam-admin", "admin"]
+    // A managed policy the allow-list passes by its ARN (arn:aws:iam::aws:policy/*), refused
+    // by what its default version grants: organizations:*.
+    s.create_service_account(&ns, "org", json!({})).await;
+    s.create_binding(
+        &ns,
+        "org",
+        json!({
+            "serviceAccountName": "org",
+            "permissions": {"managedPolicyArns": ["arn:aws:iam::aws:policy/AWSOrganizationsFullAccess"]},
+        }),
+    )
+    .await;
+    let names = ["iam-admin", "admin", "org"]
         .into_iter()
         .chain(escapes.iter().map(|(name, _)| *name));
     for name in names {
@@ -333,6 +345,34 @@ pub async fn guardrail_refusals_change_nothing_in_iam(s: Scenario) {
         .filter(|c| c.role.as_deref().is_some_and(|r| r.contains(&ns)))
         .collect();
     assert!(touched.is_empty(), "refusals make no IAM call: {touched:?}");
+    let org = s
+        .wait_condition(&ns, "org", "Ready", "False", Some("GuardrailViolation"))
+        .await;
+    let message = condition(&org, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.permissions.managedPolicyArns[0]")
+            && message.contains("AWSOrganizationsFullAccess")
+            && message.contains("organizations:*"),
+        "{message}"
+    );
+    let read = |action: &str| {
+        s.iam
+            .calls_since(mark)
+            .into_iter()
+            .filter(|c| c.action == action)
+            .filter(|c| {
+                c.params
+                    .values()
+                    .any(|v| v.ends_with("/AWSOrganizationsFullAccess"))
+            })
+            .count()
+    };
+    assert!(
+        read("GetPolicy") >= 1 && read("GetPolicyVersion") >= 1,
+        "judged by its content"
+    );
 }
 
 pub async fn the_api_server_enforces_the_schema(s: Scenario) {

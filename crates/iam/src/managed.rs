@@ -1,0 +1,247 @@
+//! Managed policies judged by what they grant, not by their ARN: the document of a
+//! policy's default version (read from IAM by the controller) goes through the same
+//! action and resource guardrails as the spec's own statements. An allow-list of
+//! `arn:aws:iam::aws:policy/*` would otherwise pass `AWSOrganizationsFullAccess`.
+//!
+//! `NotAction` in an Allow statement allows every action but those it lists (how AWS's
+//! broadest policies are written): denied patterns it covers are left out, the rest
+//! count. `NotResource` is read as `"*"`.
+
+use serde_json::Value;
+
+use crate::error::Violation;
+use crate::glob;
+use crate::guardrails::{RuleSet, few};
+
+/// A managed policy version as read from IAM.
+#[derive(Clone, Copy, Debug)]
+pub struct ManagedPolicy<'a> {
+    pub arn: &'a str,
+    pub version_id: &'a str,
+    /// The version's document, URL-decoded.
+    pub document: &'a str,
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One Allow statement: its actions and resources (`"*"` for a `NotAction` or
+/// `NotResource`), and the actions a `NotAction` leaves out.
+struct Allow {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    except_actions: Vec<String>,
+}
+
+/// The Allow statements of a document.
+fn allow_statements(document: &Value) -> Option<Vec<Allow>> {
+    let statements = match document.get("Statement")? {
+        Value::Array(many) => many.iter().collect::<Vec<_>>(),
+        one @ Value::Object(_) => vec![one],
+        _ => return None,
+    };
+    let everything = || vec!["*".to_string()];
+    Some(
+        statements
+            .into_iter()
+            .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
+            .map(|s| {
+                let except_actions = strings(s.get("NotAction"));
+                let actions = if s.get("NotAction").is_some() {
+                    everything()
+                } else {
+                    strings(s.get("Action"))
+                };
+                let resources = if s.get("NotResource").is_some() {
+                    everything()
+                } else {
+                    strings(s.get("Resource"))
+                };
+                Allow {
+                    actions,
+                    resources,
+                    except_actions,
+                }
+            })
+            .collect(),
+    )
+}
+
+impl RuleSet {
+    /// What attaching `policy` would grant beyond the rules, reported at `field` (the
+    /// ARN's place in the spec). A document that cannot be read is refused: what it
+    /// grants is unknown.
+    pub fn check_managed_policy(&self, field: &str, policy: ManagedPolicy<'_>) -> Vec<Violation> {
+        let ManagedPolicy {
+            arn, version_id, ..
+        } = policy;
+        let statements = serde_json::from_str::<Value>(policy.document)
+            .ok()
+            .as_ref()
+            .and_then(allow_statements);
+        let Some(statements) = statements else {
+            return vec![Violation::guardrail(
+                field,
+                format!(
+                    "{arn} (version {version_id}) has a document the operator cannot read, so \
+                     what it grants is unknown: write statements instead"
+                ),
+            )];
+        };
+        let mut denied: Vec<&str> = Vec::new();
+        let mut secret_reads: Vec<&str> = Vec::new();
+        for statement in &statements {
+            let reach = self.reach(&statement.actions, &statement.resources);
+            // What a NotAction leaves out is not granted by this statement.
+            let left_out = |pattern: &&str| {
+                statement
+                    .except_actions
+                    .iter()
+                    .any(|except| glob::covers(except, pattern, true))
+            };
+            for (_, reached) in reach.denied {
+                denied.extend(reached.into_iter().filter(|p| !left_out(p)));
+            }
+            if !reach.every_resource.is_empty() {
+                secret_reads.extend(reach.secret_reads.into_iter().filter(|p| !left_out(p)));
+            }
+        }
+        // Once each, in the configuration's order (its first entries are the gravest).
+        let mut seen = std::collections::BTreeSet::new();
+        denied.retain(|pattern| seen.insert(*pattern));
+        seen.clear();
+        secret_reads.retain(|pattern| seen.insert(*pattern));
+        let mut violations = Vec::new();
+        if !denied.is_empty() {
+            violations.push(Violation::guardrail(
+                field,
+                format!(
+                    "{arn} (version {version_id}) grants {}, which the operator's guardrails \
+                     deny (guardrails.deniedActions): attach a narrower policy or write \
+                     statements",
+                    few(&denied)
+                ),
+            ));
+        }
+        if !secret_reads.is_empty() {
+            violations.push(Violation::guardrail(
+                field,
+                format!(
+                    "{arn} (version {version_id}) grants {} on \"*\", every such secret in the \
+                     account (guardrails.actionsNeedingNamedResources): write statements that \
+                     name the resources",
+                    few(&secret_reads)
+                ),
+            ));
+        }
+        violations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podidentity_api::config::OperatorConfig;
+
+    fn rules() -> RuleSet {
+        RuleSet::from_config(&OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        })
+    }
+
+    fn judge(document: &str) -> Vec<Violation> {
+        rules().check_managed_policy(
+            "spec.permissions.managedPolicyArns[0]",
+            ManagedPolicy {
+                arn: "arn:aws:iam::aws:policy/Example",
+                version_id: "v3",
+                document,
+            },
+        )
+    }
+
+    #[test]
+    fn a_policy_granting_a_denied_action_is_refused_by_what_it_grants() {
+        // AWSOrganizationsFullAccess, as AWS publishes it (abridged).
+        let organizations = r#"{"Version":"2012-10-17","Statement":[
+            {"Sid":"AWSOrganizationsFullAccess","Effect":"Allow","Action":"organizations:*","Resource":"*"},
+            {"Sid":"AWSOrganizationsFullAccessAccount","Effect":"Allow","Action":["account:PutAlternateContact","account:ListRegions"],"Resource":"*"}]}"#;
+        let violations = judge(organizations);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        let message = &violations[0].message;
+        assert!(
+            message.contains("organizations:*")
+                && message.contains("account:*")
+                && message.contains("version v3")
+                && message.contains("guardrails.deniedActions"),
+            "{message}"
+        );
+        assert_eq!(violations[0].field, "spec.permissions.managedPolicyArns[0]");
+    }
+
+    #[test]
+    fn not_action_allows_everything_else_and_is_judged_so() {
+        // PowerUserAccess: everything but IAM, Organizations and Account.
+        let power_user = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","NotAction":["iam:*","organizations:*","account:*"],"Resource":"*"}]}"#;
+        let violations = judge(power_user);
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        let more = podidentity_api::config::DEFAULT_DENIED_ACTIONS.len() - 6;
+        assert!(
+            violations[0]
+                .message
+                .contains(&format!("sts:AssumeRole, sts:AssumeRoleWithSAML, sts:AssumeRoleWithWebIdentity and {more} more")),
+            "{}",
+            violations[0].message
+        );
+        assert!(
+            violations[1]
+                .message
+                .contains("secretsmanager:GetSecretValue")
+        );
+    }
+
+    #[test]
+    fn secret_reads_on_every_resource_are_refused_and_named_ones_pass() {
+        let every =
+            r#"{"Statement":{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}}"#;
+        let violations = judge(every);
+        assert_eq!(violations.len(), 1);
+        assert!(
+            violations[0]
+                .message
+                .contains("guardrails.actionsNeedingNamedResources")
+        );
+        let named = r#"{"Statement":{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:*:*:secret:shop/*"}}"#;
+        assert_eq!(judge(named), vec![]);
+    }
+
+    #[test]
+    fn everyday_policies_pass_and_deny_statements_are_fine() {
+        // AmazonS3ReadOnlyAccess and AmazonSQSReadOnlyAccess, as AWS publishes them.
+        let s3 = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*","s3:List*","s3:Describe*","s3-object-lambda:Get*","s3-object-lambda:List*"],"Resource":"*"}]}"#;
+        let sqs = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:GetQueueAttributes","sqs:GetQueueUrl","sqs:ListDeadLetterSourceQueues","sqs:ListQueues","sqs:ListMessageMoveTasks","sqs:ListQueueTags"],"Resource":"*"}]}"#;
+        let deny = r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+        for document in [s3, sqs, deny] {
+            assert_eq!(judge(document), vec![], "{document}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_document_is_refused() {
+        for document in ["not json", r#"{"Version":"2012-10-17"}"#] {
+            let violations = judge(document);
+            assert_eq!(violations.len(), 1, "{document}");
+            assert!(violations[0].message.contains("cannot read"));
+        }
+    }
+}
