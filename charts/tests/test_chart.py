@@ -83,6 +83,7 @@ def test_defaults_render_the_whole_operator():
         "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
         "PodDisruptionBudget", "Secret", "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
     ])
     controller = find(objects, "Deployment", "pio-pod-identity-operator-controller")
     assert controller["spec"]["replicas"] == 1
@@ -178,6 +179,7 @@ def test_rbac_is_exactly_what_each_component_uses():
     assert webhook["rules"] == [
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
     ]
     # No lease permissions without leader election, and nothing namespaced is cluster-wide.
     assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
@@ -283,3 +285,17 @@ def test_argo_cd_health_follows_the_conditions():
     assert health(binding(ready, deleting=True))[0] == "Progressing"
     assert health(binding(ready, generation=2, observed=1))[0] == "Progressing", "a new generation is not healthy yet"
     assert health({"metadata": {"name": "b"}}) == ("Progressing", "Waiting for the operator")
+
+
+def test_binding_admission_checks_creates_and_updates_and_can_be_turned_off():
+    objects = render()
+    validating = find(objects, "ValidatingWebhookConfiguration")
+    [hook] = validating["webhooks"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["clientConfig"]["service"]["path"] == "/validate-bindings"
+    assert hook["clientConfig"]["caBundle"] == find(objects, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]
+    assert hook["rules"] == [{"apiGroups": ["podidentity.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["podidentitybindings"], "scope": "Namespaced"}]
+    off = render({"webhook": {"validateBindings": {"enabled": False}}})
+    assert not [o for o in off if o["kind"] == "ValidatingWebhookConfiguration"]
+    rules = find(off, "ClusterRole", "pio-pod-identity-operator-webhook")["rules"]
+    assert not [r for r in rules if "subjectaccessreviews" in r["resources"]]

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use podidentity_iam::Guardrails;
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::metrics::Metrics;
 use podidentity_webhook::server::{AppState, ServerSettings};
+use podidentity_webhook::validation::{BindingAdmission, SubjectAccessReviews};
 use podidentity_webhook::{MutationConfig, TokenAccess};
 
 use crate::config_load::ConfigArgs;
@@ -115,26 +117,32 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
     // With an operator configuration, roles are predicted from bindings; without one the
     // webhook reads ServiceAccount annotations only, as the original does.
     let wants_prediction = args.operator.config.is_some() || args.operator.cluster_name.is_some();
-    let predictor = if wants_prediction {
+    let operator = if wants_prediction {
         match args.operator.load() {
-            // A predicted ARN needs the account; the webhook has no AWS access to learn it.
-            Ok(config) if config.aws.account_id.is_none() => {
-                tracing::warn!(
-                    "no aws.accountId in the configuration: roles come from ServiceAccount annotations only"
-                );
-                Predictor::annotations_only(&args.annotation_prefix)
-            }
-            Ok(config) => Predictor::new(config, &args.annotation_prefix),
+            Ok(config) => Some(config),
             Err(err) => {
                 eprintln!("error: {err}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        tracing::info!(
-            "no operator configuration: roles come from ServiceAccount annotations only"
-        );
-        Predictor::annotations_only(&args.annotation_prefix)
+        None
+    };
+    let predictor = match &operator {
+        // A predicted ARN needs the account; the webhook has no AWS access to learn it.
+        Some(config) if config.aws.account_id.is_none() => {
+            tracing::warn!(
+                "no aws.accountId in the configuration: roles come from ServiceAccount annotations only"
+            );
+            Predictor::annotations_only(&args.annotation_prefix)
+        }
+        Some(config) => Predictor::new(config.clone(), &args.annotation_prefix),
+        None => {
+            tracing::info!(
+                "no operator configuration: roles come from ServiceAccount annotations only"
+            );
+            Predictor::annotations_only(&args.annotation_prefix)
+        }
     };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
@@ -142,6 +150,13 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
             eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
             return ExitCode::FAILURE;
         }
+    };
+    let bindings = BindingAdmission {
+        operator: operator.map(|config| {
+            let guardrails = Guardrails::from_config(&config);
+            (config, guardrails)
+        }),
+        rights: Arc::new(SubjectAccessReviews(client.clone())),
     };
     let lookup = podidentity_webhook::lookup::watch_cluster(
         client,
@@ -152,6 +167,7 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
         lookup: Arc::new(lookup),
         config: args.mutation_config(),
         metrics: Metrics::new(),
+        bindings: Some(bindings),
     });
     let settings = ServerSettings {
         listen: args.listen,

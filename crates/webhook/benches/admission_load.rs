@@ -151,6 +151,7 @@ async fn serve() {
             ..MutationConfig::default()
         },
         metrics: Metrics::new(),
+        bindings: None,
     });
     let server = start(&settings, state).await.expect("server");
     let hex: String = pki.ca_der().iter().map(|b| format!("{b:02x}")).collect();

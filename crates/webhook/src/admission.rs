@@ -41,7 +41,7 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 #[error("not an AdmissionReview: {0}")]
-pub struct NotAReview(String);
+pub struct NotAReview(pub String);
 
 /// The AdmissionReview we answer with. Written here rather than with kube's type, which
 /// serializes `patch` as an array of numbers (kube-rs issue #1781); the API server wants

@@ -21,6 +21,7 @@ use crate::admission::review;
 use crate::lookup::IdentityLookup;
 use crate::metrics::Metrics;
 use crate::mutation::MutationConfig;
+use crate::validation::BindingAdmission;
 
 /// Admission requests carry one pod; the API server caps objects at 1.5 MiB. Anything
 /// much larger is not a pod admission.
@@ -41,6 +42,8 @@ pub struct AppState {
     pub lookup: Arc<dyn IdentityLookup>,
     pub config: MutationConfig,
     pub metrics: Metrics,
+    /// Admission of PodIdentityBindings (`/validate-bindings`); `None` serves no such route.
+    pub bindings: Option<BindingAdmission>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,9 +64,13 @@ pub enum ServerError {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    health_routes(Router::new().route("/mutate", post(mutate)))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    health_routes(
+        Router::new()
+            .route("/mutate", post(mutate))
+            .route("/validate-bindings", post(validate_bindings)),
+    )
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .with_state(state)
 }
 
 fn health_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
@@ -93,6 +100,19 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             tracing::warn!(error = %err, "refused a request that is not an AdmissionReview");
             (StatusCode::BAD_REQUEST, err.to_string()).into_response()
         }
+    }
+}
+
+async fn validate_bindings(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Some(admission) = &state.bindings else {
+        return (StatusCode::NOT_FOUND, "binding admission is not configured").into_response();
+    };
+    match admission.review(&body).await {
+        Ok(reviewed) => match serde_json::to_vec(&reviewed) {
+            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+            Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+        },
+        Err(err) => (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
     }
 }
 

@@ -40,6 +40,7 @@ async fn serve(lookup: FixedLookup) -> Fixture {
             ..MutationConfig::default()
         },
         metrics: Metrics::new(),
+        bindings: None,
     });
     let server = start(&settings, state.clone())
         .await

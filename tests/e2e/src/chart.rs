@@ -82,6 +82,11 @@ fn api_resource(kind: &str) -> Option<ApiResource> {
             "v1",
             "mutatingwebhookconfigurations",
         ),
+        "ValidatingWebhookConfiguration" => (
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+        ),
         "PodIdentityBinding" => ("podidentity.io", "v1alpha1", "podidentitybindings"),
         "Deployment" => ("apps", "v1", "deployments"),
         _ => return None,
@@ -167,5 +172,11 @@ impl Rendered {
         self.objects
             .iter()
             .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+    }
+
+    pub fn binding_admission_configuration(&self) -> Option<&Value> {
+        self.objects
+            .iter()
+            .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
     }
 }

@@ -43,6 +43,20 @@ pub async fn client_from(path: &Path) -> Result<kube::Client, HarnessError> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A client that acts as `user` (the admin impersonating them): what that user may do is
+/// what RBAC grants them, as for a real user.
+pub async fn client_as(path: &Path, user: &str) -> Result<kube::Client, HarnessError> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(vec!["system:authenticated".to_string()]);
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// Where the cluster comes from, read from the environment.
 pub enum Source {
     Assets(PathBuf),

@@ -34,6 +34,7 @@ pub const ACCOUNT: &str = "123456789012";
 pub struct Leftovers {
     namespaces: Mutex<Vec<String>>,
     webhook_configurations: Mutex<Vec<String>>,
+    validating_configurations: Mutex<Vec<String>>,
     /// The scenario changed the CRD: put `crds/` back.
     crd_changed: std::sync::atomic::AtomicBool,
 }
@@ -163,6 +164,45 @@ impl Scenario {
             names.push(name);
         }
         webhook
+    }
+
+    /// The chart's ValidatingWebhookConfiguration for bindings, pointed at this webhook
+    /// process and confined to `namespace` (other scenarios run beside this one).
+    pub async fn register_binding_admission(
+        &self,
+        rendered: &Rendered,
+        webhook: &Operator,
+        namespace: &str,
+    ) {
+        let mut configuration = rendered
+            .binding_admission_configuration()
+            .cloned()
+            .expect("the chart renders a ValidatingWebhookConfiguration");
+        let name = format!("{}-{}-bindings", RELEASE, self.tag);
+        configuration["metadata"]["name"] = json!(name);
+        let https = webhook.https.expect("the webhook serves HTTPS");
+        let ca = base64_encode(&self.cluster.ca_pem);
+        if let Some(hooks) = configuration["webhooks"].as_array_mut() {
+            for hook in hooks {
+                hook["clientConfig"] =
+                    json!({"url": format!("https://{https}/validate-bindings"), "caBundle": ca});
+                hook["namespaceSelector"] =
+                    json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
+            }
+        }
+        chart::apply(&self.cluster.client, &configuration)
+            .await
+            .expect("register binding admission");
+        if let Ok(mut names) = self.leftovers.validating_configurations.lock() {
+            names.push(name);
+        }
+    }
+
+    /// A client acting as `user`, with what RBAC grants that user.
+    pub async fn client_as(&self, user: &str) -> kube::Client {
+        crate::cluster::client_as(&self.cluster.admin_kubeconfig, user)
+            .await
+            .expect("an impersonating client")
     }
 
     /// Changes the installed CRD (put back from `crds/` when the scenario ends).
@@ -519,6 +559,17 @@ pub async fn clean_up(cluster: &Cluster, leftovers: &Leftovers) {
     > = Api::all(client.clone());
     for name in hooks {
         let _ = webhook_api.delete(&name, &DeleteParams::default()).await;
+    }
+    let validating: Vec<String> = leftovers
+        .validating_configurations
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    let validating_api: Api<
+        k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+    > = Api::all(client.clone());
+    for name in validating {
+        let _ = validating_api.delete(&name, &DeleteParams::default()).await;
     }
     let namespaces: Vec<String> = leftovers
         .namespaces

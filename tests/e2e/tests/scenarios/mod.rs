@@ -2,6 +2,7 @@
 
 use crate::{Needs, ScenarioFn};
 
+mod admission;
 mod cluster_life;
 mod drift;
 mod iam_identity;
@@ -38,6 +39,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(lifecycle::a_role_that_is_not_ours_is_a_conflict, Cluster),
         scenario!(lifecycle::guardrail_refusals_change_nothing_in_iam, Cluster),
         scenario!(lifecycle::the_api_server_enforces_the_schema, Cluster),
+        scenario!(
+            admission::bindings_are_judged_at_admission_for_their_author,
+            Cluster
+        ),
         scenario!(
             drift::ready_with_bindings_present_and_drift_put_back,
             Cluster

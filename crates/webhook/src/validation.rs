@@ -1,0 +1,232 @@
+//! Admission of PodIdentityBindings (the `/validate-bindings` route): a binding the
+//! operator would refuse is refused at `kubectl apply`, with the message its status would
+//! carry; and a binding asking for a credentials Secret is admitted only from someone who
+//! may create Secrets in its namespace, since the operator writes that Secret on the
+//! author's behalf. Only a change of the spec is judged: the operator's own writes
+//! (finalizers, deletion) and unchanged re-applies always pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use podidentity_api::config::OperatorConfig;
+use podidentity_api::{PodIdentityBinding, annotations::FROM_SERVICE_ACCOUNT_LABEL};
+use podidentity_iam::{BindingRef, Guardrails, desired_state};
+use serde::Deserialize;
+
+use crate::admission::{NotAReview, Response, ResponseStatus, ReviewResponse};
+
+/// Who sent the request, as the API server says.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Asks the API server whether a user may create Secrets in a namespace.
+pub trait SecretRights: Send + Sync {
+    fn may_create_secrets<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// SubjectAccessReview through the API server.
+pub struct SubjectAccessReviews(pub kube::Client);
+
+impl SecretRights for SubjectAccessReviews {
+    fn may_create_secrets<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.username.clone()),
+                    uid: user.uid.clone(),
+                    groups: Some(user.groups.clone()),
+                    extra: Some(user.extra.clone()),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(namespace.to_string()),
+                        verb: Some("create".into()),
+                        resource: Some("secrets".into()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SubjectAccessReviewSpec::default()
+                },
+                ..SubjectAccessReview::default()
+            };
+            let api: Api<SubjectAccessReview> = Api::all(self.0.clone());
+            let answer = api
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(answer.status.is_some_and(|status| status.allowed))
+        })
+    }
+}
+
+/// What judges a binding at admission.
+pub struct BindingAdmission {
+    /// The operator's configuration: refusals the controller would make. `None` judges
+    /// only the credentials Secret right.
+    pub operator: Option<(OperatorConfig, Guardrails)>,
+    pub rights: Arc<dyn SecretRights>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: Option<String>,
+    request: Option<RequestIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    uid: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    user_info: UserInfo,
+    #[serde(default)]
+    object: Option<serde_json::Value>,
+    #[serde(default)]
+    old_object: Option<serde_json::Value>,
+}
+
+fn deny(uid: &str, message: String) -> Response {
+    Response {
+        uid: uid.to_string(),
+        allowed: false,
+        status: Some(ResponseStatus { code: 403, message }),
+        ..Response::default()
+    }
+}
+
+fn allow(uid: &str) -> Response {
+    Response {
+        uid: uid.to_string(),
+        allowed: true,
+        ..Response::default()
+    }
+}
+
+impl BindingAdmission {
+    /// Handles one AdmissionReview body.
+    pub async fn review(&self, body: &[u8]) -> Result<ReviewResponse, NotAReview> {
+        let review: ReviewIn =
+            serde_json::from_slice(body).map_err(|err| NotAReview(err.to_string()))?;
+        let request = review
+            .request
+            .ok_or_else(|| NotAReview("the request is missing".into()))?;
+        Ok(ReviewResponse {
+            api_version: review
+                .api_version
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "admission.k8s.io/v1".into()),
+            kind: "AdmissionReview",
+            response: self.respond(&request).await,
+        })
+    }
+
+    async fn respond(&self, request: &RequestIn) -> Response {
+        let uid = request.uid.as_str();
+        if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
+            return allow(uid);
+        }
+        // A binding this webhook cannot read (a newer schema) is the API server's to judge.
+        let read = |value: &Option<serde_json::Value>| {
+            value
+                .clone()
+                .and_then(|v| serde_json::from_value::<PodIdentityBinding>(v).ok())
+        };
+        let Some(binding) = read(&request.object) else {
+            return allow(uid);
+        };
+        let old = read(&request.old_object);
+        if binding.metadata.deletion_timestamp.is_some()
+            || old.as_ref().is_some_and(|old| old.spec == binding.spec)
+        {
+            return allow(uid);
+        }
+        let namespace = request
+            .namespace
+            .clone()
+            .or(binding.metadata.namespace.clone())
+            .unwrap_or_default();
+        let name = binding.metadata.name.clone().unwrap_or_default();
+
+        // Bindings the controller makes from annotated ServiceAccounts report refusals in
+        // their status (and on the ServiceAccount); refusing their creation would hide it.
+        let made_from_annotations = binding
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|labels| labels.contains_key(FROM_SERVICE_ACCOUNT_LABEL));
+        if let Some((operator, guardrails)) = &self.operator
+            && !made_from_annotations
+            && let Err(refusal) = desired_state(
+                BindingRef::new(&namespace, &name),
+                &binding.spec,
+                operator,
+                guardrails,
+            )
+        {
+            return deny(uid, refusal.to_string());
+        }
+
+        let secret = binding.spec.credentials_secret.as_ref().map(|s| &s.name);
+        let old_secret = old
+            .as_ref()
+            .and_then(|old| old.spec.credentials_secret.as_ref().map(|s| &s.name));
+        if let Some(secret) = secret
+            && old_secret != Some(secret)
+        {
+            let user = &request.user_info;
+            match self.rights.may_create_secrets(user, &namespace).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return deny(
+                        uid,
+                        format!(
+                            "binding refused: spec.credentialsSecret.name: {} may not create \
+                             Secrets in namespace {namespace}, and the operator would write \
+                             Secret {secret} on the author's behalf: ask for that right, or \
+                             remove spec.credentialsSecret",
+                            user.username
+                        ),
+                    );
+                }
+                Err(err) => {
+                    return deny(
+                        uid,
+                        format!(
+                            "binding refused: spec.credentialsSecret.name: cannot tell whether \
+                             {} may create Secrets in namespace {namespace} \
+                             (SubjectAccessReview failed: {err}); try again",
+                            user.username
+                        ),
+                    );
+                }
+            }
+        }
+        allow(uid)
+    }
+}
