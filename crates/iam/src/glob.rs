@@ -17,29 +17,84 @@ pub fn intersects(a: &str, b: &str, case_insensitive: bool) -> bool {
     intersect_tokens(&tokens(a), &tokens(b), case_insensitive)
 }
 
-/// Whether every string `inner` matches, `outer` matches too, answered soundly for the
-/// shapes policies use: `outer` a text or a text followed by one `*`. Anything else is
-/// answered "no" (the caller then assumes `inner` is not covered, the safe side).
+/// Whether every string `inner` matches, `outer` matches too (`iam:*` covers
+/// `iam:Pass*`; `arn:aws:s3:::shop-*` covers `arn:aws:s3:::shop-orders/*` but not
+/// `arn:aws:s3:::shop*`). Exact: the inner pattern is walked against the set of places the
+/// outer one could be at, over the characters either pattern names and one stand-in for
+/// every other. Past a generous bound of explored states the answer is "no", the safe
+/// side for a guardrail.
 pub fn covers(outer: &str, inner: &str, case_insensitive: bool) -> bool {
     let fold = |s: &str| {
         if case_insensitive {
-            s.to_ascii_lowercase()
+            s.to_lowercase()
         } else {
             s.to_string()
         }
     };
-    let (outer, inner) = (fold(outer), fold(inner));
-    if outer == inner {
-        return true;
-    }
-    match outer.strip_suffix('*') {
-        Some(head) if !head.contains(['*', '?']) => {
-            // Every string of `inner` begins with its text up to the first wildcard.
-            let inner_head = inner.split(['*', '?']).next().unwrap_or_default();
-            inner_head.starts_with(head)
+    let (outer, inner) = (tokens(&fold(outer)), tokens(&fold(inner)));
+    // The characters that matter, and one that neither pattern names.
+    let mut alphabet: Vec<Option<char>> = outer
+        .iter()
+        .chain(inner.iter())
+        .filter_map(|t| match t {
+            Token::Char(c) => Some(Some(*c)),
+            _ => None,
+        })
+        .collect();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    alphabet.push(None);
+
+    // Positions a pattern can be at before reading more: runs may match nothing.
+    let close = |pattern: &[Token], mut positions: Vec<usize>| {
+        let mut i = 0;
+        while i < positions.len() {
+            let p = positions[i];
+            if pattern.get(p) == Some(&Token::AnyRun) && !positions.contains(&(p + 1)) {
+                positions.push(p + 1);
+            }
+            i += 1;
         }
-        _ => false,
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+    };
+    let step = |pattern: &[Token], positions: &[usize], symbol: Option<char>| {
+        let mut next = Vec::new();
+        for &p in positions {
+            match (pattern.get(p), symbol) {
+                (Some(Token::AnyRun), _) => next.push(p),
+                (Some(Token::AnyOne), _) => next.push(p + 1),
+                (Some(Token::Char(c)), Some(s)) if *c == s => next.push(p + 1),
+                _ => {}
+            }
+        }
+        close(pattern, next)
+    };
+
+    let start = (close(&inner, vec![0]), close(&outer, vec![0]));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![start];
+    while let Some((inner_at, outer_at)) = stack.pop() {
+        if !seen.insert((inner_at.clone(), outer_at.clone())) {
+            continue;
+        }
+        if seen.len() > 20_000 {
+            return false;
+        }
+        // A string inner accepts here that outer does not.
+        if inner_at.contains(&inner.len()) && !outer_at.contains(&outer.len()) {
+            return false;
+        }
+        for symbol in &alphabet {
+            let inner_next = step(&inner, &inner_at, *symbol);
+            if inner_next.is_empty() {
+                continue;
+            }
+            stack.push((inner_next, step(&outer, &outer_at, *symbol)));
+        }
     }
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -189,21 +244,22 @@ mod tests {
             prop_assert_eq!(intersects(&a, &b, false), brute);
         }
 
-        /// `covers` is sound: whatever the inner pattern matches (every string up to 8
-        /// characters), the outer matches too.
+        /// `covers` agrees with brute force: whatever the inner pattern matches among the
+        /// strings up to 9 characters over {a, b, c} (`c` standing for every character
+        /// neither pattern names), the outer matches too, exactly when `covers` says so.
         #[test]
-        fn covering_is_sound(outer in "[ab]{0,3}\\*?", inner in pattern()) {
-            if covers(&outer, &inner, false) {
-                let mut frontier = vec![String::new()];
-                for _ in 0..8 {
-                    for text in &frontier {
-                        if matches(&inner, text, false) {
-                            prop_assert!(matches(&outer, text, false), "{} {} {}", outer, inner, text);
-                        }
+        fn covering_agrees_with_brute_force(outer in pattern(), inner in pattern()) {
+            let mut escaped = None;
+            let mut frontier = vec![String::new()];
+            for _ in 0..=9 {
+                for text in &frontier {
+                    if escaped.is_none() && matches(&inner, text, false) && !matches(&outer, text, false) {
+                        escaped = Some(text.clone());
                     }
-                    frontier = frontier.iter().flat_map(|s| [format!("{s}a"), format!("{s}b")]).collect();
                 }
+                frontier = frontier.iter().flat_map(|s| [format!("{s}a"), format!("{s}b"), format!("{s}c")]).collect();
             }
+            prop_assert_eq!(covers(&outer, &inner, false), escaped.is_none(), "{:?}", escaped);
         }
     }
 
@@ -216,5 +272,18 @@ mod tests {
         assert!(!covers("iam:Pass*", "iam:*", true));
         assert!(!covers("iam:*", "i*", true));
         assert!(!covers("sts:AssumeRole", "sts:AssumeRole*", true));
+        assert!(covers(
+            "arn:aws:sqs:*:111122223333:shop-*",
+            "arn:aws:sqs:eu-west-1:111122223333:shop-orders",
+            false
+        ));
+        assert!(!covers(
+            "arn:aws:sqs:*:111122223333:shop-*",
+            "arn:aws:sqs:*:*:shop-orders",
+            false
+        ));
+        assert!(!covers("arn:aws:s3:::shop-*", "arn:aws:s3:::shop*", false));
+        assert!(!covers("arn:aws:s3:::shop-*", "*", false));
+        assert!(covers("*", "*", false));
     }
 }
