@@ -121,6 +121,9 @@ pub struct GuardrailsConfig {
     /// whatever a guardrail misses.
     #[serde(default)]
     pub require_boundary: bool,
+    /// Refuse bindings in namespaces no PodIdentityPolicy selects.
+    #[serde(default)]
+    pub require_policy: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -256,6 +259,7 @@ impl Default for GuardrailsConfig {
             allowed_managed_policy_arns: default_allowed_managed_policy_arns(),
             denied_managed_policy_arns: default_denied_managed_policy_arns(),
             require_boundary: false,
+            require_policy: false,
         }
     }
 }

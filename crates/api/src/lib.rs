@@ -1,4 +1,5 @@
-//! The `podidentity.io/v1alpha1` API: the `PodIdentityBinding` custom resource, its
+//! The `podidentity.io/v1alpha1` API: the `PodIdentityBinding` custom resource (and the
+//! `PodIdentityPolicy` that confines bindings by namespace), its
 //! condition types and reasons, the annotation keys the operator reads and writes, and the
 //! operator configuration. Types and constants only: no IO, no AWS.
 
@@ -7,11 +8,13 @@ pub mod binding;
 pub mod conditions;
 pub mod config;
 pub mod crd;
+pub mod policy;
 
 pub use binding::{
     CredentialsSecretSpec, DeletionPolicy, Effect, InjectionSpec, Permissions, PodIdentityBinding,
     PodIdentityBindingSpec, PodIdentityBindingStatus, RoleSpec, Statement, TrustPolicySize,
 };
+pub use policy::{PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
 
 /// API group of every resource this operator serves.
 pub const GROUP: &str = "podidentity.io";

@@ -1,12 +1,13 @@
 //! Reading manifests: files, directories (optionally recursive) or `-` for stdin; each file
-//! a stream of YAML documents (or a `kind: List`). PodIdentityBindings and ServiceAccounts
-//! with the short-form annotations are kept; anything else is counted and ignored.
+//! a stream of YAML documents (or a `kind: List`). PodIdentityBindings, ServiceAccounts
+//! with the short-form annotations, PodIdentityPolicies and Namespaces (for their labels)
+//! are kept; anything else is counted and ignored.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use podidentity_api::{GROUP, PodIdentityBinding, VERSION};
+use podidentity_api::{GROUP, PodIdentityBinding, PodIdentityPolicy, VERSION};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -34,6 +35,13 @@ pub struct ShortFormServiceAccount {
 #[derive(Clone, Debug)]
 pub enum Document {
     Binding(Box<PodIdentityBinding>),
+    /// A PodIdentityPolicy: the cluster's rules for the namespaces it selects.
+    Policy(Box<PodIdentityPolicy>),
+    /// A Namespace, for its labels (which policies select it).
+    Namespace {
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
     ServiceAccount(ShortFormServiceAccount),
     /// A document of a kind we read that could not be understood.
     Unreadable {
@@ -217,6 +225,35 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
                 }
             }
         }
+        "PodIdentityPolicy" => {
+            let wanted = format!("{GROUP}/{VERSION}");
+            if api_version != wanted {
+                unreadable(
+                    "apiVersion".into(),
+                    format!("{api_version:?} is not served: use apiVersion: {wanted}"),
+                )
+            } else if name.as_deref().is_none_or(str::is_empty) {
+                unreadable("metadata.name".into(), "is required".into())
+            } else {
+                match serde_path_to_error::deserialize::<_, PodIdentityPolicy>(value) {
+                    Ok(policy) => Document::Policy(Box::new(policy)),
+                    Err(err) => unreadable(
+                        field_path(err.path()),
+                        plain_serde_message(&err.inner().to_string()),
+                    ),
+                }
+            }
+        }
+        "Namespace" if api_version == "v1" => match name {
+            Some(name) if !name.is_empty() => Document::Namespace {
+                name,
+                labels: metadata
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default(),
+            },
+            _ => unreadable("metadata.name".into(), "is required".into()),
+        },
         "ServiceAccount" if api_version == "v1" => {
             let annotations: BTreeMap<String, String> = metadata
                 .and_then(|m| m.get("annotations"))

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
 use podidentity_iam::{
     BindingRef, DesiredState, Error, Guardrails, Violation, desired_state, service_account_owner,
     short_form,
@@ -37,6 +38,11 @@ pub struct PlanArgs {
     /// Namespace of objects that do not name one (as kubectl's).
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
+    /// A namespace's labels as the cluster has them, for the PodIdentityPolicies that
+    /// select by label: `NAMESPACE=KEY=VALUE[,KEY=VALUE...]`; repeat for more. Namespace
+    /// documents among the inputs count too.
+    #[arg(long = "namespace-labels", value_name = "NS=K=V,...", value_parser = parse_namespace_labels)]
+    pub namespace_labels: Vec<(String, BTreeMap<String, String>)>,
     /// `table` for people, `json` (stable) for CI.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -92,6 +98,22 @@ pub struct Plan {
     pub summary: Summary,
 }
 
+fn parse_namespace_labels(text: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let (namespace, labels) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: write NAMESPACE=KEY=VALUE[,KEY=VALUE...]"))?;
+    let labels = labels
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{pair:?} in {text:?}: write KEY=VALUE"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((namespace.to_string(), labels))
+}
+
 pub fn run(args: &PlanArgs) -> ExitCode {
     let config = match args.config.load() {
         Ok(config) => config,
@@ -110,6 +132,7 @@ pub fn run(args: &PlanArgs) -> ExitCode {
         inputs.ignored_documents,
         &args.namespace,
         &config,
+        args.namespace_labels.iter().cloned().collect(),
     );
     let rendered = match args.output {
         OutputFormat::Table => render::table(&plan),
@@ -139,12 +162,40 @@ pub fn build_plan(
     ignored_documents: usize,
     default_namespace: &str,
     config: &OperatorConfig,
+    mut namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
 ) -> Plan {
-    let guardrails = Guardrails::from_config(config);
+    // First the cluster's rules: policies, and the labels they select namespaces by.
+    let mut policies = Vec::new();
     let mut bindings = Vec::new();
+    let mut documents_left = Vec::new();
+    for sourced in documents {
+        match sourced.document {
+            Document::Policy(policy) => match NamespacePolicy::from_resource(&policy) {
+                Ok(policy) => policies.push(policy),
+                Err(problems) => bindings.push(BindingPlan {
+                    source: sourced.source,
+                    kind: "PodIdentityPolicy".into(),
+                    namespace: String::new(),
+                    name: policy.metadata.name.clone().unwrap_or_default(),
+                    valid: false,
+                    desired: None,
+                    problems: problems.into_iter().map(problem).collect(),
+                }),
+            },
+            Document::Namespace { name, labels } => {
+                namespace_labels.entry(name).or_default().extend(labels);
+            }
+            other => documents_left.push(crate::manifests::SourcedDocument {
+                source: sourced.source,
+                document: other,
+            }),
+        }
+    }
+    let documents = documents_left;
+    let guardrails = Guardrails::from_config(config).with_policies(policies, namespace_labels);
     // Beside each entry: the binding as the cluster would hold it, for the ServiceAccount
     // ownership rule (None for documents that could not be read).
-    let mut claimants: Vec<Option<PodIdentityBinding>> = Vec::new();
+    let mut claimants: Vec<Option<PodIdentityBinding>> = vec![None; bindings.len()];
     let mut warnings = Vec::new();
     let mut short_forms = Vec::new();
 
@@ -176,6 +227,8 @@ pub fn build_plan(
                 claimants.push(Some(claimant));
             }
             Document::ServiceAccount(sa) => short_forms.push((source, sa)),
+            // Read in the first pass.
+            Document::Policy(_) | Document::Namespace { .. } => {}
             Document::Unreadable {
                 kind,
                 namespace,
@@ -261,6 +314,7 @@ pub fn build_plan(
 
     flag_service_account_conflicts(&mut bindings, &claimants);
     flag_duplicates(&mut bindings);
+    flag_over_quota(&mut bindings, &claimants, &guardrails);
     let valid = bindings.iter().filter(|b| b.valid).count();
     let summary = Summary {
         bindings: bindings.len(),
@@ -313,6 +367,51 @@ fn plan_entry(
         valid: problems.is_empty(),
         desired,
         problems,
+    }
+}
+
+fn problem(violation: Violation) -> Problem {
+    Problem {
+        field: violation.field,
+        reason: violation.kind.reason().into(),
+        message: violation.message,
+    }
+}
+
+/// A namespace's policies may cap its bindings: of those that would otherwise get a role,
+/// the oldest keep theirs (here, with no creation times, the first by name) and the rest
+/// are refused, as the controller refuses them.
+fn flag_over_quota(
+    bindings: &mut [BindingPlan],
+    claimants: &[Option<PodIdentityBinding>],
+    guardrails: &Guardrails,
+) {
+    let mut by_namespace: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, entry) in bindings.iter().enumerate() {
+        if entry.valid && claimants.get(i).is_some_and(Option::is_some) {
+            by_namespace
+                .entry(entry.namespace.clone())
+                .or_default()
+                .push(i);
+        }
+    }
+    for (namespace, mut members) in by_namespace {
+        let policies = guardrails.rules_for(&namespace).policies;
+        members.sort_by_key(|&i| {
+            let claimant = claimants.get(i).and_then(Option::as_ref);
+            (
+                claimant.and_then(|c| c.metadata.creation_timestamp.clone()),
+                bindings[i].name.clone(),
+            )
+        });
+        for (rank, i) in members.into_iter().enumerate() {
+            if let Some(violation) = over_quota(&policies, rank) {
+                let entry = &mut bindings[i];
+                entry.problems.push(problem(violation));
+                entry.valid = false;
+                entry.desired = None;
+            }
+        }
     }
 }
 

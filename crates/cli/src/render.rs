@@ -31,21 +31,23 @@ pub fn table(plan: &Plan) -> String {
 
 fn write_binding(out: &mut String, binding: &BindingPlan) {
     let verdict = if binding.valid { "VALID" } else { "REFUSED" };
-    let kind = if binding.kind == "PodIdentityBinding" {
-        String::new()
-    } else {
-        format!(" [{} short form]", binding.kind)
+    let kind = match binding.kind.as_str() {
+        "PodIdentityBinding" => String::new(),
+        "ServiceAccount" => " [ServiceAccount short form]".to_string(),
+        other => format!(" [{other}]"),
     };
     let name = if binding.name.is_empty() {
         "(no name)"
     } else {
         &binding.name
     };
-    let _ = writeln!(
-        out,
-        "{}/{name}{kind}  {verdict}  {}",
-        binding.namespace, binding.source
-    );
+    // Cluster-scoped objects (a PodIdentityPolicy) have no namespace.
+    let qualified = if binding.namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", binding.namespace)
+    };
+    let _ = writeln!(out, "{qualified}{kind}  {verdict}  {}", binding.source);
     for problem in &binding.problems {
         let _ = writeln!(
             out,

@@ -52,10 +52,10 @@ fn recursive_reading_includes_the_refused_examples() {
     assert_eq!(run.code, 1);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
-    // 6 examples, the two bindings whose names met in the legacy format, and two refused
-    // only with the five-cluster config they name: the long trust policy, and a short form
-    // (off there).
-    assert_eq!(plan["summary"]["valid"], 10);
+    // 6 examples, the two bindings whose names met in the legacy format, two refused
+    // only with the five-cluster config they name (the long trust policy, and a short form,
+    // off there), and the team binding of examples/policies/.
+    assert_eq!(plan["summary"]["valid"], 11);
     assert!(plan["summary"]["refused"].as_u64().unwrap_or(0) >= 10);
 }
 
@@ -92,7 +92,12 @@ fn every_refused_example_prints_the_problems_it_documents() {
             .filter_map(|l| l.strip_prefix("# refused: "))
             .collect();
         assert!(!expected.is_empty(), "{relative} documents no refusal");
-        let run = podidentity(&["plan", "-f", &relative, "--config", config]);
+        // The cluster's PodIdentityPolicies (and Namespaces) the example is judged by.
+        let mut args = vec!["plan", "-f", &relative, "--config", config];
+        for policies in text.lines().filter_map(|l| l.strip_prefix("# policies: ")) {
+            args.extend(["-f", policies]);
+        }
+        let run = podidentity(&args);
         assert_eq!(
             run.code, 1,
             "{relative} should be refused with exit 1:\n{}{}",

@@ -174,17 +174,15 @@ pub fn desired_state(
             ),
         ));
     }
-    violations.extend(validate(
-        spec,
-        config,
-        guardrails.rules_for(binding.namespace),
-        &trust,
-        inline.as_ref(),
-    ));
+    let rules = guardrails.rules_for(binding.namespace);
+    violations.extend(validate(spec, config, &rules, &trust, inline.as_ref()));
     if !violations.is_empty() {
         return Err(Error::Refused(violations));
     }
-    Ok(build(binding, spec, config, trust, inline))
+    let boundary = rules
+        .permissions_boundary()
+        .map_err(|conflict| Error::Refused(vec![conflict]))?;
+    Ok(build(binding, spec, config, trust, inline, boundary))
 }
 
 fn build(
@@ -193,6 +191,7 @@ fn build(
     config: &OperatorConfig,
     trust: PolicyDocument,
     inline: Option<PolicyDocument>,
+    permissions_boundary_arn: Option<String>,
 ) -> DesiredState {
     let name = match spec.role.name.as_deref().filter(|name| !name.is_empty()) {
         Some(name) => name.to_string(),
@@ -244,7 +243,7 @@ fn build(
             trust_policy: trust,
             inline_policy: inline,
             managed_policy_arns: spec.permissions.managed_policy_arns.clone(),
-            permissions_boundary_arn: config.roles.permissions_boundary_arn.clone(),
+            permissions_boundary_arn,
             tags,
         },
         trust_policy_size,

@@ -1,12 +1,15 @@
-//! Guardrails: what a namespace may ask for. Today one rule set from the operator
-//! configuration applies everywhere; `Guardrails::rules_for` is where a per-namespace
-//! `PodIdentityPolicy` will plug in, so callers already ask per namespace.
+//! Guardrails: what a namespace may ask for. The operator configuration's rules apply
+//! everywhere; the PodIdentityPolicies that select a namespace add theirs
+//! (`Guardrails::rules_for`), and the most restrictive wins.
+
+use std::collections::BTreeMap;
 
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{Effect, PodIdentityBindingSpec};
 
 use crate::error::Violation;
 use crate::glob;
+use crate::namespace_policy::{AppliedPolicy, NamespacePolicy, TemplateValues, required_boundary};
 
 /// The rules that apply to one namespace.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +24,12 @@ pub struct RuleSet {
     pub denied_managed_policy_arns: Vec<String>,
     /// Whether `spec.role.name` may be set.
     pub allow_name_override: bool,
+    /// The configuration's boundary for every role.
+    pub permissions_boundary_arn: Option<String>,
+    /// The PodIdentityPolicies that select this namespace, templates filled in.
+    pub policies: Vec<AppliedPolicy>,
+    /// Set when no policy selects the namespace and the configuration requires one.
+    pub unpoliced: Option<String>,
 }
 
 impl RuleSet {
@@ -34,7 +43,18 @@ impl RuleSet {
             allowed_managed_policy_arns: config.guardrails.allowed_managed_policy_arns.clone(),
             denied_managed_policy_arns: config.guardrails.denied_managed_policy_arns.clone(),
             allow_name_override: config.roles.allow_name_override,
+            permissions_boundary_arn: config.roles.permissions_boundary_arn.clone(),
+            policies: Vec::new(),
+            unpoliced: None,
         }
+    }
+
+    /// The boundary a role of this namespace gets: the one its policies require, else
+    /// the configuration's.
+    pub fn permissions_boundary(&self) -> Result<Option<String>, Violation> {
+        Ok(required_boundary(&self.policies)?
+            .map(str::to_string)
+            .or_else(|| self.permissions_boundary_arn.clone()))
     }
 
     /// What an Allow statement of these actions and resources reaches that these rules
@@ -144,18 +164,39 @@ impl RuleSet {
                 ));
             }
         }
+        let named_by_policy = self
+            .policies
+            .iter()
+            .any(|p| !p.role_name_override.is_empty());
         if spec
             .role
             .name
             .as_deref()
             .is_some_and(|name| !name.is_empty())
             && !self.allow_name_override
+            && !named_by_policy
         {
             violations.push(Violation::guardrail(
                 "spec.role.name",
                 "explicit role names are not allowed by this operator (roles.allowNameOverride \
                  is false): remove spec.role.name to get the derived name",
             ));
+        }
+        if let Some(namespace) = &self.unpoliced {
+            violations.push(Violation::guardrail(
+                "metadata.namespace",
+                format!(
+                    "no PodIdentityPolicy selects namespace {namespace}, and the operator \
+                     requires one (guardrails.requirePolicy): ask the platform team for a \
+                     policy that selects it"
+                ),
+            ));
+        }
+        if let Err(conflict) = required_boundary(&self.policies) {
+            violations.push(conflict);
+        }
+        for policy in &self.policies {
+            violations.extend(policy.check(spec));
         }
         violations
     }
@@ -181,22 +222,84 @@ pub(crate) fn few(patterns: &[&str]) -> String {
 }
 
 /// Where the validator gets the rules for a binding's namespace.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Guardrails {
     default_rules: RuleSet,
+    policies: Vec<NamespacePolicy>,
+    /// Namespace labels by name; a namespace not here has only the label Kubernetes gives
+    /// every namespace, `kubernetes.io/metadata.name`.
+    namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    require_policy: bool,
+    cluster: String,
+    account: String,
+    partition: String,
+    region: String,
 }
+
+/// The label every namespace carries (Kubernetes sets it).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 impl Guardrails {
     pub fn from_config(config: &OperatorConfig) -> Self {
         Self {
             default_rules: RuleSet::from_config(config),
+            policies: Vec::new(),
+            namespace_labels: BTreeMap::new(),
+            require_policy: config.guardrails.require_policy,
+            cluster: config.cluster_name.clone(),
+            account: config.account_id_or_placeholder().to_string(),
+            partition: config.partition(),
+            region: config
+                .aws
+                .region
+                .clone()
+                .unwrap_or_else(|| "<region>".to_string()),
         }
     }
 
-    /// The rules for `namespace`: the configuration's, until PodIdentityPolicy selects
-    /// namespaces.
-    pub fn rules_for(&self, _namespace: &str) -> &RuleSet {
-        &self.default_rules
+    /// With these PodIdentityPolicies and namespace labels.
+    pub fn with_policies(
+        mut self,
+        policies: Vec<NamespacePolicy>,
+        namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        self.policies = policies;
+        self.namespace_labels = namespace_labels;
+        self
+    }
+
+    fn labels_of(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespace_labels
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string());
+        labels
+    }
+
+    /// The rules for `namespace`: the configuration's, and those of every policy that
+    /// selects it.
+    pub fn rules_for(&self, namespace: &str) -> RuleSet {
+        let labels = self.labels_of(namespace);
+        let values = TemplateValues {
+            namespace,
+            cluster: &self.cluster,
+            account: &self.account,
+            partition: &self.partition,
+            region: &self.region,
+        };
+        let mut rules = self.default_rules.clone();
+        rules.policies = self
+            .policies
+            .iter()
+            .filter(|policy| policy.selects(&labels))
+            .map(|policy| policy.for_namespace(&values))
+            .collect();
+        if self.require_policy && rules.policies.is_empty() {
+            rules.unpoliced = Some(namespace.to_string());
+        }
+        rules
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod glob;
 pub mod guardrails;
 pub mod managed;
+pub mod namespace_policy;
 pub mod naming;
 pub mod ownership;
 pub mod policy;

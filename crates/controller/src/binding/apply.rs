@@ -251,7 +251,7 @@ async fn role_pass(
         .managed_policies
         .judge(
             ctx.iam.as_ref(),
-            ctx.guardrails.rules_for(&namespace),
+            &ctx.guardrails.rules_for(&namespace),
             &desired.role.managed_policy_arns,
         )
         .await;

@@ -1,0 +1,96 @@
+//! The `PodIdentityPolicy` custom resource: what the bindings of the namespaces it selects
+//! may ask for. Cluster-scoped, written by platform admins. Several policies selecting one
+//! namespace all apply and the most restrictive wins; the operator configuration's
+//! guardrails apply everywhere besides. `${namespace}`, `${cluster}`, `${account}`,
+//! `${partition}` and `${region}` in resource and name patterns are replaced per namespace,
+//! so one policy serves every team.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::Condition;
+
+/// The template variables a policy's patterns may hold.
+pub const TEMPLATE_VARIABLES: [&str; 5] =
+    ["namespace", "cluster", "account", "partition", "region"];
+
+/// What the bindings of some namespaces may ask for.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "podidentity.io",
+    version = "v1alpha1",
+    kind = "PodIdentityPolicy",
+    plural = "podidentitypolicies",
+    shortname = "pip",
+    status = "PodIdentityPolicyStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "Confines the PodIdentityBindings of the namespaces it selects: the actions, resources, managed policies, boundary, role names and number of bindings they may have.",
+    printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.selectedNamespaces"}"#,
+    printcolumn = r#"{"name":"Governed","type":"integer","jsonPath":".status.bindingsGoverned"}"#,
+    printcolumn = r#"{"name":"Refused","type":"integer","jsonPath":".status.bindingsRefused"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityPolicySpec {
+    /// The namespaces this policy governs, by their labels. Left out, it selects none;
+    /// write `{}` to select every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Action patterns (`s3:*`, `sqs:SendMessage`): every action of an Allow statement
+    /// must lie within one of them. Empty: no such limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_actions: Vec<String>,
+    /// Action patterns no Allow statement may reach (added to the configuration's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_actions: Vec<String>,
+    /// ARN patterns with templates (`arn:aws:s3:::${namespace}-*`): every resource of an
+    /// Allow statement must lie within one of them (`"*"` only if one of them is `*`).
+    /// Empty: no such limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_resources: Vec<String>,
+    /// Managed policy ARN patterns a binding may attach (each must match one of them, and
+    /// the configuration's allow-list too). Empty: no such limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_managed_policy_arns: Vec<String>,
+    /// Managed policy ARN patterns a binding may never attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_managed_policy_arns: Vec<String>,
+    /// The permissions boundary every role of these namespaces gets (instead of the
+    /// configuration's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_arn: Option<String>,
+    /// Patterns with templates (`${namespace}-*`) an explicit `spec.role.name` must match;
+    /// setting them lets these namespaces name their roles. Empty: the configuration
+    /// decides (`roles.allowNameOverride`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_name_override: Vec<String>,
+    /// At most this many bindings per namespace: the oldest keep their roles, the newest
+    /// over the limit are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bindings_per_namespace: Option<u32>,
+}
+
+/// What the policy governs now.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityPolicyStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many namespaces the selector selects.
+    #[serde(default)]
+    pub selected_namespaces: i64,
+    /// Bindings in those namespaces.
+    #[serde(default)]
+    pub bindings_governed: i64,
+    /// Of those, how many this policy refuses.
+    #[serde(default)]
+    pub bindings_refused: i64,
+    /// `Ready`: the policy is valid and applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,158 @@
+//! `plan` judges bindings as the cluster would with its PodIdentityPolicies: read from the
+//! inputs with the Namespaces they select by, or labels given on the command line; quotas
+//! counted per namespace; a policy that cannot be used reported against its own fields.
+
+mod common;
+
+use common::podidentity_with_stdin;
+
+const CONFIG: &str = "examples/config/operator.yaml";
+
+const POLICY: &str = r#"
+apiVersion: podidentity.io/v1alpha1
+kind: PodIdentityPolicy
+metadata: {name: small-teams}
+spec:
+  namespaceSelector: {matchLabels: {size: small}}
+  allowedResources: ["arn:aws:s3:::${namespace}-*"]
+  maxBindingsPerNamespace: 2
+"#;
+
+fn binding(namespace: &str, name: &str, bucket: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: podidentity.io/v1alpha1
+kind: PodIdentityBinding
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  serviceAccountName: {name}
+  permissions:
+    statements:
+      - actions: ["s3:GetObject"]
+        resources: ["arn:aws:s3:::{bucket}/*"]
+"#
+    )
+}
+
+fn plan(stdin: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["plan", "-f", "-", "--config", CONFIG, "-o", "json"];
+    args.extend(extra);
+    let run = podidentity_with_stdin(&args, Some(stdin));
+    assert!(run.code <= 1, "{}{}", run.stdout, run.stderr);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {}", run.stdout))
+}
+
+fn verdicts(plan: &serde_json::Value) -> Vec<(String, bool)> {
+    plan["bindings"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|b| {
+                    (
+                        format!(
+                            "{}/{}",
+                            b["namespace"].as_str().unwrap_or(""),
+                            b["name"].as_str().unwrap_or("")
+                        ),
+                        b["valid"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn namespace_labels_decide_which_policies_apply() {
+    let inputs = format!(
+        "{POLICY}{}{}",
+        binding("tiny", "a", "other-bucket"),
+        binding("big", "a", "other-bucket")
+    );
+    // Without labels, no namespace is small: both pass.
+    assert_eq!(
+        verdicts(&plan(&inputs, &[])),
+        [("tiny/a".to_string(), true), ("big/a".to_string(), true)]
+    );
+    // Labelled on the command line, as CI would from the cluster.
+    assert_eq!(
+        verdicts(&plan(
+            &inputs,
+            &["--namespace-labels", "tiny=size=small,tier=web"]
+        )),
+        [("tiny/a".to_string(), false), ("big/a".to_string(), true)]
+    );
+    // Or by a Namespace among the inputs.
+    let with_namespace = format!(
+        "{inputs}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: big, labels: {{size: small}}}}\n"
+    );
+    assert_eq!(
+        verdicts(&plan(&with_namespace, &[])),
+        [("tiny/a".to_string(), true), ("big/a".to_string(), false)]
+    );
+}
+
+#[test]
+fn the_quota_keeps_the_first_bindings_and_refuses_the_rest() {
+    let inputs = format!(
+        "{POLICY}{}{}{}",
+        binding("tiny", "c", "tiny-x"),
+        binding("tiny", "a", "tiny-x"),
+        binding("tiny", "b", "tiny-x")
+    );
+    let plan = plan(&inputs, &["--namespace-labels", "tiny=size=small"]);
+    assert_eq!(
+        verdicts(&plan),
+        [
+            ("tiny/c".to_string(), false),
+            ("tiny/a".to_string(), true),
+            ("tiny/b".to_string(), true)
+        ]
+    );
+    let message = plan["bindings"][0]["problems"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("may have 2 binding(s)")
+            && message.contains("small-teams")
+            && message.contains("number 3"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_policy_that_cannot_be_used_is_refused_by_its_fields() {
+    let bad = POLICY.replace("${namespace}", "${team}");
+    let plan = plan(&format!("{bad}{}", binding("tiny", "a", "tiny-x")), &[]);
+    let entry = &plan["bindings"][0];
+    assert_eq!(entry["kind"], "PodIdentityPolicy");
+    assert_eq!(entry["valid"], false);
+    assert_eq!(entry["problems"][0]["field"], "spec.allowedResources[0]");
+    let run = podidentity_with_stdin(&["plan", "-f", "-", "--config", CONFIG], Some(&bad));
+    assert_eq!(run.code, 1, "a bad policy fails CI");
+    assert!(
+        run.stdout
+            .contains("small-teams [PodIdentityPolicy]  REFUSED"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bad_namespace_labels_are_an_input_error() {
+    let run = podidentity_with_stdin(
+        &[
+            "plan",
+            "-f",
+            "-",
+            "--config",
+            CONFIG,
+            "--namespace-labels",
+            "tiny=size",
+        ],
+        Some(POLICY),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("write KEY=VALUE"), "{}", run.stderr);
+}

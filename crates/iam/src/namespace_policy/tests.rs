@@ -1,0 +1,373 @@
+//! Table tests of the policy engine, field by field and merged, and the property that a
+//! statement it allows never reaches outside its namespace's allowed resources.
+
+use std::collections::BTreeMap;
+
+use podidentity_api::config::{AwsConfig, OperatorConfig};
+use podidentity_api::{
+    PodIdentityBindingSpec, PodIdentityPolicy, PodIdentityPolicySpec, Statement,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::guardrails::Guardrails;
+
+fn config() -> OperatorConfig {
+    OperatorConfig {
+        cluster_name: "prod".into(),
+        aws: AwsConfig {
+            account_id: Some("111122223333".into()),
+            region: Some("eu-west-1".into()),
+            ..AwsConfig::default()
+        },
+        ..OperatorConfig::default()
+    }
+}
+
+fn policy(name: &str, spec: serde_json::Value) -> NamespacePolicy {
+    let spec: PodIdentityPolicySpec =
+        serde_json::from_value(spec).unwrap_or_else(|err| panic!("{err}"));
+    NamespacePolicy::from_resource(&PodIdentityPolicy::new(name, spec))
+        .unwrap_or_else(|problems| panic!("{problems:?}"))
+}
+
+/// The teams' policy: each namespace labelled `team` reads and writes its own buckets and
+/// queues, and may have three bindings.
+fn teams() -> NamespacePolicy {
+    policy(
+        "teams",
+        json!({
+            "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
+            "allowedActions": ["s3:*", "sqs:*"],
+            "allowedResources": [
+                "arn:${partition}:s3:::${namespace}-*",
+                "arn:${partition}:sqs:${region}:${account}:${namespace}-*",
+            ],
+            "maxBindingsPerNamespace": 3,
+        }),
+    )
+}
+
+fn labelled() -> BTreeMap<String, BTreeMap<String, String>> {
+    [("shop", "shop"), ("blog", "blog")]
+        .into_iter()
+        .map(|(ns, team)| {
+            (
+                ns.to_string(),
+                BTreeMap::from([("team".to_string(), team.to_string())]),
+            )
+        })
+        .collect()
+}
+
+fn guardrails(policies: Vec<NamespacePolicy>) -> Guardrails {
+    Guardrails::from_config(&config()).with_policies(policies, labelled())
+}
+
+fn statement(actions: &[&str], resources: &[&str]) -> PodIdentityBindingSpec {
+    let mut spec = PodIdentityBindingSpec {
+        service_account_name: "app".into(),
+        ..PodIdentityBindingSpec::default()
+    };
+    spec.permissions.statements.push(Statement {
+        actions: actions.iter().map(ToString::to_string).collect(),
+        resources: resources.iter().map(ToString::to_string).collect(),
+        ..Statement::default()
+    });
+    spec
+}
+
+fn fields(guardrails: &Guardrails, namespace: &str, spec: &PodIdentityBindingSpec) -> Vec<String> {
+    guardrails
+        .rules_for(namespace)
+        .check(spec)
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+#[test]
+fn a_teams_own_resources_pass_in_its_namespace_and_nowhere_else() {
+    let g = guardrails(vec![teams()]);
+    let shop_buckets = statement(
+        &["s3:GetObject", "s3:PutObject"],
+        &["arn:aws:s3:::shop-orders/*"],
+    );
+    assert_eq!(fields(&g, "shop", &shop_buckets), Vec::<String>::new());
+    // The same binding in namespace blog: the bucket is shop's.
+    let refused = g.rules_for("blog").check(&shop_buckets);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].field,
+        "spec.permissions.statements[0].resources[0]"
+    );
+    assert!(
+        refused[0]
+            .message
+            .contains("PodIdentityPolicy teams (allowedResources)")
+            && refused[0].message.contains("arn:aws:s3:::blog-*"),
+        "{}",
+        refused[0].message
+    );
+    // A queue of its own, with the account and region filled in.
+    let queue = statement(
+        &["sqs:SendMessage"],
+        &["arn:aws:sqs:eu-west-1:111122223333:shop-events"],
+    );
+    assert_eq!(fields(&g, "shop", &queue), Vec::<String>::new());
+}
+
+#[test]
+fn resource_patterns_that_could_reach_outside_are_refused() {
+    let g = guardrails(vec![teams()]);
+    for reaching in [
+        "*",
+        "arn:aws:s3:::shop*",                     // shopping-list is not shop's
+        "arn:aws:s3:::*-orders",                  // anyone's orders
+        "arn:aws:sqs:*:111122223333:shop-events", // another region
+        "arn:aws:s3:::sho?-orders",
+    ] {
+        assert_eq!(
+            fields(&g, "shop", &statement(&["s3:GetObject"], &[reaching])),
+            ["spec.permissions.statements[0].resources[0]"],
+            "{reaching}"
+        );
+    }
+}
+
+#[test]
+fn actions_must_lie_within_every_policys_allowed_actions() {
+    let g = guardrails(vec![teams()]);
+    assert_eq!(
+        fields(
+            &g,
+            "shop",
+            &statement(&["dynamodb:GetItem"], &["arn:aws:s3:::shop-x"])
+        ),
+        ["spec.permissions.statements[0].actions[0]"]
+    );
+    // `s3:*` lies within; `s*:*` could reach sns (beyond the policy) and sts (denied by
+    // the configuration): both say so.
+    assert_eq!(
+        fields(
+            &g,
+            "shop",
+            &statement(&["S3:Get*"], &["arn:aws:s3:::shop-x"])
+        ),
+        Vec::<String>::new()
+    );
+    let messages: Vec<String> = g
+        .rules_for("shop")
+        .check(&statement(&["s*:*"], &["arn:aws:s3:::shop-x"]))
+        .into_iter()
+        .map(|v| v.message)
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("guardrails.deniedActions"));
+    assert!(messages[1].contains("PodIdentityPolicy teams (allowedActions)"));
+}
+
+#[test]
+fn several_policies_all_apply_and_the_most_restrictive_wins() {
+    let no_deletes = policy(
+        "no-deletes",
+        json!({
+            "namespaceSelector": {},
+            "deniedActions": ["s3:Delete*"],
+            "allowedActions": ["s3:*"],
+            "maxBindingsPerNamespace": 2,
+        }),
+    );
+    let g = guardrails(vec![teams(), no_deletes]);
+    let rules = g.rules_for("shop");
+    assert_eq!(rules.policies.len(), 2);
+    // Allows intersect: sqs is in teams' list, not in no-deletes'.
+    assert_eq!(
+        fields(
+            &g,
+            "shop",
+            &statement(
+                &["sqs:SendMessage"],
+                &["arn:aws:sqs:eu-west-1:111122223333:shop-q"]
+            )
+        ),
+        ["spec.permissions.statements[0].actions[0]"]
+    );
+    // Denies unite.
+    let deleting = rules.check(&statement(&["s3:DeleteObject"], &["arn:aws:s3:::shop-x/*"]));
+    assert_eq!(deleting.len(), 1, "{deleting:?}");
+    assert!(
+        deleting[0]
+            .message
+            .contains("PodIdentityPolicy no-deletes (deniedActions)")
+    );
+    // The lowest quota counts.
+    assert!(over_quota(&rules.policies, 1).is_none());
+    let over = over_quota(&rules.policies, 2)
+        .map(|v| v.message)
+        .unwrap_or_default();
+    assert!(
+        over.contains("may have 2 binding(s)") && over.contains("no-deletes"),
+        "{over}"
+    );
+    // An unlabelled namespace: only the `{}` policy selects it.
+    assert_eq!(g.rules_for("tools").policies.len(), 1);
+}
+
+#[test]
+fn an_absent_selector_selects_none_and_braces_select_all() {
+    let none = policy("none", json!({"deniedActions": ["s3:*"]}));
+    let all = policy(
+        "all",
+        json!({"namespaceSelector": {}, "deniedActions": ["sqs:*"]}),
+    );
+    let g = guardrails(vec![none, all]);
+    let names: Vec<String> = g
+        .rules_for("anything")
+        .policies
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["all"]);
+}
+
+#[test]
+fn managed_policies_boundaries_and_role_names() {
+    let strict = policy(
+        "strict",
+        json!({
+            "namespaceSelector": {"matchLabels": {"team": "shop"}},
+            "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
+            "deniedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQS*"],
+            "permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/shop-boundary",
+            "roleNameOverride": ["${namespace}-legacy-*"],
+        }),
+    );
+    let g = guardrails(vec![strict]);
+    let mut spec = statement(&["s3:GetObject"], &["arn:aws:s3:::x"]);
+    spec.permissions.managed_policy_arns = vec![
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into(),
+        "arn:aws:iam::aws:policy/AmazonSQSFullAccess".into(),
+        "arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess".into(),
+    ];
+    spec.role.name = Some("shop-legacy-reports".into());
+    assert_eq!(
+        fields(&g, "shop", &spec),
+        [
+            "spec.permissions.managedPolicyArns[1]",
+            "spec.permissions.managedPolicyArns[2]"
+        ],
+        "the name passes: the policy lets this namespace name roles within its pattern"
+    );
+    spec.role.name = Some("blog-legacy-reports".into());
+    assert!(fields(&g, "shop", &spec).contains(&"spec.role.name".to_string()));
+    assert_eq!(
+        g.rules_for("shop").permissions_boundary(),
+        Ok(Some(
+            "arn:aws:iam::111122223333:policy/shop-boundary".to_string()
+        ))
+    );
+    assert_eq!(
+        g.rules_for("blog").permissions_boundary(),
+        Ok(None),
+        "the configuration's"
+    );
+}
+
+#[test]
+fn two_different_required_boundaries_refuse_every_binding_there() {
+    let a = policy(
+        "a",
+        json!({"namespaceSelector": {}, "permissionsBoundaryArn": "arn:aws:iam::1:policy/a"}),
+    );
+    let b = policy(
+        "b",
+        json!({"namespaceSelector": {}, "permissionsBoundaryArn": "arn:aws:iam::1:policy/b"}),
+    );
+    let g = guardrails(vec![a, b]);
+    let rules = g.rules_for("shop");
+    assert!(rules.permissions_boundary().is_err());
+    let refused = rules.check(&statement(&["s3:GetObject"], &["arn:aws:s3:::x"]));
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0]
+            .message
+            .contains("a: arn:aws:iam::1:policy/a, b: arn:aws:iam::1:policy/b")
+    );
+}
+
+#[test]
+fn require_policy_refuses_namespaces_no_policy_selects() {
+    let mut config = config();
+    config.guardrails.require_policy = true;
+    let g = Guardrails::from_config(&config).with_policies(vec![teams()], labelled());
+    let spec = statement(&["s3:GetObject"], &["arn:aws:s3:::tools-x"]);
+    let refused = g.rules_for("tools").check(&spec);
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].message.contains("guardrails.requirePolicy"));
+    assert_eq!(
+        fields(
+            &g,
+            "shop",
+            &statement(&["s3:GetObject"], &["arn:aws:s3:::shop-x"])
+        ),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_bad_policy_names_its_own_fields() {
+    let spec: PodIdentityPolicySpec = serde_json::from_value(json!({
+        "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Near", "values": ["x"]}]},
+        "allowedResources": ["arn:aws:s3:::${team}-*"],
+    }))
+    .unwrap_or_else(|err| panic!("{err}"));
+    let problems = NamespacePolicy::from_resource(&PodIdentityPolicy::new("bad", spec))
+        .err()
+        .unwrap_or_default();
+    let fields: Vec<&str> = problems.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.namespaceSelector", "spec.allowedResources[0]"]
+    );
+    assert!(
+        problems[1].message.contains("${team}") && problems[1].message.contains("${namespace}")
+    );
+}
+
+fn namespace() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[a-c]{1,3}(-[a-c]{1,2})?").expect("regex")
+}
+
+/// ARN-ish patterns over a small alphabet, so that near misses are common.
+fn resource_pattern() -> impl Strategy<Value = String> {
+    (
+        proptest::string::string_regex("[a-c*?-]{0,6}").expect("regex"),
+        namespace(),
+    )
+        .prop_map(|(tail, ns)| format!("arn:aws:s3:::{ns}{tail}"))
+}
+
+proptest! {
+    /// Whatever resource pattern the engine lets a namespace write, every bucket it could
+    /// name lies within that namespace's allowed resources.
+    #[test]
+    fn an_allowed_statement_never_reaches_outside_its_namespace(
+        ns in namespace(),
+        written in prop_oneof![resource_pattern(), Just("*".to_string())],
+        bucket in proptest::string::string_regex("[a-c-]{1,8}").expect("regex"),
+    ) {
+        let g = guardrails(vec![policy(
+            "teams",
+            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}-*"]}),
+        )]);
+        let spec = statement(&["s3:GetObject"], &[&written]);
+        let allowed = g.rules_for(&ns).check(&spec).is_empty();
+        let arn = format!("arn:aws:s3:::{bucket}");
+        if allowed && glob::matches(&written, &arn, false) {
+            let own = format!("{ns}-");
+            prop_assert!(bucket.starts_with(&own), "{} allowed in {} reaches {}", written, ns, arn);
+        }
+    }
+}
