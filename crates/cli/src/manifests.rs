@@ -206,7 +206,7 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
     };
 
     let document = match kind.as_str() {
-        "PodIdentityBinding" => {
+        "PodIdentityBinding" | "PodIdentityPolicy" => {
             let wanted = format!("{GROUP}/{VERSION}");
             if api_version != wanted {
                 unreadable(
@@ -216,32 +216,17 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
             } else if name.as_deref().is_none_or(str::is_empty) {
                 unreadable("metadata.name".into(), "is required".into())
             } else {
-                match serde_path_to_error::deserialize::<_, PodIdentityBinding>(value) {
-                    Ok(binding) => Document::Binding(Box::new(binding)),
-                    Err(err) => unreadable(
+                let read = if kind == "PodIdentityBinding" {
+                    serde_path_to_error::deserialize(value).map(|b| Document::Binding(Box::new(b)))
+                } else {
+                    serde_path_to_error::deserialize(value).map(|p| Document::Policy(Box::new(p)))
+                };
+                read.unwrap_or_else(|err| {
+                    unreadable(
                         field_path(err.path()),
                         plain_serde_message(&err.inner().to_string()),
-                    ),
-                }
-            }
-        }
-        "PodIdentityPolicy" => {
-            let wanted = format!("{GROUP}/{VERSION}");
-            if api_version != wanted {
-                unreadable(
-                    "apiVersion".into(),
-                    format!("{api_version:?} is not served: use apiVersion: {wanted}"),
-                )
-            } else if name.as_deref().is_none_or(str::is_empty) {
-                unreadable("metadata.name".into(), "is required".into())
-            } else {
-                match serde_path_to_error::deserialize::<_, PodIdentityPolicy>(value) {
-                    Ok(policy) => Document::Policy(Box::new(policy)),
-                    Err(err) => unreadable(
-                        field_path(err.path()),
-                        plain_serde_message(&err.inner().to_string()),
-                    ),
-                }
+                    )
+                })
             }
         }
         "Namespace" if api_version == "v1" => match name {

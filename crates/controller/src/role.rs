@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use podidentity_api::annotations::TAG_CLUSTER_UID;
 use podidentity_aws::api::{Iam, IamApi, IamRequest, NewRole, RoleDetails, RoleState};
 use podidentity_aws::error::{AwsError, ErrorKind};
 use podidentity_iam::build::{DesiredRole, INLINE_POLICY_NAME};
@@ -207,7 +208,6 @@ const OWNERSHIP_KEYS: [&str; 3] = [
     podidentity_api::annotations::TAG_NAMESPACE,
     podidentity_api::annotations::TAG_BINDING,
 ];
-use podidentity_api::annotations::TAG_CLUSTER_UID;
 
 /// What the caller knows about the role before the call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

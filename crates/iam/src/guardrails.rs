@@ -64,12 +64,7 @@ impl RuleSet {
             .iter()
             .enumerate()
             .filter_map(|(a, action)| {
-                let reached: Vec<&str> = self
-                    .denied_actions
-                    .iter()
-                    .filter(|denied| glob::intersects(action, denied, true))
-                    .map(String::as_str)
-                    .collect();
+                let reached = reached(action, &self.denied_actions);
                 (!reached.is_empty()).then_some((a, reached))
             })
             .collect();
@@ -135,11 +130,12 @@ impl RuleSet {
         }
         for (i, arn) in spec.permissions.managed_policy_arns.iter().enumerate() {
             let field = format!("spec.permissions.managedPolicyArns[{i}]");
-            if let Some(denied) = self
-                .denied_managed_policy_arns
-                .iter()
-                .find(|pattern| glob::matches(pattern, arn, false))
-            {
+            let verdict = judge_arn(
+                arn,
+                Some(&self.allowed_managed_policy_arns),
+                &self.denied_managed_policy_arns,
+            );
+            if let ArnVerdict::Denied(denied) = verdict {
                 violations.push(Violation::guardrail(
                     field,
                     format!(
@@ -148,11 +144,7 @@ impl RuleSet {
                          policy or write statements"
                     ),
                 ));
-            } else if !self
-                .allowed_managed_policy_arns
-                .iter()
-                .any(|pattern| glob::matches(pattern, arn, false))
-            {
+            } else if verdict == ArnVerdict::NotAllowed {
                 violations.push(Violation::guardrail(
                     field,
                     format!(
@@ -199,6 +191,41 @@ impl RuleSet {
             violations.extend(policy.check(spec));
         }
         violations
+    }
+}
+
+/// The patterns among `denied` that `action` could reach (glob intersection; action names
+/// compare case-insensitively).
+pub(crate) fn reached<'a>(action: &str, denied: &'a [String]) -> Vec<&'a str> {
+    denied
+        .iter()
+        .filter(|pattern| glob::intersects(action, pattern, true))
+        .map(String::as_str)
+        .collect()
+}
+
+/// How a managed policy ARN fares against a deny-list and an allow-list (`None`: no
+/// allow-list, anything not denied passes).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ArnVerdict<'a> {
+    Denied(&'a str),
+    NotAllowed,
+    Passes,
+}
+
+pub(crate) fn judge_arn<'a>(
+    arn: &str,
+    allowed: Option<&[String]>,
+    denied: &'a [String],
+) -> ArnVerdict<'a> {
+    if let Some(pattern) = denied.iter().find(|p| glob::matches(p, arn, false)) {
+        return ArnVerdict::Denied(pattern);
+    }
+    match allowed {
+        Some(allowed) if !allowed.iter().any(|p| glob::matches(p, arn, false)) => {
+            ArnVerdict::NotAllowed
+        }
+        _ => ArnVerdict::Passes,
     }
 }
 

@@ -12,7 +12,7 @@ use podidentity_api::{Effect, PodIdentityBindingSpec, PodIdentityPolicy};
 
 use crate::error::Violation;
 use crate::glob;
-use crate::guardrails::few;
+use crate::guardrails::{ArnVerdict, few, judge_arn, reached};
 
 /// A policy as the engine reads it: its name, its selector, its spec.
 #[derive(Clone, Debug)]
@@ -178,12 +178,7 @@ impl AppliedPolicy {
                         ),
                     ));
                 }
-                let reached: Vec<&str> = self
-                    .denied_actions
-                    .iter()
-                    .filter(|denied| glob::intersects(action, denied, true))
-                    .map(String::as_str)
-                    .collect();
+                let reached = reached(action, &self.denied_actions);
                 if !reached.is_empty() {
                     violations.push(Violation::guardrail(
                         field,
@@ -221,11 +216,13 @@ impl AppliedPolicy {
         }
         for (i, arn) in spec.permissions.managed_policy_arns.iter().enumerate() {
             let field = format!("spec.permissions.managedPolicyArns[{i}]");
-            if let Some(denied) = self
-                .denied_managed_policy_arns
-                .iter()
-                .find(|pattern| glob::matches(pattern, arn, false))
-            {
+            let allowed = &self.allowed_managed_policy_arns;
+            let verdict = judge_arn(
+                arn,
+                (!allowed.is_empty()).then_some(allowed.as_slice()),
+                &self.denied_managed_policy_arns,
+            );
+            if let ArnVerdict::Denied(denied) = verdict {
                 violations.push(Violation::guardrail(
                     field,
                     format!(
@@ -233,12 +230,7 @@ impl AppliedPolicy {
                         self.field("deniedManagedPolicyArns")
                     ),
                 ));
-            } else if !self.allowed_managed_policy_arns.is_empty()
-                && !self
-                    .allowed_managed_policy_arns
-                    .iter()
-                    .any(|pattern| glob::matches(pattern, arn, false))
-            {
+            } else if verdict == ArnVerdict::NotAllowed {
                 violations.push(Violation::guardrail(
                     field,
                     format!(

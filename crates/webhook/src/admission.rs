@@ -77,10 +77,20 @@ pub struct ResponseStatus {
 }
 
 impl Response {
-    fn allow(uid: &str) -> Self {
+    pub(crate) fn allow(uid: &str) -> Self {
         Self {
             uid: uid.to_string(),
             allowed: true,
+            ..Self::default()
+        }
+    }
+
+    /// A refusal the API server shows the requester as it is.
+    pub(crate) fn deny(uid: &str, message: String) -> Self {
+        Self {
+            uid: uid.to_string(),
+            allowed: false,
+            status: Some(ResponseStatus { code: 403, message }),
             ..Self::default()
         }
     }

@@ -18,7 +18,7 @@ use podidentity_api::{PodIdentityBinding, annotations::FROM_SERVICE_ACCOUNT_LABE
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 use serde::Deserialize;
 
-use crate::admission::{NotAReview, Response, ResponseStatus, ReviewResponse};
+use crate::admission::{NotAReview, Response, ReviewResponse};
 
 /// Who sent the request, as the API server says.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -111,23 +111,6 @@ struct RequestIn {
     old_object: Option<serde_json::Value>,
 }
 
-fn deny(uid: &str, message: String) -> Response {
-    Response {
-        uid: uid.to_string(),
-        allowed: false,
-        status: Some(ResponseStatus { code: 403, message }),
-        ..Response::default()
-    }
-}
-
-fn allow(uid: &str) -> Response {
-    Response {
-        uid: uid.to_string(),
-        allowed: true,
-        ..Response::default()
-    }
-}
-
 impl BindingAdmission {
     /// Handles one AdmissionReview body.
     pub async fn review(&self, body: &[u8]) -> Result<ReviewResponse, NotAReview> {
@@ -149,7 +132,7 @@ impl BindingAdmission {
     async fn respond(&self, request: &RequestIn) -> Response {
         let uid = request.uid.as_str();
         if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
-            return allow(uid);
+            return Response::allow(uid);
         }
         // A binding this webhook cannot read (a newer schema) is the API server's to judge.
         let read = |value: &Option<serde_json::Value>| {
@@ -158,13 +141,13 @@ impl BindingAdmission {
                 .and_then(|v| serde_json::from_value::<PodIdentityBinding>(v).ok())
         };
         let Some(binding) = read(&request.object) else {
-            return allow(uid);
+            return Response::allow(uid);
         };
         let old = read(&request.old_object);
         if binding.metadata.deletion_timestamp.is_some()
             || old.as_ref().is_some_and(|old| old.spec == binding.spec)
         {
-            return allow(uid);
+            return Response::allow(uid);
         }
         let namespace = request
             .namespace
@@ -189,7 +172,7 @@ impl BindingAdmission {
                 guardrails,
             )
         {
-            return deny(uid, refusal.to_string());
+            return Response::deny(uid, refusal.to_string());
         }
 
         let secret = binding.spec.credentials_secret.as_ref().map(|s| &s.name);
@@ -203,7 +186,7 @@ impl BindingAdmission {
             match self.rights.may_create_secrets(user, &namespace).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return deny(
+                    return Response::deny(
                         uid,
                         format!(
                             "binding refused: spec.credentialsSecret.name: {} may not create \
@@ -215,7 +198,7 @@ impl BindingAdmission {
                     );
                 }
                 Err(err) => {
-                    return deny(
+                    return Response::deny(
                         uid,
                         format!(
                             "binding refused: spec.credentialsSecret.name: cannot tell whether \
@@ -227,6 +210,6 @@ impl BindingAdmission {
                 }
             }
         }
-        allow(uid)
+        Response::allow(uid)
     }
 }

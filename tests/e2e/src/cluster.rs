@@ -34,24 +34,22 @@ pub struct Cluster {
     pub work_dir: PathBuf,
 }
 
-pub async fn client_from(path: &Path) -> Result<kube::Client, HarnessError> {
+async fn config_from(path: &Path) -> Result<kube::Config, HarnessError> {
     let kubeconfig = Kubeconfig::read_from(path)
         .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
-    Ok(kube::Client::try_from(config)?)
+        .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))
+}
+
+pub async fn client_from(path: &Path) -> Result<kube::Client, HarnessError> {
+    Ok(kube::Client::try_from(config_from(path).await?)?)
 }
 
 /// A client that acts as `user` (the admin impersonating them): what that user may do is
 /// what RBAC grants them, as for a real user.
 pub async fn client_as(path: &Path, user: &str) -> Result<kube::Client, HarnessError> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| HarnessError::new(format!("kubeconfig {}: {e}", path.display())))?;
+    let mut config = config_from(path).await?;
     config.auth_info.impersonate = Some(user.to_string());
     config.auth_info.impersonate_groups = Some(vec!["system:authenticated".to_string()]);
     Ok(kube::Client::try_from(config)?)

@@ -143,23 +143,13 @@ impl Scenario {
         .await
         .expect("start the webhook");
         webhook.wait_ready(Duration::from_secs(60)).await;
-        let mut configuration = rendered
+        let configuration = rendered
             .webhook_configuration()
             .cloned()
             .expect("the chart renders a MutatingWebhookConfiguration");
         let name = format!("{}-{}", RELEASE, self.tag);
-        configuration["metadata"]["name"] = json!(name);
-        let https = webhook.https.expect("the webhook serves HTTPS");
-        let ca = base64_encode(&self.cluster.ca_pem);
-        if let Some(hooks) = configuration["webhooks"].as_array_mut() {
-            for hook in hooks {
-                hook["clientConfig"] =
-                    json!({"url": format!("https://{https}/mutate"), "caBundle": ca});
-            }
-        }
-        chart::apply(&self.cluster.client, &configuration)
-            .await
-            .expect("register the webhook");
+        self.point_at(configuration, &name, &webhook, "/mutate", None)
+            .await;
         if let Ok(mut names) = self.leftovers.webhook_configurations.lock() {
             names.push(name);
         }
@@ -174,28 +164,51 @@ impl Scenario {
         webhook: &Operator,
         namespace: &str,
     ) {
-        let mut configuration = rendered
+        let configuration = rendered
             .binding_admission_configuration()
             .cloned()
             .expect("the chart renders a ValidatingWebhookConfiguration");
         let name = format!("{}-{}-bindings", RELEASE, self.tag);
+        self.point_at(
+            configuration,
+            &name,
+            webhook,
+            "/validate-bindings",
+            Some(namespace),
+        )
+        .await;
+        if let Ok(mut names) = self.leftovers.validating_configurations.lock() {
+            names.push(name);
+        }
+    }
+
+    /// Applies one of the chart's webhook configurations under `name`, its hooks calling
+    /// `path` on this webhook process (trusting the harness's CA), optionally confined to
+    /// one namespace.
+    async fn point_at(
+        &self,
+        mut configuration: Value,
+        name: &str,
+        webhook: &Operator,
+        path: &str,
+        namespace: Option<&str>,
+    ) {
         configuration["metadata"]["name"] = json!(name);
         let https = webhook.https.expect("the webhook serves HTTPS");
         let ca = base64_encode(&self.cluster.ca_pem);
         if let Some(hooks) = configuration["webhooks"].as_array_mut() {
             for hook in hooks {
                 hook["clientConfig"] =
-                    json!({"url": format!("https://{https}/validate-bindings"), "caBundle": ca});
-                hook["namespaceSelector"] =
-                    json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
+                    json!({"url": format!("https://{https}{path}"), "caBundle": ca});
+                if let Some(namespace) = namespace {
+                    hook["namespaceSelector"] =
+                        json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
+                }
             }
         }
         chart::apply(&self.cluster.client, &configuration)
             .await
-            .expect("register binding admission");
-        if let Ok(mut names) = self.leftovers.validating_configurations.lock() {
-            names.push(name);
-        }
+            .unwrap_or_else(|err| panic!("register webhook configuration {name}: {err}"));
     }
 
     /// A client acting as `user`, with what RBAC grants that user.
