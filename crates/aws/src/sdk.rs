@@ -423,50 +423,9 @@ impl SdkIam {
             | IamRequest::GetRolePolicy { .. }
             | IamRequest::AttachRolePolicy { .. }
             | IamRequest::DetachRolePolicy { .. }
-            | IamRequest::ListAttachedRolePolicies { .. }) => self.policy_call(op, policy).await?,
-            managed @ (IamRequest::GetPolicy { .. } | IamRequest::GetPolicyVersion { .. }) => {
-                self.managed_policy_read(op, managed).await?
-            }
-        })
-    }
-
-    /// What a managed policy grants: its default version, and that version's document.
-    async fn managed_policy_read(
-        &self,
-        op: &'static str,
-        request: IamRequest,
-    ) -> Result<IamResponse, AwsError> {
-        let iam = &self.iam;
-        Ok(match request {
-            IamRequest::GetPolicy { arn } => {
-                let out = sent!(op, iam.get_policy().policy_arn(arn));
-                IamResponse::DefaultVersion(
-                    out.policy()
-                        .and_then(|p| p.default_version_id())
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            }
-            IamRequest::GetPolicyVersion { arn, version_id } => {
-                let out = sent!(
-                    op,
-                    iam.get_policy_version()
-                        .policy_arn(arn)
-                        .version_id(version_id)
-                );
-                IamResponse::Document(decode(
-                    out.policy_version()
-                        .and_then(|v| v.document())
-                        .unwrap_or_default(),
-                ))
-            }
-            other => {
-                return Err(AwsError::new(
-                    ErrorKind::Other,
-                    op,
-                    format!("{} is not a managed policy read", other.operation()),
-                ));
-            }
+            | IamRequest::ListAttachedRolePolicies { .. }
+            | IamRequest::GetPolicy { .. }
+            | IamRequest::GetPolicyVersion { .. }) => self.policy_call(op, policy).await?,
         })
     }
 
@@ -495,7 +454,8 @@ impl SdkIam {
         Ok(out.role().map(role_state).unwrap_or_default())
     }
 
-    /// The inline and managed policy calls; `dispatch` sends every other request itself.
+    /// The inline and managed policy calls, and the managed policies' own reads (default
+    /// version, document); `dispatch` sends every other request itself.
     async fn policy_call(
         &self,
         op: &'static str,
@@ -562,6 +522,28 @@ impl SdkIam {
                     .iter()
                     .filter_map(|p| p.policy_arn().map(String::from))
             )),
+            IamRequest::GetPolicy { arn } => {
+                let out = sent!(op, iam.get_policy().policy_arn(arn));
+                IamResponse::DefaultVersion(
+                    out.policy()
+                        .and_then(|p| p.default_version_id())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            }
+            IamRequest::GetPolicyVersion { arn, version_id } => {
+                let out = sent!(
+                    op,
+                    iam.get_policy_version()
+                        .policy_arn(arn)
+                        .version_id(version_id)
+                );
+                IamResponse::Document(decode(
+                    out.policy_version()
+                        .and_then(|v| v.document())
+                        .unwrap_or_default(),
+                ))
+            }
             other => {
                 return Err(AwsError::new(
                     ErrorKind::Other,

@@ -140,18 +140,6 @@ pub struct RoleIdentity {
     pub ownership: BTreeMap<String, String>,
 }
 
-/// Whose a role is, by its tags.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    Ours,
-    NotOurs,
-    /// Ours by cluster name, namespace and binding, but tagged with another cluster's uid.
-    OtherCluster {
-        uid: String,
-        ours: String,
-    },
-}
-
 impl RoleIdentity {
     pub fn new(name: String, ownership: BTreeMap<String, String>) -> Self {
         Self { name, ownership }
@@ -172,34 +160,34 @@ impl RoleIdentity {
         }
     }
 
-    /// Whose a role with these tags is. The three ownership tags must all match; a
-    /// cluster uid, where both sides have one, must match too. A role without one was made
-    /// before the tag existed (it is adopted, and gets it); a controller that does not know
-    /// its cluster's uid judges by the three alone.
-    pub fn ownership(&self, role_tags: &BTreeMap<String, String>) -> Ownership {
+    /// Whether a role with these tags is this binding's, or why not. The three ownership
+    /// tags must all match; a cluster uid, where both sides have one, must match too. A
+    /// role without one was made before the tag existed (it is adopted, and gets it); a
+    /// controller that does not know its cluster's uid judges by the three alone.
+    pub fn ownership(&self, role_tags: &BTreeMap<String, String>) -> Result<(), ConflictKind> {
         let three_match = OWNERSHIP_KEYS.iter().all(|key| {
             self.ownership
                 .get(*key)
                 .is_some_and(|value| role_tags.get(*key) == Some(value))
         });
         if !three_match {
-            return Ownership::NotOurs;
+            return Err(ConflictKind::NotOurs);
         }
         match (
             self.ownership.get(TAG_CLUSTER_UID),
             role_tags.get(TAG_CLUSTER_UID),
         ) {
-            (Some(ours), Some(theirs)) if ours != theirs => Ownership::OtherCluster {
+            (Some(ours), Some(theirs)) if ours != theirs => Err(ConflictKind::OtherCluster {
                 uid: theirs.clone(),
                 ours: ours.clone(),
-            },
-            _ => Ownership::Ours,
+            }),
+            _ => Ok(()),
         }
     }
 
     /// Whether a role with these tags is this binding's.
     pub fn owns(&self, role_tags: &BTreeMap<String, String>) -> bool {
-        self.ownership(role_tags) == Ownership::Ours
+        self.ownership(role_tags).is_ok()
     }
 }
 
@@ -325,20 +313,11 @@ async fn adopt(
     desired: &DesiredRole,
     existing: RoleState,
 ) -> Result<RoleOutcome, AwsError> {
-    match RoleIdentity::of(desired).ownership(&existing.tags) {
-        Ownership::Ours => {}
-        Ownership::NotOurs => {
-            return Ok(RoleOutcome::Conflict {
-                name: existing.name,
-                why: ConflictKind::NotOurs,
-            });
-        }
-        Ownership::OtherCluster { uid, ours } => {
-            return Ok(RoleOutcome::Conflict {
-                name: existing.name,
-                why: ConflictKind::OtherCluster { uid, ours },
-            });
-        }
+    if let Err(why) = RoleIdentity::of(desired).ownership(&existing.tags) {
+        return Ok(RoleOutcome::Conflict {
+            name: existing.name,
+            why,
+        });
     }
     if existing.path != desired.path {
         return Ok(RoleOutcome::Conflict {

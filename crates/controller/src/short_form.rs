@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use podidentity_api::annotations::FROM_SERVICE_ACCOUNT_LABEL;
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
@@ -62,25 +62,23 @@ fn may_act_on(ctx: &Context, account: &AccountMeta) -> bool {
 /// accounts most ask for nothing: holding each would cost more than every binding.
 pub fn reflect_actionable<S>(
     stream: S,
-    mut writer: Writer<AccountMeta>,
+    writer: Writer<AccountMeta>,
     ctx: Arc<Context>,
 ) -> impl Stream<Item = S::Item>
 where
     S: Stream<Item = Result<watcher::Event<AccountMeta>, watcher::Error>>,
 {
     let held = writer.as_reader();
-    stream.filter(move |event| {
-        let keep = match event {
-            Ok(watcher::Event::Apply(account) | watcher::Event::InitApply(account)) => {
-                may_act_on(&ctx, account) || held.get(&ObjectRef::from_obj(account)).is_some()
-            }
-            _ => true,
-        };
-        if let (true, Ok(event)) = (keep, event) {
-            writer.apply_watcher_event(event);
-        }
-        futures::future::ready(keep)
-    })
+    stream
+        .filter(move |event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::Apply(account) | watcher::Event::InitApply(account)) => {
+                    may_act_on(&ctx, account) || held.get(&ObjectRef::from_obj(account)).is_some()
+                }
+                _ => true,
+            })
+        })
+        .reflect(writer)
 }
 
 /// Whether a binding carries the short form's label (made from a ServiceAccount).

@@ -81,15 +81,7 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         Ok(desired) => desired,
         Err(refusal) => {
             ctx.set_conflicted(&key, false);
-            let message = refusal.to_string();
-            let why = refusal.reason();
-            let assessment = Assessment::Refused {
-                reason: why.into(),
-                message: message.clone(),
-            };
-            if write_status(ctx, binding, &assessment, None, None).await? {
-                ctx.event(binding, EventType::Warning, why, message).await;
-            }
+            report_refusal(ctx, binding, &refused(&refusal), None).await?;
             return Ok(Action::await_change());
         }
     };
@@ -127,7 +119,7 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
     }
     ctx.set_conflicted(&key, false);
 
-    let (role, missing_policies) = match role_pass(binding, ctx, &desired).await? {
+    let (role, missing_policies) = match role_pass(binding, &namespace, ctx, &desired).await? {
         RolePass::Made {
             role,
             missing_policies,
@@ -201,6 +193,7 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
 /// records; a role the sweep found out of line is read and converged.
 async fn role_pass(
     binding: &PodIdentityBinding,
+    namespace: &str,
     ctx: &Context,
     desired: &DesiredState,
 ) -> Result<RolePass, Error> {
@@ -246,18 +239,23 @@ async fn role_pass(
         });
     }
     // Managed policies are judged by what they grant, before anything is written.
-    let namespace = binding.namespace().unwrap_or_default();
-    let judged = ctx
-        .managed_policies
-        .judge(
-            ctx.iam.as_ref(),
-            &ctx.guardrails.rules_for(&namespace),
-            &desired.role.managed_policy_arns,
-        )
-        .await;
+    let arns = &desired.role.managed_policy_arns;
+    let judged = if arns.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let rules = ctx.guardrails.rules_for(namespace);
+        ctx.managed_policies
+            .judge(ctx.iam.as_ref(), &rules, arns)
+            .await
+    };
     let outcome = match judged {
         Ok(violations) if !violations.is_empty() => {
-            return refuse_by_content(ctx, binding, generation, wanted, role, violations).await;
+            // Nothing is written, the role (if any) stays as it was, and the refusal stands
+            // until the drift interval has passed (a new default version may grant less).
+            let assessment = refused(&podidentity_iam::Error::Refused(violations));
+            let recheck = block_until_recheck(ctx, &uid, generation, wanted, assessment.clone());
+            report_refusal(ctx, binding, &assessment, role.as_ref()).await?;
+            return Ok(RolePass::Done(Action::requeue(recheck)));
         }
         Ok(_) => ensure_role(ctx.iam.as_ref(), &desired.role, known).await,
         Err(error) => Err(RoleError { error, role: None }),
@@ -315,19 +313,10 @@ async fn role_pass(
     let made = match outcome {
         RoleOutcome::Conflict { name, why } => {
             let message = why.explain(&name);
-            let recheck = ctx.config.drift_interval().unwrap_or_default();
             let assessment = Assessment::Conflict {
                 message: message.clone(),
             };
-            ctx.remember_blocked(
-                &uid,
-                Some(Blocked {
-                    generation,
-                    fingerprint: wanted,
-                    assessment: assessment.clone(),
-                    recheck_at: std::time::Instant::now() + recheck,
-                }),
-            );
+            let recheck = block_until_recheck(ctx, &uid, generation, wanted, assessment.clone());
             if write_status(ctx, binding, &assessment, None, None).await? {
                 ctx.event(binding, EventType::Warning, reason::ROLE_CONFLICT, message)
                     .await;
@@ -392,35 +381,49 @@ async fn role_pass(
     })
 }
 
-/// A managed policy grants what the guardrails deny: nothing is written, the role (if any)
-/// stays as it was, and the refusal stands for this generation until the drift interval
-/// has passed (a policy's new default version may grant less).
-async fn refuse_by_content(
+/// What the status says of a refusal.
+fn refused(refusal: &podidentity_iam::Error) -> Assessment {
+    Assessment::Refused {
+        reason: refusal.reason().into(),
+        message: refusal.to_string(),
+    }
+}
+
+/// Says why a binding is refused: the status (with the role, if one exists) and, when
+/// that changed, a Warning Event.
+async fn report_refusal(
     ctx: &Context,
     binding: &PodIdentityBinding,
+    assessment: &Assessment,
+    role: Option<&RoleFacts>,
+) -> Result<(), Error> {
+    if write_status(ctx, binding, assessment, role, None).await?
+        && let Assessment::Refused { reason, message } = assessment
+    {
+        ctx.event(binding, EventType::Warning, reason, message.clone())
+            .await;
+    }
+    Ok(())
+}
+
+/// Holds this generation's role back until the drift interval has passed (a conflicting
+/// role may go, a managed policy may change); returns that interval, for the requeue.
+fn block_until_recheck(
+    ctx: &Context,
+    uid: &str,
     generation: Option<i64>,
-    wanted: u64,
-    role: Option<RoleFacts>,
-    violations: Vec<podidentity_iam::Violation>,
-) -> Result<RolePass, Error> {
-    let refusal = podidentity_iam::Error::Refused(violations);
-    let (why, message) = (refusal.reason(), refusal.to_string());
-    let assessment = Assessment::Refused {
-        reason: why.into(),
-        message: message.clone(),
-    };
+    fingerprint: u64,
+    assessment: Assessment,
+) -> std::time::Duration {
     let recheck = ctx.config.drift_interval().unwrap_or_default();
     ctx.remember_blocked(
-        &binding.uid().unwrap_or_default(),
+        uid,
         Some(Blocked {
             generation,
-            fingerprint: wanted,
-            assessment: assessment.clone(),
+            fingerprint,
+            assessment,
             recheck_at: std::time::Instant::now() + recheck,
         }),
     );
-    if write_status(ctx, binding, &assessment, role.as_ref(), None).await? {
-        ctx.event(binding, EventType::Warning, why, message).await;
-    }
-    Ok(RolePass::Done(Action::requeue(recheck)))
+    recheck
 }
