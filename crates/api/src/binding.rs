@@ -22,6 +22,19 @@ pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/openshift/serviceaccount/
 
 /// Kubernetes object names (DNS-1123 subdomain).
 pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+
+/// Whether `name` is a Kubernetes name of at most `max` characters: lower-case letters,
+/// digits and `-` (and `.` where `dots`), beginning and ending with a letter or digit. A
+/// namespace is `is_dns_name(name, 63, false)`, an object `is_dns_name(name, 253, true)`.
+pub fn is_dns_name(name: &str, max: usize, dots: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+}
 /// `*`, or `service:Action` where either part may hold `*` and `?` wildcards.
 pub const ACTION_PATTERN: &str = r"^(\*|[a-zA-Z0-9*?-]+:[a-zA-Z0-9*?]+)$";
 /// `*` or any ARN (IAM checks the rest when the policy is put).

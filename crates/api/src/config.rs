@@ -201,17 +201,14 @@ pub const DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES: &[&str] = &[
     "kms:Decrypt",
 ];
 
+fn owned(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
 fn default_denied_actions() -> Vec<String> {
-    DEFAULT_DENIED_ACTIONS
-        .iter()
-        .map(|a| a.to_string())
-        .collect()
+    owned(DEFAULT_DENIED_ACTIONS)
 }
 fn default_actions_needing_named_resources() -> Vec<String> {
-    DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES
-        .iter()
-        .map(|a| a.to_string())
-        .collect()
+    owned(DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES)
 }
 fn default_allowed_managed_policy_arns() -> Vec<String> {
     vec!["arn:aws:iam::aws:policy/*".to_string()]
@@ -430,13 +427,7 @@ impl OperatorConfig {
             );
         }
         for namespace in &self.short_form.namespaces {
-            let label = namespace.len() <= 63
-                && namespace
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && namespace.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !label {
+            if !crate::binding::is_dns_name(namespace, 63, false) {
                 problems.bad(
                     "shortForm.namespaces",
                     format!(

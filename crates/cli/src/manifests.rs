@@ -215,18 +215,10 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
                 )
             } else if name.as_deref().is_none_or(str::is_empty) {
                 unreadable("metadata.name".into(), "is required".into())
+            } else if kind == "PodIdentityBinding" {
+                typed(value, Document::Binding).unwrap_or_else(|(f, m)| unreadable(f, m))
             } else {
-                let read = if kind == "PodIdentityBinding" {
-                    serde_path_to_error::deserialize(value).map(|b| Document::Binding(Box::new(b)))
-                } else {
-                    serde_path_to_error::deserialize(value).map(|p| Document::Policy(Box::new(p)))
-                };
-                read.unwrap_or_else(|err| {
-                    unreadable(
-                        field_path(err.path()),
-                        plain_serde_message(&err.inner().to_string()),
-                    )
-                })
+                typed(value, Document::Policy).unwrap_or_else(|(f, m)| unreadable(f, m))
             }
         }
         "Namespace" if api_version == "v1" => match name {
@@ -265,6 +257,21 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
         }
     };
     inputs.documents.push(SourcedDocument { source, document });
+}
+
+/// One of our resources read into its type, or the field and the words of what is wrong.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: Value,
+    wrap: fn(Box<T>) -> Document,
+) -> Result<Document, (String, String)> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map(|object| wrap(Box::new(object)))
+        .map_err(|err| {
+            (
+                field_path(err.path()),
+                plain_serde_message(&err.inner().to_string()),
+            )
+        })
 }
 
 /// Serde names Rust types (`expected i64`); users write YAML, so name YAML's types.

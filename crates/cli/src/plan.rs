@@ -339,17 +339,7 @@ fn plan_entry(
 ) -> BindingPlan {
     let (desired, problems) = match outcome {
         Ok(desired) => (Some(desired), Vec::new()),
-        Err(Error::Refused(violations)) => (
-            None,
-            violations
-                .into_iter()
-                .map(|v| Problem {
-                    field: v.field,
-                    reason: v.kind.reason().into(),
-                    message: v.message,
-                })
-                .collect(),
-        ),
+        Err(Error::Refused(violations)) => (None, violations.into_iter().map(problem).collect()),
         Err(other) => (
             None,
             vec![Problem {

@@ -9,6 +9,7 @@
 use serde_json::Value;
 
 use crate::glob;
+use crate::policy::{statements, strings};
 use crate::trust::{ASSUME_ROLE_WITH_WEB_IDENTITY, provider_host_path};
 
 /// What AssumeRoleWithWebIdentity presents of a ServiceAccount token.
@@ -42,14 +43,10 @@ impl Verdict {
 /// Judges `claims` presented through `provider_arn` (the IAM OIDC provider whose URL is
 /// the token's issuer) against `trust_policy`.
 pub fn evaluate(trust_policy: &Value, provider_arn: &str, claims: &Claims) -> Verdict {
-    let statements: Vec<&Value> = match trust_policy.get("Statement") {
-        Some(Value::Array(all)) => all.iter().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => {
-            return Verdict::NotAllowed {
-                reasons: vec!["the trust policy has no Statement".into()],
-            };
-        }
+    let Some(statements) = statements(trust_policy) else {
+        return Verdict::NotAllowed {
+            reasons: vec!["the trust policy has no Statement".into()],
+        };
     };
     let host_path = provider_host_path(provider_arn);
     let issuer = claims
@@ -219,17 +216,6 @@ impl Request<'_> {
 }
 
 /// A policy element that is one string or a list of them.
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(one)) => vec![one.clone()],
-        Some(Value::Array(many)) => many
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

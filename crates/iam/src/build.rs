@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use podidentity_api::annotations::{
     self, DEFAULT_AUDIENCE, DEFAULT_STS_REGIONAL_ENDPOINTS, DEFAULT_TOKEN_EXPIRATION_SECONDS,
 };
+use podidentity_api::binding::is_dns_name;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{DeletionPolicy, PodIdentityBindingSpec, TrustPolicySize};
 use serde::Serialize;
@@ -113,16 +114,7 @@ impl BindingRef<'_> {
     /// anything, and role names are derived from them.
     fn problems(&self) -> Vec<Violation> {
         let mut problems = Vec::new();
-        let label_ok = |s: &str, max: usize, dots: bool| {
-            !s.is_empty()
-                && s.len() <= max
-                && s.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.')
-                })
-                && !s.starts_with(['-', '.'])
-                && !s.ends_with(['-', '.'])
-        };
-        if !label_ok(self.namespace, 63, false) {
+        if !is_dns_name(self.namespace, 63, false) {
             problems.push(Violation::invalid(
                 "metadata.namespace",
                 format!(
@@ -131,7 +123,7 @@ impl BindingRef<'_> {
                 ),
             ));
         }
-        if !label_ok(self.name, 253, true) {
+        if !is_dns_name(self.name, 253, true) {
             problems.push(Violation::invalid(
                 "metadata.name",
                 format!(
@@ -179,9 +171,8 @@ pub fn desired_state(
     if !violations.is_empty() {
         return Err(Error::Refused(violations));
     }
-    let boundary = rules
-        .permissions_boundary()
-        .map_err(|conflict| Error::Refused(vec![conflict]))?;
+    // Policies requiring different boundaries were refused by the check above.
+    let boundary = rules.permissions_boundary().unwrap_or_default();
     Ok(build(binding, spec, config, trust, inline, boundary))
 }
 

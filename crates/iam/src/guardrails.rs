@@ -135,25 +135,29 @@ impl RuleSet {
                 Some(&self.allowed_managed_policy_arns),
                 &self.denied_managed_policy_arns,
             );
-            if let ArnVerdict::Denied(denied) = verdict {
-                violations.push(Violation::guardrail(
-                    field,
-                    format!(
-                        "{arn} is denied by the operator's guardrails \
+            match verdict {
+                ArnVerdict::Denied(denied) => {
+                    violations.push(Violation::guardrail(
+                        field,
+                        format!(
+                            "{arn} is denied by the operator's guardrails \
                          (guardrails.deniedManagedPolicyArns: {denied}): attach a narrower \
                          policy or write statements"
-                    ),
-                ));
-            } else if verdict == ArnVerdict::NotAllowed {
-                violations.push(Violation::guardrail(
-                    field,
-                    format!(
-                        "{arn} is not in the operator's allow-list \
+                        ),
+                    ));
+                }
+                ArnVerdict::NotAllowed => {
+                    violations.push(Violation::guardrail(
+                        field,
+                        format!(
+                            "{arn} is not in the operator's allow-list \
                          (guardrails.allowedManagedPolicyArns: {}): ask the platform team to \
                          allow it, or write statements instead",
-                        self.allowed_managed_policy_arns.join(", ")
-                    ),
-                ));
+                            self.allowed_managed_policy_arns.join(", ")
+                        ),
+                    ));
+                }
+                ArnVerdict::Passes => {}
             }
         }
         let named_by_policy = self
@@ -206,7 +210,7 @@ pub(crate) fn reached<'a>(action: &str, denied: &'a [String]) -> Vec<&'a str> {
 
 /// How a managed policy ARN fares against a deny-list and an allow-list (`None`: no
 /// allow-list, anything not denied passes).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ArnVerdict<'a> {
     Denied(&'a str),
     NotAllowed,
@@ -241,10 +245,11 @@ pub(crate) struct Reach<'a> {
 
 /// The first three of `patterns`, and how many more: a wildcard can reach every denied
 /// pattern, and the message must stay readable.
-pub(crate) fn few(patterns: &[&str]) -> String {
+pub(crate) fn few<S: AsRef<str>>(patterns: &[S]) -> String {
+    let shown: Vec<&str> = patterns.iter().take(3).map(AsRef::as_ref).collect();
     match patterns.len() {
-        0..=3 => patterns.join(", "),
-        n => format!("{} and {} more", patterns[..3].join(", "), n - 3),
+        0..=3 => shown.join(", "),
+        n => format!("{} and {} more", shown.join(", "), n - 3),
     }
 }
 

@@ -9,9 +9,11 @@
 
 use serde_json::Value;
 
+use crate::compare::parse_document;
 use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{RuleSet, few};
+use crate::policy::{statements, strings};
 
 /// A managed policy version as read from IAM.
 #[derive(Clone, Copy, Debug)]
@@ -20,17 +22,6 @@ pub struct ManagedPolicy<'a> {
     pub version_id: &'a str,
     /// The version's document, URL-decoded.
     pub document: &'a str,
-}
-
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(one)) => vec![one.clone()],
-        Some(Value::Array(many)) => many
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// One Allow statement: its actions and resources (`"*"` for a `NotAction` or
@@ -43,11 +34,7 @@ struct Allow {
 
 /// The Allow statements of a document.
 fn allow_statements(document: &Value) -> Option<Vec<Allow>> {
-    let statements = match document.get("Statement")? {
-        Value::Array(many) => many.iter().collect::<Vec<_>>(),
-        one @ Value::Object(_) => vec![one],
-        _ => return None,
-    };
+    let statements = statements(document)?;
     let everything = || vec!["*".to_string()];
     Some(
         statements
@@ -83,7 +70,7 @@ impl RuleSet {
         let ManagedPolicy {
             arn, version_id, ..
         } = policy;
-        let statements = serde_json::from_str::<Value>(policy.document)
+        let statements = parse_document(policy.document)
             .ok()
             .as_ref()
             .and_then(allow_statements);

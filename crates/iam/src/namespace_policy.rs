@@ -166,15 +166,13 @@ impl AppliedPolicy {
                         .iter()
                         .any(|allowed| glob::covers(allowed, action, true));
                 if outside {
-                    let allowed: Vec<&str> =
-                        self.allowed_actions.iter().map(String::as_str).collect();
                     violations.push(Violation::guardrail(
                         field.clone(),
                         format!(
                             "{action:?} reaches beyond the actions {} allows ({}): name \
                              actions within them",
                             self.field("allowedActions"),
-                            few(&allowed)
+                            few(&self.allowed_actions)
                         ),
                     ));
                 }
@@ -200,15 +198,13 @@ impl AppliedPolicy {
                     .iter()
                     .any(|allowed| glob::covers(allowed, resource, false));
                 if !inside {
-                    let allowed: Vec<&str> =
-                        self.allowed_resources.iter().map(String::as_str).collect();
                     violations.push(Violation::guardrail(
                         format!("spec.permissions.statements[{s}].resources[{r}]"),
                         format!(
                             "{resource:?} could reach beyond the resources {} allows here \
                              ({}): name resources within them",
                             self.field("allowedResources"),
-                            few(&allowed)
+                            few(&self.allowed_resources)
                         ),
                     ));
                 }
@@ -222,23 +218,27 @@ impl AppliedPolicy {
                 (!allowed.is_empty()).then_some(allowed.as_slice()),
                 &self.denied_managed_policy_arns,
             );
-            if let ArnVerdict::Denied(denied) = verdict {
-                violations.push(Violation::guardrail(
-                    field,
-                    format!(
-                        "{arn} is denied by {}: {denied}",
-                        self.field("deniedManagedPolicyArns")
-                    ),
-                ));
-            } else if verdict == ArnVerdict::NotAllowed {
-                violations.push(Violation::guardrail(
-                    field,
-                    format!(
-                        "{arn} is not among the managed policies {} allows ({})",
-                        self.field("allowedManagedPolicyArns"),
-                        self.allowed_managed_policy_arns.join(", ")
-                    ),
-                ));
+            match verdict {
+                ArnVerdict::Denied(denied) => {
+                    violations.push(Violation::guardrail(
+                        field,
+                        format!(
+                            "{arn} is denied by {}: {denied}",
+                            self.field("deniedManagedPolicyArns")
+                        ),
+                    ));
+                }
+                ArnVerdict::NotAllowed => {
+                    violations.push(Violation::guardrail(
+                        field,
+                        format!(
+                            "{arn} is not among the managed policies {} allows ({})",
+                            self.field("allowedManagedPolicyArns"),
+                            self.allowed_managed_policy_arns.join(", ")
+                        ),
+                    ));
+                }
+                ArnVerdict::Passes => {}
             }
         }
         if let Some(name) = spec.role.name.as_deref().filter(|n| !n.is_empty())

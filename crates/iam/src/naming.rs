@@ -37,11 +37,12 @@ pub fn role_name_keeping_legacy(
     binding: &str,
     recorded: Option<&str>,
 ) -> String {
-    let legacy = legacy_role_name(prefix, namespace, binding);
-    if recorded == Some(legacy.as_str()) {
-        legacy
-    } else {
-        role_name(prefix, namespace, binding)
+    match recorded {
+        // Worked out only when a name is recorded (never for a manifest or a new binding).
+        Some(recorded) if recorded == legacy_role_name(prefix, namespace, binding) => {
+            recorded.to_string()
+        }
+        _ => role_name(prefix, namespace, binding),
     }
 }
 

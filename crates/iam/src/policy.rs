@@ -85,6 +85,28 @@ impl PolicyDocument {
     }
 }
 
+/// A document's statements, read loosely (IAM accepts one statement or a list); `None`
+/// without any.
+pub fn statements(document: &serde_json::Value) -> Option<Vec<&serde_json::Value>> {
+    match document.get("Statement")? {
+        serde_json::Value::Array(many) => Some(many.iter().collect()),
+        one @ serde_json::Value::Object(_) => Some(vec![one]),
+        _ => None,
+    }
+}
+
+/// A string or a list of strings (an `Action`, a `Resource`, a `Federated` principal).
+pub fn strings(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        Some(serde_json::Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

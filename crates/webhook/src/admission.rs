@@ -41,7 +41,7 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 #[error("not an AdmissionReview: {0}")]
-pub struct NotAReview(pub String);
+pub struct NotAReview(pub(crate) String);
 
 /// The AdmissionReview we answer with. Written here rather than with kube's type, which
 /// serializes `patch` as an array of numbers (kube-rs issue #1781); the API server wants
@@ -74,6 +74,21 @@ pub struct Response {
 pub struct ResponseStatus {
     pub code: u16,
     pub message: String,
+}
+
+impl ReviewResponse {
+    /// The review answering one of the version the API server sent (v1 when it named
+    /// none).
+    pub(crate) fn answering(api_version: Option<&str>, response: Response) -> Self {
+        Self {
+            api_version: api_version
+                .filter(|version| !version.is_empty())
+                .unwrap_or("admission.k8s.io/v1")
+                .to_string(),
+            kind: "AdmissionReview",
+            response,
+        }
+    }
 }
 
 impl Response {
@@ -135,15 +150,7 @@ pub async fn review(
 ) -> Result<(ReviewResponse, Outcome), NotAReview> {
     let review: ReviewIn<'_> =
         serde_json::from_slice(body).map_err(|err| NotAReview(err.to_string()))?;
-    let api_version = match review.api_version.as_deref() {
-        Some(version) if !version.is_empty() => version.to_string(),
-        _ => "admission.k8s.io/v1".to_string(),
-    };
-    let wrap = |response| ReviewResponse {
-        api_version: api_version.clone(),
-        kind: "AdmissionReview",
-        response,
-    };
+    let wrap = |response| ReviewResponse::answering(review.api_version.as_deref(), response);
     let Some(request) = review.request else {
         let response = Response {
             status: Some(ResponseStatus {

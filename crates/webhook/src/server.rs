@@ -17,7 +17,7 @@ use axum_server::Handle;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
-use crate::admission::review;
+use crate::admission::{ReviewResponse, review};
 use crate::lookup::IdentityLookup;
 use crate::metrics::Metrics;
 use crate::mutation::MutationConfig;
@@ -87,10 +87,7 @@ async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             state
                 .metrics
                 .record(outcome, started.elapsed().as_secs_f64());
-            match serde_json::to_vec(&reviewed) {
-                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-                Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
-            }
+            json_reply(&reviewed)
         }
         Err(err) => {
             state.metrics.record(
@@ -108,11 +105,15 @@ async fn validate_bindings(State(state): State<Arc<AppState>>, body: Bytes) -> R
         return (StatusCode::NOT_FOUND, "binding admission is not configured").into_response();
     };
     match admission.review(&body).await {
-        Ok(reviewed) => match serde_json::to_vec(&reviewed) {
-            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-            Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
-        },
+        Ok(reviewed) => json_reply(&reviewed),
         Err(err) => (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    }
+}
+
+fn json_reply(reviewed: &ReviewResponse) -> Response {
+    match serde_json::to_vec(reviewed) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
 

@@ -5,10 +5,10 @@
 //! author's behalf. Only a change of the spec is judged: the operator's own writes
 //! (finalizers, deletion) and unchanged re-applies always pass.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+pub use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
@@ -17,22 +17,9 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, annotations::FROM_SERVICE_ACCOUNT_LABEL};
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::admission::{NotAReview, Response, ReviewResponse};
-
-/// Who sent the request, as the API server says.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UserInfo {
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub uid: Option<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub extra: BTreeMap<String, Vec<String>>,
-}
 
 /// Asks the API server whether a user may create Secrets in a namespace.
 pub trait SecretRights: Send + Sync {
@@ -55,10 +42,10 @@ impl SecretRights for SubjectAccessReviews {
         Box::pin(async move {
             let review = SubjectAccessReview {
                 spec: SubjectAccessReviewSpec {
-                    user: Some(user.username.clone()),
+                    user: user.username.clone(),
                     uid: user.uid.clone(),
-                    groups: Some(user.groups.clone()),
-                    extra: Some(user.extra.clone()),
+                    groups: user.groups.clone(),
+                    extra: user.extra.clone(),
                     resource_attributes: Some(ResourceAttributes {
                         namespace: Some(namespace.to_string()),
                         verb: Some("create".into()),
@@ -87,17 +74,19 @@ pub struct BindingAdmission {
     pub rights: Arc<dyn SecretRights>,
 }
 
+/// The AdmissionReview as read, the objects kept as raw JSON until read as bindings.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<'a> {
     #[serde(default)]
     api_version: Option<String>,
-    request: Option<RequestIn>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
+struct RequestIn<'a> {
     uid: String,
     #[serde(default)]
     operation: String,
@@ -105,45 +94,40 @@ struct RequestIn {
     namespace: Option<String>,
     #[serde(default)]
     user_info: UserInfo,
-    #[serde(default)]
-    object: Option<serde_json::Value>,
-    #[serde(default)]
-    old_object: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
 }
 
 impl BindingAdmission {
     /// Handles one AdmissionReview body.
     pub async fn review(&self, body: &[u8]) -> Result<ReviewResponse, NotAReview> {
-        let review: ReviewIn =
+        let review: ReviewIn<'_> =
             serde_json::from_slice(body).map_err(|err| NotAReview(err.to_string()))?;
         let request = review
             .request
             .ok_or_else(|| NotAReview("the request is missing".into()))?;
-        Ok(ReviewResponse {
-            api_version: review
-                .api_version
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "admission.k8s.io/v1".into()),
-            kind: "AdmissionReview",
-            response: self.respond(&request).await,
-        })
+        let response = self.respond(&request).await;
+        Ok(ReviewResponse::answering(
+            review.api_version.as_deref(),
+            response,
+        ))
     }
 
-    async fn respond(&self, request: &RequestIn) -> Response {
+    async fn respond(&self, request: &RequestIn<'_>) -> Response {
         let uid = request.uid.as_str();
         if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
             return Response::allow(uid);
         }
         // A binding this webhook cannot read (a newer schema) is the API server's to judge.
-        let read = |value: &Option<serde_json::Value>| {
-            value
-                .clone()
-                .and_then(|v| serde_json::from_value::<PodIdentityBinding>(v).ok())
+        let read = |raw: Option<&RawValue>| {
+            raw.and_then(|raw| serde_json::from_str::<PodIdentityBinding>(raw.get()).ok())
         };
-        let Some(binding) = read(&request.object) else {
+        let Some(binding) = read(request.object) else {
             return Response::allow(uid);
         };
-        let old = read(&request.old_object);
+        let old = read(request.old_object);
         if binding.metadata.deletion_timestamp.is_some()
             || old.as_ref().is_some_and(|old| old.spec == binding.spec)
         {
@@ -154,7 +138,6 @@ impl BindingAdmission {
             .clone()
             .or(binding.metadata.namespace.clone())
             .unwrap_or_default();
-        let name = binding.metadata.name.clone().unwrap_or_default();
 
         // Bindings the controller makes from annotated ServiceAccounts report refusals in
         // their status (and on the ServiceAccount); refusing their creation would hide it.
@@ -166,7 +149,7 @@ impl BindingAdmission {
         if let Some((operator, guardrails)) = &self.operator
             && !made_from_annotations
             && let Err(refusal) = desired_state(
-                BindingRef::new(&namespace, &name),
+                BindingRef::of(&namespace, &binding),
                 &binding.spec,
                 operator,
                 guardrails,
@@ -193,7 +176,7 @@ impl BindingAdmission {
                              Secrets in namespace {namespace}, and the operator would write \
                              Secret {secret} on the author's behalf: ask for that right, or \
                              remove spec.credentialsSecret",
-                            user.username
+                            user.username.as_deref().unwrap_or_default()
                         ),
                     );
                 }
@@ -204,7 +187,7 @@ impl BindingAdmission {
                             "binding refused: spec.credentialsSecret.name: cannot tell whether \
                              {} may create Secrets in namespace {namespace} \
                              (SubjectAccessReview failed: {err}); try again",
-                            user.username
+                            user.username.as_deref().unwrap_or_default()
                         ),
                     );
                 }

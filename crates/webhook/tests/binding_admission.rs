@@ -24,9 +24,13 @@ impl SecretRights for Rights {
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<bool, String>> {
         if let Ok(mut asked) = self.asked.lock() {
-            asked.push((user.username.clone(), namespace.to_string()));
+            asked.push((
+                user.username.clone().unwrap_or_default(),
+                namespace.to_string(),
+            ));
         }
-        Box::pin(async move { Ok(self.allowed.contains(&user.username)) })
+        let username = user.username.clone().unwrap_or_default();
+        Box::pin(async move { Ok(self.allowed.contains(&username)) })
     }
 }
 

@@ -168,15 +168,8 @@ impl Rendered {
             .ok_or_else(|| HarnessError::new(format!("the chart rendered no ConfigMap {name}")))
     }
 
-    pub fn webhook_configuration(&self) -> Option<&Value> {
-        self.objects
-            .iter()
-            .find(|o| o["kind"] == "MutatingWebhookConfiguration")
-    }
-
-    pub fn binding_admission_configuration(&self) -> Option<&Value> {
-        self.objects
-            .iter()
-            .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
+    /// The one object of a kind the chart renders once (a webhook configuration).
+    pub fn only(&self, kind: &str) -> Option<&Value> {
+        self.objects.iter().find(|o| o["kind"] == kind)
     }
 }

@@ -144,7 +144,7 @@ impl Scenario {
         .expect("start the webhook");
         webhook.wait_ready(Duration::from_secs(60)).await;
         let configuration = rendered
-            .webhook_configuration()
+            .only("MutatingWebhookConfiguration")
             .cloned()
             .expect("the chart renders a MutatingWebhookConfiguration");
         let name = format!("{}-{}", RELEASE, self.tag);
@@ -165,7 +165,7 @@ impl Scenario {
         namespace: &str,
     ) {
         let configuration = rendered
-            .binding_admission_configuration()
+            .only("ValidatingWebhookConfiguration")
             .cloned()
             .expect("the chart renders a ValidatingWebhookConfiguration");
         let name = format!("{}-{}-bindings", RELEASE, self.tag);

@@ -107,8 +107,10 @@ pub async fn bindings_are_judged_at_admission_for_their_author(s: Scenario) {
         "permissions": {"statements": [{"actions": ["sts:AssumeRole"], "resources": ["*"]}]},
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0;
     let message = loop {
-        let probe = format!("probe-{}", tokio::time::Instant::now().elapsed().as_nanos());
+        attempt += 1;
+        let probe = format!("probe-{attempt}");
         match alice
             .create(
                 &PostParams::default(),

@@ -130,7 +130,7 @@ pub async fn a_role_outside_the_path_is_a_conflict_and_denials_wait(s: Scenario)
 
 /// A role as an older operator made it: the legacy name (`-` between namespace and name),
 /// the three ownership tags, no cluster uid.
-async fn make_role(s: &Scenario, name: &str, tags: &[(&str, &str)]) -> String {
+async fn make_role(s: &Scenario, name: &str, tags: &[(&str, String)]) -> String {
     Iam::new(&s.moto)
         .create_role(NewRole {
             name: name.to_string(),
@@ -174,16 +174,7 @@ pub async fn legacy_names_are_kept_and_other_clusters_roles_refused(s: Scenario)
             ("podidentity.io/binding", binding.to_string()),
         ]
     };
-    let tags = ownership("old");
-    let legacy_id = make_role(
-        &s,
-        &legacy,
-        &tags
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    let legacy_id = make_role(&s, &legacy, &ownership("old")).await;
     let legacy_arn = format!(
         "arn:aws:iam::{ACCOUNT}:role/podidentity/{}/{legacy}",
         s.cluster_name
@@ -209,15 +200,7 @@ pub async fn legacy_names_are_kept_and_other_clusters_roles_refused(s: Scenario)
         "podidentity.io/cluster-uid",
         "uid-of-another-cluster".into(),
     ));
-    make_role(
-        &s,
-        &theirs,
-        &their_tags
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    make_role(&s, &theirs, &their_tags).await;
     let theirs_before = s.iam_role(&theirs).await;
 
     let mark = s.iam.mark();
@@ -247,7 +230,7 @@ pub async fn legacy_names_are_kept_and_other_clusters_roles_refused(s: Scenario)
     s.create_service_account(&ns, "new", json!({})).await;
     s.create_binding(&ns, "new", spec("new")).await;
     let binding = s.wait_ready(&ns, "new").await;
-    let new_name = format!("{}-{ns}.new", s.cluster_name);
+    let new_name = s.role_name(&ns, "new");
     assert_eq!(
         binding.status.and_then(|st| st.role_name).as_deref(),
         Some(new_name.as_str())
