@@ -168,17 +168,21 @@ def test_rbac_is_exactly_what_each_component_uses():
     assert controller["rules"] == [
         {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings/status"], "verbs": ["patch"]},
+        {"apiGroups": ["podidentity.io"], "resources": ["podidentitypolicies"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["podidentity.io"], "resources": ["podidentitypolicies/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch", "create", "patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "resourceNames": ["podidentitybindings.podidentity.io"], "verbs": ["get"]},
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "resourceNames": ["podidentitybindings.podidentity.io", "podidentitypolicies.podidentity.io"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
         {"nonResourceURLs": ["/.well-known/openid-configuration"], "verbs": ["get"]},
     ]
     webhook = find(objects, "ClusterRole", "pio-pod-identity-operator-webhook")
     assert webhook["rules"] == [
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["podidentity.io"], "resources": ["podidentitybindings", "podidentitypolicies"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
         {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
     ]
     # No lease permissions without leader election, and nothing namespaced is cluster-wide.
@@ -249,8 +253,11 @@ def test_helm_lint_finds_nothing_to_fix():
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-def test_the_chart_ships_the_generated_crd():
-    assert (CHART / "crds" / "podidentitybindings.podidentity.io.yaml").read_text() == (ROOT / "crds" / "podidentitybindings.podidentity.io.yaml").read_text()
+def test_the_chart_ships_the_generated_crds():
+    shipped = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert shipped == ["podidentitybindings.podidentity.io.yaml", "podidentitypolicies.podidentity.io.yaml"]
+    for name in shipped:
+        assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text()
 
 
 HEALTH = (ROOT / "docs" / "argocd" / "health.lua").read_text()

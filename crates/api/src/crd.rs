@@ -1,6 +1,6 @@
-//! The CustomResourceDefinition as shipped: kube's generated CRD, cleaned of what makes
-//! GitOps tools see endless drift or API servers complain, and stamped with a schema
-//! revision the controller can check at start-up.
+//! The CustomResourceDefinitions as shipped (PodIdentityBinding, PodIdentityPolicy): kube's
+//! generated CRDs, cleaned of what makes GitOps tools see endless drift or API servers
+//! complain, and stamped with a schema revision the controller can check at start-up.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -8,14 +8,29 @@ use serde_json::Value;
 
 use crate::annotations::CRD_SCHEMA_REVISION;
 use crate::binding::PodIdentityBinding;
+use crate::policy::PodIdentityPolicy;
 
-/// Bump whenever the schema changes; a controller refuses a CRD with another revision.
-/// `tests::schema_revision_tracks_the_schema` fails when the schema changes without it.
-pub const SCHEMA_REVISION: u32 = 3;
+/// Bump whenever either schema changes; a controller refuses CRDs with another revision.
+/// `tests::schema_revision_tracks_the_schema` fails when a schema changes without it.
+pub const SCHEMA_REVISION: u32 = 4;
 
-/// The CRD exactly as `podidentity crd` prints it and `crds/` holds it.
-pub fn crd() -> CustomResourceDefinition {
-    let mut crd = PodIdentityBinding::crd();
+/// Every CRD the operator ships, exactly as `podidentity crd` prints them and `crds/`
+/// holds them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![binding_crd(), policy_crd()]
+}
+
+/// The PodIdentityBinding CRD.
+pub fn binding_crd() -> CustomResourceDefinition {
+    shipped(PodIdentityBinding::crd())
+}
+
+/// The PodIdentityPolicy CRD.
+pub fn policy_crd() -> CustomResourceDefinition {
+    shipped(PodIdentityPolicy::crd())
+}
+
+fn shipped(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     crd.metadata
         .annotations
         .get_or_insert_with(Default::default)
@@ -83,8 +98,7 @@ pub fn clean_schema(value: &mut Value) {
 mod tests {
     use super::*;
 
-    fn schema() -> Value {
-        let crd = crd();
+    fn schema_of(crd: &CustomResourceDefinition) -> Value {
         let schema = crd.spec.versions[0]
             .schema
             .as_ref()
@@ -126,29 +140,50 @@ mod tests {
     }
 
     #[test]
-    fn generated_crd_has_no_drift_traps() {
-        let crd = crd();
-        assert_eq!(crd.spec.names.categories, None);
-        assert_eq!(crd.spec.names.short_names, Some(vec!["pib".to_string()]));
-        let schema = schema();
-        let mut nodes = Vec::new();
-        walk(&schema, &mut nodes);
-        for node in nodes {
-            if let Some(format) = node.get("format").and_then(Value::as_str) {
-                assert!(!format.starts_with("uint"), "unsigned format left: {node}");
+    fn generated_crds_have_no_drift_traps() {
+        let short_names: Vec<_> = crds()
+            .iter()
+            .map(|crd| crd.spec.names.short_names.clone())
+            .collect();
+        assert_eq!(
+            short_names,
+            [Some(vec!["pib".to_string()]), Some(vec!["pip".to_string()])]
+        );
+        for crd in crds() {
+            assert_eq!(crd.spec.names.categories, None);
+            let revision = crd.metadata.annotations.clone().unwrap_or_default();
+            assert_eq!(
+                revision.get(CRD_SCHEMA_REVISION),
+                Some(&SCHEMA_REVISION.to_string())
+            );
+            let schema = schema_of(&crd);
+            let mut nodes = Vec::new();
+            walk(&schema, &mut nodes);
+            for node in nodes {
+                if let Some(format) = node.get("format").and_then(Value::as_str) {
+                    assert!(!format.starts_with("uint"), "unsigned format left: {node}");
+                }
+                assert_ne!(node.get("additionalProperties"), Some(&Value::Bool(false)));
             }
-            assert_ne!(node.get("additionalProperties"), Some(&Value::Bool(false)));
         }
     }
 
     #[test]
     fn conditions_are_a_list_map_keyed_by_type() {
-        let conditions = &schema()["properties"]["status"]["properties"]["conditions"];
-        assert_eq!(conditions["x-kubernetes-list-type"], "map");
-        assert_eq!(
-            conditions["x-kubernetes-list-map-keys"],
-            serde_json::json!(["type"])
-        );
+        for crd in crds() {
+            let conditions = &schema_of(&crd)["properties"]["status"]["properties"]["conditions"];
+            assert_eq!(conditions["x-kubernetes-list-type"], "map");
+            assert_eq!(
+                conditions["x-kubernetes-list-map-keys"],
+                serde_json::json!(["type"])
+            );
+        }
+    }
+
+    #[test]
+    fn the_policy_is_cluster_scoped() {
+        assert_eq!(policy_crd().spec.scope, "Cluster");
+        assert_eq!(binding_crd().spec.scope, "Namespaced");
     }
 
     #[test]
@@ -168,7 +203,14 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        check("spec", &schema()["properties"]["spec"], &mut missing);
+        for crd in crds() {
+            let kind = &crd.spec.names.kind;
+            check(
+                &format!("{kind}.spec"),
+                &schema_of(&crd)["properties"]["spec"],
+                &mut missing,
+            );
+        }
         assert_eq!(
             missing,
             Vec::<String>::new(),
@@ -178,7 +220,7 @@ mod tests {
 
     #[test]
     fn printer_columns_read_the_ready_condition() {
-        let crd = crd();
+        let crd = binding_crd();
         let columns = crd.spec.versions[0]
             .additional_printer_columns
             .clone()
@@ -192,6 +234,12 @@ mod tests {
             columns[2].json_path,
             r#".status.conditions[?(@.type=="Ready")].status"#
         );
+        let policy_columns = policy_crd().spec.versions[0]
+            .additional_printer_columns
+            .clone()
+            .unwrap_or_default();
+        let names: Vec<_> = policy_columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Namespaces", "Governed", "Refused", "Ready", "Age"]);
     }
 
     /// The schema's fingerprint at the current revision. When this fails, the schema
@@ -216,9 +264,9 @@ mod tests {
                 _ => {}
             }
         }
-        let mut schema = schema();
-        without_descriptions(&mut schema);
-        let fingerprint = fnv1a(schema.to_string().as_bytes());
+        let mut schemas = Value::Array(crds().iter().map(schema_of).collect());
+        without_descriptions(&mut schemas);
+        let fingerprint = fnv1a(schemas.to_string().as_bytes());
         let recorded: (u32, u64) = (SCHEMA_REVISION, RECORDED_FINGERPRINT);
         assert_eq!(
             (SCHEMA_REVISION, fingerprint),
@@ -227,7 +275,7 @@ mod tests {
         );
     }
 
-    const RECORDED_FINGERPRINT: u64 = 6049467721724541003;
+    const RECORDED_FINGERPRINT: u64 = 15143319747225014883;
 
     fn fnv1a(bytes: &[u8]) -> u64 {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

@@ -14,7 +14,7 @@ pub use binding::{
     CredentialsSecretSpec, DeletionPolicy, Effect, InjectionSpec, Permissions, PodIdentityBinding,
     PodIdentityBindingSpec, PodIdentityBindingStatus, RoleSpec, Statement, TrustPolicySize,
 };
-pub use policy::{PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
+pub use policy::{OnViolation, PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
 
 /// API group of every resource this operator serves.
 pub const GROUP: &str = "podidentity.io";

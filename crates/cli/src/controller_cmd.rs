@@ -13,7 +13,7 @@ use podidentity_controller::fence::{FenceLayer, write_service};
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
 use podidentity_controller::metrics::{Metered, Metrics};
 use podidentity_controller::run::{RunSettings, run as run_controller};
-use podidentity_controller::startup::{check_crd, complete_config};
+use podidentity_controller::startup::{check_crds, complete_config};
 
 use crate::config_load::ConfigArgs;
 use crate::logging::{self, LogFormat};
@@ -121,7 +121,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(err) = check_crd(&client).await {
+    if let Err(err) = check_crds(&client).await {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }

@@ -31,12 +31,20 @@ enum Command {
     /// produce, offline (no cluster, no AWS). Exit 0: all valid; 1: some refused; 2: bad
     /// input or flags.
     Plan(Box<plan::PlanArgs>),
-    /// Print the PodIdentityBinding CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (PodIdentityBinding, PodIdentityPolicy) as YAML.
+    Crd(CrdArgs),
     /// Reconcile PodIdentityBindings and annotated ServiceAccounts into IAM roles.
     Controller(Box<controller_cmd::ControllerArgs>),
     /// Serve the mutating pod webhook (a drop-in for amazon-eks-pod-identity-webhook).
     Webhook(Box<webhook_cmd::WebhookArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+struct CrdArgs {
+    /// Write one file per CRD (`<name>.yaml`) into this directory instead of printing
+    /// them all.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,16 +67,21 @@ fn main() -> ExitCode {
             controller_cmd::run(&args),
         ),
         Command::Plan(args) => plan::run(&args),
-        Command::Crd => match crd_yaml::render() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crd(args) => {
+            let written = match &args.out_dir {
+                Some(dir) => crd_yaml::write_each(dir),
+                None => crd_yaml::render_all()
+                    .map(|yaml| print!("{yaml}"))
+                    .map_err(|err| err.to_string()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 

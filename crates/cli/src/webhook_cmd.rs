@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use podidentity_iam::Guardrails;
 use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::metrics::Metrics;
+use podidentity_webhook::policies::NamespaceRules;
 use podidentity_webhook::server::{AppState, ServerSettings};
 use podidentity_webhook::validation::{BindingAdmission, SubjectAccessReviews};
 use podidentity_webhook::{MutationConfig, TokenAccess};
@@ -151,11 +151,16 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One pair of policy and namespace watches serves predictions and admission.
+    let rules = operator
+        .as_ref()
+        .map(|config| NamespaceRules::watch_cluster(config, client.clone()));
+    let predictor = match &rules {
+        Some(rules) if predictor.predicts() => predictor.with_rules(rules.clone()),
+        _ => predictor,
+    };
     let bindings = BindingAdmission {
-        operator: operator.map(|config| {
-            let guardrails = Guardrails::from_config(&config);
-            (config, guardrails)
-        }),
+        operator: operator.zip(rules),
         rights: Arc::new(SubjectAccessReviews(client.clone())),
     };
     let lookup = podidentity_webhook::lookup::watch_cluster(

@@ -17,7 +17,11 @@ struct Judges {
 
 impl Judges {
     fn from_shipped_crd() -> Self {
-        let path = common::repo_root().join("crds/podidentitybindings.podidentity.io.yaml");
+        Self::from_crd_file("podidentitybindings.podidentity.io.yaml")
+    }
+
+    fn from_crd_file(name: &str) -> Self {
+        let path = common::repo_root().join("crds").join(name);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{err}"));
         let crd: Value = serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{err}"));
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
@@ -376,4 +380,105 @@ fn cel_messages_tell_what_to_change() {
         )),
         "{errors:?}"
     );
+}
+
+/// The policy CRD's rules (template variables, selector operators) refuse what the
+/// operator's reading of a policy refuses, and pass what it passes.
+#[test]
+fn policy_schema_cel_and_operator_agree() {
+    let judges = Judges::from_crd_file("podidentitypolicies.podidentity.io.yaml");
+    let policy = |spec: Value| {
+        json!({
+            "apiVersion": "podidentity.io/v1alpha1",
+            "kind": "PodIdentityPolicy",
+            "metadata": {"name": "teams"},
+            "spec": spec,
+        })
+    };
+    let operator_refuses = |spec: &Value| {
+        let parsed: Result<podidentity_api::PodIdentityPolicy, _> =
+            serde_json::from_value(policy(spec.clone()));
+        match parsed {
+            Err(_) => true,
+            Ok(parsed) => {
+                podidentity_iam::namespace_policy::NamespacePolicy::from_resource(&parsed).is_err()
+            }
+        }
+    };
+    let cases: Vec<(&str, Value, bool)> = vec![
+        (
+            "a templated resource",
+            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}-*"]}),
+            true,
+        ),
+        (
+            "every variable",
+            json!({"allowedResources": ["arn:${partition}:sqs:${region}:${account}:${cluster}-${namespace}-*"]}),
+            true,
+        ),
+        (
+            "a dollar not opening a variable",
+            json!({"allowedResources": ["arn:aws:s3:::cost$-a", "trailing$"]}),
+            true,
+        ),
+        (
+            "dollars before a variable",
+            json!({"roleNameOverride": ["$${namespace}-*"]}),
+            true,
+        ),
+        (
+            "an unknown variable",
+            json!({"allowedResources": ["arn:aws:s3:::${team}-*"]}),
+            false,
+        ),
+        (
+            "an unknown variable after dollars",
+            json!({"allowedResources": ["$${team}"]}),
+            false,
+        ),
+        (
+            "an unclosed variable",
+            json!({"roleNameOverride": ["${namespace"]}),
+            false,
+        ),
+        (
+            "In with values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}}),
+            true,
+        ),
+        (
+            "Exists alone",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}}),
+            true,
+        ),
+        (
+            "In without values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
+            false,
+        ),
+        (
+            "Exists with values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]}}),
+            false,
+        ),
+        (
+            "an unknown operator",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Gt", "values": ["1"]}]}}),
+            false,
+        ),
+    ];
+    let mut disagreements = Vec::new();
+    for (case, spec, accepted) in cases {
+        let object = policy(spec.clone());
+        let api_server_refuses =
+            !judges.schema_errors(&object).is_empty() || !judges.cel_errors(&object).is_empty();
+        let operator = operator_refuses(&spec);
+        if api_server_refuses == accepted || operator == accepted {
+            disagreements.push(format!(
+                "{case}: expected {}, API server refuses: {api_server_refuses}, operator refuses: {operator}",
+                if accepted { "accepted" } else { "refused" }
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
 }

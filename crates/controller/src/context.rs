@@ -13,11 +13,11 @@ use kube::{Client, Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
-use podidentity_iam::Guardrails;
 
 use crate::binding::Watched;
 use crate::health::Check;
 use crate::managed_policies::ManagedPolicyDocuments;
+use crate::policy_view::{NamespaceMeta, PolicyView, WatchedPolicy};
 use crate::secret::Secrets;
 use crate::status::Assessment;
 
@@ -25,7 +25,8 @@ pub struct Context {
     pub client: Client,
     pub iam: Arc<dyn IamApi>,
     pub config: OperatorConfig,
-    pub guardrails: Guardrails,
+    /// The guardrails per namespace: the configuration's and its PodIdentityPolicies'.
+    pub policies: PolicyView,
     /// Managed policy documents, judged before a role gets them.
     pub managed_policies: ManagedPolicyDocuments,
     /// One recorder for the process (it deduplicates and aggregates events).
@@ -50,9 +51,10 @@ pub struct Context {
     /// Bindings the drift sweep found out of line (by uid): their next pass reads the role
     /// and converges it, whatever their status says.
     drifted: Mutex<HashSet<String>>,
-    /// Bindings waiting on another that owns their ServiceAccount, by namespace: any change
-    /// to a binding of that namespace wakes them.
-    conflicted: Mutex<HashMap<String, HashSet<ObjectRef<PodIdentityBinding>>>>,
+    /// Bindings waiting on others of their namespace (the owner of their ServiceAccount, or
+    /// older bindings holding the namespace's quota), by namespace: any change to a binding
+    /// of that namespace wakes them.
+    waiting: Mutex<HashMap<String, HashSet<ObjectRef<PodIdentityBinding>>>>,
 }
 
 /// Bindings from the controller's watch cache, or (tests without a watch) live lists.
@@ -113,7 +115,7 @@ pub fn fingerprint(value: &impl serde::Serialize) -> u64 {
 
 impl Context {
     pub fn new(client: Client, iam: Arc<dyn IamApi>, config: OperatorConfig) -> Self {
-        let guardrails = Guardrails::from_config(&config);
+        let policies = PolicyView::new(&config);
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -125,7 +127,7 @@ impl Context {
             client,
             iam,
             config,
-            guardrails,
+            policies,
             managed_policies: ManagedPolicyDocuments::default(),
             recorder,
             bindings: Bindings::Live,
@@ -136,13 +138,23 @@ impl Context {
             status_writes: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
             drifted: Mutex::new(HashSet::new()),
-            conflicted: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
         }
     }
 
     /// Reads bindings from the controller's watch cache instead of listing them.
     pub fn with_bindings_cache(mut self, store: Store<Watched>) -> Self {
         self.bindings = Bindings::Cached(store);
+        self
+    }
+
+    /// Judges bindings by the policies and namespace labels of these watch caches.
+    pub fn with_policy_caches(
+        mut self,
+        policies: Store<WatchedPolicy>,
+        namespaces: Store<NamespaceMeta>,
+    ) -> Self {
+        self.policies = self.policies.watching(policies, namespaces);
         self
     }
 
@@ -324,12 +336,13 @@ impl Context {
         self.drifted.lock().is_ok_and(|mut set| set.remove(uid))
     }
 
-    /// Records whether a binding waits on another for its ServiceAccount.
-    pub fn set_conflicted(&self, binding: &ObjectRef<PodIdentityBinding>, waiting: bool) {
+    /// Records whether a binding waits on others of its namespace (its ServiceAccount's
+    /// owner, or the quota).
+    pub fn set_waiting(&self, binding: &ObjectRef<PodIdentityBinding>, waiting: bool) {
         let Some(namespace) = binding.namespace.clone() else {
             return;
         };
-        if let Ok(mut map) = self.conflicted.lock() {
+        if let Ok(mut map) = self.waiting.lock() {
             let set = map.entry(namespace.clone()).or_default();
             if waiting {
                 set.insert(binding.clone());
@@ -343,12 +356,12 @@ impl Context {
     }
 
     /// The bindings of `namespace` waiting on another, except `changed` itself.
-    pub fn conflicted_in(
+    pub fn waiting_in(
         &self,
         namespace: &str,
         changed: &ObjectRef<PodIdentityBinding>,
     ) -> Vec<ObjectRef<PodIdentityBinding>> {
-        self.conflicted
+        self.waiting
             .lock()
             .ok()
             .and_then(|map| map.get(namespace).cloned())

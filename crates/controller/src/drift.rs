@@ -30,6 +30,8 @@ pub async fn sweep_once(
     // worked out again when its page arrives, so no list of 10,000 desired roles is held
     // through the sweep.
     let mut by_role = BTreeMap::new();
+    // One reading of the policies for the whole sweep.
+    let guardrails = ctx.policies.for_all();
     for watched in store.state() {
         let Ok(binding) = &watched.0 else { continue };
         // Only roles made (in status or by this process) for bindings that still validate.
@@ -42,7 +44,9 @@ pub async fn sweep_once(
         if !made || binding.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if let (Some(role), Some(namespace)) = (desired_role(ctx, binding), binding.namespace()) {
+        if let (Some(role), Some(namespace)) =
+            (desired_role(ctx, &guardrails, binding), binding.namespace())
+        {
             by_role.insert(
                 role.name,
                 ObjectRef::new(&binding.name_any()).within(&namespace),
@@ -52,7 +56,7 @@ pub async fn sweep_once(
     let desired_for = |role: &str, key: &ObjectRef<Watched>| {
         let watched = store.get(key)?;
         let binding = watched.0.as_ref().ok()?;
-        desired_role(ctx, binding).filter(|want| want.name == role)
+        desired_role(ctx, &guardrails, binding).filter(|want| want.name == role)
     };
     let found = match survey_each(
         ctx.iam.as_ref(),
@@ -98,6 +102,7 @@ pub async fn sweep_once(
 /// The role a binding wants, if it validates.
 fn desired_role(
     ctx: &Context,
+    guardrails: &podidentity_iam::Guardrails,
     binding: &podidentity_api::PodIdentityBinding,
 ) -> Option<podidentity_iam::build::DesiredRole> {
     let namespace = binding.namespace().unwrap_or_default();
@@ -105,7 +110,7 @@ fn desired_role(
         BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
-        &ctx.guardrails,
+        guardrails,
     )
     .ok()
     .map(|state| state.role)

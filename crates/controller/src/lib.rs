@@ -16,6 +16,9 @@ pub mod health;
 pub mod leader;
 pub mod managed_policies;
 pub mod metrics;
+pub mod policy_status;
+pub mod policy_view;
+pub mod policy_watches;
 pub mod role;
 pub mod run;
 pub mod secret;
@@ -23,6 +26,7 @@ pub mod service_account;
 pub mod short_form;
 pub mod startup;
 pub mod status;
+pub mod status_write;
 pub mod sweep;
 pub mod watches;
 

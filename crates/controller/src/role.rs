@@ -534,21 +534,7 @@ pub async fn delete_role(api: &dyn IamApi, role: &RoleIdentity) -> Result<(), Aw
         return Ok(());
     };
     let name = || role.name.clone();
-    for arn in absent_is_empty(iam.list_attached_role_policies(&role.name).await)? {
-        ignore_missing(
-            iam.run(IamRequest::DetachRolePolicy { name: name(), arn })
-                .await,
-        )?;
-    }
-    for policy_name in absent_is_empty(iam.list_role_policies(&role.name).await)? {
-        ignore_missing(
-            iam.run(IamRequest::DeleteRolePolicy {
-                name: name(),
-                policy_name,
-            })
-            .await,
-        )?;
-    }
+    strip_permissions(&iam, &role.name).await?;
     for instance_profile in absent_is_empty(iam.list_instance_profiles_for_role(&role.name).await)?
     {
         ignore_missing(
@@ -560,6 +546,44 @@ pub async fn delete_role(api: &dyn IamApi, role: &RoleIdentity) -> Result<(), Aw
         )?;
     }
     ignore_missing(iam.run(IamRequest::DeleteRole { name: name() }).await)
+}
+
+/// Detaches every managed policy and deletes every inline policy; says how many it took
+/// away.
+async fn strip_permissions(iam: &Iam<'_>, role: &str) -> Result<usize, AwsError> {
+    let mut taken = 0;
+    for arn in absent_is_empty(iam.list_attached_role_policies(role).await)? {
+        ignore_missing(
+            iam.run(IamRequest::DetachRolePolicy {
+                name: role.to_string(),
+                arn,
+            })
+            .await,
+        )?;
+        taken += 1;
+    }
+    for policy_name in absent_is_empty(iam.list_role_policies(role).await)? {
+        ignore_missing(
+            iam.run(IamRequest::DeleteRolePolicy {
+                name: role.to_string(),
+                policy_name,
+            })
+            .await,
+        )?;
+        taken += 1;
+    }
+    Ok(taken)
+}
+
+/// `onViolation: Revoke`: the role keeps its trust policy (pods still assume it) but loses
+/// every permission. A role that is gone or not ours is left alone. Says how many policies
+/// it took away.
+pub async fn revoke_permissions(api: &dyn IamApi, role: &RoleIdentity) -> Result<usize, AwsError> {
+    let iam = Iam::new(api);
+    let Some(_) = owned_role(&iam, role).await? else {
+        return Ok(0);
+    };
+    strip_permissions(&iam, &role.name).await
 }
 
 /// Deletion with `Retain`: the role stays; only the ownership tags go.

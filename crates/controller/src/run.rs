@@ -1,6 +1,7 @@
 //! Wires the controller together: the health listener, the optional leader lease, the
 //! binding controller (bindings, the ServiceAccounts they name, and wake-ups from the
-//! sweep and from sibling bindings), the short-form controller, and the drift loop.
+//! sweep, from sibling bindings and from policy and namespace-label changes), the policy
+//! status controller, the short-form controller, and the drift loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,10 @@ use crate::context::Context;
 use crate::health::{self, Health};
 use crate::leader::{Elector, Lost};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::policy_view::{NamespaceMeta, WatchedPolicy};
+use crate::policy_watches::{
+    at_most_every, note_binding_changes, wake_on_label_changes, wake_on_policy_changes,
+};
 use crate::short_form::AccountMeta;
 use crate::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
 
@@ -61,6 +66,11 @@ async fn shutdown_signal() {
 /// limits how fast roles are made (32 passes wait on 50 calls a second with room to spare).
 const RECONCILE_CONCURRENCY: u16 = 32;
 
+/// How often, at most, the policies' status is worked out again while bindings change: a
+/// policy over 10,000 bindings takes about 170 ms to survey (benches/policy_cost.rs), and
+/// the controller runs on one thread.
+const POLICY_STATUS_PERIOD: Duration = Duration::from_secs(10);
+
 /// Bindings per page of the watch's first list. Each page arrives whole, managedFields
 /// and all, before the cache trims it: at 500 (kube's default) a page held more memory
 /// than a thousand trimmed bindings.
@@ -99,30 +109,84 @@ pub async fn run(
     let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");
     let (accounts_listed_raise, accounts_listed) = health::check("ServiceAccount watch");
     let (secrets_listed_raise, secrets_listed) = health::check("credentials Secret watch");
+    let (policies_listed_raise, mut policies_listed) = health::check("PodIdentityPolicy watch");
+    let (namespaces_listed_raise, mut namespaces_listed) = health::check("Namespace watch");
     health.set_checks(vec![
         bindings_listed.clone(),
         accounts_listed,
         secrets_listed.clone(),
+        policies_listed.clone(),
+        namespaces_listed.clone(),
     ]);
     let (secret_store, secret_writer) = reflector::store::<Secret>();
+    let (policy_store, policy_writer) = reflector::store::<WatchedPolicy>();
+    let (namespace_store, namespace_writer) = reflector::store::<NamespaceMeta>();
     let ctx = Arc::new(
         ctx.with_bindings_cache(store.clone())
-            .with_secrets_cache(secret_store, secrets_listed),
+            .with_secrets_cache(secret_store, secrets_listed)
+            .with_policy_caches(policy_store.clone(), namespace_store.clone()),
     );
     let (triggers, triggered) = futures::channel::mpsc::unbounded::<ObjectRef<Watched>>();
+    let (status_asks, status_asked) = futures::channel::mpsc::unbounded::<()>();
     let bindings = raise_when_listed(
-        wake_waiting_siblings(
-            watcher(
-                Api::<Watched>::all(client.clone()),
-                watcher::Config::default().page_size(BINDINGS_PAGE),
-            )
-            .modify(slim)
-            .default_backoff()
-            .reflect(writer),
-            ctx.clone(),
-            triggers.clone(),
+        note_binding_changes(
+            wake_waiting_siblings(
+                watcher(
+                    Api::<Watched>::all(client.clone()),
+                    watcher::Config::default().page_size(BINDINGS_PAGE),
+                )
+                .modify(slim)
+                .default_backoff()
+                .reflect(writer),
+                ctx.clone(),
+                triggers.clone(),
+            ),
+            status_asks.clone(),
         ),
         bindings_listed_raise,
+    )
+    .applied_objects();
+    // Namespaces (metadata only, labels kept): their labels decide which policies govern
+    // them. Polled by the task below, whatever else runs.
+    let namespaces_task = tokio::spawn(
+        raise_when_listed(
+            wake_on_label_changes(
+                watcher(
+                    Api::<NamespaceMeta>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .modify(|ns: &mut NamespaceMeta| {
+                    ns.metadata.managed_fields = None;
+                    ns.metadata.annotations = None;
+                })
+                .default_backoff()
+                .reflect(namespace_writer),
+                store.clone(),
+                triggers.clone(),
+                status_asks.clone(),
+            ),
+            namespaces_listed_raise,
+        )
+        .for_each(|_| async {}),
+    );
+    let policies = raise_when_listed(
+        wake_on_policy_changes(
+            watcher(
+                Api::<WatchedPolicy>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .modify(|p: &mut WatchedPolicy| match &mut p.0 {
+                Ok(policy) => policy.metadata.managed_fields = None,
+                Err(invalid) => invalid.metadata.managed_fields = None,
+            })
+            .default_backoff()
+            .reflect(policy_writer),
+            namespace_store,
+            store.clone(),
+            triggers.clone(),
+            status_asks,
+        ),
+        policies_listed_raise,
     )
     .applied_objects();
     // Only the operator's own Secrets (by label), without managedFields.
@@ -137,6 +201,18 @@ pub async fn run(
         secrets_listed_raise,
     )
     .touched_objects();
+    let policy_controller = Controller::for_stream(policies, policy_store)
+        .reconcile_all_on(at_most_every(status_asked, POLICY_STATUS_PERIOD))
+        .shutdown_on_signal()
+        .run(
+            crate::policy_status::reconcile,
+            crate::policy_status::error_policy,
+            Arc::new(crate::policy_status::Sources {
+                ctx: ctx.clone(),
+                bindings: store.clone(),
+            }),
+        )
+        .for_each(|_| async {});
     let binding_controller = Controller::for_stream(bindings, store.clone())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .watches_stream(secrets, |secret| owning_binding(&secret))
@@ -159,6 +235,13 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
+    // A binding is judged only once every policy and namespace is known: judged before,
+    // it could get a role its namespace's policies forbid.
+    let binding_controller = async move {
+        if policies_listed.wait().await && namespaces_listed.wait().await {
+            binding_controller.await;
+        }
+    };
 
     // One watch of every ServiceAccount (metadata only, trimmed to what the short form
     // reads):
@@ -226,6 +309,7 @@ pub async fn run(
         };
         tokio::select! {
             () = binding_controller => Ok(()),
+            () = policy_controller => Ok(()),
             () = short_form_controller => Ok(()),
             lost = lost => Err(RunError::LostLease(lost)),
             result = &mut health_task => match result {
@@ -235,6 +319,7 @@ pub async fn run(
         }
     };
     sweep_task.abort();
+    namespaces_task.abort();
     // A graceful stop hands the lease over at once instead of after it runs out.
     if outcome.is_ok()
         && let Some(elector) = settings.election.as_mut()

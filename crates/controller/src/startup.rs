@@ -1,4 +1,4 @@
-//! Checks made once at start-up: the CRD is installed at this binary's schema revision
+//! Checks made once at start-up: the CRDs are installed at this binary's schema revision
 //! (Helm never upgrades `crds/`; a newer CRD's objects may hold fields this binary would
 //! drop), the cluster's uid, the account id, and the OIDC issuer.
 
@@ -10,27 +10,39 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_api::crd::SCHEMA_REVISION;
 use podidentity_aws::api::{Iam, IamApi};
 
-pub const CRD_NAME: &str = "podidentitybindings.podidentity.io";
+/// The CRDs the operator needs, by name.
+pub const CRD_NAMES: [&str; 2] = [
+    "podidentitybindings.podidentity.io",
+    "podidentitypolicies.podidentity.io",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(
-        "the PodIdentityBinding CRD ({CRD_NAME}) is not installed: apply it with \
+        "the CRD {name} is not installed: apply the operator's CRDs with \
          `podidentity crd | kubectl apply --server-side -f -`"
     )]
-    CrdMissing,
+    CrdMissing { name: &'static str },
     #[error(
-        "the installed PodIdentityBinding CRD has schema revision {installed}, older than this \
-         operator's {wanted} (Helm does not upgrade CRDs): update it with \
+        "the installed CRD {name} has schema revision {installed}, older than this \
+         operator's {wanted} (Helm does not upgrade CRDs): update the CRDs with \
          `podidentity crd | kubectl apply --server-side -f -`"
     )]
-    CrdTooOld { installed: u32, wanted: u32 },
+    CrdTooOld {
+        name: &'static str,
+        installed: u32,
+        wanted: u32,
+    },
     #[error(
-        "the installed PodIdentityBinding CRD has schema revision {installed}, newer than this \
+        "the installed CRD {name} has schema revision {installed}, newer than this \
          operator's {wanted}: its objects may hold fields this operator would drop; run the \
-         operator release that matches the CRD"
+         operator release that matches the CRDs"
     )]
-    CrdTooNew { installed: u32, wanted: u32 },
+    CrdTooNew {
+        name: &'static str,
+        installed: u32,
+        wanted: u32,
+    },
     #[error("cannot read the CRD: {0}")]
     Kube(#[from] kube::Error),
     #[error(
@@ -49,32 +61,37 @@ pub enum StartupError {
 }
 
 /// Refuses a missing CRD, or one older or newer than this binary.
-pub async fn check_crd(client: &kube::Client) -> Result<u32, StartupError> {
+pub async fn check_crds(client: &kube::Client) -> Result<u32, StartupError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = api
-        .get_opt(CRD_NAME)
-        .await?
-        .ok_or(StartupError::CrdMissing)?;
-    let installed = crd
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CRD_SCHEMA_REVISION))
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    if installed < SCHEMA_REVISION {
-        return Err(StartupError::CrdTooOld {
-            installed,
-            wanted: SCHEMA_REVISION,
-        });
+    for name in CRD_NAMES {
+        let crd = api
+            .get_opt(name)
+            .await?
+            .ok_or(StartupError::CrdMissing { name })?;
+        let installed = crd
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CRD_SCHEMA_REVISION))
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let wanted = SCHEMA_REVISION;
+        if installed < wanted {
+            return Err(StartupError::CrdTooOld {
+                name,
+                installed,
+                wanted,
+            });
+        }
+        if installed > wanted {
+            return Err(StartupError::CrdTooNew {
+                name,
+                installed,
+                wanted,
+            });
+        }
     }
-    if installed > SCHEMA_REVISION {
-        return Err(StartupError::CrdTooNew {
-            installed,
-            wanted: SCHEMA_REVISION,
-        });
-    }
-    Ok(installed)
+    Ok(SCHEMA_REVISION)
 }
 
 /// The cluster's identity: the uid of its kube-system namespace, made with the cluster and

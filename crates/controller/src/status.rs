@@ -10,8 +10,14 @@ use podidentity_api::conditions::{Condition, Word, word};
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Assessment {
-    /// Validation or guardrails refused the spec: nothing was done in AWS.
-    Refused { reason: String, message: String },
+    /// Validation or guardrails (the configuration's, the namespace's policies') refused
+    /// the spec: nothing was done in AWS, unless a policy asked for the role's permissions
+    /// to be revoked (`revoked`).
+    Refused {
+        reason: String,
+        message: String,
+        revoked: bool,
+    },
     /// A role of that name exists and is not this binding's.
     Conflict { message: String },
     /// Another binding owns the ServiceAccount (the oldest naming it): nothing is done
@@ -87,17 +93,34 @@ fn rows(assessment: &Assessment) -> Vec<Row> {
         Assessment::Refused {
             reason: why,
             message,
+            revoked,
         } => vec![
             row(READY, "False", why, message),
-            row(RECONCILING, "False", why, "waiting for the spec to change"),
+            row(
+                RECONCILING,
+                "False",
+                why,
+                "waiting for the spec, or the policies governing its namespace, to change",
+            ),
             row(STALLED, "True", why, message),
             row(POLICY_ACCEPTED, "False", why, message),
-            row(
-                ROLE_SYNCED,
-                "Unknown",
-                "NotAttempted",
-                "the spec was refused; nothing was changed in AWS",
-            ),
+            if *revoked {
+                row(
+                    ROLE_SYNCED,
+                    "False",
+                    "PermissionsRevoked",
+                    "the spec was refused and its namespace's policy asks for revocation \
+                     (onViolation: Revoke): the role's policies were taken away",
+                )
+            } else {
+                row(
+                    ROLE_SYNCED,
+                    "Unknown",
+                    "NotAttempted",
+                    "the spec was refused; nothing was changed in AWS (a role made before \
+                     keeps what it had)",
+                )
+            },
             row(
                 SERVICE_ACCOUNT_BOUND,
                 "Unknown",
@@ -435,6 +458,7 @@ mod tests {
             &Assessment::Refused {
                 reason: "GuardrailViolation".into(),
                 message: "spec.permissions.statements[0].actions[0]: ...".into(),
+                revoked: false,
             },
             Some(2),
             &time(1),

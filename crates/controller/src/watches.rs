@@ -99,7 +99,7 @@ where
         };
         let namespace = changed.namespace().unwrap_or_default();
         let key = ObjectRef::new(&changed.name_any()).within(&namespace);
-        for waiting in ctx.conflicted_in(&namespace, &key) {
+        for waiting in ctx.waiting_in(&namespace, &key) {
             let _ = triggers.unbounded_send(ObjectRef::new(&waiting.name).within(&namespace));
         }
     })

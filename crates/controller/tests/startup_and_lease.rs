@@ -1,4 +1,4 @@
-//! Start-up refuses a missing, older or newer CRD; the leader lease goes to one replica
+//! Start-up refuses a missing, older or newer CRD (either of the two); the leader lease goes to one replica
 //! at a time, its holder stops writing at the renew deadline, and the lease passes on
 //! only after a full lease duration on the standby's own clock.
 
@@ -10,10 +10,21 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::Api;
 use kube_fake_client::ClientBuilder;
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
-use podidentity_controller::startup::{StartupError, check_crd};
+use podidentity_controller::startup::{StartupError, check_crds};
 
-fn crd_with_revision(revision: Option<&str>) -> CustomResourceDefinition {
-    let mut crd = podidentity_api::crd::crd();
+/// The binding CRD at `revision` (none: no annotation), and the policy CRD at the
+/// current one.
+fn crds_with_binding_revision(revision: Option<&str>) -> Vec<CustomResourceDefinition> {
+    vec![
+        with_revision(podidentity_api::crd::binding_crd(), revision),
+        podidentity_api::crd::policy_crd(),
+    ]
+}
+
+fn with_revision(
+    mut crd: CustomResourceDefinition,
+    revision: Option<&str>,
+) -> CustomResourceDefinition {
     let annotations = crd.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.remove("podidentity.io/schema-revision");
     if let Some(revision) = revision {
@@ -32,8 +43,16 @@ async fn client_with(crds: Vec<CustomResourceDefinition>) -> kube::Client {
 
 #[tokio::test]
 async fn a_missing_crd_stops_start_up_with_the_fix() {
-    let err = check_crd(&client_with(vec![]).await).await.err();
-    assert!(matches!(err, Some(StartupError::CrdMissing)), "{err:?}");
+    let err = check_crds(&client_with(vec![]).await).await.err();
+    assert!(
+        matches!(
+            err,
+            Some(StartupError::CrdMissing {
+                name: "podidentitybindings.podidentity.io"
+            })
+        ),
+        "{err:?}"
+    );
     let text = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(
         text.contains("podidentity crd | kubectl apply --server-side -f -"),
@@ -43,7 +62,7 @@ async fn a_missing_crd_stops_start_up_with_the_fix() {
 
 #[tokio::test]
 async fn an_older_crd_stops_start_up_and_the_current_one_passes() {
-    let err = check_crd(&client_with(vec![crd_with_revision(None)]).await)
+    let err = check_crds(&client_with(crds_with_binding_revision(None)).await)
         .await
         .err();
     assert!(
@@ -51,14 +70,29 @@ async fn an_older_crd_stops_start_up_and_the_current_one_passes() {
         "{err:?}"
     );
     let current = podidentity_api::crd::SCHEMA_REVISION.to_string();
-    let ok = check_crd(&client_with(vec![crd_with_revision(Some(&current))]).await).await;
+    let ok = check_crds(&client_with(crds_with_binding_revision(Some(&current))).await).await;
     assert_eq!(ok.ok(), Some(podidentity_api::crd::SCHEMA_REVISION));
+}
+
+#[tokio::test]
+async fn a_missing_policy_crd_stops_start_up_by_name() {
+    let only_bindings = vec![podidentity_api::crd::binding_crd()];
+    let err = check_crds(&client_with(only_bindings).await).await.err();
+    assert!(
+        matches!(
+            err,
+            Some(StartupError::CrdMissing {
+                name: "podidentitypolicies.podidentity.io"
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_newer_crd_stops_start_up_too() {
     let newer = (podidentity_api::crd::SCHEMA_REVISION + 1).to_string();
-    let err = check_crd(&client_with(vec![crd_with_revision(Some(&newer))]).await)
+    let err = check_crds(&client_with(crds_with_binding_revision(Some(&newer))).await)
         .await
         .err();
     assert!(

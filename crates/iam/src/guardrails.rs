@@ -310,17 +310,29 @@ impl Guardrails {
         labels
     }
 
-    /// The rules for `namespace`: the configuration's, and those of every policy that
-    /// selects it.
-    pub fn rules_for(&self, namespace: &str) -> RuleSet {
-        let labels = self.labels_of(namespace);
-        let values = TemplateValues {
+    fn values_for<'a>(&'a self, namespace: &'a str) -> TemplateValues<'a> {
+        TemplateValues {
             namespace,
             cluster: &self.cluster,
             account: &self.account,
             partition: &self.partition,
             region: &self.region,
-        };
+        }
+    }
+
+    /// One policy as it applies to `namespace`, if it selects it (without building the
+    /// others': a policy's status asks this for every namespace).
+    pub fn applied_to(&self, policy: &NamespacePolicy, namespace: &str) -> Option<AppliedPolicy> {
+        policy
+            .selects(&self.labels_of(namespace))
+            .then(|| policy.for_namespace(&self.values_for(namespace)))
+    }
+
+    /// The rules for `namespace`: the configuration's, and those of every policy that
+    /// selects it.
+    pub fn rules_for(&self, namespace: &str) -> RuleSet {
+        let labels = self.labels_of(namespace);
+        let values = self.values_for(namespace);
         let mut rules = self.default_rules.clone();
         rules.policies = self
             .policies

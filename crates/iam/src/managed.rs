@@ -13,6 +13,7 @@ use crate::compare::parse_document;
 use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{RuleSet, few};
+use crate::namespace_policy::AppliedPolicy;
 use crate::policy::{statements, strings};
 
 /// A managed policy version as read from IAM.
@@ -129,8 +130,106 @@ impl RuleSet {
                 ),
             ));
         }
+        for namespace_policy in &self.policies {
+            violations.extend(beyond_policy(namespace_policy, field, policy, &statements));
+        }
         violations
     }
+}
+
+/// What a managed policy's Allow statements grant beyond one PodIdentityPolicy's limits:
+/// actions outside its allowed actions, actions it denies, resources outside its allowed
+/// resources (a `NotAction` reaches every action, a `NotResource` every resource).
+fn beyond_policy(
+    limits: &AppliedPolicy,
+    field: &str,
+    policy: ManagedPolicy<'_>,
+    statements: &[Allow],
+) -> Vec<Violation> {
+    let ManagedPolicy {
+        arn, version_id, ..
+    } = policy;
+    let mut outside_actions: Vec<&str> = Vec::new();
+    let mut denied: Vec<&str> = Vec::new();
+    let mut outside_resources: Vec<&str> = Vec::new();
+    for statement in statements {
+        for action in &statement.actions {
+            let within = limits.allowed_actions.is_empty()
+                || limits
+                    .allowed_actions
+                    .iter()
+                    .any(|allowed| glob::covers(allowed, action, true));
+            if !within {
+                outside_actions.push(action);
+            }
+            denied.extend(
+                crate::guardrails::reached(action, &limits.denied_actions)
+                    .into_iter()
+                    .filter(|pattern| {
+                        !statement
+                            .except_actions
+                            .iter()
+                            .any(|except| glob::covers(except, pattern, true))
+                    }),
+            );
+        }
+        if !limits.allowed_resources.is_empty() {
+            outside_resources.extend(
+                statement
+                    .resources
+                    .iter()
+                    .filter(|resource| {
+                        !limits
+                            .allowed_resources
+                            .iter()
+                            .any(|allowed| glob::covers(allowed, resource, false))
+                    })
+                    .map(String::as_str),
+            );
+        }
+    }
+    let mut violations = Vec::new();
+    let setting = |name: &str| format!("PodIdentityPolicy {} ({name})", limits.name);
+    for list in [&mut outside_actions, &mut denied, &mut outside_resources] {
+        let mut seen = std::collections::BTreeSet::new();
+        list.retain(|item| seen.insert(*item));
+    }
+    if !outside_actions.is_empty() {
+        violations.push(Violation::guardrail(
+            field,
+            format!(
+                "{arn} (version {version_id}) grants {}, beyond the actions {} allows ({}): \
+                 attach a narrower policy or write statements",
+                few(&outside_actions),
+                setting("allowedActions"),
+                few(&limits.allowed_actions)
+            ),
+        ));
+    }
+    if !denied.is_empty() {
+        violations.push(Violation::guardrail(
+            field,
+            format!(
+                "{arn} (version {version_id}) grants {}, which {} denies: attach a narrower \
+                 policy or write statements",
+                few(&denied),
+                setting("deniedActions")
+            ),
+        ));
+    }
+    if !outside_resources.is_empty() {
+        violations.push(Violation::guardrail(
+            field,
+            format!(
+                "{arn} (version {version_id}) reaches {}, beyond the resources {} allows here \
+                 ({}): write statements that name resources within them",
+                few(&outside_resources),
+                setting("allowedResources"),
+                few(&limits.allowed_resources)
+            ),
+        ));
+    }
+    violations
 }
 
 #[cfg(test)]
@@ -230,5 +329,68 @@ mod tests {
             assert_eq!(violations.len(), 1, "{document}");
             assert!(violations[0].message.contains("cannot read"));
         }
+    }
+
+    #[test]
+    fn a_namespaces_policies_judge_what_a_managed_policy_grants_too() {
+        use crate::namespace_policy::NamespacePolicy;
+        use podidentity_api::PodIdentityPolicy;
+        let spec = serde_json::from_value(serde_json::json!({
+            "namespaceSelector": {},
+            "allowedActions": ["s3:*", "sqs:*"],
+            "deniedActions": ["s3:DeleteBucket"],
+            "allowedResources": ["arn:aws:s3:::${namespace}-*"],
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        let teams = NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec))
+            .unwrap_or_else(|problems| panic!("{problems:?}"));
+        let config = OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        };
+        let rules = crate::Guardrails::from_config(&config)
+            .with_policies(vec![teams], Default::default())
+            .rules_for("shop");
+        let judge = |document: &str| {
+            rules.check_managed_policy(
+                "spec.permissions.managedPolicyArns[0]",
+                ManagedPolicy {
+                    arn: "arn:aws:iam::111122223333:policy/p",
+                    version_id: "v1",
+                    document,
+                },
+            )
+        };
+        // AmazonS3ReadOnlyAccess (as AWS publishes it): every bucket, and another service.
+        let read_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":["s3:Get*","s3:List*","s3:Describe*","s3-object-lambda:Get*"],"Resource":"*"}]}"#;
+        let messages: Vec<String> = judge(read_only).into_iter().map(|v| v.message).collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0].contains("s3-object-lambda:Get*")
+                && messages[0].contains("PodIdentityPolicy teams (allowedActions)"),
+            "{}",
+            messages[0]
+        );
+        assert!(messages[1].contains("reaches *,"), "{}", messages[1]);
+        assert!(
+            messages[1].contains("arn:aws:s3:::shop-*"),
+            "{}",
+            messages[1]
+        );
+        // Within the team's own buckets, but a denied action.
+        let deletes = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":"s3:*","Resource":"arn:aws:s3:::shop-data"}]}"#;
+        let messages: Vec<String> = judge(deletes).into_iter().map(|v| v.message).collect();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].contains("s3:DeleteBucket"), "{}", messages[0]);
+        // Named actions on the team's own objects: passes.
+        let narrow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":["s3:GetObject","sqs:SendMessage"],"Resource":["arn:aws:s3:::shop-data/*"]}]}"#;
+        assert_eq!(judge(narrow), Vec::new());
+        // Another namespace's buckets: refused.
+        let other = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::blog-data/*"}]}"#;
+        assert_eq!(judge(other).len(), 1);
     }
 }

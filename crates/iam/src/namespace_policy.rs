@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::core::error_boundary::DeserializeGuard;
 use kube::core::{Selector, SelectorExt};
 use podidentity_api::policy::TEMPLATE_VARIABLES;
 use podidentity_api::{Effect, PodIdentityBindingSpec, PodIdentityPolicy};
@@ -14,13 +15,25 @@ use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{ArnVerdict, few, judge_arn, reached};
 
-/// A policy as the engine reads it: its name, its selector, its spec.
+/// A policy as the engine reads it: its name, what it selects, its spec, and what makes it
+/// unusable.
 #[derive(Clone, Debug)]
 pub struct NamespacePolicy {
     pub name: String,
-    /// `None`: the policy selects no namespace.
-    selector: Option<Selector>,
+    selection: Selection,
     spec: podidentity_api::PodIdentityPolicySpec,
+    /// What is wrong with it as written. An unusable policy refuses every binding it
+    /// selects: a policy nobody can read must never widen what a namespace may do.
+    problems: Vec<Violation>,
+}
+
+#[derive(Clone, Debug)]
+enum Selection {
+    /// No selector: no namespace.
+    Nothing,
+    Matching(Selector),
+    /// A selector that cannot be read: every namespace (failing closed).
+    Everything,
 }
 
 /// What one namespace's patterns are filled in with.
@@ -62,20 +75,54 @@ fn unknown_variables(pattern: &str) -> Vec<String> {
 }
 
 impl NamespacePolicy {
-    /// Reads a policy; what makes it unusable is reported against its own fields.
+    /// Reads a policy; what makes it unusable is reported against its own fields (`plan`
+    /// refuses such input).
     pub fn from_resource(policy: &PodIdentityPolicy) -> Result<Self, Vec<Violation>> {
+        let read = Self::read(policy);
+        if read.problems.is_empty() {
+            Ok(read)
+        } else {
+            Err(read.problems)
+        }
+    }
+
+    /// Reads a policy as a cluster holds it: an unusable one refuses what it selects (and
+    /// selects every namespace when its selector cannot be read).
+    pub fn read(policy: &PodIdentityPolicy) -> Self {
         let name = policy.metadata.name.clone().unwrap_or_default();
         let spec = policy.spec.clone();
         let mut problems = Vec::new();
-        let selector = match spec.namespace_selector.clone().map(Selector::try_from) {
-            None => None,
-            Some(Ok(selector)) => Some(selector),
+        let expressions = spec
+            .namespace_selector
+            .iter()
+            .flat_map(|selector| selector.match_expressions.iter().flatten());
+        for (i, expression) in expressions.enumerate() {
+            let has_values = expression.values.as_ref().is_some_and(|v| !v.is_empty());
+            let needs_values = match expression.operator.as_str() {
+                "In" | "NotIn" => true,
+                "Exists" | "DoesNotExist" => false,
+                // Reported below, by the selector's own reading.
+                _ => continue,
+            };
+            if has_values != needs_values {
+                problems.push(Violation::invalid(
+                    format!("spec.namespaceSelector.matchExpressions[{i}].values"),
+                    "In and NotIn need values; Exists and DoesNotExist take none",
+                ));
+            }
+        }
+        let values_wrong = !problems.is_empty();
+        let selection = match spec.namespace_selector.clone().map(Selector::try_from) {
+            None => Selection::Nothing,
+            Some(Ok(selector)) => Selection::Matching(selector),
+            // Said already, more precisely.
+            Some(Err(_)) if values_wrong => Selection::Everything,
             Some(Err(err)) => {
                 problems.push(Violation::invalid(
                     "spec.namespaceSelector",
                     format!("{err}: use matchLabels, or matchExpressions with In, NotIn, Exists or DoesNotExist"),
                 ));
-                None
+                Selection::Everything
             }
         };
         let templated = [
@@ -97,21 +144,58 @@ impl NamespacePolicy {
                 }
             }
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Self {
+        Self {
             name,
-            selector,
+            selection,
             spec,
-        })
+            problems,
+        }
+    }
+
+    /// A stored policy the operator cannot even decode (a field from a newer schema): it
+    /// refuses bindings in every namespace until it is fixed (failing closed).
+    pub fn unreadable(name: &str, error: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            selection: Selection::Everything,
+            spec: podidentity_api::PodIdentityPolicySpec::default(),
+            problems: vec![Violation::invalid(
+                "spec",
+                format!(
+                    "the operator cannot read it ({error}): fix it, or run the operator release that matches the CRD"
+                ),
+            )],
+        }
+    }
+
+    /// A policy as a watch delivers it: readable, or not (then it refuses everywhere).
+    pub fn from_watched(policy: &DeserializeGuard<PodIdentityPolicy>) -> Self {
+        match &policy.0 {
+            Ok(policy) => Self::read(policy),
+            Err(invalid) => Self::unreadable(
+                invalid.metadata.name.as_deref().unwrap_or_default(),
+                &invalid.error,
+            ),
+        }
+    }
+
+    /// What makes the policy unusable (empty: nothing).
+    pub fn problems(&self) -> &[Violation] {
+        &self.problems
     }
 
     /// Whether the policy governs a namespace with these labels.
     pub fn selects(&self, namespace_labels: &BTreeMap<String, String>) -> bool {
-        self.selector
-            .as_ref()
-            .is_some_and(|selector| selector.matches(namespace_labels))
+        match &self.selection {
+            Selection::Nothing => false,
+            Selection::Matching(selector) => selector.matches(namespace_labels),
+            Selection::Everything => true,
+        }
+    }
+
+    /// What a refusal does to a role that exists.
+    pub fn on_violation(&self) -> podidentity_api::OnViolation {
+        self.spec.on_violation
     }
 
     /// The policy with one namespace's values put in.
@@ -128,6 +212,14 @@ impl NamespacePolicy {
             permissions_boundary_arn: spec.permissions_boundary_arn.clone(),
             role_name_override: expand_all(&spec.role_name_override),
             max_bindings_per_namespace: spec.max_bindings_per_namespace,
+            on_violation: spec.on_violation,
+            unusable: (!self.problems.is_empty()).then(|| {
+                self.problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
         }
     }
 }
@@ -144,6 +236,9 @@ pub struct AppliedPolicy {
     pub permissions_boundary_arn: Option<String>,
     pub role_name_override: Vec<String>,
     pub max_bindings_per_namespace: Option<u32>,
+    pub on_violation: podidentity_api::OnViolation,
+    /// Why the policy cannot be applied, when it cannot: it then refuses every binding.
+    pub unusable: Option<String>,
 }
 
 impl AppliedPolicy {
@@ -153,6 +248,16 @@ impl AppliedPolicy {
 
     /// Everything in the spec this policy refuses.
     pub fn check(&self, spec: &PodIdentityBindingSpec) -> Vec<Violation> {
+        if let Some(problems) = &self.unusable {
+            return vec![Violation::guardrail(
+                "metadata.namespace",
+                format!(
+                    "PodIdentityPolicy {} selects this namespace but cannot be applied \
+                     ({problems}): its bindings are refused until the platform team fixes it",
+                    self.name
+                ),
+            )];
+        }
         let mut violations = Vec::new();
         for (s, statement) in spec.permissions.statements.iter().enumerate() {
             if statement.effect == Effect::Deny {

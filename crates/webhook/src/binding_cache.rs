@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::runtime::watcher::Event;
 use podidentity_api::PodIdentityBinding;
@@ -16,11 +16,14 @@ use crate::lookup::WatchedBinding;
 /// (namespace, name).
 type Key = (String, String);
 
+/// What a binding predicts, and the version of the policies it was worked out at.
+type Prediction = (u64, Option<BTreeMap<String, String>>);
+
 /// One cached binding and, once asked for, what it predicts.
 #[derive(Debug)]
 pub struct CachedBinding {
     pub binding: PodIdentityBinding,
-    prediction: OnceLock<Option<BTreeMap<String, String>>>,
+    prediction: Mutex<Option<Prediction>>,
 }
 
 impl CachedBinding {
@@ -28,23 +31,39 @@ impl CachedBinding {
         podidentity_api::slim_metadata(&mut binding.metadata);
         Self {
             binding,
-            prediction: OnceLock::new(),
+            prediction: Mutex::new(None),
         }
     }
 
     /// The annotations the controller will write for this binding (see
-    /// [`Predictor::predict`]), computed on first use.
-    pub fn prediction(&self, predictor: &Predictor) -> Option<&BTreeMap<String, String>> {
-        self.prediction
-            .get_or_init(|| {
-                let namespace = self.binding.metadata.namespace.as_deref()?;
-                self.binding.metadata.name.as_deref()?;
-                predictor.predict(
-                    podidentity_iam::BindingRef::of(namespace, &self.binding),
-                    &self.binding.spec,
-                )
-            })
-            .as_ref()
+    /// [`Predictor::predict`]), worked out on first use and again only when the policies
+    /// or namespace labels have changed since.
+    pub fn prediction(&self, predictor: &Predictor) -> Option<BTreeMap<String, String>> {
+        let version = predictor.rules_version();
+        let mut cached = self.prediction.lock().ok()?;
+        if let Some((at, prediction)) = cached.as_ref()
+            && *at == version
+        {
+            return prediction.clone();
+        }
+        let prediction = self.predict(predictor);
+        *cached = Some((version, prediction.clone()));
+        prediction
+    }
+
+    fn predict(&self, predictor: &Predictor) -> Option<BTreeMap<String, String>> {
+        let namespace = self.binding.metadata.namespace.as_deref()?;
+        self.binding.metadata.name.as_deref()?;
+        predictor.predict(
+            podidentity_iam::BindingRef::of(namespace, &self.binding),
+            &self.binding.spec,
+        )
+    }
+
+    /// Whether a prediction is held (tests of the cache).
+    #[cfg(test)]
+    fn has_prediction(&self) -> bool {
+        self.prediction.lock().is_ok_and(|p| p.is_some())
     }
 }
 
@@ -189,7 +208,6 @@ mod tests {
     use kube::core::DeserializeGuard;
     use kube::core::error_boundary::InvalidObject;
     use podidentity_api::PodIdentityBindingSpec;
-    use podidentity_api::config::{AwsConfig, OperatorConfig};
 
     fn binding(name: &str, account: &str) -> WatchedBinding {
         let mut b = PodIdentityBinding::new(
@@ -286,21 +304,11 @@ mod tests {
 
     #[test]
     fn a_prediction_is_worked_out_once_per_version() {
-        let predictor = Predictor::new(
-            OperatorConfig {
-                cluster_name: "prod".into(),
-                aws: AwsConfig {
-                    account_id: Some("111122223333".into()),
-                    ..AwsConfig::default()
-                },
-                ..OperatorConfig::default()
-            },
-            "eks.amazonaws.com",
-        );
+        let predictor = Predictor::new(crate::test_operator(), "eks.amazonaws.com");
         let cache = BindingCache::new();
         cache.apply(Event::Apply(binding("a", "orders")));
         let first = cache.covering("shop", "orders");
-        let predicted = first[0].prediction(&predictor).cloned();
+        let predicted = first[0].prediction(&predictor);
         let PodIdentityBinding { spec, .. } = &first[0].binding;
         assert_eq!(
             predicted,
@@ -315,29 +323,19 @@ mod tests {
         // The same entry answers again without working it out anew.
         let again = cache.covering("shop", "orders");
         assert!(Arc::ptr_eq(&first[0], &again[0]));
-        assert!(again[0].prediction.get().is_some());
+        assert!(again[0].has_prediction());
         // A new version is a new entry with its own prediction.
         cache.apply(Event::Apply(binding("a", "orders")));
         let updated = cache.covering("shop", "orders");
         assert!(!Arc::ptr_eq(&first[0], &updated[0]));
-        assert!(updated[0].prediction.get().is_none());
+        assert!(!updated[0].has_prediction());
     }
 
     /// A role made before revision 3 keeps its legacy name, and pods get that ARN, not
     /// the one the controller would derive for a new binding.
     #[test]
     fn a_binding_whose_status_records_the_legacy_name_predicts_that_role() {
-        let predictor = Predictor::new(
-            OperatorConfig {
-                cluster_name: "prod".into(),
-                aws: AwsConfig {
-                    account_id: Some("111122223333".into()),
-                    ..AwsConfig::default()
-                },
-                ..OperatorConfig::default()
-            },
-            "eks.amazonaws.com",
-        );
+        let predictor = Predictor::new(crate::test_operator(), "eks.amazonaws.com");
         let arn_of = |recorded: Option<&str>| {
             let mut watched = binding("a", "orders");
             if let Ok(b) = &mut watched.0 {

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
-use podidentity_iam::{BindingRef, Guardrails, desired_state, short_form};
+use podidentity_iam::{BindingRef, desired_state, short_form};
+
+use crate::policies::NamespaceRules;
 
 /// The domain the controller writes its annotations under.
 const CONTROLLER_DOMAIN: &str = "eks.amazonaws.com/";
@@ -16,22 +18,47 @@ const CONTROLLER_DOMAIN: &str = "eks.amazonaws.com/";
 /// Predicts ServiceAccount annotations from bindings, as the controller will write them.
 #[derive(Clone, Debug)]
 pub struct Predictor {
-    /// The operator's configuration; `None` runs as the original webhook did, from
-    /// ServiceAccount annotations only.
-    operator: Option<(OperatorConfig, Guardrails)>,
+    /// The operator's configuration and the rules per namespace; `None` runs as the
+    /// original webhook did, from ServiceAccount annotations only.
+    operator: Option<(OperatorConfig, NamespaceRules)>,
     annotation_prefix: String,
     /// `<prefix>/role-arn`, asked for on every admission.
     role_arn_key: String,
 }
 
 impl Predictor {
+    /// Predicts by the configuration's guardrails alone (see [`Self::with_rules`]).
     pub fn new(operator: OperatorConfig, annotation_prefix: &str) -> Self {
-        let guardrails = Guardrails::from_config(&operator);
+        let rules = NamespaceRules::from_config(&operator);
         Self {
-            operator: Some((operator, guardrails)),
+            operator: Some((operator, rules)),
             annotation_prefix: annotation_prefix.to_string(),
             role_arn_key: format!("{annotation_prefix}/role-arn"),
         }
+    }
+
+    /// Predicts by these rules (the namespace's PodIdentityPolicies too): no role is
+    /// predicted for a binding they refuse.
+    pub fn with_rules(mut self, rules: NamespaceRules) -> Self {
+        if let Some((_, own)) = &mut self.operator {
+            *own = rules;
+        }
+        self
+    }
+
+    /// Changes whenever what predictions depend on beyond the binding (policies, namespace
+    /// labels) changes.
+    pub fn rules_version(&self) -> u64 {
+        self.operator
+            .as_ref()
+            .map_or(0, |(_, rules)| rules.version())
+    }
+
+    /// Whether the rules' watches have listed everything (readiness).
+    pub fn rules_listed(&self) -> bool {
+        self.operator
+            .as_ref()
+            .is_none_or(|(_, rules)| rules.is_listed())
     }
 
     /// No predictions: ServiceAccount annotations only.
@@ -50,8 +77,9 @@ impl Predictor {
         binding: BindingRef<'_>,
         spec: &PodIdentityBindingSpec,
     ) -> Option<BTreeMap<String, String>> {
-        let (operator, guardrails) = self.operator.as_ref()?;
-        let desired = desired_state(binding, spec, operator, guardrails).ok()?;
+        let (operator, rules) = self.operator.as_ref()?;
+        let guardrails = rules.guardrails_for(binding.namespace);
+        let desired = desired_state(binding, spec, operator, &guardrails).ok()?;
         Some(
             desired
                 .service_account

@@ -292,7 +292,7 @@ impl IdentityLookup for CachedLookup {
                 namespace,
                 service_account,
                 own.as_ref(),
-                prediction,
+                prediction.as_ref(),
             );
             // No role by the caches: they may be behind an annotation or a binding that
             // just landed (the original webhook's issue #174).
@@ -313,7 +313,9 @@ impl IdentityLookup for CachedLookup {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.bindings.is_listed()
+        self.ready.load(Ordering::Acquire)
+            && self.bindings.is_listed()
+            && self.predictor.rules_listed()
     }
 }
 

@@ -15,11 +15,12 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, annotations::FROM_SERVICE_ACCOUNT_LABEL};
-use podidentity_iam::{BindingRef, Guardrails, desired_state};
+use podidentity_iam::{BindingRef, desired_state};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::admission::{NotAReview, Response, ReviewResponse};
+use crate::policies::NamespaceRules;
 
 /// Asks the API server whether a user may create Secrets in a namespace.
 pub trait SecretRights: Send + Sync {
@@ -68,9 +69,10 @@ impl SecretRights for SubjectAccessReviews {
 
 /// What judges a binding at admission.
 pub struct BindingAdmission {
-    /// The operator's configuration: refusals the controller would make. `None` judges
-    /// only the credentials Secret right.
-    pub operator: Option<(OperatorConfig, Guardrails)>,
+    /// The operator's configuration and the rules per namespace (its PodIdentityPolicies
+    /// too): refusals the controller would make. `None` judges only the credentials
+    /// Secret right.
+    pub operator: Option<(OperatorConfig, NamespaceRules)>,
     pub rights: Arc<dyn SecretRights>,
 }
 
@@ -146,13 +148,13 @@ impl BindingAdmission {
             .labels
             .as_ref()
             .is_some_and(|labels| labels.contains_key(FROM_SERVICE_ACCOUNT_LABEL));
-        if let Some((operator, guardrails)) = &self.operator
+        if let Some((operator, rules)) = &self.operator
             && !made_from_annotations
             && let Err(refusal) = desired_state(
                 BindingRef::of(&namespace, &binding),
                 &binding.spec,
                 operator,
-                guardrails,
+                &rules.guardrails_for(&namespace),
             )
         {
             return Response::deny(uid, refusal.to_string());

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
-use podidentity_iam::Guardrails;
+use podidentity_webhook::policies::NamespaceRules;
 use podidentity_webhook::validation::{BindingAdmission, SecretRights, UserInfo};
 use serde_json::{Value, json};
 
@@ -47,10 +47,10 @@ fn admission(allowed: &[&str]) -> (BindingAdmission, Arc<Rights>) {
         allowed: allowed.iter().map(ToString::to_string).collect(),
         ..Rights::default()
     });
-    let guardrails = Guardrails::from_config(&config);
+    let rules = NamespaceRules::from_config(&config);
     (
         BindingAdmission {
-            operator: Some((config, guardrails)),
+            operator: Some((config, rules)),
             rights: rights.clone(),
         },
         rights,
@@ -173,14 +173,14 @@ async fn a_binding_the_operator_would_refuse_is_refused_with_the_same_words() {
         .operator
         .as_ref()
         .map(|(c, g)| (c.clone(), g.clone()));
-    let Some((config, guardrails)) = config else {
+    let Some((config, rules)) = config else {
         panic!("configured")
     };
     let expected = podidentity_iam::desired_state(
         podidentity_iam::BindingRef::new("shop", "orders"),
         &typed,
         &config,
-        &guardrails,
+        &rules.guardrails_for("shop"),
     )
     .err()
     .map(|e| e.to_string());

@@ -153,10 +153,25 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Applies `crds/` (server-side) and waits until the API server serves it.
+    /// Applies every CRD in `crds/` (server-side) and waits until the API server serves
+    /// them.
     pub async fn install_crd(&self) -> Result<(), HarnessError> {
-        let path = repo_root().join("crds/podidentitybindings.podidentity.io.yaml");
-        let text = std::fs::read_to_string(&path)
+        let dir = repo_root().join("crds");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| HarnessError::new(format!("{}: {e}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            self.install_crd_file(&path).await?;
+        }
+        Ok(())
+    }
+
+    async fn install_crd_file(&self, path: &std::path::Path) -> Result<(), HarnessError> {
+        let text = std::fs::read_to_string(path)
             .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
             .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;

@@ -35,6 +35,8 @@ pub struct Leftovers {
     namespaces: Mutex<Vec<String>>,
     webhook_configurations: Mutex<Vec<String>>,
     validating_configurations: Mutex<Vec<String>>,
+    /// PodIdentityPolicies (cluster-scoped, so removed by name).
+    policies: Mutex<Vec<String>>,
     /// The scenario changed the CRD: put `crds/` back.
     crd_changed: std::sync::atomic::AtomicBool,
 }
@@ -261,6 +263,72 @@ impl Scenario {
             names.push(name.clone());
         }
         name
+    }
+
+    /// Creates or replaces the PodIdentityPolicy `<tag>-<suffix>` (server-side apply, as
+    /// a GitOps tool would), removed when the scenario ends; returns its name.
+    pub async fn apply_policy(&self, suffix: &str, spec: Value) -> String {
+        let name = format!("{}-{suffix}", self.tag);
+        let api: Api<podidentity_api::PodIdentityPolicy> = Api::all(self.client());
+        let policy = json!({
+            "apiVersion": "podidentity.io/v1alpha1",
+            "kind": "PodIdentityPolicy",
+            "metadata": {"name": name},
+            "spec": spec,
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply("platform-team").force(),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .expect("apply the PodIdentityPolicy");
+        if let Ok(mut names) = self.leftovers.policies.lock()
+            && !names.contains(&name)
+        {
+            names.push(name.clone());
+        }
+        name
+    }
+
+    /// Waits until the policy's status describes its current generation and `holds`.
+    pub async fn wait_policy_status(
+        &self,
+        name: &str,
+        what: &str,
+        holds: impl Fn(&podidentity_api::PodIdentityPolicyStatus) -> bool,
+    ) -> podidentity_api::PodIdentityPolicyStatus {
+        let api: Api<podidentity_api::PodIdentityPolicy> = Api::all(self.client());
+        let holds = &holds;
+        until(
+            &format!("PodIdentityPolicy {name}: {what}"),
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let policy = api.get(name).await.map_err(|e| e.to_string())?;
+                    let status = policy.status.clone().unwrap_or_default();
+                    check(
+                        status.observed_generation == policy.metadata.generation && holds(&status),
+                        || format!("{status:?}"),
+                    )?;
+                    Ok(status)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Sets a namespace's labels (merged; `null` removes one).
+    pub async fn label_namespace(&self, namespace: &str, labels: Value) {
+        let api: Api<Namespace> = Api::all(self.client());
+        api.patch(
+            namespace,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("label the namespace");
     }
 
     pub fn bindings(&self, namespace: &str) -> Api<PodIdentityBinding> {
@@ -583,6 +651,15 @@ pub async fn clean_up(cluster: &Cluster, leftovers: &Leftovers) {
     > = Api::all(client.clone());
     for name in validating {
         let _ = validating_api.delete(&name, &DeleteParams::default()).await;
+    }
+    let policies: Vec<String> = leftovers
+        .policies
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    let policy_api: Api<podidentity_api::PodIdentityPolicy> = Api::all(client.clone());
+    for name in policies {
+        let _ = policy_api.delete(&name, &DeleteParams::default()).await;
     }
     let namespaces: Vec<String> = leftovers
         .namespaces

@@ -10,8 +10,11 @@ use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::{self, reason};
 use podidentity_aws::api::RoleState;
 use podidentity_iam::build::DesiredState;
-use podidentity_iam::{BindingRef, desired_state, service_account_owner};
+use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
+use podidentity_iam::{BindingRef, RuleSet, desired_state, service_account_owner};
 
+use super::quota;
+use super::revoke::{revoke, revoking_policy};
 use super::status::{recorded_role, write_status};
 use crate::context::{Applied, Blocked, Context, RoleFacts, fingerprint};
 use crate::error::Error;
@@ -71,17 +74,21 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         return Ok(Action::await_change());
     }
 
-    // Validate and build: a refusal changes nothing in AWS.
+    // Validate and build: a refusal changes nothing in AWS (unless a policy asks for
+    // revocation).
+    let guardrails = ctx.policies.for_namespace(&namespace);
+    let rules = guardrails.rules_for(&namespace);
+    let policies = &rules.policies;
     let desired = match desired_state(
         BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
-        &ctx.guardrails,
+        &guardrails,
     ) {
         Ok(desired) => desired,
         Err(refusal) => {
-            ctx.set_conflicted(&key, false);
-            report_refusal(ctx, binding, &refused(&refusal), None).await?;
+            ctx.set_waiting(&key, false);
+            refuse(ctx, binding, policies, &refusal, None).await?;
             return Ok(Action::await_change());
         }
     };
@@ -97,7 +104,7 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
     if let Some(owner) = owner
         && owner.uid() != binding.uid()
     {
-        ctx.set_conflicted(&key, true);
+        ctx.set_waiting(&key, true);
         let assessment = Assessment::ServiceAccountConflict {
             owner: format!("{namespace}/{}", owner.name_any()),
             service_account: format!("{namespace}/{account}"),
@@ -117,9 +124,18 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         }
         return Ok(Action::await_change());
     }
-    ctx.set_conflicted(&key, false);
+    // Under a quota, any change to an older binding can move this one in or out of it.
+    ctx.set_waiting(&key, quota::has_quota(policies));
+    if quota::has_quota(policies) {
+        let ahead = quota::places_ahead(binding, &namespace, &siblings, &ctx.config, &guardrails);
+        if let Some(violation) = over_quota(policies, ahead) {
+            let refusal = podidentity_iam::Error::Refused(vec![violation]);
+            refuse(ctx, binding, policies, &refusal, Some(ahead)).await?;
+            return Ok(Action::await_change());
+        }
+    }
 
-    let (role, missing_policies) = match role_pass(binding, &namespace, ctx, &desired).await? {
+    let (role, missing_policies) = match role_pass(binding, ctx, &desired, &rules).await? {
         RolePass::Made {
             role,
             missing_policies,
@@ -193,9 +209,9 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
 /// records; a role the sweep found out of line is read and converged.
 async fn role_pass(
     binding: &PodIdentityBinding,
-    namespace: &str,
     ctx: &Context,
     desired: &DesiredState,
+    rules: &RuleSet,
 ) -> Result<RolePass, Error> {
     let uid = binding.uid().unwrap_or_default();
     let generation = binding.metadata.generation;
@@ -243,16 +259,15 @@ async fn role_pass(
     let judged = if arns.is_empty() {
         Ok(Vec::new())
     } else {
-        let rules = ctx.guardrails.rules_for(namespace);
         ctx.managed_policies
-            .judge(ctx.iam.as_ref(), &rules, arns)
+            .judge(ctx.iam.as_ref(), rules, arns)
             .await
     };
     let outcome = match judged {
         Ok(violations) if !violations.is_empty() => {
             // Nothing is written, the role (if any) stays as it was, and the refusal stands
             // until the drift interval has passed (a new default version may grant less).
-            let assessment = refused(&podidentity_iam::Error::Refused(violations));
+            let assessment = refused(&podidentity_iam::Error::Refused(violations), false);
             let recheck = block_until_recheck(ctx, &uid, generation, wanted, assessment.clone());
             report_refusal(ctx, binding, &assessment, role.as_ref()).await?;
             return Ok(RolePass::Done(Action::requeue(recheck)));
@@ -382,11 +397,29 @@ async fn role_pass(
 }
 
 /// What the status says of a refusal.
-fn refused(refusal: &podidentity_iam::Error) -> Assessment {
+fn refused(refusal: &podidentity_iam::Error, revoked: bool) -> Assessment {
     Assessment::Refused {
         reason: refusal.reason().into(),
         message: refusal.to_string(),
+        revoked,
     }
+}
+
+/// A refusal of the spec as the namespace's policies judge it: the role (if any) keeps
+/// what it has, unless a policy that refuses the binding asks for revocation. `ahead`: the
+/// binding's place in the quota, for a quota refusal.
+async fn refuse(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    policies: &[AppliedPolicy],
+    refusal: &podidentity_iam::Error,
+    ahead: Option<usize>,
+) -> Result<(), Error> {
+    let revoked = match revoking_policy(policies, &binding.spec, ahead) {
+        Some(policy) => revoke(ctx, binding, policy).await?,
+        None => false,
+    };
+    report_refusal(ctx, binding, &refused(refusal, revoked), None).await
 }
 
 /// Says why a binding is refused: the status (with the role, if one exists) and, when
@@ -398,7 +431,9 @@ async fn report_refusal(
     role: Option<&RoleFacts>,
 ) -> Result<(), Error> {
     if write_status(ctx, binding, assessment, role, None).await?
-        && let Assessment::Refused { reason, message } = assessment
+        && let Assessment::Refused {
+            reason, message, ..
+        } = assessment
     {
         ctx.event(binding, EventType::Warning, reason, message.clone())
             .await;

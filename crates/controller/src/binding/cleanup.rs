@@ -19,7 +19,7 @@ use crate::status::Assessment;
 
 /// The role's name and ownership, known even when the spec no longer validates: the name
 /// from status (what was made), else derived as the build would.
-fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
+pub(super) fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
     let namespace = binding.namespace().unwrap_or_default();
     let reference = BindingRef::of(&namespace, binding);
     let role_name = binding
@@ -33,7 +33,7 @@ fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> RoleIdentity {
 
 pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Error> {
     let namespace = binding.namespace().unwrap_or_default();
-    ctx.set_conflicted(&ObjectRef::from_obj(binding), false);
+    ctx.set_waiting(&ObjectRef::from_obj(binding), false);
     write_status(ctx, binding, &Assessment::Deleting, None, None)
         .await
         .ok();

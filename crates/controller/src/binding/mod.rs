@@ -2,11 +2,14 @@
 //! finalizer. `apply` makes the role, annotates the ServiceAccount and writes the
 //! credentials Secret; `cleanup` undoes it on deletion; `status` writes what a pass
 //! found (this reconciler is the only writer of a binding's status); `invalid` reports
-//! an object the operator cannot read.
+//! an object the operator cannot read; `quota` and `revoke` apply the namespace's
+//! PodIdentityPolicies beyond what a spec alone shows.
 
 mod apply;
 mod cleanup;
 mod invalid;
+mod quota;
+mod revoke;
 mod status;
 
 use std::sync::Arc;

@@ -3,15 +3,15 @@
 //! write of the same status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use podidentity_api::{FIELD_MANAGER, PodIdentityBinding, PodIdentityBindingStatus};
+use kube::ResourceExt;
+use kube::api::Api;
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
-use serde_json::json;
 
 use crate::context::{Context, OwnWrite, RoleFacts};
 use crate::error::Error;
 use crate::status::{Assessment, ServiceAccountState, next_status};
+use crate::status_write::apply_status;
 
 /// The role as the status records it (for a pass that changes nothing in IAM).
 pub fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {
@@ -60,31 +60,15 @@ pub async fn write_status(
     let over = binding.resource_version().unwrap_or_default();
     let namespace = binding.namespace().unwrap_or_default();
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": PodIdentityBinding::api_version(&()),
-        "kind": PodIdentityBinding::kind(&()),
-        "status": status,
-    });
-    match api
-        .patch_status(
-            &binding.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => {
-            ctx.remember_status_write(
-                &uid,
-                OwnWrite {
-                    over,
-                    unreadable: false,
-                },
-            );
-            Ok(true)
-        }
-        // Deleted meanwhile: nothing to report on.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(err) => Err(err.into()),
+    let wrote = apply_status(&api, &binding.name_any(), &status).await?;
+    if wrote {
+        ctx.remember_status_write(
+            &uid,
+            OwnWrite {
+                over,
+                unreadable: false,
+            },
+        );
     }
+    Ok(wrote)
 }

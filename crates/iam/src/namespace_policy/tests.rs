@@ -336,6 +336,73 @@ fn a_bad_policy_names_its_own_fields() {
     );
 }
 
+#[test]
+fn an_unusable_policy_refuses_what_it_selects_and_an_unreadable_selector_selects_all() {
+    let read = |spec: serde_json::Value| {
+        let spec: PodIdentityPolicySpec =
+            serde_json::from_value(spec).unwrap_or_else(|err| panic!("{err}"));
+        NamespacePolicy::read(&PodIdentityPolicy::new("broken", spec))
+    };
+    let bad_template = read(json!({
+        "namespaceSelector": {"matchLabels": {"team": "shop"}},
+        "allowedResources": ["arn:aws:s3:::${team}-*"],
+    }));
+    assert_eq!(bad_template.problems().len(), 1);
+    let spec = statement(&["s3:GetObject"], &["arn:aws:s3:::shop-data/*"]);
+    let rules = guardrails(vec![bad_template]);
+    let refused = rules.rules_for("shop").check(&spec);
+    assert_eq!(
+        refused.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(),
+        ["metadata.namespace"]
+    );
+    assert!(
+        refused[0].message.contains("PodIdentityPolicy broken")
+            && refused[0].message.contains("${team}"),
+        "{}",
+        refused[0].message
+    );
+    assert_eq!(
+        fields(&rules, "blog", &spec),
+        Vec::<String>::new(),
+        "not selected"
+    );
+
+    let bad_selector = read(json!({
+        "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Near", "values": ["x"]}]},
+    }));
+    let rules = guardrails(vec![bad_selector]);
+    for namespace in ["shop", "blog", "unlabelled"] {
+        assert_eq!(
+            fields(&rules, namespace, &spec),
+            ["metadata.namespace"],
+            "{namespace}"
+        );
+    }
+}
+
+#[test]
+fn in_and_exists_take_values_as_kubernetes_says() {
+    let problems = |expression: serde_json::Value| {
+        let spec: PodIdentityPolicySpec = serde_json::from_value(
+            json!({"namespaceSelector": {"matchExpressions": [expression]}}),
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        NamespacePolicy::read(&PodIdentityPolicy::new("p", spec))
+            .problems()
+            .iter()
+            .map(|v| v.field.clone())
+            .collect::<Vec<_>>()
+    };
+    let values = "spec.namespaceSelector.matchExpressions[0].values";
+    assert_eq!(problems(json!({"key": "team", "operator": "In"})), [values]);
+    assert_eq!(
+        problems(json!({"key": "team", "operator": "Exists", "values": ["a"]})),
+        [values]
+    );
+    assert!(problems(json!({"key": "team", "operator": "NotIn", "values": ["a"]})).is_empty());
+    assert!(problems(json!({"key": "team", "operator": "DoesNotExist"})).is_empty());
+}
+
 fn namespace() -> impl Strategy<Value = String> {
     proptest::string::string_regex("[a-c]{1,3}(-[a-c]{1,2})?").expect("regex")
 }

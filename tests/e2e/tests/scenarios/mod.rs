@@ -11,6 +11,7 @@ mod leadership;
 mod lifecycle;
 mod ownership;
 mod pods;
+mod policies;
 mod races;
 mod reading;
 mod sharing;
@@ -41,6 +42,11 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(lifecycle::the_api_server_enforces_the_schema, Cluster),
         scenario!(
             admission::bindings_are_judged_at_admission_for_their_author,
+            Cluster
+        ),
+        scenario!(policies::two_teams_confined_by_one_policy, Cluster),
+        scenario!(
+            policies::a_revoking_policy_takes_permissions_and_gives_them_back,
             Cluster
         ),
         scenario!(
