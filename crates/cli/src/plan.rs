@@ -10,6 +10,7 @@ use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
+use podidentity_iam::ownership::claim_order;
 use podidentity_iam::{
     BindingRef, DesiredState, Error, Guardrails, Violation, desired_state, service_account_owner,
     short_form,
@@ -387,12 +388,12 @@ fn flag_over_quota(
     }
     for (namespace, mut members) in by_namespace {
         let policies = guardrails.rules_for(&namespace).policies;
-        members.sort_by_key(|&i| {
-            let claimant = claimants.get(i).and_then(Option::as_ref);
-            (
-                claimant.and_then(|c| c.metadata.creation_timestamp.clone()),
-                bindings[i].name.clone(),
-            )
+        // Members all have a claimant (filtered above), named as their entry.
+        let claimant = |i: usize| claimants.get(i).and_then(Option::as_ref);
+        members.sort_by(|&a, &b| {
+            claimant(a)
+                .map(claim_order)
+                .cmp(&claimant(b).map(claim_order))
         });
         for (rank, i) in members.into_iter().enumerate() {
             if let Some(violation) = over_quota(&policies, rank) {

@@ -125,7 +125,7 @@ fn main() {
     );
     let teams = NamespacePolicy::from_watched(&policies[0]);
     let started = Instant::now();
-    let governed = survey(&teams, &all, &labels, &bindings);
+    let governed = survey(&teams, &all, &bindings);
     let survey_time = started.elapsed();
     assert_eq!(governed.bindings as usize, bindings.len());
 

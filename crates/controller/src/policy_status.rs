@@ -16,10 +16,11 @@ use podidentity_api::conditions::{Condition, READY, reason, word};
 use podidentity_api::{PodIdentityBinding, PodIdentityPolicy, PodIdentityPolicyStatus};
 use podidentity_iam::Guardrails;
 use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
+use podidentity_iam::ownership::claim_order;
 
 use crate::binding::Watched;
 use crate::context::Context;
-use crate::policy_view::{WatchedPolicy, read_policy};
+use crate::policy_view::WatchedPolicy;
 use crate::status_write::apply_status;
 
 /// What a policy governs now.
@@ -36,7 +37,6 @@ pub struct Governed {
 pub fn survey(
     policy: &NamespacePolicy,
     guardrails: &Guardrails,
-    namespaces: &BTreeMap<String, BTreeMap<String, String>>,
     bindings: &[Arc<Watched>],
 ) -> Governed {
     let mut by_namespace: BTreeMap<&str, Vec<&PodIdentityBinding>> = BTreeMap::new();
@@ -48,19 +48,14 @@ pub fn survey(
         }
     }
     let mut governed = Governed::default();
-    for namespace in namespaces.keys() {
+    for namespace in guardrails.namespaces() {
         let Some(applied) = guardrails.applied_to(policy, namespace) else {
             continue;
         };
         governed.namespaces += 1;
-        let mut members = by_namespace.remove(namespace.as_str()).unwrap_or_default();
+        let mut members = by_namespace.remove(namespace).unwrap_or_default();
         governed.bindings += members.len() as i64;
-        members.sort_by_key(|b| {
-            (
-                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                b.metadata.name.clone(),
-            )
-        });
+        members.sort_by(|a, b| claim_order(a).cmp(&claim_order(b)));
         let mut allowed = 0;
         for binding in members {
             let refused = !applied.check(&binding.spec).is_empty()
@@ -147,12 +142,10 @@ pub async fn reconcile(
         // it would select say why they are refused.
         return Ok(Action::await_change());
     };
-    let read = read_policy(&policy);
-    let view = &sources.ctx.policies;
+    let read = NamespacePolicy::from_watched(&policy);
     let governed = survey(
         &read,
-        &view.for_all(),
-        &view.all_labels(),
+        &sources.ctx.policies.for_all(),
         &sources.bindings.state(),
     );
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -243,7 +236,7 @@ mod tests {
             binding("blog", "own", 2, "blog-data"),
             binding("kube-system", "unselected", 1, "anything"),
         ];
-        let governed = survey(&read, &guardrails, &labels, &bindings);
+        let governed = survey(&read, &guardrails, &bindings);
         assert_eq!(
             governed,
             Governed {

@@ -29,11 +29,6 @@ struct Watched {
     namespaces: Store<NamespaceMeta>,
 }
 
-/// A policy as the engine reads it; one that cannot be decoded refuses everywhere.
-pub fn read_policy(policy: &WatchedPolicy) -> NamespacePolicy {
-    NamespacePolicy::from_watched(policy)
-}
-
 impl PolicyView {
     pub fn new(config: &OperatorConfig) -> Self {
         Self {
@@ -59,15 +54,7 @@ impl PolicyView {
         let Some(watched) = &self.watched else {
             return Vec::new();
         };
-        let mut policies: Vec<NamespacePolicy> = watched
-            .policies
-            .state()
-            .iter()
-            .map(|policy| read_policy(policy))
-            .collect();
-        // Messages list policies in one order, whatever the cache's.
-        policies.sort_by(|a, b| a.name.cmp(&b.name));
-        policies
+        NamespacePolicy::read_all(watched.policies.state().iter().map(|p| p.as_ref()))
     }
 
     /// The labels of one namespace (none when it is not in the cache).
@@ -94,7 +81,7 @@ impl PolicyView {
     }
 
     /// Every namespace the cache holds, with its labels.
-    pub fn all_labels(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+    fn all_labels(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         let Some(watched) = &self.watched else {
             return BTreeMap::new();
         };

@@ -11,17 +11,15 @@ use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use podidentity_iam::guardrails::NAMESPACE_NAME_LABEL;
+use podidentity_iam::guardrails;
 use podidentity_iam::namespace_policy::NamespacePolicy;
 
 use crate::binding::Watched;
-use crate::policy_view::{NamespaceMeta, WatchedPolicy, read_policy};
+use crate::policy_view::{NamespaceMeta, WatchedPolicy};
 
-/// A namespace's labels as selectors see them (Kubernetes adds its name as a label).
+/// A namespace's labels as selectors see them.
 fn selectable_labels(namespace: &NamespaceMeta) -> BTreeMap<String, String> {
-    let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
-    labels.insert(NAMESPACE_NAME_LABEL.to_string(), namespace.name_any());
-    labels
+    guardrails::selectable_labels(&namespace.name_any(), namespace.metadata.labels.as_ref())
 }
 
 fn wake_namespace(
@@ -63,7 +61,7 @@ where
             _ => return,
         };
         let name = policy.name_any();
-        let now = (!gone).then(|| read_policy(policy));
+        let now = (!gone).then(|| NamespacePolicy::from_watched(policy));
         let before = match &now {
             Some(now) => seen.insert(name.clone(), now.clone()),
             None => seen.remove(&name),

@@ -271,6 +271,17 @@ pub struct Guardrails {
 /// The label every namespace carries (Kubernetes sets it).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
+/// A namespace's labels as selectors see them: with its name as a label, which
+/// Kubernetes sets (and older objects or manifests may lack).
+pub fn selectable_labels(
+    namespace: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut labels = labels.cloned().unwrap_or_default();
+    labels.insert(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string());
+    labels
+}
+
 impl Guardrails {
     pub fn from_config(config: &OperatorConfig) -> Self {
         Self {
@@ -301,13 +312,12 @@ impl Guardrails {
     }
 
     fn labels_of(&self, namespace: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .namespace_labels
-            .get(namespace)
-            .cloned()
-            .unwrap_or_default();
-        labels.insert(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string());
-        labels
+        selectable_labels(namespace, self.namespace_labels.get(namespace))
+    }
+
+    /// The namespaces whose labels these guardrails hold.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespace_labels.keys().map(String::as_str)
     }
 
     fn values_for<'a>(&'a self, namespace: &'a str) -> TemplateValues<'a> {

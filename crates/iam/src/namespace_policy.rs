@@ -179,6 +179,16 @@ impl NamespacePolicy {
         }
     }
 
+    /// Every policy a watch holds, in name order (so messages list them alike whatever
+    /// the cache's order).
+    pub fn read_all<'a>(
+        policies: impl IntoIterator<Item = &'a DeserializeGuard<PodIdentityPolicy>>,
+    ) -> Vec<Self> {
+        let mut read: Vec<Self> = policies.into_iter().map(Self::from_watched).collect();
+        read.sort_by(|a, b| a.name.cmp(&b.name));
+        read
+    }
+
     /// What makes the policy unusable (empty: nothing).
     pub fn problems(&self) -> &[Violation] {
         &self.problems

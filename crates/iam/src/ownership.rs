@@ -8,8 +8,9 @@ use k8s_openapi::jiff::Timestamp;
 use podidentity_api::PodIdentityBinding;
 
 /// The order of claims: older first, then by name. Manifests read by `plan` carry no
-/// creation time, so there the name alone decides.
-fn claim(binding: &PodIdentityBinding) -> (Option<Timestamp>, &str) {
+/// creation time, so there the name alone decides. A namespace's quota queues its bindings
+/// in the same order.
+pub fn claim_order(binding: &PodIdentityBinding) -> (Option<Timestamp>, &str) {
     (
         binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
         binding.metadata.name.as_deref().unwrap_or_default(),
@@ -32,7 +33,7 @@ pub fn service_account_owner<'a>(
     bindings
         .into_iter()
         .filter(|b| claims(b, namespace, service_account))
-        .min_by(|a, b| claim(a).cmp(&claim(b)))
+        .min_by(|a, b| claim_order(a).cmp(&claim_order(b)))
 }
 
 #[cfg(test)]

@@ -60,13 +60,8 @@ impl NamespaceRules {
         let Some(watched) = &self.watched else {
             return self.base.clone();
         };
-        let mut policies: Vec<NamespacePolicy> = watched
-            .policies
-            .state()
-            .iter()
-            .map(|p| NamespacePolicy::from_watched(p))
-            .collect();
-        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        let policies =
+            NamespacePolicy::read_all(watched.policies.state().iter().map(|p| p.as_ref()));
         let labels = watched
             .namespaces
             .get(&ObjectRef::new(namespace))

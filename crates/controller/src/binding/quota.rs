@@ -8,17 +8,10 @@ use std::sync::Arc;
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_iam::namespace_policy::AppliedPolicy;
+use podidentity_iam::ownership::claim_order;
 use podidentity_iam::{BindingRef, Guardrails, desired_state, service_account_owner};
 
 use super::Watched;
-
-/// Where bindings stand in their namespace's queue: by creation time, then by name.
-fn age(binding: &PodIdentityBinding) -> (Option<k8s_openapi::jiff::Timestamp>, &str) {
-    (
-        binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        binding.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
 
 /// How many bindings of the namespace hold a place ahead of `binding`.
 pub fn places_ahead(
@@ -30,10 +23,10 @@ pub fn places_ahead(
 ) -> usize {
     let readable: Vec<&PodIdentityBinding> =
         siblings.iter().filter_map(|b| b.0.as_ref().ok()).collect();
-    let mine = age(binding);
+    let mine = claim_order(binding);
     readable
         .iter()
-        .filter(|other| other.metadata.uid != binding.metadata.uid && age(other) < mine)
+        .filter(|other| other.metadata.uid != binding.metadata.uid && claim_order(other) < mine)
         .filter(|other| other.metadata.deletion_timestamp.is_none())
         .filter(|other| {
             desired_state(
