@@ -177,6 +177,7 @@ def test_rbac_is_exactly_what_each_component_uses():
         {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
         {"nonResourceURLs": ["/.well-known/openid-configuration"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     ]
     webhook = find(objects, "ClusterRole", "pio-pod-identity-operator-webhook")
     assert webhook["rules"] == [
@@ -187,6 +188,24 @@ def test_rbac_is_exactly_what_each_component_uses():
     ]
     # No lease permissions without leader election, and nothing namespaced is cluster-wide.
     assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
+
+
+def test_token_requests_and_workload_patches_are_granted_only_with_their_settings():
+    def rules(*overrides):
+        objects = render(*overrides)
+        config = yaml.safe_load(find(objects, "ConfigMap")["data"]["config.yaml"])
+        return find(objects, "ClusterRole", "pio-pod-identity-operator-controller")["rules"], config
+
+    token = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+    patch = {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]}
+    default, config = rules()
+    assert token not in default and patch not in default
+    assert (config["verifyAssumable"], config["allowPodRestarts"]) == (False, False)
+    verify, config = rules({"verifyAssumable": True})
+    assert token in verify and patch not in verify and config["verifyAssumable"] is True
+    restarts, config = rules({"allowPodRestarts": True})
+    assert patch in restarts and token not in restarts and config["allowPodRestarts"] is True
+    assert {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]} in restarts
 
 
 def test_the_operators_service_account_carries_its_iam_role():

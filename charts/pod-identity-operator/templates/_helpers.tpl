@@ -65,5 +65,7 @@ seccompProfile:
 {{- with .Values.aws.accountId }}{{ $_ := set $aws "accountId" (toString .) }}{{ end -}}
 {{- $_ := set $c "aws" $aws -}}
 {{- $_ := set $c "shortForm" .Values.shortForm -}}
+{{- $_ := set $c "verifyAssumable" .Values.verifyAssumable -}}
+{{- $_ := set $c "allowPodRestarts" .Values.allowPodRestarts -}}
 {{- toYaml $c -}}
 {{- end -}}

@@ -277,6 +277,13 @@ pub struct InjectionSpec {
     /// Use the regional STS endpoint (`AWS_STS_REGIONAL_ENDPOINTS=regional`).
     #[serde(default = "default_true")]
     pub sts_regional_endpoints: bool,
+
+    /// Restart the Deployments, StatefulSets and DaemonSets whose pods started without
+    /// the role (before the ServiceAccount was annotated), the way `kubectl rollout
+    /// restart` does: once per role, never deleting a bare pod. Needs the operator's
+    /// `allowPodRestarts`; without it such pods are only counted and named in an Event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_pods: bool,
 }
 
 fn default_token_expiration() -> i64 {
@@ -292,6 +299,7 @@ impl Default for InjectionSpec {
         Self {
             token_expiration_seconds: default_token_expiration(),
             sts_regional_endpoints: default_true(),
+            restart_pods: false,
         }
     }
 }
@@ -347,7 +355,13 @@ pub struct PodIdentityBindingStatus {
     /// changes, the operator takes its annotations back from this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound.
+    /// Pods of the ServiceAccount running without this role (started before the
+    /// ServiceAccount was annotated, or with another role's ARN): they get it when
+    /// restarted. Counted while the binding is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_needing_restart: Option<i64>,
+    /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound, and
+    /// RoleAssumable with the operator's `verifyAssumable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

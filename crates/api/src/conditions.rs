@@ -7,15 +7,18 @@ pub const STALLED: &str = "Stalled";
 pub const POLICY_ACCEPTED: &str = "PolicyAccepted";
 pub const ROLE_SYNCED: &str = "RoleSynced";
 pub const SERVICE_ACCOUNT_BOUND: &str = "ServiceAccountBound";
+/// With `verifyAssumable`: a token of the ServiceAccount was exchanged for the role.
+pub const ROLE_ASSUMABLE: &str = "RoleAssumable";
 
 /// Every condition type the operator writes, in display order.
-pub const ALL_TYPES: [&str; 6] = [
+pub const ALL_TYPES: [&str; 7] = [
     READY,
     RECONCILING,
     STALLED,
     POLICY_ACCEPTED,
     ROLE_SYNCED,
     SERVICE_ACCOUNT_BOUND,
+    ROLE_ASSUMABLE,
 ];
 
 pub mod reason {
@@ -37,10 +40,18 @@ pub mod reason {
     pub const AWS_ACCESS_DENIED: &str = "AwsAccessDenied";
     pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";
     pub const DELETING: &str = "Deleting";
+    /// STS exchanged a token of the binding's ServiceAccount for the role.
+    pub const ASSUMED: &str = "Assumed";
+    /// STS refused the exchange (or IAM has not caught up yet): retried with backoff.
+    pub const NOT_ASSUMABLE: &str = "NotAssumable";
+    /// The API server would not issue a token for the ServiceAccount.
+    pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
+    /// Event: pods of the ServiceAccount started without the role.
+    pub const PODS_NEED_RESTART: &str = "PodsNeedRestart";
 }
 
 /// Every reason the operator writes.
-pub const ALL_REASONS: [&str; 14] = [
+pub const ALL_REASONS: [&str; 17] = [
     reason::SYNCED,
     reason::INVALID_SPEC,
     reason::GUARDRAIL_VIOLATION,
@@ -55,6 +66,9 @@ pub const ALL_REASONS: [&str; 14] = [
     reason::AWS_ACCESS_DENIED,
     reason::AWS_UNAVAILABLE,
     reason::DELETING,
+    reason::ASSUMED,
+    reason::NOT_ASSUMABLE,
+    reason::TOKEN_REQUEST_FAILED,
 ];
 
 /// A condition's type, status or reason: one of the operator's own words, held as a

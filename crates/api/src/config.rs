@@ -47,6 +47,17 @@ pub struct OperatorConfig {
     pub aws: AwsConfig,
     #[serde(default)]
     pub short_form: ShortFormConfig,
+    /// Before a binding is Ready, exchange a fresh token of its ServiceAccount for the
+    /// role with STS (AssumeRoleWithWebIdentity), retrying through IAM's eventual
+    /// consistency. Off by default: it needs the right to request tokens for
+    /// ServiceAccounts, which the chart grants only then.
+    #[serde(default)]
+    pub verify_assumable: bool,
+    /// Let bindings with `spec.injection.restartPods` restart the workloads whose pods
+    /// started without their role. Off by default: it needs the right to patch
+    /// Deployments, StatefulSets and DaemonSets, which the chart grants only then.
+    #[serde(default)]
+    pub allow_pod_restarts: bool,
     /// Not a setting: the uid of this cluster's kube-system namespace, which the controller
     /// reads at start and tags roles with. Unknown to `plan` and the webhook.
     #[serde(skip)]
@@ -231,6 +242,8 @@ impl Default for OperatorConfig {
             drift_interval: default_drift_interval(),
             aws: AwsConfig::default(),
             short_form: ShortFormConfig::default(),
+            verify_assumable: false,
+            allow_pod_restarts: false,
             cluster_uid: None,
         }
     }

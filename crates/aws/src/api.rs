@@ -132,6 +132,47 @@ pub enum IamRequest {
         max_items: i32,
     },
     GetCallerIdentity,
+    /// STS: exchanges a ServiceAccount token for the role's credentials, as a pod's SDK
+    /// does. Only whether it worked is kept; the credentials are dropped in the adapter.
+    AssumeRoleWithWebIdentity {
+        role_arn: String,
+        session_name: String,
+        token: WebIdentityToken,
+    },
+    /// An IAM OIDC identity provider: its URL, client ids and thumbprints.
+    GetOpenIdConnectProvider {
+        arn: String,
+    },
+}
+
+/// A ServiceAccount token on its way to STS. It grants the role to whoever holds it, so
+/// it never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebIdentityToken(pub String);
+
+impl std::fmt::Debug for WebIdentityToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebIdentityToken(<{} bytes>)", self.0.len())
+    }
+}
+
+/// What AssumeRoleWithWebIdentity answered, the credentials left out.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AssumedRole {
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
+    pub assumed_role_arn: String,
+    /// The token's `sub` as STS read it.
+    pub subject: String,
+}
+
+/// An IAM OIDC identity provider as GetOpenIDConnectProvider returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OidcProvider {
+    /// Host and path, without `https://` (as IAM stores it).
+    pub url: String,
+    pub client_ids: Vec<String>,
+    pub thumbprints: Vec<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 impl IamRequest {
@@ -160,6 +201,8 @@ impl IamRequest {
             IamRequest::DeleteRole { .. } => "DeleteRole",
             IamRequest::GetAccountAuthorizationDetails { .. } => "GetAccountAuthorizationDetails",
             IamRequest::GetCallerIdentity => "GetCallerIdentity",
+            IamRequest::AssumeRoleWithWebIdentity { .. } => "AssumeRoleWithWebIdentity",
+            IamRequest::GetOpenIdConnectProvider { .. } => "GetOpenIDConnectProvider",
         }
     }
 
@@ -176,6 +219,8 @@ impl IamRequest {
                 | IamRequest::ListInstanceProfilesForRole { .. }
                 | IamRequest::GetAccountAuthorizationDetails { .. }
                 | IamRequest::GetCallerIdentity
+                | IamRequest::AssumeRoleWithWebIdentity { .. }
+                | IamRequest::GetOpenIdConnectProvider { .. }
         )
     }
 }
@@ -190,6 +235,8 @@ pub enum IamResponse {
     Account(String),
     /// A managed policy's default version id.
     DefaultVersion(String),
+    Assumed(AssumedRole),
+    Provider(OidcProvider),
 }
 
 /// Anything that answers IAM requests: the SDK adapter, or a wrapper around one.
@@ -281,6 +328,24 @@ impl<'a> Iam<'a> {
     }
     pub async fn caller_account(&self) -> Result<String, AwsError> {
         expect!(self, IamRequest::GetCallerIdentity, IamResponse::Account(account) => account)
+    }
+    /// AssumeRoleWithWebIdentity: who STS says the caller became (the credentials are
+    /// never returned).
+    pub async fn assume_role_with_web_identity(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        token: WebIdentityToken,
+    ) -> Result<AssumedRole, AwsError> {
+        let request = IamRequest::AssumeRoleWithWebIdentity {
+            role_arn: role_arn.into(),
+            session_name: session_name.into(),
+            token,
+        };
+        expect!(self, request, IamResponse::Assumed(assumed) => assumed)
+    }
+    pub async fn oidc_provider(&self, arn: &str) -> Result<OidcProvider, AwsError> {
+        expect!(self, IamRequest::GetOpenIdConnectProvider { arn: arn.into() }, IamResponse::Provider(provider) => provider)
     }
     /// A call answered with nothing but success.
     pub async fn run(&self, request: IamRequest) -> Result<(), AwsError> {

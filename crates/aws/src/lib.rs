@@ -11,5 +11,8 @@ pub mod sdk;
 pub mod testing;
 pub mod wire_fence;
 
-pub use api::{Iam, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState};
+pub use api::{
+    AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewRole, OidcProvider, RoleDetails,
+    RoleState, WebIdentityToken,
+};
 pub use error::{AwsError, ErrorKind};

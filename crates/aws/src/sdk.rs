@@ -18,7 +18,8 @@ use futures::future::BoxFuture;
 use percent_encoding::percent_decode_str;
 
 use crate::api::{
-    AuthorizationPage, IamApi, IamRequest, IamResponse, NewRole, RoleDetails, RoleState,
+    AssumedRole, AuthorizationPage, IamApi, IamRequest, IamResponse, NewRole, OidcProvider,
+    RoleDetails, RoleState,
 };
 use crate::error::{AwsError, ErrorKind};
 use crate::fenced_http::FencedHttpClient;
@@ -413,9 +414,10 @@ impl SdkIam {
             IamRequest::GetAccountAuthorizationDetails { marker, max_items } => {
                 IamResponse::Page(self.authorization_page(op, marker, max_items).await?)
             }
-            IamRequest::GetCallerIdentity => {
-                let out = sent!(op, self.sts.get_caller_identity());
-                IamResponse::Account(out.account().unwrap_or_default().to_string())
+            identity @ (IamRequest::GetCallerIdentity
+            | IamRequest::AssumeRoleWithWebIdentity { .. }
+            | IamRequest::GetOpenIdConnectProvider { .. }) => {
+                self.identity_call(op, identity).await?
             }
             policy @ (IamRequest::PutRolePolicy { .. }
             | IamRequest::DeleteRolePolicy { .. }
@@ -549,6 +551,72 @@ impl SdkIam {
                     ErrorKind::Other,
                     op,
                     format!("{} is not a policy call", other.operation()),
+                ));
+            }
+        })
+    }
+
+    /// Who the operator is, whether a token gets a role, and the OIDC provider tokens are
+    /// judged by: the calls about identities rather than roles.
+    async fn identity_call(
+        &self,
+        op: &'static str,
+        request: IamRequest,
+    ) -> Result<IamResponse, AwsError> {
+        Ok(match request {
+            IamRequest::GetCallerIdentity => {
+                let out = sent!(op, self.sts.get_caller_identity());
+                IamResponse::Account(out.account().unwrap_or_default().to_string())
+            }
+            IamRequest::AssumeRoleWithWebIdentity {
+                role_arn,
+                session_name,
+                token,
+            } => {
+                let out = sent!(
+                    op,
+                    self.sts
+                        .assume_role_with_web_identity()
+                        .role_arn(role_arn)
+                        .role_session_name(session_name)
+                        .web_identity_token(token.0)
+                        // The shortest session STS grants: the credentials are dropped here.
+                        .duration_seconds(900)
+                );
+                IamResponse::Assumed(AssumedRole {
+                    assumed_role_arn: out
+                        .assumed_role_user()
+                        .map(|u| u.arn().to_string())
+                        .unwrap_or_default(),
+                    subject: out
+                        .subject_from_web_identity_token()
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+            }
+            IamRequest::GetOpenIdConnectProvider { arn } => {
+                let out = sent!(
+                    op,
+                    self.iam
+                        .get_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                );
+                IamResponse::Provider(OidcProvider {
+                    url: out.url().unwrap_or_default().to_string(),
+                    client_ids: out.client_id_list().to_vec(),
+                    thumbprints: out.thumbprint_list().to_vec(),
+                    tags: out
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
+                })
+            }
+            other => {
+                return Err(AwsError::new(
+                    ErrorKind::Other,
+                    op,
+                    format!("{} is not an identity call", other.operation()),
                 ));
             }
         })

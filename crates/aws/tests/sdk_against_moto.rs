@@ -484,3 +484,65 @@ async fn a_gate_that_closes_after_the_last_check_stops_the_write_at_the_socket()
         "the write reached IAM"
     );
 }
+
+#[tokio::test]
+async fn a_token_is_exchanged_and_an_oidc_provider_read_without_keeping_credentials() {
+    let Some(endpoint) = endpoint() else { return };
+    let sdk = moto(endpoint.clone()).await;
+    let iam = Iam::new(&sdk);
+    let name = unique("assume");
+    let role = iam
+        .create_role(new_role(&name))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // moto's STS accepts any token: what is checked here is the call and the answer's
+    // shape, with nothing of the credentials in it.
+    let assumed = iam
+        .assume_role_with_web_identity(
+            &role.arn,
+            "doctor",
+            podidentity_aws::WebIdentityToken("header.payload.signature".into()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        assumed.assumed_role_arn.contains(&name) && assumed.assumed_role_arn.contains("doctor"),
+        "{assumed:?}"
+    );
+    let shown = format!(
+        "{:?}",
+        IamRequest::AssumeRoleWithWebIdentity {
+            role_arn: role.arn.clone(),
+            session_name: "doctor".into(),
+            token: podidentity_aws::WebIdentityToken("secret.token.value".into()),
+        }
+    );
+    assert!(!shown.contains("secret.token.value"), "{shown}");
+
+    // A provider made by hand, read back; a missing one is NotFound.
+    let shared = podidentity_aws::sdk::sdk_config(&settings(endpoint)).await;
+    let raw = aws_sdk_iam::Client::new(&shared);
+    let host = format!("oidc.{name}.example.com/id/ABC");
+    let made = raw
+        .create_open_id_connect_provider()
+        .url(format!("https://{host}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let arn = made.open_id_connect_provider_arn().unwrap_or_default();
+    let provider = iam
+        .oidc_provider(arn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(provider.url, host);
+    assert_eq!(provider.client_ids, vec!["sts.amazonaws.com".to_string()]);
+    assert_eq!(provider.thumbprints.len(), 1);
+    let missing = iam
+        .oidc_provider("arn:aws:iam::123456789012:oidc-provider/oidc.nowhere.example.com")
+        .await
+        .expect_err("no such provider");
+    assert_eq!(missing.kind, ErrorKind::NotFound, "{missing}");
+}

@@ -105,6 +105,12 @@ pub struct ConfigArgs {
     /// shortForm.namespaces (comma-separated; empty: every namespace)
     #[arg(long, env = "PODIDENTITY_SHORT_FORM_NAMESPACES", value_delimiter = ',')]
     pub short_form_namespaces: Vec<String>,
+    /// verifyAssumable: a binding is Ready only once STS exchanged a token for its role
+    #[arg(long, env = "PODIDENTITY_VERIFY_ASSUMABLE")]
+    pub verify_assumable: Option<bool>,
+    /// allowPodRestarts: bindings with spec.injection.restartPods may restart workloads
+    #[arg(long, env = "PODIDENTITY_ALLOW_POD_RESTARTS")]
+    pub allow_pod_restarts: Option<bool>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +239,8 @@ impl ConfigArgs {
             &mut config.short_form.namespaces,
             &self.short_form_namespaces,
         );
+        set(&mut config.verify_assumable, &self.verify_assumable);
+        set(&mut config.allow_pod_restarts, &self.allow_pod_restarts);
     }
 }
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod config_load;
 mod controller_cmd;
 mod crd_yaml;
+mod doctor;
 mod logging;
 mod manifests;
 mod plan;
@@ -37,6 +38,10 @@ enum Command {
     Controller(Box<controller_cmd::ControllerArgs>),
     /// Serve the mutating pod webhook (a drop-in for amazon-eks-pod-identity-webhook).
     Webhook(Box<webhook_cmd::WebhookArgs>),
+    /// Why a pod gets no AWS credentials: walks the chain (ServiceAccount, binding, role,
+    /// trust policy, token, OIDC provider, issuer, pod) live and read-only, one line per
+    /// link. Exit 0: the chain holds; 1: a link is broken; 2: bad input.
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +72,10 @@ fn main() -> ExitCode {
             controller_cmd::run(&args),
         ),
         Command::Plan(args) => plan::run(&args),
+        Command::Doctor(args) => block_on(
+            tokio::runtime::Builder::new_current_thread(),
+            doctor::run(&args),
+        ),
         Command::Crd(args) => {
             let written = match &args.out_dir {
                 Some(dir) => crd_yaml::write_each(dir),

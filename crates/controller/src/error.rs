@@ -11,6 +11,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the binding has no namespace")]
     NoNamespace,
+    /// The assumable gate: STS did not (yet) exchange a token for the role; the status
+    /// says why.
+    #[error("the role is not assumable yet (see the RoleAssumable condition)")]
+    NotAssumable,
 }
 
 impl Error {
@@ -20,6 +24,7 @@ impl Error {
             Error::Aws(err) => err.kind.reason(),
             Error::Kube(_) => "KubernetesApiError",
             Error::NoNamespace => "InvalidSpec",
+            Error::NotAssumable => podidentity_api::conditions::reason::NOT_ASSUMABLE,
         }
     }
 
@@ -29,6 +34,7 @@ impl Error {
             Error::Aws(err) => err.kind.is_permanent(),
             Error::Kube(_) => false,
             Error::NoNamespace => true,
+            Error::NotAssumable => false,
         }
     }
 }

@@ -6,9 +6,11 @@
 //! conditions; `startup`, `leader`, `health`, `watches`, `metrics` and `run` make the
 //! process.
 
+pub mod assumable;
 pub mod binding;
 pub mod context;
 pub mod drift;
+pub mod early_pods;
 pub mod error;
 pub mod fence;
 pub mod finalizer;

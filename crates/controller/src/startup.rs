@@ -117,18 +117,24 @@ pub async fn complete_config(
         config.aws.account_id = Some(Iam::new(iam).caller_account().await?);
     }
     if config.oidc.issuer_url.is_none() && config.oidc.provider_arn.is_none() {
-        let request = http::Request::get("/.well-known/openid-configuration")
-            .body(Vec::new())
-            .map_err(|err| StartupError::Issuer(err.to_string()))?;
-        let discovery: serde_json::Value = client
-            .request(request)
-            .await
-            .map_err(|err| StartupError::Issuer(err.to_string()))?;
-        let issuer = discovery
-            .get("issuer")
-            .and_then(|i| i.as_str())
-            .ok_or_else(|| StartupError::Issuer("the document has no issuer".into()))?;
-        config.oidc.issuer_url = Some(issuer.to_string());
+        config.oidc.issuer_url = Some(api_server_issuer(client).await?);
     }
     Ok(config)
+}
+
+/// The issuer the API server signs ServiceAccount tokens as, from its own discovery
+/// document.
+pub async fn api_server_issuer(client: &kube::Client) -> Result<String, StartupError> {
+    let request = http::Request::get("/.well-known/openid-configuration")
+        .body(Vec::new())
+        .map_err(|err| StartupError::Issuer(err.to_string()))?;
+    let discovery: serde_json::Value = client
+        .request(request)
+        .await
+        .map_err(|err| StartupError::Issuer(err.to_string()))?;
+    discovery
+        .get("issuer")
+        .and_then(|i| i.as_str())
+        .map(String::from)
+        .ok_or_else(|| StartupError::Issuer("the document has no issuer".into()))
 }

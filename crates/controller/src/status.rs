@@ -7,6 +7,8 @@ use podidentity_api::PodIdentityBindingStatus;
 use podidentity_api::conditions;
 use podidentity_api::conditions::{Condition, Word, word};
 
+use crate::assumable::Assumability;
+
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Assessment {
@@ -53,6 +55,10 @@ pub struct Synced {
     pub missing_policies: Vec<String>,
     /// The name of a Secret of the wanted name that this binding does not own.
     pub foreign_secret: Option<String>,
+    /// What the assumable gate found (`None`: the gate is off).
+    pub assumable: Option<Assumability>,
+    /// Pods of the ServiceAccount running without the role (`None`: not counted).
+    pub pods_needing_restart: Option<usize>,
 }
 
 impl Synced {
@@ -65,6 +71,8 @@ impl Synced {
             service_account,
             missing_policies: Vec::new(),
             foreign_secret: None,
+            assumable: None,
+            pods_needing_restart: None,
         }
     }
 }
@@ -263,17 +271,28 @@ fn synced_rows(synced: &Synced) -> Vec<Row> {
             foreign_secret_message(name),
         ));
     }
-    let waiting = match &synced.service_account {
-        ServiceAccountState::NotFound { name } => {
+    let waiting = match (&synced.service_account, &synced.assumable) {
+        (ServiceAccountState::NotFound { name }, _) => {
             Some((reason::SERVICE_ACCOUNT_NOT_FOUND, not_found_message(name)))
         }
-        ServiceAccountState::Bound => None,
+        (ServiceAccountState::Bound, Some(Assumability::NotAssumable { message }))
+        | (ServiceAccountState::Bound, Some(Assumability::NoToken { message })) => {
+            let why = synced.assumable.as_ref().map_or("", Assumability::reason);
+            Some((why, message.clone()))
+        }
+        (ServiceAccountState::Bound, _) => None,
     };
     let ready = match waiting.iter().chain(needs_change.iter()).next() {
         None => ok(READY),
         Some((why, message)) => row(READY, "False", why, message),
     };
     let reconciling = match &waiting {
+        Some((why, _)) if synced.service_account == ServiceAccountState::Bound => row(
+            RECONCILING,
+            "True",
+            why,
+            "verifying the role is assumable, retrying with backoff",
+        ),
         Some((why, _)) => row(RECONCILING, "True", why, "waiting for the ServiceAccount"),
         None => match needs_change.first() {
             Some((why, _)) => row(RECONCILING, "False", why, "waiting for the spec to change"),
@@ -297,14 +316,36 @@ fn synced_rows(synced: &Synced) -> Vec<Row> {
             &missing_policies_message(&synced.missing_policies),
         )
     };
-    vec![
+    let mut rows = vec![
         ready,
         reconciling,
         stalled,
         ok(POLICY_ACCEPTED),
         role_synced,
         service_account_row(&synced.service_account),
-    ]
+    ];
+    if let Some(assumable) = &synced.assumable {
+        rows.push(assumable_row(assumable));
+    }
+    rows
+}
+
+fn assumable_row(assumable: &Assumability) -> Row {
+    let (status, message) = match assumable {
+        Assumability::Assumed => (
+            "True",
+            "STS exchanged a token of the ServiceAccount for the role",
+        ),
+        Assumability::NotAssumable { message } | Assumability::NoToken { message } => {
+            ("False", message.as_str())
+        }
+    };
+    row(
+        conditions::ROLE_ASSUMABLE,
+        status,
+        assumable.reason(),
+        message,
+    )
 }
 
 fn service_account_row(state: &ServiceAccountState) -> Row {

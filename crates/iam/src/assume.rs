@@ -23,6 +23,53 @@ pub struct Claims {
     pub audiences: Vec<String>,
 }
 
+/// What a ServiceAccount token says of itself (read, not verified: the verifying is
+/// STS's, against the issuer's published keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFacts {
+    pub claims: Claims,
+    /// `kid` of the header: the key the published JWKS must hold.
+    pub key_id: Option<String>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: Option<i64>,
+}
+
+/// Why a token could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the token is not a JWT the API server issues: {0}")]
+pub struct UnreadableToken(String);
+
+/// Reads the header and claims of a JWT (`header.payload.signature`, base64url).
+pub fn read_token(jwt: &str) -> Result<TokenFacts, UnreadableToken> {
+    use base64::Engine;
+    let part = |index: usize, what: &str| -> Result<Value, UnreadableToken> {
+        let text = jwt
+            .split('.')
+            .nth(index)
+            .ok_or_else(|| UnreadableToken(format!("it has no {what}")))?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|e| UnreadableToken(format!("its {what} is not base64url: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| UnreadableToken(format!("its {what} is not JSON: {e}")))
+    };
+    let header = part(0, "header")?;
+    let payload = part(1, "payload")?;
+    let text = |key: &str| payload.get(key).and_then(Value::as_str).map(String::from);
+    let issuer = text("iss").ok_or_else(|| UnreadableToken("it has no iss claim".into()))?;
+    let subject = text("sub").ok_or_else(|| UnreadableToken("it has no sub claim".into()))?;
+    Ok(TokenFacts {
+        claims: Claims {
+            issuer,
+            subject,
+            // `aud` is one string or a list (RFC 7519).
+            audiences: strings(payload.get("aud")),
+        },
+        key_id: header.get("kid").and_then(Value::as_str).map(String::from),
+        expires_at: payload.get("exp").and_then(Value::as_i64),
+    })
+}
+
 /// The outcome, with the statement that decided it or why none did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -343,6 +390,31 @@ mod tests {
         assert!(evaluate(&policy("ForAnyValue:StringEquals"), PROVIDER, &two).is_allowed());
         assert!(!evaluate(&policy("ForAllValues:StringEquals"), PROVIDER, &two).is_allowed());
         assert!(!evaluate(&policy("StringNotEquals"), PROVIDER, &two).is_allowed());
+    }
+
+    #[test]
+    fn a_token_reads_its_claims_and_key_id_and_garbage_is_refused() {
+        use base64::Engine;
+        let encode = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        let jwt = format!(
+            "{}.{}.sig",
+            encode(json!({"alg": "RS256", "kid": "k1"})),
+            encode(json!({"iss": "https://oidc.example.com/id/ABC",
+                "sub": "system:serviceaccount:shop:orders", "aud": "sts.amazonaws.com",
+                "exp": 1700000000}))
+        );
+        let facts = read_token(&jwt).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            facts.claims,
+            claims("system:serviceaccount:shop:orders", "sts.amazonaws.com")
+        );
+        assert_eq!(facts.key_id.as_deref(), Some("k1"));
+        assert_eq!(facts.expires_at, Some(1_700_000_000));
+        for bad in ["", "abc", "a.b.c", &format!("{}.e30.x", encode(json!({})))] {
+            assert!(read_token(bad).is_err(), "{bad:?} read as a token");
+        }
     }
 
     fn name() -> impl Strategy<Value = String> {

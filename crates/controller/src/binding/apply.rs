@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::role::{Known, RoleError, RoleOutcome, ensure_role};
 use crate::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
 use crate::service_account::{bind_service_account, release_service_account};
-use crate::status::{Assessment, Synced};
+use crate::status::{Assessment, ServiceAccountState, Synced};
+
+use super::readiness;
 
 /// Whether the status says this generation's role is in line already.
 fn status_in_line(binding: &PodIdentityBinding, desired: &DesiredState) -> bool {
@@ -55,6 +57,8 @@ enum RolePass {
     Made {
         role: Option<RoleFacts>,
         missing_policies: Vec<String>,
+        /// IAM was written (the role made, or something in it changed).
+        changed: bool,
     },
     /// The pass is over (a conflict, reported).
     Done(Action),
@@ -135,13 +139,15 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         }
     }
 
-    let (role, missing_policies) = match role_pass(binding, ctx, &desired, &rules).await? {
-        RolePass::Made {
-            role,
-            missing_policies,
-        } => (role, missing_policies),
-        RolePass::Done(action) => return Ok(action),
-    };
+    let (role, missing_policies, role_changed) =
+        match role_pass(binding, ctx, &desired, &rules).await? {
+            RolePass::Made {
+                role,
+                missing_policies,
+                changed,
+            } => (role, missing_policies, changed),
+            RolePass::Done(action) => return Ok(action),
+        };
 
     // The ServiceAccount; and the one it named before, if the spec moved on from it.
     let service_account =
@@ -167,11 +173,20 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
     let keep = desired.credentials_secret.as_ref().map(|s| s.name.as_str());
     delete_stale_secrets(ctx, binding, &namespace, keep).await?;
 
-    let synced = Synced {
+    let mut synced = Synced {
         service_account,
         missing_policies: missing_policies.clone(),
         foreign_secret: foreign_secret.clone(),
+        assumable: None,
+        pods_needing_restart: None,
     };
+    let early = match &role {
+        Some(role) if synced.service_account == ServiceAccountState::Bound => {
+            readiness::check(ctx, binding, &namespace, role, role_changed, &mut synced).await?
+        }
+        _ => None,
+    };
+    let not_assumable = synced.assumable.as_ref().is_some_and(|a| !a.is_assumed());
     let wrote = write_status(
         ctx,
         binding,
@@ -180,6 +195,13 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         Some(&desired),
     )
     .await?;
+    if let Some(early) = early {
+        readiness::report(ctx, binding, early).await;
+    }
+    if not_assumable {
+        // Retried with the binding's backoff (IAM takes seconds to apply a change).
+        return Err(Error::NotAssumable);
+    }
     if wrote && !missing_policies.is_empty() {
         ctx.event(
             binding,
@@ -252,6 +274,7 @@ async fn role_pass(
         return Ok(RolePass::Made {
             role,
             missing_policies,
+            changed: false,
         });
     }
     // Managed policies are judged by what they grant, before anything is written.
@@ -325,6 +348,7 @@ async fn role_pass(
         }
     };
     let mut missing_policies = Vec::new();
+    let mut changed = true;
     let made = match outcome {
         RoleOutcome::Conflict { name, why } => {
             let message = why.explain(&name);
@@ -350,10 +374,11 @@ async fn role_pass(
         }
         RoleOutcome::Converged {
             role: made,
-            changed,
+            changed: changes,
         } => {
-            if !changed.is_empty() {
-                let what: Vec<&str> = changed.iter().map(|c| c.describe()).collect();
+            changed = !changes.is_empty();
+            if changed {
+                let what: Vec<&str> = changes.iter().map(|c| c.describe()).collect();
                 let (reason, verb) = if drifted {
                     ("DriftCorrected", "was changed outside; put back")
                 } else {
@@ -393,6 +418,7 @@ async fn role_pass(
     Ok(RolePass::Made {
         role: Some(made),
         missing_policies,
+        changed,
     })
 }
 

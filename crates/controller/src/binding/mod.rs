@@ -9,6 +9,7 @@ mod apply;
 mod cleanup;
 mod invalid;
 mod quota;
+mod readiness;
 mod revoke;
 mod status;
 

@@ -44,6 +44,13 @@ pub async fn write_status(
         status.role_arn = Some(role.arn.clone());
         status.role_id = Some(role.id.clone());
     }
+    // Counted only on passes that found the binding Ready; anything else forgets it.
+    status.pods_needing_restart = match assessment {
+        Assessment::Synced(synced) => synced
+            .pods_needing_restart
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        _ => None,
+    };
     if let Some(desired) = desired {
         status.trust_policy = Some(desired.trust_policy_size.clone());
         if let Assessment::Synced(synced) = assessment {

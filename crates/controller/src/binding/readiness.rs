@@ -1,0 +1,93 @@
+//! What a pass checks once the role exists and the ServiceAccount carries it: the
+//! assumable gate (with `verifyAssumable`), and the pods that started before the
+//! ServiceAccount was annotated (counted, named, and with `restartPods` restarted).
+
+use kube::runtime::events::EventType;
+use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::reason;
+
+use crate::assumable::{self, Assumability};
+use crate::context::{Context, RoleFacts};
+use crate::early_pods::{self, EarlyPod, Restarts};
+use crate::error::Error;
+use crate::status::Synced;
+
+/// Pods found running without the role, to be reported once the status is written.
+pub struct EarlyFound {
+    pods: Vec<EarlyPod>,
+    restarts: Option<Restarts>,
+    role_arn: String,
+}
+
+/// Fills in `synced.assumable` and `synced.pods_needing_restart`; returns what to report.
+pub async fn check(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    role: &RoleFacts,
+    role_changed: bool,
+    synced: &mut Synced,
+) -> Result<Option<EarlyFound>, Error> {
+    let account = &binding.spec.service_account_name;
+    if ctx.config.verify_assumable {
+        let generation = binding.metadata.generation;
+        let proven =
+            !role_changed && assumable::proven(binding.status.as_ref(), generation, &role.arn);
+        synced.assumable = Some(if proven {
+            Assumability::Assumed
+        } else {
+            assumable::verify(ctx, namespace, account, &binding.spec.audience, &role.arn).await
+        });
+    }
+    let ready = synced
+        .assumable
+        .as_ref()
+        .is_none_or(Assumability::is_assumed)
+        && synced.missing_policies.is_empty()
+        && synced.foreign_secret.is_none();
+    if !ready {
+        return Ok(None);
+    }
+    let pods = match early_pods::survey(ctx, namespace, account, &role.arn).await {
+        Ok(pods) => pods,
+        Err(err) => {
+            // Counting is a courtesy: a failure to list never holds the binding back.
+            tracing::warn!(%namespace, service_account = %account, error = %err, "cannot list the ServiceAccount's pods");
+            return Ok(None);
+        }
+    };
+    synced.pods_needing_restart = Some(pods.len());
+    let before = binding.status.as_ref().and_then(|s| s.pods_needing_restart);
+    if pods.is_empty() {
+        return Ok(None);
+    }
+    let restarts = if binding.spec.injection.restart_pods && ctx.config.allow_pod_restarts {
+        Some(early_pods::restart(ctx, namespace, &pods, &role.arn).await?)
+    } else {
+        None
+    };
+    let restarted = restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
+    let count = i64::try_from(pods.len()).unwrap_or(i64::MAX);
+    if before == Some(count) && !restarted {
+        // Said already: the Event repeats only when something changed.
+        return Ok(None);
+    }
+    Ok(Some(EarlyFound {
+        pods,
+        restarts,
+        role_arn: role.arn.clone(),
+    }))
+}
+
+/// The Warning Event naming the pods (and what was restarted).
+pub async fn report(ctx: &Context, binding: &PodIdentityBinding, found: EarlyFound) {
+    let note = early_pods::warning(
+        &found.pods,
+        &binding.spec.service_account_name,
+        &found.role_arn,
+        found.restarts.as_ref(),
+        ctx.config.allow_pod_restarts,
+    );
+    ctx.event(binding, EventType::Warning, reason::PODS_NEED_RESTART, note)
+        .await;
+}

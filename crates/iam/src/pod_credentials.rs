@@ -1,0 +1,198 @@
+//! What a pod's containers were given of a role: the environment and the projected token
+//! the pod webhook injects at admission (amazon-eks-pod-identity-webhook's contract). A
+//! pod admitted before its ServiceAccount was annotated has none of it and keeps running
+//! without the role until it is restarted. Read by the controller (which pods need a
+//! restart) and by `doctor` (what a pod is missing).
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use podidentity_api::annotations::SKIP_CONTAINERS;
+
+pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
+pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// The projected volume and where the webhook mounts it.
+pub const TOKEN_VOLUME: &str = "aws-iam-token";
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+
+/// One container, as far as credentials go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerCredentials {
+    pub name: String,
+    /// An init container (native sidecars included).
+    pub init: bool,
+    /// Named in the pod's `eks.amazonaws.com/skip-containers`: left alone on purpose.
+    pub skipped: bool,
+    pub role_arn: Option<String>,
+    pub token_file: Option<String>,
+    /// Where the projected token volume is mounted in it, if it is.
+    pub token_mount: Option<String>,
+}
+
+impl ContainerCredentials {
+    /// Whether this container runs as `role_arn` (skipped containers count as fine).
+    pub fn has_role(&self, role_arn: &str) -> bool {
+        self.skipped || self.role_arn.as_deref() == Some(role_arn)
+    }
+}
+
+/// The projected token volume of a pod: its audience and path, if the pod has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenVolume {
+    pub audience: Option<String>,
+    pub path: String,
+    pub expiration_seconds: Option<i64>,
+}
+
+/// The containers of a pod (init containers first, as they start) with what they carry.
+pub fn containers(pod: &Pod) -> Vec<ContainerCredentials> {
+    let skipped: BTreeSet<&str> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SKIP_CONTAINERS))
+        .map(|names| {
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let read = |container: &Container, init: bool| {
+        let env = |name: &str| {
+            container
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        ContainerCredentials {
+            name: container.name.clone(),
+            init,
+            skipped: skipped.contains(container.name.as_str()),
+            role_arn: env(ROLE_ARN_ENV),
+            token_file: env(TOKEN_FILE_ENV),
+            token_mount: container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == TOKEN_VOLUME)
+                .map(|m| m.mount_path.clone()),
+        }
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .map(|c| read(c, true))
+        .chain(spec.containers.iter().map(|c| read(c, false)))
+        .collect()
+}
+
+/// The pod's projected ServiceAccount token volume for AWS, if it has one.
+pub fn token_volume(pod: &Pod) -> Option<TokenVolume> {
+    let volume = pod
+        .spec
+        .as_ref()?
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == TOKEN_VOLUME)?;
+    let token = volume
+        .projected
+        .as_ref()?
+        .sources
+        .iter()
+        .flatten()
+        .find_map(|s| s.service_account_token.as_ref())?;
+    Some(TokenVolume {
+        audience: token.audience.clone(),
+        path: token.path.clone(),
+        expiration_seconds: token.expiration_seconds,
+    })
+}
+
+/// Whether a running pod of the role's ServiceAccount must be restarted to get the role:
+/// some container it should reach lacks `AWS_ROLE_ARN` or carries another role's.
+/// Finished pods and pods on their way out need nothing.
+pub fn needs_restart(pod: &Pod, role_arn: &str) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    if finished || pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    containers(pod).iter().any(|c| !c.has_role(role_arn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ARN: &str = "arn:aws:iam::111122223333:role/prod-shop.orders";
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn mutated(arn: &str) -> serde_json::Value {
+        json!({"name": "app", "image": "x",
+            "env": [{"name": "AWS_ROLE_ARN", "value": arn},
+                    {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": format!("{TOKEN_MOUNT_PATH}/token")}],
+            "volumeMounts": [{"name": "aws-iam-token", "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}]})
+    }
+
+    #[test]
+    fn a_pod_without_the_role_needs_a_restart_and_one_with_it_does_not() {
+        let bare = pod(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}}));
+        assert!(needs_restart(&bare, ARN));
+        let good = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [mutated(ARN)],
+            "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken":
+                {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}]}}),
+        );
+        assert!(!needs_restart(&good, ARN));
+        assert_eq!(
+            token_volume(&good),
+            Some(TokenVolume {
+                audience: Some("sts.amazonaws.com".into()),
+                path: "token".into(),
+                expiration_seconds: Some(86400)
+            })
+        );
+        assert!(
+            needs_restart(&good, "arn:aws:iam::111122223333:role/other"),
+            "another role's ARN"
+        );
+    }
+
+    #[test]
+    fn skipped_containers_finished_pods_and_init_containers_are_judged_as_the_webhook_does() {
+        let skipped = pod(json!({"metadata": {"name": "p",
+                "annotations": {"eks.amazonaws.com/skip-containers": "sidecar, other"}},
+            "spec": {"containers": [mutated(ARN), {"name": "sidecar", "image": "x"}]}}));
+        assert!(!needs_restart(&skipped, ARN));
+        let init = pod(json!({"metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "setup", "image": "x"}], "containers": [mutated(ARN)]}}));
+        assert!(needs_restart(&init, ARN), "the init container lacks it");
+        let listed = containers(&init);
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| (c.name.as_str(), c.init))
+                .collect::<Vec<_>>(),
+            vec![("setup", true), ("app", false)]
+        );
+        let done = pod(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Succeeded"}}));
+        assert!(!needs_restart(&done, ARN));
+    }
+}
