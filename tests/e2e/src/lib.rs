@@ -10,6 +10,7 @@ pub mod chart;
 pub mod cluster;
 pub mod control_plane;
 pub mod iam_proxy;
+pub mod issuer_host;
 pub mod load;
 pub mod operator;
 pub mod partition;

@@ -136,6 +136,16 @@ impl Scenario {
     /// The webhook, started as the chart starts it, and registered with the API server
     /// through the chart's MutatingWebhookConfiguration (pointed at this process).
     pub async fn start_webhook(&self, rendered: &Rendered) -> Operator {
+        self.start_webhook_for(rendered, None).await
+    }
+
+    /// The webhook, registered for the pods of `namespace` only (when given): the other
+    /// scenarios' pods never meet it.
+    pub async fn start_webhook_for(
+        &self,
+        rendered: &Rendered,
+        namespace: Option<&str>,
+    ) -> Operator {
         let mut webhook = Operator::webhook(
             &self.cluster,
             rendered,
@@ -150,7 +160,7 @@ impl Scenario {
             .cloned()
             .expect("the chart renders a MutatingWebhookConfiguration");
         let name = format!("{}-{}", RELEASE, self.tag);
-        self.point_at(configuration, &name, &webhook, "/mutate", None)
+        self.point_at(configuration, &name, &webhook, "/mutate", namespace)
             .await;
         if let Ok(mut names) = self.leftovers.webhook_configurations.lock() {
             names.push(name);
@@ -211,6 +221,31 @@ impl Scenario {
         chart::apply(&self.cluster.client, &configuration)
             .await
             .unwrap_or_else(|err| panic!("register webhook configuration {name}: {err}"));
+    }
+
+    /// `podidentity doctor ARGS -o json` as an admin runs it, with the chart's rendered
+    /// configuration; its exit code and report.
+    pub async fn doctor(&self, rendered: &Rendered, args: &[&str]) -> (i32, Value) {
+        let config = self.dir.join("doctor-config.yaml");
+        std::fs::write(&config, rendered.config_yaml().expect("config")).expect("write config");
+        let output = tokio::process::Command::new(&self.cluster.binary)
+            .arg("doctor")
+            .args(args)
+            .args(["-o", "json", "--config"])
+            .arg(&config)
+            .env("KUBECONFIG", &self.cluster.admin_kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .await
+            .expect("run doctor");
+        let code = output.status.code().unwrap_or(-1);
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+            json!({"stdout": String::from_utf8_lossy(&output.stdout),
+                   "stderr": String::from_utf8_lossy(&output.stderr)})
+        });
+        (code, report)
     }
 
     /// A client acting as `user`, with what RBAC grants that user.

@@ -604,7 +604,9 @@ pub fn judge_pod(
     if !without.is_empty() {
         let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
         return match (created, annotated_at) {
-            (Some(created), Some(annotated)) if created < *annotated => broken(
+            // Both are kept to the second: the same second counts as before (the
+            // webhook may not have seen the annotation yet either way).
+            (Some(created), Some(annotated)) if created <= *annotated => broken(
                 NAME,
                 "StartedBeforeAnnotation",
                 format!(

@@ -161,3 +161,42 @@ fn json(target: &str, links: &[Link]) -> serde_json::Value {
         "links": links,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &'static str, health: Health, fix: Option<&str>) -> Link {
+        Link {
+            link: name,
+            health,
+            reason: "Why",
+            detail: format!("{name} detail"),
+            fix: fix.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_first_broken_link_is_marked_with_its_fix_and_json_names_it() {
+        let links = vec![
+            link("serviceAccount", Health::Ok, None),
+            link("role", Health::Warning, Some("look")),
+            link("trustPolicy", Health::Broken, Some("rewrite it")),
+            link("pod", Health::Broken, Some("restart it")),
+        ];
+        let shown = text("shop/orders", &links);
+        let marked: Vec<&str> = shown.lines().filter(|l| l.starts_with('▶')).collect();
+        assert_eq!(marked.len(), 1, "{shown}");
+        assert!(marked[0].contains("trustPolicy"), "{shown}");
+        assert!(shown.contains("fix: rewrite it") && shown.contains("fix: look"));
+        assert!(
+            shown.ends_with("first broken link: trustPolicy (Why)\n"),
+            "{shown}"
+        );
+        let report = json("shop/orders", &links);
+        assert_eq!(report["firstBroken"], "trustPolicy");
+        assert_eq!(report["healthy"], false);
+        let healthy = text("shop/orders", &links[..2]);
+        assert!(healthy.ends_with("the chain holds\n"), "{healthy}");
+    }
+}

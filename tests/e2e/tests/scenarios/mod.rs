@@ -4,6 +4,7 @@ use crate::{Needs, ScenarioFn};
 
 mod admission;
 mod cluster_life;
+mod doctor;
 mod drift;
 mod iam_identity;
 mod iam_work;
@@ -13,6 +14,7 @@ mod ownership;
 mod pods;
 mod policies;
 mod races;
+mod readiness;
 mod reading;
 mod sharing;
 mod steady;
@@ -105,6 +107,9 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             iam_identity::a_role_outside_the_path_is_a_conflict_and_denials_wait,
             Cluster
         ),
+        scenario!(readiness::ready_only_after_sts_exchanged_a_token, Cluster),
+        scenario!(readiness::pods_that_started_early_get_one_rollout, Cluster),
+        scenario!(doctor::each_broken_link_is_found_on_a_real_cluster, Cluster),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
     ]
 }

@@ -1,0 +1,134 @@
+//! The issuer's public host, as STS sees it: the discovery document and the key set the
+//! API server serves, published over HTTPS under the issuer's own name (what an S3 bucket
+//! or the EKS issuer does). `doctor` reaches it with `--connect-to` and `--issuer-ca`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+use crate::HarnessError;
+use crate::cluster::Cluster;
+
+pub struct IssuerHost {
+    pub addr: SocketAddr,
+    /// The host name of the issuer URL.
+    pub host: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn error(what: &str, err: impl std::fmt::Display) -> HarnessError {
+    HarnessError::new(format!("issuer host: {what}: {err}"))
+}
+
+impl IssuerHost {
+    /// Publishes the API server's discovery document and JWKS at its issuer URL, on a free
+    /// loopback port, with a certificate for the issuer's host signed by the cluster's CA.
+    pub async fn publish(cluster: &Cluster) -> Result<Self, HarnessError> {
+        let plane = cluster
+            .plane
+            .as_ref()
+            .ok_or_else(|| HarnessError::new("the issuer host needs our own control plane"))?;
+        let issuer = plane.issuer.clone();
+        let (host, path) = issuer
+            .trim_start_matches("https://")
+            .split_once('/')
+            .map(|(h, p)| (h.to_string(), format!("/{p}")))
+            .unwrap_or_else(|| {
+                (
+                    issuer.trim_start_matches("https://").to_string(),
+                    String::new(),
+                )
+            });
+        let raw = |uri: &'static str| async move {
+            let request = http::Request::get(uri)
+                .body(Vec::new())
+                .map_err(|e| error(uri, e))?;
+            cluster
+                .client
+                .request::<Value>(request)
+                .await
+                .map_err(|e| error(uri, e))
+        };
+        let mut discovery = raw("/.well-known/openid-configuration").await?;
+        let jwks = raw("/openid/v1/jwks").await?;
+        let jwks_path = format!("{path}/keys.json");
+        discovery["jwks_uri"] = Value::String(format!("https://{host}{jwks_path}"));
+        let files = BTreeMap::from([
+            (
+                format!("{path}/.well-known/openid-configuration"),
+                discovery.to_string().into_bytes(),
+            ),
+            (jwks_path, jwks.to_string().into_bytes()),
+        ]);
+        let serving = plane.pki.serving(&[host.as_str()])?;
+        let certs = CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error("certificate", e))?;
+        let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes())
+            .map_err(|e| error("key", e))?;
+        let mut tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| error("TLS", e))?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| error("listener", e))?;
+        let addr = listener.local_addr().map_err(|e| error("listener", e))?;
+        let files = Arc::new(files);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, files) = (acceptor.clone(), files.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        let files = files.clone();
+                        async move { answer(&request, &files) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, host, task })
+    }
+
+    /// doctor's `--connect-to` for this host.
+    pub fn connect_to(&self) -> String {
+        format!("{}:443:127.0.0.1:{}", self.host, self.addr.port())
+    }
+}
+
+impl Drop for IssuerHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn answer(
+    request: &http::Request<hyper::body::Incoming>,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
+    let found = files.get(request.uri().path());
+    let mut response =
+        http::Response::new(Full::new(Bytes::from(found.cloned().unwrap_or_default())));
+    if found.is_none() {
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+    }
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,261 @@
+//! `podidentity doctor`, the real binary as an admin runs it, against the real API server
+//! and moto: a healthy chain, then each broken link produced for real and found first.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use podidentity_aws::api::IamRequest;
+use podidentity_e2e::Scenario;
+use podidentity_e2e::issuer_host::IssuerHost;
+use podidentity_e2e::scenario::ACCOUNT;
+use serde_json::{Value, json};
+
+fn spec(account: &str) -> Value {
+    json!({
+        "serviceAccountName": account,
+        "permissions": {"statements": [{"actions": ["s3:GetObject"], "resources": ["*"]}]},
+    })
+}
+
+async fn create_pod(s: &Scenario, ns: &str, name: &str, account: &str) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name,
+            "annotations": {"eks.amazonaws.com/skip-containers": "sidecar"}},
+        "spec": {"serviceAccountName": account, "containers": [
+            {"name": "app", "image": "registry.example/app:1"},
+            {"name": "sidecar", "image": "registry.example/proxy:1"}]},
+    }))
+    .expect("pod");
+    Api::<Pod>::namespaced(s.client(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("create pod {ns}/{name}: {e}"));
+}
+
+/// The first broken link and its reason, as doctor's JSON says them.
+fn first_broken(report: &Value) -> (String, String) {
+    let first = report["firstBroken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let reason = report["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link"] == json!(first))
+        .map(|l| l["reason"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    (first, reason)
+}
+
+pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
+    let (rendered, _controller) = s.start_controller(json!({})).await;
+    let ns = s.namespace("doctor").await;
+    let _webhook = s.start_webhook_for(&rendered, Some(&ns)).await;
+    let issuer = IssuerHost::publish(&s.cluster)
+        .await
+        .expect("publish the issuer");
+    let ca = s.dir.join("issuer-ca.pem");
+    std::fs::write(&ca, &s.cluster.ca_pem).expect("write the CA");
+    let ca = ca.display().to_string();
+    let connect_to = issuer.connect_to();
+    let reach = [
+        "--issuer-ca",
+        ca.as_str(),
+        "--connect-to",
+        connect_to.as_str(),
+    ];
+    let doctor = |target: String, extra: Vec<&'static str>| {
+        let rendered = &rendered;
+        let s = &s;
+        let mut args: Vec<String> = vec![target];
+        args.extend(reach.iter().map(|a| a.to_string()));
+        args.extend(extra.into_iter().map(String::from));
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            s.doctor(rendered, &args).await
+        }
+    };
+
+    // The IAM OIDC provider for the API server's issuer, as eksctl or ccoctl makes it.
+    let issuer_url = s.cluster.plane.as_ref().expect("own plane").issuer.clone();
+    let shared = podidentity_aws::sdk::sdk_config(&podidentity_aws::testing::emulator_settings(
+        &s.cluster.moto,
+    ))
+    .await;
+    let raw = aws_sdk_iam::Client::new(&shared);
+    let host_path = issuer_url.trim_start_matches("https://");
+    let provider_arn = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{host_path}");
+    let _ = raw
+        .delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(&provider_arn)
+        .send()
+        .await;
+    raw.create_open_id_connect_provider()
+        .url(&issuer_url)
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("create the OIDC provider");
+
+    // Healthy: a pod admitted after its binding was Ready, one container skipped.
+    s.create_service_account(&ns, "app", json!({})).await;
+    s.create_binding(&ns, "app", spec("app")).await;
+    s.wait_ready(&ns, "app").await;
+    create_pod(&s, &ns, "app-1", "app").await;
+    let (code, report) = doctor(format!("pod/{ns}/app-1"), vec!["--assume"]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let links = report["links"].as_array().cloned().unwrap_or_default();
+    assert!(
+        links
+            .iter()
+            .all(|l| l["health"] == json!("ok") || l["health"] == json!("warning")),
+        "{report:#}"
+    );
+    let pod_link = links
+        .iter()
+        .find(|l| l["link"] == json!("pod"))
+        .expect("pod link");
+    assert!(
+        pod_link["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sidecar"),
+        "skipped containers are named: {pod_link}"
+    );
+    let assumed = links
+        .iter()
+        .find(|l| l["link"] == json!("assume"))
+        .expect("assume link");
+    assert_eq!(assumed["health"], json!("ok"), "{assumed}");
+
+    // A ServiceAccount nobody annotated.
+    s.create_service_account(&ns, "bare", json!({})).await;
+    let (code, report) = doctor(format!("{ns}/bare"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("serviceAccount".into(), "NotAnnotated".into())
+    );
+
+    // Pods without the webhook (another namespace, where it is not registered): one
+    // created before the annotation, one after.
+    let plain = s.namespace("doctor-plain").await;
+    s.create_service_account(&plain, "early", json!({})).await;
+    create_pod(&s, &plain, "early-1", "early").await;
+    s.create_binding(&plain, "early", spec("early")).await;
+    s.wait_ready(&plain, "early").await;
+    let (code, report) = doctor(format!("pod/{plain}/early-1"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("pod".into(), "StartedBeforeAnnotation".into())
+    );
+    // Creation times are kept to the second: this one is a second later for sure.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    create_pod(&s, &plain, "late-1", "early").await;
+    let (code, report) = doctor(format!("pod/{plain}/late-1"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(first_broken(&report), ("pod".into(), "NotMutated".into()));
+
+    // An audience the provider does not accept.
+    s.create_service_account(&ns, "vault", json!({})).await;
+    let mut vault = spec("vault");
+    vault["audience"] = json!("vault");
+    s.create_binding(&ns, "vault", vault).await;
+    s.wait_ready(&ns, "vault").await;
+    let (code, report) = doctor(format!("{ns}/vault"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("oidcProvider".into(), "AudienceMissing".into())
+    );
+
+    // A ServiceAccount annotated by hand with another namespace's role: its `sub` is not
+    // the one the trust policy names.
+    let app_arn = s.role_arn(&ns, "app");
+    s.create_service_account(
+        &plain,
+        "borrower",
+        json!({"eks.amazonaws.com/role-arn": app_arn}),
+    )
+    .await;
+    let (code, report) = doctor(format!("{plain}/borrower"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("trustPolicy".into(), "NotAllowed".into())
+    );
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("system:serviceaccount:{plain}:borrower"))
+    );
+
+    // A trust policy naming another account's provider (a wrong oidc.providerArn once).
+    s.create_service_account(&ns, "elsewhere", json!({})).await;
+    s.create_binding(&ns, "elsewhere", spec("elsewhere")).await;
+    s.wait_ready(&ns, "elsewhere").await;
+    let role = s
+        .iam_role(&s.role_name(&ns, "elsewhere"))
+        .await
+        .expect("role");
+    s.change_iam(IamRequest::UpdateAssumeRolePolicy {
+        name: role.name.clone(),
+        document: role.trust_policy.replace(
+            &format!(":{ACCOUNT}:oidc-provider"),
+            ":999999999999:oidc-provider",
+        ),
+    })
+    .await;
+    let (code, report) = doctor(format!("{ns}/elsewhere"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("trustPolicy".into(), "NotAllowed".into())
+    );
+    assert!(
+        report.to_string().contains("federated principal"),
+        "{report:#}"
+    );
+
+    // The operator's configuration names another issuer than the API server's.
+    let wrong = s
+        .install(json!({"oidc": {"issuerUrl": "https://oidc.wrong.example.com/id/X"}}))
+        .await;
+    let (code, report) = {
+        let mut args: Vec<String> = vec![format!("{ns}/app")];
+        args.extend(reach.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        s.doctor(&wrong, &args).await
+    };
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("issuer".into(), "IssuerMismatch".into())
+    );
+
+    // No IAM OIDC provider for the issuer.
+    raw.delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(&provider_arn)
+        .send()
+        .await
+        .expect("delete the provider");
+    let (code, report) = doctor(format!("{ns}/app"), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("oidcProvider".into(), "NotFound".into())
+    );
+
+    // Bad input changes nothing and says what to write.
+    let (code, report) = doctor("not a target".into(), vec![]).await;
+    assert_eq!(code, 2, "{report:#}");
+    assert!(
+        report["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NAMESPACE/SERVICEACCOUNT"),
+        "{report:#}"
+    );
+}
