@@ -1,8 +1,10 @@
 //! Pods that started too early: admitted before their ServiceAccount carried the role,
 //! they run without credentials (or with another role's) until restarted. Found per
-//! Ready binding by one paged list of the ServiceAccount's pods (a field selector, so
-//! the API server filters); nothing about pods is watched or kept between passes, so the
-//! controller's memory does not grow with the cluster's pods. With
+//! Ready binding by one list of the ServiceAccount's pods (a field selector, so the API
+//! server filters; no `limit`: kube-apiserver 1.24 answered a `limit` with this selector
+//! with part of the matching pods and no continue token). Nothing about pods is watched
+//! or kept between passes, so the controller's memory does not grow with the cluster's
+//! pods. With
 //! `spec.injection.restartPods` (and the operator's `allowPodRestarts`) their workloads
 //! are restarted the way `kubectl rollout restart` does, once per role.
 
@@ -24,8 +26,9 @@ use crate::context::Context;
 pub const RESTARTED_FOR: &str = "podidentity.io/restarted-for-role";
 /// What `kubectl rollout restart` sets; any change to it rolls the pods.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
-/// Pods per list page.
-const PAGE: u32 = 250;
+
+/// Surveys listing pods at once, across every pass of the process.
+static SURVEYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// What owns a pod, as far as restarting goes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,29 +54,21 @@ pub async fn survey(
     service_account: &str,
     role_arn: &str,
 ) -> Result<Vec<EarlyPod>, kube::Error> {
+    // One list in memory at a time: concurrent passes would otherwise hold as many pod
+    // lists at once, and the heap keeps that high-water mark.
+    let _one_at_a_time = SURVEYS.acquire().await;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = format!("spec.serviceAccountName={service_account}");
-    let mut found = Vec::new();
-    let mut continue_token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().fields(&selector).limit(PAGE);
-        if let Some(token) = continue_token.take() {
-            params = params.continue_token(&token);
-        }
-        let page = pods.list(&params).await?;
-        for pod in &page.items {
-            if needs_restart(pod, role_arn) {
-                found.push(EarlyPod {
-                    name: pod.metadata.name.clone().unwrap_or_default(),
-                    owner: pod_owner(pod),
-                });
-            }
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(next) => continue_token = Some(next),
-            None => break,
-        }
-    }
+    let listed = pods.list(&ListParams::default().fields(&selector)).await?;
+    let found = listed
+        .items
+        .iter()
+        .filter(|pod| needs_restart(pod, role_arn))
+        .map(|pod| EarlyPod {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            owner: pod_owner(pod),
+        })
+        .collect();
     Ok(found)
 }
 
