@@ -41,6 +41,9 @@ async fn settled(s: &Scenario, ns: &str, owner: &str, others: &[String]) {
             message.contains(&format!("{ns}/{owner}")),
             "{other}: {message}"
         );
+        // The Event follows the status write: wait for it too, or it may land in the
+        // quiet window that follows.
+        s.wait_event(ns, other, "ServiceAccountConflict").await;
     }
     until(
         "the owner's role on the ServiceAccount",
