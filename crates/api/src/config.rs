@@ -361,13 +361,18 @@ impl OperatorConfig {
     /// The primary provider ARN: configured, else derived from account and issuer.
     pub fn provider_arn(&self) -> String {
         self.oidc.provider_arn.clone().unwrap_or_else(|| {
-            format!(
-                "arn:{}:iam::{}:oidc-provider/{}",
-                self.partition(),
-                self.account_id_or_placeholder(),
-                self.issuer_host_path()
-            )
+            self.provider_arn_for(self.account_id_or_placeholder(), &self.issuer_host_path())
         })
+    }
+
+    /// The ARN IAM gives the OIDC provider for `issuer` (a URL, or its host and path) in
+    /// `account`, in this configuration's partition.
+    pub fn provider_arn_for(&self, account: &str, issuer: &str) -> String {
+        let host_path = issuer.trim_start_matches("https://").trim_end_matches('/');
+        format!(
+            "arn:{}:iam::{account}:oidc-provider/{host_path}",
+            self.partition()
+        )
     }
 
     /// Every provider the trust policy names: the primary first, then the additional ones.

@@ -61,6 +61,29 @@ pub fn proven(
     })
 }
 
+/// A token of `namespace/service_account` for `audience`, living the shortest time the API
+/// server grants, as the kubelet would project it (`None`: answered without one).
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+) -> Result<Option<String>, kube::Error> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_string()],
+            expiration_seconds: Some(TOKEN_SECONDS),
+            bound_object_ref: None,
+        },
+        ..TokenRequest::default()
+    };
+    let issued = accounts
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await?;
+    Ok(issued.status.map(|s| s.token))
+}
+
 /// Requests a token of `namespace/service_account` for `audience` and exchanges it for
 /// `role_arn`.
 pub async fn verify(
@@ -70,27 +93,14 @@ pub async fn verify(
     audience: &str,
     role_arn: &str,
 ) -> Assumability {
-    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.to_string()],
-            expiration_seconds: Some(TOKEN_SECONDS),
-            bound_object_ref: None,
-        },
-        ..TokenRequest::default()
-    };
-    let token = match accounts
-        .create_token_request(service_account, &PostParams::default(), &request)
-        .await
+    let token = match service_account_token(&ctx.client, namespace, service_account, audience).await
     {
-        Ok(issued) => match issued.status {
-            Some(status) => status.token,
-            None => {
-                return Assumability::NoToken {
-                    message: "the API server answered the TokenRequest without a token".into(),
-                };
-            }
-        },
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return Assumability::NoToken {
+                message: "the API server answered the TokenRequest without a token".into(),
+            };
+        }
         Err(err) => {
             return Assumability::NoToken {
                 message: format!(

@@ -8,7 +8,7 @@
 //! `spec.injection.restartPods` (and the operator's `allowPodRestarts`) their workloads
 //! are restarted the way `kubectl rollout restart` does, once per role.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -118,7 +118,7 @@ pub async fn restart(
     role_arn: &str,
 ) -> Result<Restarts, kube::Error> {
     let mut done = Restarts::default();
-    let mut workloads: BTreeMap<(&'static str, String), ()> = BTreeMap::new();
+    let mut workloads: BTreeSet<(&'static str, String)> = BTreeSet::new();
     for pod in pods {
         match &pod.owner {
             Owner::ByHand => done.by_hand.push(pod.name.clone()),
@@ -130,14 +130,14 @@ pub async fn restart(
                 };
                 match owner {
                     Some(owner) => {
-                        workloads.insert(owner, ());
+                        workloads.insert(owner);
                     }
                     None => done.by_hand.push(pod.name.clone()),
                 }
             }
         }
     }
-    for (kind, name) in workloads.into_keys() {
+    for (kind, name) in workloads {
         let restarted = match kind {
             "Deployment" => restart_one::<Deployment>(ctx, namespace, &name, role_arn).await?,
             "StatefulSet" => restart_one::<StatefulSet>(ctx, namespace, &name, role_arn).await?,
@@ -173,39 +173,17 @@ trait PodTemplated {
     fn template_annotations(&self) -> Option<&BTreeMap<String, String>>;
 }
 
-impl PodTemplated for Deployment {
-    fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
-        self.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()
-    }
+/// The three workloads a rollout restarts share the pod-template shape.
+macro_rules! pod_templated {
+    ($($kind:ty),*) => {$(
+        impl PodTemplated for $kind {
+            fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
+                self.spec.as_ref()?.template.metadata.as_ref()?.annotations.as_ref()
+            }
+        }
+    )*};
 }
-impl PodTemplated for StatefulSet {
-    fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
-        self.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()
-    }
-}
-impl PodTemplated for DaemonSet {
-    fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
-        self.spec
-            .as_ref()?
-            .template
-            .metadata
-            .as_ref()?
-            .annotations
-            .as_ref()
-    }
-}
+pod_templated!(Deployment, StatefulSet, DaemonSet);
 
 /// Annotates the pod template (a rollout) unless it was restarted for this role already;
 /// says whether it did. A workload that is gone needs nothing.

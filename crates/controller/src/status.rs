@@ -66,6 +66,15 @@ impl Synced {
         Self::with(ServiceAccountState::Bound)
     }
 
+    /// Whether the Ready condition of this pass will be True: nothing waits (the
+    /// ServiceAccount, the assumable gate) and nothing needs a change.
+    pub fn is_ready(&self) -> bool {
+        self.service_account == ServiceAccountState::Bound
+            && self.assumable.as_ref().is_none_or(Assumability::is_assumed)
+            && self.missing_policies.is_empty()
+            && self.foreign_secret.is_none()
+    }
+
     pub fn with(service_account: ServiceAccountState) -> Self {
         Self {
             service_account,

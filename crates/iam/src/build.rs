@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Violation};
-use crate::guardrails::Guardrails;
+use crate::guardrails::{Guardrails, RuleSet};
 use crate::naming;
 use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement};
 use crate::trust::trust_policy;
@@ -143,6 +143,22 @@ pub fn desired_state(
     config: &OperatorConfig,
     guardrails: &Guardrails,
 ) -> Result<DesiredState, Error> {
+    desired_state_under(
+        binding,
+        spec,
+        config,
+        &guardrails.rules_for(binding.namespace),
+    )
+}
+
+/// [`desired_state`] under the rule set of the binding's namespace, already built (a
+/// caller that needs the rules itself builds them once).
+pub fn desired_state_under(
+    binding: BindingRef<'_>,
+    spec: &PodIdentityBindingSpec,
+    config: &OperatorConfig,
+    rules: &RuleSet,
+) -> Result<DesiredState, Error> {
     let trust = trust_policy(
         &config.all_provider_arns(),
         binding.namespace,
@@ -166,8 +182,7 @@ pub fn desired_state(
             ),
         ));
     }
-    let rules = guardrails.rules_for(binding.namespace);
-    violations.extend(validate(spec, config, &rules, &trust, inline.as_ref()));
+    violations.extend(validate(spec, config, rules, &trust, inline.as_ref()));
     if !violations.is_empty() {
         return Err(Error::Refused(violations));
     }

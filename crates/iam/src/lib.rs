@@ -18,7 +18,7 @@ pub mod short_form;
 pub mod trust;
 pub mod validate;
 
-pub use build::{BindingRef, DesiredState, desired_state};
+pub use build::{BindingRef, DesiredState, desired_state, desired_state_under};
 pub use error::{Error, Violation, ViolationKind};
 pub use guardrails::{Guardrails, RuleSet};
 pub use ownership::service_account_owner;

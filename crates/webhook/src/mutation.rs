@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::pod::{AdmittedPod, ContainerView, PodSpecView};
 
-pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
-pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+pub use podidentity_iam::pod_credentials::{ROLE_ARN_ENV, TOKEN_FILE_ENV};
+use podidentity_iam::pod_credentials::{TOKEN_MOUNT_PATH, TOKEN_VOLUME};
 pub const REGION_ENV: &str = "AWS_REGION";
 pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
 pub const STS_REGIONAL_ENDPOINTS_ENV: &str = "AWS_STS_REGIONAL_ENDPOINTS";
@@ -70,8 +70,8 @@ impl Default for MutationConfig {
             default_token_expiration: 86_400,
             default_regional_sts: false,
             region: None,
-            mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
-            volume_name: "aws-iam-token".into(),
+            mount_path: TOKEN_MOUNT_PATH.into(),
+            volume_name: TOKEN_VOLUME.into(),
             token_path: "token".into(),
             token_access: TokenAccess::FsGroupForNonRoot { gid: 65_534 },
         }

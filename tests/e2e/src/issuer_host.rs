@@ -8,19 +8,17 @@ use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::HarnessError;
 use crate::cluster::Cluster;
+use crate::https_server::{HttpsServer, serve};
 
 pub struct IssuerHost {
     pub addr: SocketAddr,
     /// The host name of the issuer URL.
     pub host: String,
-    task: tokio::task::JoinHandle<()>,
+    _server: HttpsServer,
 }
 
 fn error(what: &str, err: impl std::fmt::Display) -> HarnessError {
@@ -68,40 +66,17 @@ impl IssuerHost {
             (jwks_path, jwks.to_string().into_bytes()),
         ]);
         let serving = plane.pki.serving(&[host.as_str()])?;
-        let certs = CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error("certificate", e))?;
-        let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes())
-            .map_err(|e| error("key", e))?;
-        let mut tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| error("TLS", e))?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| error("listener", e))?;
-        let addr = listener.local_addr().map_err(|e| error("listener", e))?;
         let files = Arc::new(files);
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, files) = (acceptor.clone(), files.clone());
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(move |request| {
-                        let files = files.clone();
-                        async move { answer(&request, &files) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { addr, host, task })
+        let server = serve("issuer host", &serving, move |request| {
+            let files = files.clone();
+            async move { answer(&request, &files) }
+        })
+        .await?;
+        Ok(Self {
+            addr: server.addr,
+            host,
+            _server: server,
+        })
     }
 
     /// doctor's `--connect-to` for this host.
@@ -110,16 +85,10 @@ impl IssuerHost {
     }
 }
 
-impl Drop for IssuerHost {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 fn answer(
     request: &http::Request<hyper::body::Incoming>,
     files: &BTreeMap<String, Vec<u8>>,
-) -> Result<http::Response<Full<Bytes>>, hyper::Error> {
+) -> http::Response<Full<Bytes>> {
     let found = files.get(request.uri().path());
     let mut response =
         http::Response::new(Full::new(Bytes::from(found.cloned().unwrap_or_default())));
@@ -130,5 +99,5 @@ fn answer(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
 }

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod chart;
 pub mod cluster;
 pub mod control_plane;
+pub mod https_server;
 pub mod iam_proxy;
 pub mod issuer_host;
 pub mod load;

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::annotations::{TAG_BINDING, TAG_CLUSTER, TAG_NAMESPACE};
 use podidentity_api::conditions::READY;
+use podidentity_aws::ErrorKind;
 use podidentity_iam::assume::{Verdict, evaluate};
 use podidentity_iam::ownership::service_account_owner;
 use podidentity_iam::pod_credentials::{TOKEN_MOUNT_PATH, containers, token_volume};
@@ -231,7 +232,7 @@ fn role(facts: &Facts) -> Link {
     };
     let role = match found {
         Ok(role) => role,
-        Err(err) if err.contains("NotFound") => {
+        Err(err) if err.kind == ErrorKind::NotFound => {
             return broken(
                 NAME,
                 "NotFound",
@@ -441,7 +442,7 @@ fn oidc_provider(facts: &Facts) -> Link {
     let arn = &facts.provider_arn;
     let provider = match &facts.provider {
         Ok(provider) => provider,
-        Err(err) if err.contains("NotFound") => {
+        Err(err) if err.kind == ErrorKind::NotFound => {
             return broken(
                 NAME,
                 "NotFound",

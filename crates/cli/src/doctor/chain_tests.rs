@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use podidentity_api::config::OperatorConfig;
-use podidentity_aws::{OidcProvider, RoleState};
+use podidentity_aws::{AwsError, ErrorKind, OidcProvider, RoleState};
 use podidentity_iam::assume::{Claims, TokenFacts};
 use podidentity_iam::trust::trust_policy;
 use serde_json::json;
@@ -186,7 +186,9 @@ fn each_broken_link_is_found_first_with_its_reason() {
         ),
         (
             "role gone",
-            Box::new(|f| f.role = Some(Err("GetRole: NotFound (NoSuchEntity): gone".into()))),
+            Box::new(|f| {
+                f.role = Some(Err(AwsError::new(ErrorKind::NotFound, "GetRole", "gone")));
+            }),
             ("role", "NotFound"),
         ),
         (
@@ -209,7 +211,13 @@ fn each_broken_link_is_found_first_with_its_reason() {
         ),
         (
             "missing provider",
-            Box::new(|f| f.provider = Err("GetOpenIDConnectProvider: NotFound: none".into())),
+            Box::new(|f| {
+                f.provider = Err(AwsError::new(
+                    ErrorKind::NotFound,
+                    "GetOpenIDConnectProvider",
+                    "none",
+                ));
+            }),
             ("oidcProvider", "NotFound"),
         ),
         (
@@ -233,7 +241,13 @@ fn each_broken_link_is_found_first_with_its_reason() {
         ),
         (
             "STS refuses",
-            Box::new(|f| f.assumed = Some(Err("AccessDenied".into()))),
+            Box::new(|f| {
+                f.assumed = Some(Err(AwsError::new(
+                    ErrorKind::AccessDenied,
+                    "AssumeRoleWithWebIdentity",
+                    "denied",
+                )));
+            }),
             ("assume", "Refused"),
         ),
     ];

@@ -2,14 +2,16 @@
 //! TokenRequest, which the API server answers without storing anything). Each read keeps
 //! its failure as text: a link that cannot be read is reported, not fatal.
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::annotations::{AUDIENCE, DEFAULT_AUDIENCE, ROLE_ARN};
 use podidentity_api::config::OperatorConfig;
-use podidentity_aws::{AssumedRole, Iam, IamApi, OidcProvider, RoleState, WebIdentityToken};
+use podidentity_aws::{
+    AssumedRole, AwsError, Iam, IamApi, OidcProvider, RoleState, WebIdentityToken,
+};
+use podidentity_controller::assumable::service_account_token;
 use podidentity_iam::assume::{TokenFacts, read_token};
 use serde_json::Value;
 
@@ -73,15 +75,15 @@ pub struct Facts {
     /// Bindings of the namespace naming the ServiceAccount.
     pub bindings: Result<Vec<PodIdentityBinding>, String>,
     /// The role the ServiceAccount's annotation names, if it names one.
-    pub role: Option<Result<RoleState, String>>,
+    pub role: Option<Result<RoleState, AwsError>>,
     pub audience: String,
     pub token: Result<(String, TokenFacts), String>,
     pub provider_arn: String,
-    pub provider: Result<OidcProvider, String>,
+    pub provider: Result<OidcProvider, AwsError>,
     /// `None`: no token, so no issuer to ask.
     pub discovery: Option<Result<Discovery, String>>,
     /// `None`: not asked (`--assume`), or nothing to assume.
-    pub assumed: Option<Result<AssumedRole, String>>,
+    pub assumed: Option<Result<AssumedRole, AwsError>>,
 }
 
 impl Facts {
@@ -173,7 +175,7 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
     let role = match &role_arn {
         Some(arn) => {
             let name = arn.rsplit('/').next().unwrap_or_default();
-            Some(iam.get_role(name).await.map_err(|e| text(&e)))
+            Some(iam.get_role(name).await)
         }
         None => None,
     };
@@ -182,7 +184,7 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
         .unwrap_or(DEFAULT_AUDIENCE)
         .to_string();
     let token = match found {
-        Some(_) => request_token(&accounts, &service_account_name, &audience).await,
+        Some(_) => request_token(reach.client, &namespace, &service_account_name, &audience).await,
         None => Err("no ServiceAccount to request a token for".into()),
     };
     // STS finds the provider by the token's issuer, in the role's account.
@@ -190,7 +192,7 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
         Ok((_, facts)) => provider_for(&config, role_arn.as_deref(), &facts.claims.issuer),
         Err(_) => config.provider_arn(),
     };
-    let provider = iam.oidc_provider(&provider_arn).await.map_err(|e| text(&e));
+    let provider = iam.oidc_provider(&provider_arn).await;
     let discovery = match &token {
         Ok((_, facts)) => Some(discover(reach.fetcher, &facts.claims.issuer).await),
         Err(_) => None,
@@ -202,8 +204,7 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
                 "podidentity-doctor",
                 WebIdentityToken(jwt.clone()),
             )
-            .await
-            .map_err(|e| text(&e)),
+            .await,
         ),
         _ => None,
     };
@@ -225,43 +226,28 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
     }
 }
 
-/// The ARN of the IAM OIDC provider for `issuer` in the account of `role_arn` (else the
-/// configured account).
-pub fn provider_for(config: &OperatorConfig, role_arn: Option<&str>, issuer: &str) -> String {
+/// The IAM OIDC provider STS judges a token of `issuer` by: in the account of
+/// `role_arn`, else the configured one.
+fn provider_for(config: &OperatorConfig, role_arn: Option<&str>, issuer: &str) -> String {
     let account = role_arn
         .and_then(|arn| arn.split(':').nth(4))
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| config.account_id_or_placeholder());
-    let host_path = issuer.trim_start_matches("https://").trim_end_matches('/');
-    format!(
-        "arn:{}:iam::{account}:oidc-provider/{host_path}",
-        config.partition()
-    )
+    config.provider_arn_for(account, issuer)
 }
 
 /// A fresh token of the ServiceAccount, as the kubelet would project it for the pod.
 async fn request_token(
-    accounts: &Api<ServiceAccount>,
+    client: &kube::Client,
+    namespace: &str,
     name: &str,
     audience: &str,
 ) -> Result<(String, TokenFacts), String> {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.to_string()],
-            expiration_seconds: Some(600),
-            bound_object_ref: None,
-        },
-        ..TokenRequest::default()
-    };
-    let issued = accounts
-        .create_token_request(name, &PostParams::default(), &request)
+    let jwt = service_account_token(client, namespace, name, audience)
         .await
         .map_err(|e| {
             format!("the API server issued no token ({e}): doctor needs `create` on serviceaccounts/token")
-        })?;
-    let jwt = issued
-        .status
-        .map(|s| s.token)
+        })?
         .ok_or("the API server answered without a token")?;
     let facts = read_token(&jwt).map_err(|e| e.to_string())?;
     Ok((jwt, facts))

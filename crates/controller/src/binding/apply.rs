@@ -11,7 +11,7 @@ use podidentity_api::conditions::{self, reason};
 use podidentity_aws::api::RoleState;
 use podidentity_iam::build::DesiredState;
 use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
-use podidentity_iam::{BindingRef, RuleSet, desired_state, service_account_owner};
+use podidentity_iam::{BindingRef, RuleSet, desired_state_under, service_account_owner};
 
 use super::quota;
 use super::revoke::{revoke, revoking_policy};
@@ -83,11 +83,11 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
     let guardrails = ctx.policies.for_namespace(&namespace);
     let rules = guardrails.rules_for(&namespace);
     let policies = &rules.policies;
-    let desired = match desired_state(
+    let desired = match desired_state_under(
         BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
-        &guardrails,
+        &rules,
     ) {
         Ok(desired) => desired,
         Err(refusal) => {

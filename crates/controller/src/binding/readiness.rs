@@ -39,13 +39,7 @@ pub async fn check(
             assumable::verify(ctx, namespace, account, &binding.spec.audience, &role.arn).await
         });
     }
-    let ready = synced
-        .assumable
-        .as_ref()
-        .is_none_or(Assumability::is_assumed)
-        && synced.missing_policies.is_empty()
-        && synced.foreign_secret.is_none();
-    if !ready {
+    if !synced.is_ready() {
         return Ok(None);
     }
     let pods = match early_pods::survey(ctx, namespace, account, &role.arn).await {

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use podidentity_aws::api::IamRequest;
 use podidentity_e2e::Scenario;
+use podidentity_e2e::chart::Rendered;
 use podidentity_e2e::issuer_host::IssuerHost;
 use podidentity_e2e::scenario::ACCOUNT;
 use serde_json::{Value, json};
@@ -29,6 +30,20 @@ async fn create_pod(s: &Scenario, ns: &str, name: &str, account: &str) {
         .create(&PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("create pod {ns}/{name}: {e}"));
+}
+
+/// Doctor on `target`, reaching the issuer's host as `reach` says.
+async fn run(
+    s: &Scenario,
+    rendered: &Rendered,
+    target: String,
+    reach: &[&str],
+    extra: Vec<&str>,
+) -> (i32, Value) {
+    let mut args = vec![target.as_str()];
+    args.extend_from_slice(reach);
+    args.extend(extra);
+    s.doctor(rendered, &args).await
 }
 
 /// The first broken link and its reason, as doctor's JSON says them.
@@ -64,17 +79,8 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
         "--connect-to",
         connect_to.as_str(),
     ];
-    let doctor = |target: String, extra: Vec<&'static str>| {
-        let rendered = &rendered;
-        let s = &s;
-        let mut args: Vec<String> = vec![target];
-        args.extend(reach.iter().map(|a| a.to_string()));
-        args.extend(extra.into_iter().map(String::from));
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            s.doctor(rendered, &args).await
-        }
-    };
+    let doctor =
+        |target: String, extra: Vec<&'static str>| run(&s, &rendered, target, &reach, extra);
 
     // The IAM OIDC provider for the API server's issuer, as eksctl or ccoctl makes it.
     let issuer_url = s.cluster.plane.as_ref().expect("own plane").issuer.clone();
@@ -223,12 +229,7 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
     let wrong = s
         .install(json!({"oidc": {"issuerUrl": "https://oidc.wrong.example.com/id/X"}}))
         .await;
-    let (code, report) = {
-        let mut args: Vec<String> = vec![format!("{ns}/app")];
-        args.extend(reach.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        s.doctor(&wrong, &args).await
-    };
+    let (code, report) = run(&s, &wrong, format!("{ns}/app"), &reach, vec![]).await;
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(
         first_broken(&report),
