@@ -143,6 +143,35 @@ pub enum IamRequest {
     GetOpenIdConnectProvider {
         arn: String,
     },
+    /// Answers with the new provider's ARN.
+    CreateOpenIdConnectProvider(NewOidcProvider),
+    /// Replaces the whole thumbprint list.
+    UpdateOpenIdConnectProviderThumbprint {
+        arn: String,
+        thumbprints: Vec<String>,
+    },
+    AddClientIdToOpenIdConnectProvider {
+        arn: String,
+        client_id: String,
+    },
+    RemoveClientIdFromOpenIdConnectProvider {
+        arn: String,
+        client_id: String,
+    },
+    TagOpenIdConnectProvider {
+        arn: String,
+        tags: BTreeMap<String, String>,
+    },
+}
+
+/// What CreateOpenIDConnectProvider needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOidcProvider {
+    /// The issuer, `https://` included.
+    pub url: String,
+    pub client_ids: Vec<String>,
+    pub thumbprints: Vec<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A ServiceAccount token on its way to STS. It grants the role to whoever holds it, so
@@ -203,6 +232,17 @@ impl IamRequest {
             IamRequest::GetCallerIdentity => "GetCallerIdentity",
             IamRequest::AssumeRoleWithWebIdentity { .. } => "AssumeRoleWithWebIdentity",
             IamRequest::GetOpenIdConnectProvider { .. } => "GetOpenIDConnectProvider",
+            IamRequest::CreateOpenIdConnectProvider(_) => "CreateOpenIDConnectProvider",
+            IamRequest::UpdateOpenIdConnectProviderThumbprint { .. } => {
+                "UpdateOpenIDConnectProviderThumbprint"
+            }
+            IamRequest::AddClientIdToOpenIdConnectProvider { .. } => {
+                "AddClientIDToOpenIDConnectProvider"
+            }
+            IamRequest::RemoveClientIdFromOpenIdConnectProvider { .. } => {
+                "RemoveClientIDFromOpenIDConnectProvider"
+            }
+            IamRequest::TagOpenIdConnectProvider { .. } => "TagOpenIDConnectProvider",
         }
     }
 
@@ -237,6 +277,8 @@ pub enum IamResponse {
     DefaultVersion(String),
     Assumed(AssumedRole),
     Provider(OidcProvider),
+    /// The ARN of what was made.
+    Created(String),
 }
 
 /// Anything that answers IAM requests: the SDK adapter, or a wrapper around one.
@@ -346,6 +388,10 @@ impl<'a> Iam<'a> {
     }
     pub async fn oidc_provider(&self, arn: &str) -> Result<OidcProvider, AwsError> {
         expect!(self, IamRequest::GetOpenIdConnectProvider { arn: arn.into() }, IamResponse::Provider(provider) => provider)
+    }
+    /// Makes the provider; its ARN.
+    pub async fn create_oidc_provider(&self, provider: NewOidcProvider) -> Result<String, AwsError> {
+        expect!(self, IamRequest::CreateOpenIdConnectProvider(provider), IamResponse::Created(arn) => arn)
     }
     /// A call answered with nothing but success.
     pub async fn run(&self, request: IamRequest) -> Result<(), AwsError> {

@@ -60,7 +60,9 @@ impl ErrorKind {
     /// Kind for an AWS error code (the `Code` of IAM's and STS's error responses).
     pub fn from_code(code: &str, message: &str) -> Self {
         match code {
-            "NoSuchEntity" | "NoSuchEntityException" => ErrorKind::NotFound,
+            "NoSuchEntity" | "NoSuchEntityException" | "NoSuchKey" | "NoSuchBucket" => {
+                ErrorKind::NotFound
+            }
             "EntityAlreadyExists" | "EntityAlreadyExistsException" => ErrorKind::AlreadyExists,
             "LimitExceeded" | "LimitExceededException" => ErrorKind::LimitExceeded,
             "DeleteConflict"

@@ -7,12 +7,13 @@ pub mod counting;
 pub mod error;
 pub mod faults;
 pub mod fenced_http;
+pub mod s3;
 pub mod sdk;
 pub mod testing;
 pub mod wire_fence;
 
 pub use api::{
-    AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewRole, OidcProvider, RoleDetails,
+    AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewOidcProvider, NewRole, OidcProvider, RoleDetails,
     RoleState, WebIdentityToken,
 };
 pub use error::{AwsError, ErrorKind};

@@ -36,11 +36,19 @@ impl std::fmt::Debug for WriteGate {
     }
 }
 
-/// Refuses an IAM write attempt the gate closes, checked right before each attempt is
-/// sent (retries included), not when the call began: a process stopped or cut off in the
+/// Refuses a write attempt the gate closes, checked right before each attempt is sent
+/// (retries included), not when the call began: a process stopped or cut off in the
 /// middle of a call cannot send the write after it lost the right to.
 #[derive(Debug)]
-struct Fence(WriteGate);
+pub(crate) struct Fence {
+    pub gate: WriteGate,
+    /// Which requests are writes: IAM's by their action, S3's by their method.
+    pub is_write: fn(&aws_smithy_runtime_api::http::Request) -> bool,
+}
+
+fn is_iam_write(request: &aws_smithy_runtime_api::http::Request) -> bool {
+    is_write_action(request.body().bytes().unwrap_or_default())
+}
 
 /// IAM's reads are the Get* and List* actions.
 pub(crate) fn is_write_action(form_body: &[u8]) -> bool {
@@ -63,8 +71,7 @@ impl Intercept for Fence {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let body = context.request().body().bytes().unwrap_or_default();
-        if is_write_action(body) && !(self.0.0)() {
+        if (self.is_write)(context.request()) && !(self.gate.0)() {
             return Err(Box::new(WriteFenced));
         }
         Ok(())
@@ -101,7 +108,10 @@ impl SdkIam {
             // Two checks of one gate: the interceptor refuses a write before it is signed
             // (an error the SDK does not retry); the fenced connections are the guarantee
             // for a process stopped after that check.
-            iam = iam.interceptor(Fence(gate.clone()));
+            iam = iam.interceptor(Fence {
+                gate: gate.clone(),
+                is_write: is_iam_write,
+            });
             // Only IAM's client: STS and the credential chain (IMDS, web identity) are
             // not writes and must go on for a standby.
             if let Some(reads) = shared.http_client() {
@@ -176,7 +186,7 @@ fn fenced(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Sorts an SDK error into a kind, keeping AWS's code and message.
-fn sorted<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(crate) fn sorted<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
     err: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> AwsError {
@@ -415,9 +425,16 @@ impl SdkIam {
                 IamResponse::Page(self.authorization_page(op, marker, max_items).await?)
             }
             identity @ (IamRequest::GetCallerIdentity
-            | IamRequest::AssumeRoleWithWebIdentity { .. }
-            | IamRequest::GetOpenIdConnectProvider { .. }) => {
+            | IamRequest::AssumeRoleWithWebIdentity { .. }) => {
                 self.identity_call(op, identity).await?
+            }
+            provider @ (IamRequest::GetOpenIdConnectProvider { .. }
+            | IamRequest::CreateOpenIdConnectProvider(_)
+            | IamRequest::UpdateOpenIdConnectProviderThumbprint { .. }
+            | IamRequest::AddClientIdToOpenIdConnectProvider { .. }
+            | IamRequest::RemoveClientIdFromOpenIdConnectProvider { .. }
+            | IamRequest::TagOpenIdConnectProvider { .. }) => {
+                self.provider_call(op, provider).await?
             }
             policy @ (IamRequest::PutRolePolicy { .. }
             | IamRequest::DeleteRolePolicy { .. }
@@ -556,8 +573,8 @@ impl SdkIam {
         })
     }
 
-    /// Who the operator is, whether a token gets a role, and the OIDC provider tokens are
-    /// judged by: the calls about identities rather than roles.
+    /// Who the operator is, and whether a token gets a role: the calls about identities
+    /// rather than roles.
     async fn identity_call(
         &self,
         op: &'static str,
@@ -594,11 +611,28 @@ impl SdkIam {
                         .to_string(),
                 })
             }
+            other => {
+                return Err(AwsError::new(
+                    ErrorKind::Other,
+                    op,
+                    format!("{} is not an identity call", other.operation()),
+                ));
+            }
+        })
+    }
+
+    /// The cluster's IAM OIDC identity provider: read, made, and kept in line.
+    async fn provider_call(
+        &self,
+        op: &'static str,
+        request: IamRequest,
+    ) -> Result<IamResponse, AwsError> {
+        let iam = &self.iam;
+        Ok(match request {
             IamRequest::GetOpenIdConnectProvider { arn } => {
                 let out = sent!(
                     op,
-                    self.iam
-                        .get_open_id_connect_provider()
+                    iam.get_open_id_connect_provider()
                         .open_id_connect_provider_arn(arn)
                 );
                 IamResponse::Provider(OidcProvider {
@@ -612,11 +646,58 @@ impl SdkIam {
                         .collect(),
                 })
             }
+            IamRequest::CreateOpenIdConnectProvider(provider) => {
+                let out = sent!(
+                    op,
+                    iam.create_open_id_connect_provider()
+                        .url(provider.url)
+                        .set_client_id_list(Some(provider.client_ids))
+                        .set_thumbprint_list(Some(provider.thumbprints))
+                        .set_tags(Some(tags(&provider.tags)?))
+                );
+                IamResponse::Created(out.open_id_connect_provider_arn().unwrap_or_default().to_string())
+            }
+            IamRequest::UpdateOpenIdConnectProviderThumbprint { arn, thumbprints } => {
+                sent!(
+                    op,
+                    iam.update_open_id_connect_provider_thumbprint()
+                        .open_id_connect_provider_arn(arn)
+                        .set_thumbprint_list(Some(thumbprints))
+                );
+                IamResponse::Done
+            }
+            IamRequest::AddClientIdToOpenIdConnectProvider { arn, client_id } => {
+                sent!(
+                    op,
+                    iam.add_client_id_to_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .client_id(client_id)
+                );
+                IamResponse::Done
+            }
+            IamRequest::RemoveClientIdFromOpenIdConnectProvider { arn, client_id } => {
+                sent!(
+                    op,
+                    iam.remove_client_id_from_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .client_id(client_id)
+                );
+                IamResponse::Done
+            }
+            IamRequest::TagOpenIdConnectProvider { arn, tags: wanted } => {
+                sent!(
+                    op,
+                    iam.tag_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .set_tags(Some(tags(&wanted)?))
+                );
+                IamResponse::Done
+            }
             other => {
                 return Err(AwsError::new(
                     ErrorKind::Other,
                     op,
-                    format!("{} is not an identity call", other.operation()),
+                    format!("{} is not an OIDC provider call", other.operation()),
                 ));
             }
         })
