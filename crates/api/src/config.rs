@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::binding::DeletionPolicy;
 
+mod oidc_management;
+pub use oidc_management::ConnectTo;
+
 pub const DEFAULT_TRUST_POLICY_MAX_BYTES: usize = 2048;
 /// IAM's hard ceiling for the trust policy quota.
 pub const TRUST_POLICY_MAX_BYTES_CEILING: usize = 4096;
@@ -90,6 +93,48 @@ pub struct OidcConfig {
     /// More providers (other clusters) whose ServiceAccounts get the same trust.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_provider_arns: Vec<String>,
+    /// Keep the IAM OIDC provider for the issuer in line: made when missing, its client
+    /// ids and thumbprint put right in place, tagged as this cluster's. A provider without
+    /// this cluster's tag is never changed.
+    #[serde(default)]
+    pub manage: bool,
+    /// Client ids (audiences) the provider must list; default `[sts.amazonaws.com]`.
+    /// Others found on the provider are left: a binding may use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_ids: Vec<String>,
+    /// Thumbprints to use instead of the one read from the issuer host's TLS chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbprints: Vec<String>,
+    /// Where the controller reaches the issuer's host for its TLS chain when DNS says
+    /// otherwise (split horizon, a private endpoint): `HOST:PORT:TARGET_HOST:TARGET_PORT`,
+    /// as curl's `--connect-to`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_to: Vec<String>,
+    /// How often the provider and the published documents are checked; default `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "PublishConfig::is_unset")]
+    pub publish: PublishConfig,
+}
+
+/// Where the issuer's discovery document and keys are published for STS to fetch.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The bucket the issuer URL points at (directly or through a CDN). The documents are
+    /// written under the issuer's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_bucket: Option<String>,
+    /// How long a key the API server no longer serves stays published: the longest
+    /// lifetime of a token it signed. Default `24h`, the webhook's longest token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_retention: Option<String>,
+}
+
+impl PublishConfig {
+    fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -402,6 +447,7 @@ impl OperatorConfig {
         self.cluster_problems(&mut problems);
         self.role_problems(&mut problems);
         self.oidc_problems(&mut problems);
+        self.oidc_management_problems(&mut problems);
         self.guardrail_problems(&mut problems);
         self.limit_problems(&mut problems);
         self.aws_problems(&mut problems);
@@ -692,7 +738,7 @@ impl OperatorConfig {
 
 /// Problems found so far.
 #[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
+pub(crate) struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
     fn bad(&mut self, setting: &'static str, message: String) {

@@ -390,7 +390,10 @@ impl<'a> Iam<'a> {
         expect!(self, IamRequest::GetOpenIdConnectProvider { arn: arn.into() }, IamResponse::Provider(provider) => provider)
     }
     /// Makes the provider; its ARN.
-    pub async fn create_oidc_provider(&self, provider: NewOidcProvider) -> Result<String, AwsError> {
+    pub async fn create_oidc_provider(
+        &self,
+        provider: NewOidcProvider,
+    ) -> Result<String, AwsError> {
         expect!(self, IamRequest::CreateOpenIdConnectProvider(provider), IamResponse::Created(arn) => arn)
     }
     /// A call answered with nothing but success.

@@ -13,7 +13,7 @@ pub mod testing;
 pub mod wire_fence;
 
 pub use api::{
-    AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewOidcProvider, NewRole, OidcProvider, RoleDetails,
-    RoleState, WebIdentityToken,
+    AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewOidcProvider, NewRole, OidcProvider,
+    RoleDetails, RoleState, WebIdentityToken,
 };
 pub use error::{AwsError, ErrorKind};

@@ -655,7 +655,11 @@ impl SdkIam {
                         .set_thumbprint_list(Some(provider.thumbprints))
                         .set_tags(Some(tags(&provider.tags)?))
                 );
-                IamResponse::Created(out.open_id_connect_provider_arn().unwrap_or_default().to_string())
+                IamResponse::Created(
+                    out.open_id_connect_provider_arn()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
             }
             IamRequest::UpdateOpenIdConnectProviderThumbprint { arn, thumbprints } => {
                 sent!(

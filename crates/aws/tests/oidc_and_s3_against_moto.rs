@@ -46,10 +46,16 @@ async fn a_provider_is_made_tagged_and_changed_in_place() {
         arn,
         format!("arn:aws:iam::123456789012:oidc-provider/{host}")
     );
-    let made = iam.oidc_provider(&arn).await.unwrap_or_else(|e| panic!("{e}"));
+    let made = iam
+        .oidc_provider(&arn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(made.url, host);
     assert_eq!(made.thumbprints, vec![THUMBPRINT_A.to_string()]);
-    assert_eq!(made.tags.get("podidentity.io/cluster").map(String::as_str), Some("test"));
+    assert_eq!(
+        made.tags.get("podidentity.io/cluster").map(String::as_str),
+        Some("test")
+    );
 
     // The same URL again is AlreadyExists: the caller reads it instead.
     let again = iam
@@ -79,7 +85,10 @@ async fn a_provider_is_made_tagged_and_changed_in_place() {
             .await
             .unwrap_or_else(|e| panic!("{operation}: {e}"));
     }
-    let changed = iam.oidc_provider(&arn).await.unwrap_or_else(|e| panic!("{e}"));
+    let changed = iam
+        .oidc_provider(&arn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(changed.url, host, "changed in place, same provider");
     assert_eq!(changed.thumbprints, vec![THUMBPRINT_B.to_string()]);
     assert_eq!(changed.client_ids, vec!["sts.amazonaws.com".to_string()]);
@@ -158,5 +167,10 @@ async fn a_closed_gate_stops_object_writes_and_lets_reads_through() {
     s3.put(&key, b"{}".to_vec(), "application/json")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(s3.get(&key).await.unwrap_or_else(|e| panic!("{e}")).is_some());
+    assert!(
+        s3.get(&key)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    );
 }

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use podidentity_api::config::OperatorConfig;
+use podidentity_aws::IamApi;
 use podidentity_aws::budget::Budgeted;
+use podidentity_aws::s3::{ObjectStore, SdkS3};
 use podidentity_aws::sdk::{AwsSettings, SdkIam};
 use podidentity_controller::Context;
 use podidentity_controller::fence::{FenceLayer, write_service};
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
 use podidentity_controller::metrics::{Metered, Metrics};
+use podidentity_controller::oidc::OidcKeeper;
+use podidentity_controller::oidc::fetch::Fetcher;
 use podidentity_controller::run::{RunSettings, run as run_controller};
 use podidentity_controller::startup::{check_crds, complete_config};
 
@@ -30,7 +35,8 @@ pub struct ControllerArgs {
     /// Run only while holding a Lease (for more than one replica).
     #[arg(long, env = "PODIDENTITY_LEADER_ELECTION")]
     pub leader_election: bool,
-    /// Namespace of the Lease (the operator's own).
+    /// The operator's own namespace: its Lease, and the `podidentity-oidc` status
+    /// ConfigMap.
     #[arg(long, env = "POD_NAMESPACE", default_value = "podidentity-system")]
     pub lease_namespace: String,
     #[arg(long, default_value = "podidentity-controller")]
@@ -92,6 +98,30 @@ async fn clients(leadership: &Leadership) -> Result<(kube::Client, kube::Client)
     Ok((kube::Client::try_from(config)?, fenced))
 }
 
+/// `oidc.manage`: the keeper of the provider and the published keys, with an S3 client
+/// when a bucket is named (same credentials, region, endpoint and write fence as IAM).
+async fn oidc_keeper(
+    client: &kube::Client,
+    iam: Arc<dyn IamApi>,
+    aws: &AwsSettings,
+    config: &OperatorConfig,
+    namespace: &str,
+) -> Result<OidcKeeper, String> {
+    let s3: Option<Arc<dyn ObjectStore>> = match &config.oidc.publish.s3_bucket {
+        Some(_) => Some(Arc::new(SdkS3::connect(aws).await)),
+        None => None,
+    };
+    Ok(OidcKeeper {
+        client: client.clone(),
+        iam,
+        s3,
+        config: config.clone(),
+        namespace: namespace.to_string(),
+        // The system's roots (SSL_CERT_FILE adds a private CA, as for every rustls client).
+        fetcher: Fetcher::new(None, config.issuer_connect_to())?,
+    })
+}
+
 pub async fn run(args: &ControllerArgs) -> ExitCode {
     logging::init(args.log_format);
     let config = match args.operator.load() {
@@ -126,15 +156,15 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let metrics = Arc::new(Metrics::new());
-    let sdk = SdkIam::connect(&AwsSettings {
+    let aws = AwsSettings {
         region: config.aws.region.clone(),
         endpoint_url: config.aws.endpoint_url.clone(),
         max_attempts: 5,
         call_timeout: Some(Duration::from_secs(30)),
         static_credentials: None,
         write_gate: Some(leadership.write_gate()),
-    })
-    .await;
+    };
+    let sdk = SdkIam::connect(&aws).await;
     let iam = Arc::new(Budgeted::new(
         Metered::new(sdk, metrics.clone()),
         config.aws.max_requests_per_second,
@@ -147,6 +177,17 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         }
     };
     tracing::info!(cluster = %config.cluster_name, provider = %config.provider_arn(), "pod identity controller starting");
+    let oidc = match config.oidc.manage {
+        true => match oidc_keeper(&client, iam.clone(), &aws, &config, &args.lease_namespace).await
+        {
+            Ok(keeper) => Some(keeper),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        false => None,
+    };
     let ctx = Context::new(client, iam, config);
     let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(
@@ -155,6 +196,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         RunSettings {
             health_listen: args.health_listen,
             election,
+            oidc,
         },
     )
     .await

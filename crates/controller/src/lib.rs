@@ -18,6 +18,7 @@ pub mod health;
 pub mod leader;
 pub mod managed_policies;
 pub mod metrics;
+pub mod oidc;
 pub mod policy_status;
 pub mod policy_view;
 pub mod policy_watches;

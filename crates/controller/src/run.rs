@@ -22,6 +22,7 @@ use crate::context::Context;
 use crate::health::{self, Health};
 use crate::leader::{Elector, Lost};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::oidc::OidcKeeper;
 use crate::policy_view::{NamespaceMeta, WatchedPolicy};
 use crate::policy_watches::{
     at_most_every, note_binding_changes, wake_on_label_changes, wake_on_policy_changes,
@@ -33,6 +34,8 @@ pub struct RunSettings {
     pub health_listen: SocketAddr,
     /// With leader election: the elector (on an unfenced client) for the shared Lease.
     pub election: Option<Elector>,
+    /// With `oidc.manage`: the provider and published keys' keeper, run by the leader.
+    pub oidc: Option<OidcKeeper>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,10 @@ pub async fn run(
             () = shutdown_signal() => return Ok(()),
         }
         tracing::info!(lease = %elector.settings().name, "leading");
+    }
+    // Ends with the process: a replica that loses the lease exits.
+    if let Some(keeper) = settings.oidc.take() {
+        tokio::spawn(keeper.keep());
     }
 
     let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");

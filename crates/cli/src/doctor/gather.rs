@@ -15,7 +15,7 @@ use podidentity_controller::assumable::service_account_token;
 use podidentity_iam::assume::{TokenFacts, read_token};
 use serde_json::Value;
 
-use super::fetch::Fetcher;
+use podidentity_controller::oidc::fetch::Fetcher;
 
 /// What doctor was asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]

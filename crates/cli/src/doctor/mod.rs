@@ -6,7 +6,6 @@
 mod chain;
 #[cfg(test)]
 mod chain_tests;
-mod fetch;
 mod gather;
 
 use std::path::PathBuf;
@@ -19,8 +18,9 @@ use podidentity_controller::startup::api_server_issuer;
 
 use crate::config_load::ConfigArgs;
 use chain::{Health, Link};
-use fetch::{ConnectTo, Fetcher};
 use gather::{Reach, Target};
+use podidentity_api::config::ConnectTo;
+use podidentity_controller::oidc::fetch::Fetcher;
 
 #[derive(Args, Debug, Clone)]
 pub struct DoctorArgs {

@@ -1,6 +1,8 @@
-//! One HTTPS GET, as STS makes it to an issuer: the discovery document and the JWKS.
-//! `--connect-to` sends a host's connections elsewhere (an issuer not yet in DNS, a
-//! bucket behind a proxy) and `--issuer-ca` trusts a private CA, as curl's flags do.
+//! HTTPS to an issuer's host, as STS reaches it: one GET (the discovery document, the
+//! JWKS), or the thumbprint of the certificate chain it serves (what an IAM OIDC provider
+//! records). A `ConnectTo` sends a host's connections elsewhere (an issuer not yet in DNS,
+//! a bucket behind a proxy) and an extra CA is trusted beside the system's roots, as
+//! curl's `--connect-to` and `--cacert` do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,43 +10,15 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use podidentity_api::config::ConnectTo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Discovery documents and key sets are small; anything larger is not one.
 const MAX_BODY: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `HOST:PORT:TARGET_HOST:TARGET_PORT`: connections for HOST:PORT go to the target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectTo {
-    pub host: String,
-    pub port: u16,
-    pub target: String,
-}
-
-impl std::str::FromStr for ConnectTo {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = text.split(':').collect();
-        let [host, host_port, target_host, target_port] = parts.as_slice() else {
-            return Err(format!(
-                "--connect-to {text:?}: write HOST:PORT:TARGET_HOST:TARGET_PORT, e.g. \
-                 oidc.example.com:443:127.0.0.1:8443"
-            ));
-        };
-        let number = |p: &str| {
-            p.parse::<u16>()
-                .map_err(|_| format!("--connect-to {text:?}: {p:?} is not a port number"))
-        };
-        Ok(Self {
-            host: host.to_string(),
-            port: number(host_port)?,
-            target: format!("{target_host}:{}", number(target_port)?),
-        })
-    }
-}
 
 /// Where and how to fetch.
 #[derive(Clone)]
@@ -64,14 +38,15 @@ impl Fetcher {
         if let Some(pem) = extra_ca_pem {
             let mut added = 0;
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| format!("--issuer-ca: not a PEM certificate: {e}"))?;
+                let cert =
+                    cert.map_err(|e| format!("the issuer CA: not a PEM certificate: {e}"))?;
                 roots
                     .add(cert)
-                    .map_err(|e| format!("--issuer-ca: unusable certificate: {e}"))?;
+                    .map_err(|e| format!("the issuer CA: unusable certificate: {e}"))?;
                 added += 1;
             }
             if added == 0 {
-                return Err("--issuer-ca: the file holds no PEM certificate".into());
+                return Err("the issuer CA: the file holds no PEM certificate".into());
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -94,7 +69,28 @@ impl Fetcher {
             .map_err(|_| format!("GET {url}: no answer within {}s", TIMEOUT.as_secs()))?
     }
 
-    async fn get_now(&self, url: &str) -> Result<Bytes, String> {
+    /// The SHA-1 of the last certificate the issuer's host serves in its chain (the top
+    /// intermediate, or the only certificate), in lower-case hex: the thumbprint IAM
+    /// asks for. The chain is verified first, so a thumbprint is never taken from an
+    /// impostor.
+    pub async fn thumbprint(&self, url: &str) -> Result<String, String> {
+        let connect = async {
+            let (tls, host) = self.connect(url).await?;
+            let (_, session) = tls.get_ref();
+            let top = session
+                .peer_certificates()
+                .and_then(|chain| chain.last())
+                .ok_or_else(|| format!("{host} served no certificate"))?;
+            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, top);
+            Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        };
+        tokio::time::timeout(TIMEOUT, connect)
+            .await
+            .map_err(|_| format!("{url}: no TLS answer within {}s", TIMEOUT.as_secs()))?
+    }
+
+    /// A verified TLS connection to the URL's host (or where `ConnectTo` sends it).
+    async fn connect(&self, url: &str) -> Result<(TlsStream<TcpStream>, String), String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -110,7 +106,7 @@ impl Fetcher {
             .iter()
             .find(|c| c.host == host && c.port == port)
             .map_or_else(|| format!("{host}:{port}"), |c| c.target.clone());
-        let tcp = tokio::net::TcpStream::connect(&address)
+        let tcp = TcpStream::connect(&address)
             .await
             .map_err(|e| format!("cannot connect to {address} for {url}: {e}"))?;
         let name = ServerName::try_from(host.clone())
@@ -119,6 +115,14 @@ impl Fetcher {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {host} failed: {e}"))?;
+        Ok((tls, host))
+    }
+
+    async fn get_now(&self, url: &str) -> Result<Bytes, String> {
+        let (tls, host) = self.connect(url).await?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP with {host} failed: {e}"))?;
@@ -143,22 +147,5 @@ impl Fetcher {
             return Err(format!("GET {url} answered {status}"));
         }
         Ok(body)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_to_reads_like_curls_and_says_what_is_wrong() {
-        let parsed: ConnectTo = "oidc.example.com:443:127.0.0.1:8443"
-            .parse()
-            .unwrap_or_else(|e: String| panic!("{e}"));
-        assert_eq!(parsed.target, "127.0.0.1:8443");
-        for bad in ["oidc.example.com", "a:b:c:d", "a:443:b:99999"] {
-            let err = bad.parse::<ConnectTo>().expect_err(bad);
-            assert!(err.contains("--connect-to"), "{err}");
-        }
     }
 }

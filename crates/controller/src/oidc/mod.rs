@@ -1,0 +1,298 @@
+//! `oidc.manage`: the cluster's IAM OIDC provider and, with `oidc.publish.s3Bucket`, the
+//! issuer's discovery document and keys in S3, kept in line by the leader on a timer.
+//! `documents` works out what the bucket should hold, `provider` puts the provider right,
+//! `fetch` reaches the issuer's host (the thumbprint), `status` reports in a ConfigMap.
+
+pub mod documents;
+pub mod fetch;
+pub mod provider;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use podidentity_api::config::OperatorConfig;
+use podidentity_aws::s3::{ObjectKey, ObjectStore};
+use podidentity_aws::{Iam, IamApi};
+
+use documents::Publication;
+use fetch::Fetcher;
+use provider::{ProviderOutcome, WantedProvider};
+use status::{Finding, Report};
+
+/// The leader's OIDC keeper: everything one pass needs.
+pub struct OidcKeeper {
+    pub client: kube::Client,
+    pub iam: Arc<dyn IamApi>,
+    /// Set when the configuration names a bucket.
+    pub s3: Option<Arc<dyn ObjectStore>>,
+    /// Completed: the issuer and the account are known.
+    pub config: OperatorConfig,
+    /// Where the status ConfigMap lives (the controller's own namespace).
+    pub namespace: String,
+    pub fetcher: Fetcher,
+}
+
+const JSON: &str = "application/json";
+
+fn seconds_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn failed(reason: &'static str, message: String) -> Finding {
+    Finding {
+        ok: false,
+        reason,
+        message,
+    }
+}
+
+impl OidcKeeper {
+    /// Passes forever, `oidc.checkInterval` apart; each logs what went wrong and reports
+    /// it in the ConfigMap, and the next one tries again.
+    pub async fn keep(self) {
+        let interval = self
+            .config
+            .oidc_check_interval()
+            .unwrap_or(Duration::from_secs(60));
+        loop {
+            if let Err(err) = self.pass().await {
+                tracing::warn!(error = %err, "the OIDC status ConfigMap could not be written");
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    fn issuer(&self) -> String {
+        self.config
+            .oidc
+            .issuer_url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// One pass: publish (so STS finds the keys before anything trusts the provider),
+    /// then the provider, then the report. Errors are the report's; only writing the
+    /// report itself can fail the pass.
+    pub async fn pass(&self) -> Result<Report, kube::Error> {
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let existing = maps.get_opt(status::STATUS_CONFIG_MAP).await?;
+        let mut report = Report::default();
+        report.facts.insert("issuer", self.issuer());
+        report
+            .facts
+            .insert("providerArn", self.config.provider_arn());
+        report.retired_keys = status::retired_keys(existing.as_ref());
+        if let (Some(store), Some(bucket)) = (&self.s3, &self.config.oidc.publish.s3_bucket) {
+            report.publication = Some(self.publish(store.as_ref(), bucket, &mut report).await);
+        }
+        report.provider = Some(self.provider(&mut report).await);
+        let data = status::data(
+            &report,
+            existing.as_ref(),
+            &Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        status::write(&maps, existing.as_ref(), data).await?;
+        Ok(report)
+    }
+
+    async fn served(&self, path: &str) -> Result<Vec<u8>, String> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        self.client
+            .request_text(request)
+            .await
+            .map(String::into_bytes)
+            .map_err(|e| format!("GET {path} from the API server: {e}"))
+    }
+
+    async fn publish(&self, store: &dyn ObjectStore, bucket: &str, report: &mut Report) -> Finding {
+        let served = async {
+            Ok::<_, String>((
+                self.served("/.well-known/openid-configuration").await?,
+                self.served("/openid/v1/jwks").await?,
+            ))
+        };
+        let (served_discovery, served_keys) = match served.await {
+            Ok(served) => served,
+            Err(message) => return failed("ApiServerUnreadable", message),
+        };
+        let (discovery_key, key_set_key) = documents::object_keys(&self.issuer());
+        let object = |key: String| ObjectKey {
+            bucket: bucket.to_string(),
+            key,
+        };
+        let (discovery_object, key_set_object) = (object(discovery_key), object(key_set_key));
+        report
+            .facts
+            .insert("discoveryObject", discovery_object.to_string());
+        report
+            .facts
+            .insert("keySetObject", key_set_object.to_string());
+        let published = async {
+            Ok::<_, podidentity_aws::AwsError>((
+                store.get(&discovery_object).await?,
+                store.get(&key_set_object).await?,
+            ))
+        };
+        let (published_discovery, published_keys) = match published.await {
+            Ok(found) => found,
+            Err(err) => return failed("BucketUnreadable", format!("{bucket}: {err}")),
+        };
+        let retention = self
+            .config
+            .key_retention()
+            .unwrap_or(Duration::from_secs(86_400));
+        let planned = match documents::plan(
+            &self.issuer(),
+            &served_discovery,
+            &served_keys,
+            published_keys.as_deref(),
+            &report.retired_keys,
+            seconds_now(),
+            retention,
+        ) {
+            Ok(planned) => planned,
+            Err(err) => return failed("IssuerMismatch", err.0),
+        };
+        report.facts.insert("keyIds", planned.key_ids.join(","));
+        report.retired_keys = planned.retired.clone();
+        match self
+            .put_changed(
+                store,
+                &planned,
+                &discovery_object,
+                &key_set_object,
+                published_discovery,
+                published_keys,
+            )
+            .await
+        {
+            Ok(0) => Finding {
+                ok: true,
+                reason: "InSync",
+                message: published_message(&planned, &key_set_object),
+            },
+            Ok(_) => {
+                tracing::info!(keys = %planned.key_ids.join(","), bucket, "published the issuer's discovery document and keys");
+                Finding {
+                    ok: true,
+                    reason: "Published",
+                    message: published_message(&planned, &key_set_object),
+                }
+            }
+            Err(err) => failed("BucketUnwritable", format!("{bucket}: {err}")),
+        }
+    }
+
+    /// Puts each document that differs from the bucket's; how many were put.
+    async fn put_changed(
+        &self,
+        store: &dyn ObjectStore,
+        planned: &Publication,
+        discovery_object: &ObjectKey,
+        key_set_object: &ObjectKey,
+        published_discovery: Option<Vec<u8>>,
+        published_keys: Option<Vec<u8>>,
+    ) -> Result<usize, podidentity_aws::AwsError> {
+        let mut put = 0;
+        for (object, wanted, found) in [
+            (discovery_object, &planned.discovery, published_discovery),
+            (key_set_object, &planned.key_set, published_keys),
+        ] {
+            if found.as_ref() != Some(wanted) {
+                store.put(object, wanted.clone(), JSON).await?;
+                put += 1;
+            }
+        }
+        Ok(put)
+    }
+
+    async fn provider(&self, report: &mut Report) -> Finding {
+        let issuer = self.issuer();
+        let thumbprints = match self.config.oidc.thumbprints.is_empty() {
+            false => self.config.oidc.thumbprints.clone(),
+            true => match self.fetcher.thumbprint(&issuer).await {
+                Ok(thumbprint) => vec![thumbprint],
+                Err(message) => {
+                    return failed(
+                        "ThumbprintUnavailable",
+                        format!(
+                            "{message}; the provider is left as it is. Make the issuer's host \
+                             reachable from the controller (oidc.connectTo, SSL_CERT_FILE for a \
+                             private CA) or set oidc.thumbprints"
+                        ),
+                    );
+                }
+            },
+        };
+        report.facts.insert("thumbprints", thumbprints.join(","));
+        let wanted = WantedProvider {
+            arn: self.config.provider_arn(),
+            url: issuer,
+            client_ids: self.config.provider_client_ids(),
+            thumbprints,
+            cluster: self.config.cluster_name.clone(),
+            cluster_uid: self.config.cluster_uid.clone(),
+        };
+        report
+            .facts
+            .insert("clientIds", wanted.client_ids.join(","));
+        let iam = Iam::new(self.iam.as_ref());
+        match provider::ensure(&iam, &wanted).await {
+            Ok(ProviderOutcome::Created) => {
+                tracing::info!(arn = %wanted.arn, "created the IAM OIDC provider");
+                Finding {
+                    ok: true,
+                    reason: "Created",
+                    message: format!("created {}", wanted.arn),
+                }
+            }
+            Ok(ProviderOutcome::Updated(changes)) => {
+                tracing::info!(arn = %wanted.arn, changes = %changes.join("; "), "put the IAM OIDC provider right");
+                Finding {
+                    ok: true,
+                    reason: "Updated",
+                    message: format!("{}: {}", wanted.arn, changes.join("; ")),
+                }
+            }
+            Ok(ProviderOutcome::InSync) => Finding {
+                ok: true,
+                reason: "InSync",
+                message: format!("{} matches", wanted.arn),
+            },
+            Ok(ProviderOutcome::Foreign(tags)) => failed(
+                "ForeignProvider",
+                format!(
+                    "{} exists but is not this cluster's (tags {tags:?}); it is left as it is. \
+                     Tag it {}={} to hand it to the operator, or set oidc.manage: false",
+                    wanted.arn,
+                    podidentity_api::annotations::TAG_CLUSTER,
+                    wanted.cluster
+                ),
+            ),
+            Err(err) => failed("AwsError", err.to_string()),
+        }
+    }
+}
+
+fn published_message(planned: &Publication, key_set: &ObjectKey) -> String {
+    let mut message = format!("{} key(s) at {key_set}", planned.key_ids.len());
+    if !planned.retired.is_empty() {
+        let retired: Vec<&str> = planned.retired.keys().map(String::as_str).collect();
+        message.push_str(&format!(
+            "; kept though the API server no longer serves them: {}",
+            retired.join(",")
+        ));
+    }
+    message
+}
