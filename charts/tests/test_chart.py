@@ -65,8 +65,9 @@ def kinds(objects):
         {"webhook": {"certificates": {"mode": "certManager"}}},
         {"controller": {"leaderElection": True, "replicas": 2}},
         {"metrics": {"serviceMonitor": {"enabled": True}}, "networkPolicy": {"enabled": True}},
+        {"oidc": {"manage": True, "publish": {"s3Bucket": "prod-oidc"}}},
     ],
-    ids=["defaults", "webhook-off", "cert-manager", "leader-election", "monitoring"],
+    ids=["defaults", "webhook-off", "cert-manager", "leader-election", "monitoring", "oidc-managed"],
 )
 def test_every_rendered_object_is_valid_kubernetes(variant):
     objects = render(variant)
@@ -208,6 +209,33 @@ def test_token_requests_and_workload_patches_are_granted_only_with_their_setting
     assert {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]} in restarts
 
 
+def test_oidc_management_is_granted_and_configured_only_when_asked(tmp_path):
+    jwks = {"nonResourceURLs": ["/openid/v1/jwks"], "verbs": ["get"]}
+    default = render()
+    assert jwks not in find(default, "ClusterRole", "pio-pod-identity-operator-controller")["rules"]
+    assert not [o for o in default if o["kind"] == "Role"]
+    assert "manage" not in yaml.safe_load(find(default, "ConfigMap")["data"]["config.yaml"])["oidc"]
+
+    managed = render({"shortForm": {"enabled": True}, "oidc": {"manage": True, "checkInterval": "30s", "publish": {"s3Bucket": "prod-oidc", "keyRetention": "48h"}}})
+    assert jwks in find(managed, "ClusterRole", "pio-pod-identity-operator-controller")["rules"]
+    # The status ConfigMap, by name, in the release's namespace only.
+    role = find(managed, "Role", "pio-pod-identity-operator-oidc-status")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["podidentity-oidc"], "verbs": ["get", "patch"]} in role["rules"]
+    assert find(managed, "RoleBinding", "pio-pod-identity-operator-oidc-status")["roleRef"]["name"] == role["metadata"]["name"]
+    text = find(managed, "ConfigMap")["data"]["config.yaml"]
+    oidc = yaml.safe_load(text)["oidc"]
+    assert oidc == {"manage": True, "checkInterval": "30s", "publish": {"s3Bucket": "prod-oidc", "keyRetention": "48h"}}
+    # The binary accepts what the chart renders.
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    binary = ROOT / "target" / "debug" / "podidentity"
+    if not binary.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "podidentity"], cwd=ROOT, check=True)
+    run = subprocess.run([str(binary), "plan", "-f", "examples", "--config", str(path), "-o", "json"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
 def test_the_operators_service_account_carries_its_iam_role():
     arn = "arn:aws:iam::111122223333:role/podidentity-operator"
     objects = render({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": arn}}})
@@ -256,8 +284,10 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"controller": {"replicas": 3}}, "replicas"),
         ({"clusterNmae": "typo"}, "clusterNmae"),
         ({"shortForm": {"namespaces": ["Shop_1"]}}, "Shop_1"),
+        ({"oidc": {"publish": {"s3Bucket": "Prod_OIDC"}}}, "Prod_OIDC"),
+        ({"oidc": {"thumbprints": ["abc"]}}, "abc"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))

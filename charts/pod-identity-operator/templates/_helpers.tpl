@@ -51,6 +51,12 @@ seccompProfile:
 {{- with .Values.oidc.issuerUrl }}{{ $_ := set $oidc "issuerUrl" . }}{{ end -}}
 {{- with .Values.oidc.providerArn }}{{ $_ := set $oidc "providerArn" . }}{{ end -}}
 {{- with .Values.oidc.additionalProviderArns }}{{ $_ := set $oidc "additionalProviderArns" . }}{{ end -}}
+{{- if .Values.oidc.manage }}{{ $_ := set $oidc "manage" true }}{{ end -}}
+{{- range $key := list "clientIds" "thumbprints" "connectTo" "issuerCa" "checkInterval" }}{{ with index $.Values.oidc $key }}{{ $_ := set $oidc $key . }}{{ end }}{{ end -}}
+{{- $publish := dict -}}
+{{- with .Values.oidc.publish.s3Bucket }}{{ $_ := set $publish "s3Bucket" . }}{{ end -}}
+{{- with .Values.oidc.publish.keyRetention }}{{ $_ := set $publish "keyRetention" . }}{{ end -}}
+{{- if $publish }}{{ $_ := set $oidc "publish" $publish }}{{ end -}}
 {{- $_ := set $c "oidc" $oidc -}}
 {{- $roles := dict "allowNameOverride" .Values.roles.allowNameOverride "maxManagedPolicies" .Values.roles.maxManagedPolicies -}}
 {{- with .Values.roles.namePrefix }}{{ $_ := set $roles "namePrefix" . }}{{ end -}}

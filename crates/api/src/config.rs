@@ -110,6 +110,10 @@ pub struct OidcConfig {
     /// as curl's `--connect-to`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_to: Vec<String>,
+    /// PEM certificates trusted for the issuer's host beside the system's roots (an
+    /// issuer behind a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ca: Option<String>,
     /// How often the provider and the published documents are checked; default `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_interval: Option<String>,

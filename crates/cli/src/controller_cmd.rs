@@ -117,8 +117,11 @@ async fn oidc_keeper(
         s3,
         config: config.clone(),
         namespace: namespace.to_string(),
-        // The system's roots (SSL_CERT_FILE adds a private CA, as for every rustls client).
-        fetcher: Fetcher::new(None, config.issuer_connect_to())?,
+        fetcher: Fetcher::new(
+            config.oidc.issuer_ca.as_deref().map(str::as_bytes),
+            config.issuer_connect_to(),
+        )
+        .map_err(|e| format!("oidc.issuerCa: {e}"))?,
     })
 }
 

@@ -28,8 +28,22 @@ pub struct ControlPlane {
     pub audit_log: PathBuf,
     etcd_data: PathBuf,
     controller_manager: Option<Process>,
-    apiserver: Option<Process>,
+    /// Behind a lock: a scenario restarts it (a signing key rotation).
+    apiserver: std::sync::Mutex<Option<Process>>,
+    /// How it was started, to start it again.
+    apiserver_program: PathBuf,
+    apiserver_args: Vec<String>,
     etcd: Option<Process>,
+}
+
+/// A rotation of the ServiceAccount token signing key, as an operator of the cluster
+/// does it: a second key signs while both verify, then the first is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRotation {
+    /// The new key signs; the old one still verifies (both in the JWKS).
+    NewKeySigns,
+    /// The old key is gone: the JWKS holds the new key alone.
+    OldKeyDropped,
 }
 
 const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
@@ -139,10 +153,7 @@ impl ControlPlane {
             "https://oidc.e2e.podidentity.test/id/{:08X}",
             std::process::id()
         );
-        let apiserver = Process::start(
-            "kube-apiserver",
-            &assets.join("kube-apiserver"),
-            &[
+        let apiserver_args = vec![
                 arg("etcd-servers", format!("http://127.0.0.1:{client_port}")),
                 arg("secure-port", secure_port),
                 arg("bind-address", "127.0.0.1"),
@@ -169,7 +180,12 @@ impl ControlPlane {
                 arg("audit-log-path", audit_log.display()),
                 arg("audit-log-maxsize", 0),
                 arg("audit-log-format", "json"),
-            ],
+        ];
+        let apiserver_program = assets.join("kube-apiserver");
+        let apiserver = Process::start(
+            "kube-apiserver",
+            &apiserver_program,
+            &apiserver_args,
             &[],
             dir.join("kube-apiserver.log"),
         )?;
@@ -193,7 +209,9 @@ impl ControlPlane {
             audit_log,
             etcd_data,
             controller_manager: None,
-            apiserver: Some(apiserver),
+            apiserver: std::sync::Mutex::new(Some(apiserver)),
+            apiserver_program,
+            apiserver_args,
             etcd: Some(etcd),
         };
         let client = crate::cluster::client_from(&admin_kubeconfig).await?;
@@ -238,24 +256,30 @@ impl ControlPlane {
             {
                 return Ok(());
             }
-            for process in [&mut self.etcd, &mut self.apiserver].into_iter().flatten() {
-                if !process.running() {
-                    return Err(HarnessError::new(format!(
-                        "{} exited during start-up:\n{}",
-                        process.name,
-                        process.log_tail(30)
-                    )));
-                }
+            if let Some(etcd) = &mut self.etcd
+                && !etcd.running()
+            {
+                return Err(HarnessError::new(format!(
+                    "etcd exited during start-up:\n{}",
+                    etcd.log_tail(30)
+                )));
+            }
+            let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(process) = apiserver.as_mut()
+                && !process.running()
+            {
+                return Err(HarnessError::new(format!(
+                    "kube-apiserver exited during start-up:\n{}",
+                    process.log_tail(30)
+                )));
             }
             if Instant::now() > deadline {
                 return Err(HarnessError::new(format!(
                     "kube-apiserver not ready after 60 s:\n{}",
-                    self.apiserver
-                        .as_ref()
-                        .map(|p| p.log_tail(30))
-                        .unwrap_or_default()
+                    apiserver.as_ref().map(|p| p.log_tail(30)).unwrap_or_default()
                 )));
             }
+            drop(apiserver);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -288,12 +312,73 @@ impl ControlPlane {
 
     /// The last lines of each component's log (for a failure report).
     pub fn log_tails(&self, lines: usize) -> String {
-        [&self.etcd, &self.apiserver, &self.controller_manager]
+        let apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+        [&self.etcd, &*apiserver, &self.controller_manager]
             .into_iter()
             .flatten()
             .map(|p| format!("--- {}\n{}", p.name, p.log_tail(lines)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Restarts the API server with a second token signing key (made on the first call),
+    /// and waits until it serves again. Its port, store and everything else stay.
+    pub async fn rotate_token_keys(
+        &self,
+        rotation: KeyRotation,
+        client: &kube::Client,
+    ) -> Result<(), HarnessError> {
+        let (new_key, new_pub) = (self.dir.join("sa-2.key"), self.dir.join("sa-2.pub"));
+        if !new_key.is_file() {
+            let (key, public) = token_signing_key()?;
+            write(&self.dir, "sa-2.key", &key)?;
+            write(&self.dir, "sa-2.pub", &public)?;
+        }
+        let old_pub = self.dir.join("sa.pub");
+        let mut args: Vec<String> = self
+            .apiserver_args
+            .iter()
+            .filter(|a| {
+                !a.starts_with("--service-account-key-file=")
+                    && !a.starts_with("--service-account-signing-key-file=")
+            })
+            .cloned()
+            .collect();
+        if rotation == KeyRotation::NewKeySigns {
+            args.push(arg("service-account-key-file", old_pub.display()));
+        }
+        args.push(arg("service-account-key-file", new_pub.display()));
+        args.push(arg("service-account-signing-key-file", new_key.display()));
+        let log = self.dir.join(format!("kube-apiserver-{rotation:?}.log"));
+        {
+            let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(mut old) = apiserver.take() {
+                old.kill();
+            }
+            *apiserver = Some(Process::start(
+                "kube-apiserver",
+                &self.apiserver_program,
+                &args,
+                &[],
+                log,
+            )?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = http::Request::get("/readyz").body(Vec::new());
+            if let Ok(request) = request
+                && client.request_text(request).await.is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::new(format!(
+                    "kube-apiserver not ready 60 s after its restart:\n{}",
+                    self.log_tails(30)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -301,7 +386,10 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Stop in dependency order: the controller manager, the API server, then etcd.
         self.controller_manager.take();
-        self.apiserver.take();
+        self.apiserver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.etcd.take();
         let _ = std::fs::remove_dir_all(&self.etcd_data);
         if std::env::var_os("PODIDENTITY_E2E_KEEP").is_none() {

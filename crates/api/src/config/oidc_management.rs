@@ -140,6 +140,15 @@ impl OperatorConfig {
                 "an empty client id: remove it (the default is [sts.amazonaws.com])".into(),
             );
         }
+        if let Some(pem) = &oidc.issuer_ca
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            problems.bad(
+                "oidc.issuerCa",
+                "holds no PEM certificate: paste the CA's -----BEGIN CERTIFICATE----- block"
+                    .into(),
+            );
+        }
         for text in &oidc.connect_to {
             if let Err(message) = text.parse::<ConnectTo>() {
                 problems.bad("oidc.connectTo", message);
@@ -206,6 +215,7 @@ mod tests {
         config.oidc.thumbprints = vec!["abc".into()];
         config.oidc.client_ids = vec![" ".into()];
         config.oidc.connect_to = vec!["oidc.example.com:443".into()];
+        config.oidc.issuer_ca = Some("not a certificate".into());
         config.oidc.check_interval = Some("soon".into());
         config.oidc.publish.key_retention = Some("forever".into());
         let problems = config.problems();
@@ -215,6 +225,7 @@ mod tests {
             "oidc.thumbprints",
             "oidc.clientIds",
             "oidc.connectTo",
+            "oidc.issuerCa",
             "oidc.checkInterval",
             "oidc.publish.keyRetention",
         ] {
