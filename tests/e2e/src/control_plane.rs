@@ -154,32 +154,32 @@ impl ControlPlane {
             std::process::id()
         );
         let apiserver_args = vec![
-                arg("etcd-servers", format!("http://127.0.0.1:{client_port}")),
-                arg("secure-port", secure_port),
-                arg("bind-address", "127.0.0.1"),
-                arg("advertise-address", "127.0.0.1"),
-                arg("service-account-issuer", &issuer),
-                arg("service-account-key-file", sa_pub_file.display()),
-                arg("service-account-signing-key-file", sa_key_file.display()),
-                arg(
-                    "api-audiences",
-                    "https://kubernetes.default.svc,sts.amazonaws.com",
-                ),
-                arg("authorization-mode", "RBAC"),
-                arg("client-ca-file", ca_file.display()),
-                arg("tls-cert-file", serving_cert.display()),
-                arg("tls-private-key-file", serving_key.display()),
-                arg("service-cluster-ip-range", "10.0.0.0/24"),
-                arg(
-                    "enable-admission-plugins",
-                    "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,OwnerReferencesPermissionEnforcement",
-                ),
-                arg("feature-gates", "CustomResourceValidationExpressions=true"),
-                arg("allow-privileged", true),
-                arg("audit-policy-file", audit_policy.display()),
-                arg("audit-log-path", audit_log.display()),
-                arg("audit-log-maxsize", 0),
-                arg("audit-log-format", "json"),
+            arg("etcd-servers", format!("http://127.0.0.1:{client_port}")),
+            arg("secure-port", secure_port),
+            arg("bind-address", "127.0.0.1"),
+            arg("advertise-address", "127.0.0.1"),
+            arg("service-account-issuer", &issuer),
+            arg("service-account-key-file", sa_pub_file.display()),
+            arg("service-account-signing-key-file", sa_key_file.display()),
+            arg(
+                "api-audiences",
+                "https://kubernetes.default.svc,sts.amazonaws.com",
+            ),
+            arg("authorization-mode", "RBAC"),
+            arg("client-ca-file", ca_file.display()),
+            arg("tls-cert-file", serving_cert.display()),
+            arg("tls-private-key-file", serving_key.display()),
+            arg("service-cluster-ip-range", "10.0.0.0/24"),
+            arg(
+                "enable-admission-plugins",
+                "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,OwnerReferencesPermissionEnforcement",
+            ),
+            arg("feature-gates", "CustomResourceValidationExpressions=true"),
+            arg("allow-privileged", true),
+            arg("audit-policy-file", audit_policy.display()),
+            arg("audit-log-path", audit_log.display()),
+            arg("audit-log-maxsize", 0),
+            arg("audit-log-format", "json"),
         ];
         let apiserver_program = assets.join("kube-apiserver");
         let apiserver = Process::start(
@@ -276,7 +276,10 @@ impl ControlPlane {
             if Instant::now() > deadline {
                 return Err(HarnessError::new(format!(
                     "kube-apiserver not ready after 60 s:\n{}",
-                    apiserver.as_ref().map(|p| p.log_tail(30)).unwrap_or_default()
+                    apiserver
+                        .as_ref()
+                        .map(|p| p.log_tail(30))
+                        .unwrap_or_default()
                 )));
             }
             drop(apiserver);

@@ -33,7 +33,9 @@ pub struct Call {
 impl Call {
     /// Reads and anything else that changes nothing.
     pub fn is_read(&self) -> bool {
-        ["Get", "List"].iter().any(|p| self.action.starts_with(p))
+        ["Get", "List", "S3:Get", "S3:Head"]
+            .iter()
+            .any(|p| self.action.starts_with(p))
     }
 }
 
@@ -148,7 +150,17 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     let params = form(&body);
-    let action = params.get("Action").cloned().unwrap_or_default();
+    // IAM and STS name their action in the form; S3's object calls are named here by
+    // their method.
+    let action = params
+        .get("Action")
+        .cloned()
+        .unwrap_or_else(|| match parts.method.as_str() {
+            "GET" => "S3:GetObject".to_string(),
+            "PUT" => "S3:PutObject".to_string(),
+            "HEAD" => "S3:HeadObject".to_string(),
+            other => format!("S3:{other}"),
+        });
     let fault = state.faults.lock().ok().and_then(|mut rules| {
         let rule = rules
             .iter_mut()

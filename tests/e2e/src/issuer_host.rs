@@ -18,6 +18,8 @@ pub struct IssuerHost {
     pub addr: SocketAddr,
     /// The host name of the issuer URL.
     pub host: String,
+    /// The one certificate it serves (signed by the cluster's CA).
+    pub cert_pem: String,
     _server: HttpsServer,
 }
 
@@ -74,6 +76,7 @@ impl IssuerHost {
         .await?;
         Ok(Self {
             addr: server.addr,
+            cert_pem: serving.cert_pem.clone(),
             host,
             _server: server,
         })

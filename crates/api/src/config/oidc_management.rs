@@ -145,8 +145,7 @@ impl OperatorConfig {
         {
             problems.bad(
                 "oidc.issuerCa",
-                "holds no PEM certificate: paste the CA's -----BEGIN CERTIFICATE----- block"
-                    .into(),
+                "holds no PEM certificate: paste the CA's -----BEGIN CERTIFICATE----- block".into(),
             );
         }
         for text in &oidc.connect_to {

@@ -10,6 +10,7 @@ mod iam_identity;
 mod iam_work;
 mod leadership;
 mod lifecycle;
+mod oidc;
 mod ownership;
 mod pods;
 mod policies;
@@ -111,5 +112,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(readiness::pods_that_started_early_get_one_rollout, Cluster),
         scenario!(doctor::each_broken_link_is_found_on_a_real_cluster, Cluster),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
+        // Last: it restarts the API server, which then no longer trusts the first key.
+        scenario!(
+            oidc::provider_and_keys_kept_through_a_key_rotation,
+            OwnControlPlane
+        ),
     ]
 }
