@@ -264,27 +264,33 @@ impl ControlPlane {
                     etcd.log_tail(30)
                 )));
             }
-            let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(process) = apiserver.as_mut()
-                && !process.running()
-            {
-                return Err(HarnessError::new(format!(
-                    "kube-apiserver exited during start-up:\n{}",
-                    process.log_tail(30)
-                )));
+            if let Some(failure) = self.apiserver_failure(deadline) {
+                return Err(failure);
             }
-            if Instant::now() > deadline {
-                return Err(HarnessError::new(format!(
-                    "kube-apiserver not ready after 60 s:\n{}",
-                    apiserver
-                        .as_ref()
-                        .map(|p| p.log_tail(30))
-                        .unwrap_or_default()
-                )));
-            }
-            drop(apiserver);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Why waiting for the API server is over: it exited, or the deadline passed.
+    fn apiserver_failure(&self, deadline: Instant) -> Option<HarnessError> {
+        let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(process) = apiserver.as_mut()
+            && !process.running()
+        {
+            return Some(HarnessError::new(format!(
+                "kube-apiserver exited during start-up:\n{}",
+                process.log_tail(30)
+            )));
+        }
+        (Instant::now() > deadline).then(|| {
+            HarnessError::new(format!(
+                "kube-apiserver not ready after 60 s:\n{}",
+                apiserver
+                    .as_ref()
+                    .map(|p| p.log_tail(30))
+                    .unwrap_or_default()
+            ))
+        })
     }
 
     /// The controller manager works once it has made the `default` ServiceAccount.
