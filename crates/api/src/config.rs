@@ -61,6 +61,8 @@ pub struct OperatorConfig {
     /// Deployments, StatefulSets and DaemonSets, which the chart grants only then.
     #[serde(default)]
     pub allow_pod_restarts: bool,
+    #[serde(default)]
+    pub credentials_requests: CredentialsRequestsConfig,
     /// Not a setting: the uid of this cluster's kube-system namespace, which the controller
     /// reads at start and tags roles with. Unknown to `plan` and the webhook.
     #[serde(skip)]
@@ -119,6 +121,34 @@ pub struct OidcConfig {
     pub check_interval: Option<String>,
     #[serde(default, skip_serializing_if = "PublishConfig::is_unset")]
     pub publish: PublishConfig,
+}
+
+/// OpenShift's CredentialsRequests, reconciled like bindings (one role and one ccoctl
+/// Secret each) where their CRD is installed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsRequestsConfig {
+    /// Off by default: on OpenShift the Cloud Credential Operator may own them.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The namespaces whose requests are honoured: a request names a Secret and
+    /// ServiceAccounts in any namespace, so only the platform's own namespace may make
+    /// them. Default: `openshift-cloud-credential-operator`.
+    #[serde(default = "default_credentials_request_namespaces")]
+    pub namespaces: Vec<String>,
+}
+
+fn default_credentials_request_namespaces() -> Vec<String> {
+    vec!["openshift-cloud-credential-operator".to_string()]
+}
+
+impl Default for CredentialsRequestsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            namespaces: default_credentials_request_namespaces(),
+        }
+    }
 }
 
 /// Where the issuer's discovery document and keys are published for STS to fetch.
@@ -293,6 +323,7 @@ impl Default for OperatorConfig {
             short_form: ShortFormConfig::default(),
             verify_assumable: false,
             allow_pod_restarts: false,
+            credentials_requests: CredentialsRequestsConfig::default(),
             cluster_uid: None,
         }
     }
@@ -456,6 +487,7 @@ impl OperatorConfig {
         self.limit_problems(&mut problems);
         self.aws_problems(&mut problems);
         self.short_form_problems(&mut problems);
+        self.credentials_request_problems(&mut problems);
         problems.0
     }
 
@@ -502,6 +534,26 @@ impl OperatorConfig {
                         "{namespace:?} is not a namespace name (lower-case letters, digits \
                          and '-', at most 63)"
                     ),
+                );
+            }
+        }
+    }
+
+    /// `credentialsRequests.*`.
+    fn credentials_request_problems(&self, problems: &mut Problems) {
+        let namespaces = &self.credentials_requests.namespaces;
+        if self.credentials_requests.enabled && namespaces.is_empty() {
+            problems.bad(
+                "credentialsRequests.namespaces",
+                "is empty, so no request would be honoured: name the namespace the platform                  keeps them in (openshift-cloud-credential-operator)"
+                    .into(),
+            );
+        }
+        for namespace in namespaces {
+            if !crate::binding::is_dns_name(namespace, 63, false) {
+                problems.bad(
+                    "credentialsRequests.namespaces",
+                    format!("{namespace:?} is not a namespace name"),
                 );
             }
         }

@@ -8,6 +8,7 @@ pub mod binding;
 pub mod conditions;
 pub mod config;
 pub mod crd;
+pub mod credentials_request;
 pub mod policy;
 
 pub use binding::{

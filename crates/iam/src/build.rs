@@ -17,7 +17,7 @@ use crate::error::{Error, Violation};
 use crate::guardrails::{Guardrails, RuleSet};
 use crate::naming;
 use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement};
-use crate::trust::trust_policy;
+use crate::trust::trust_policy_for;
 use crate::validate::validate;
 
 /// Name of the role's one inline policy.
@@ -74,6 +74,10 @@ pub struct BindingRef<'a> {
     /// The role name its status records, if any: a role made before revision 3 keeps its
     /// legacy name (see [`naming::role_name_keeping_legacy`]).
     pub recorded_role_name: Option<&'a str>,
+    /// The `podidentity.io/binding` tag when it is not the name: a role made for a
+    /// CredentialsRequest is tagged with the request, so a binding of the same name is a
+    /// conflict rather than a second owner.
+    pub owner_tag: Option<&'a str>,
 }
 
 impl<'a> BindingRef<'a> {
@@ -83,6 +87,7 @@ impl<'a> BindingRef<'a> {
             namespace,
             name,
             recorded_role_name: None,
+            owner_tag: None,
         }
     }
 
@@ -95,6 +100,7 @@ impl<'a> BindingRef<'a> {
                 .status
                 .as_ref()
                 .and_then(|status| status.role_name.as_deref()),
+            owner_tag: None,
         }
     }
 
@@ -159,10 +165,28 @@ pub fn desired_state_under(
     config: &OperatorConfig,
     rules: &RuleSet,
 ) -> Result<DesiredState, Error> {
-    let trust = trust_policy(
+    desired_state_trusting(
+        binding,
+        spec,
+        config,
+        rules,
+        std::slice::from_ref(&spec.service_account_name),
+    )
+}
+
+/// [`desired_state_under`] for a role that `service_accounts` (all in the binding's
+/// namespace) may assume: a CredentialsRequest's list.
+pub fn desired_state_trusting(
+    binding: BindingRef<'_>,
+    spec: &PodIdentityBindingSpec,
+    config: &OperatorConfig,
+    rules: &RuleSet,
+    service_accounts: &[String],
+) -> Result<DesiredState, Error> {
+    let trust = trust_policy_for(
         &config.all_provider_arns(),
         binding.namespace,
-        &spec.service_account_name,
+        service_accounts,
         &spec.audience,
     );
     let inline = inline_policy(spec);
@@ -276,7 +300,7 @@ pub fn ownership_tags(
         ),
         (
             annotations::TAG_BINDING.to_string(),
-            binding.name.to_string(),
+            binding.owner_tag.unwrap_or(binding.name).to_string(),
         ),
     ]);
     if let Some(uid) = &config.cluster_uid {

@@ -29,13 +29,36 @@ pub fn trust_policy(
     service_account: &str,
     audience: &str,
 ) -> PolicyDocument {
-    let subject = service_account_subject(namespace, service_account);
+    trust_policy_for(
+        provider_arns,
+        namespace,
+        &[service_account.to_string()],
+        audience,
+    )
+}
+
+/// The trust policy for several ServiceAccounts of one namespace (a CredentialsRequest
+/// names a list): `:sub` is the one subject as a string, or the list of them.
+pub fn trust_policy_for(
+    provider_arns: &[String],
+    namespace: &str,
+    service_accounts: &[String],
+    audience: &str,
+) -> PolicyDocument {
+    let subjects: Vec<Value> = service_accounts
+        .iter()
+        .map(|account| Value::String(service_account_subject(namespace, account)))
+        .collect();
+    let subject = match subjects.as_slice() {
+        [one] => one.clone(),
+        _ => Value::Array(subjects),
+    };
     let statements = provider_arns
         .iter()
         .map(|provider_arn| {
             let host_path = provider_host_path(provider_arn);
             let mut string_equals = Map::new();
-            string_equals.insert(format!("{host_path}:sub"), Value::String(subject.clone()));
+            string_equals.insert(format!("{host_path}:sub"), subject.clone());
             string_equals.insert(format!("{host_path}:aud"), Value::String(audience.into()));
             let mut condition = Map::new();
             condition.insert("StringEquals".into(), Value::Object(string_equals));
