@@ -236,6 +236,21 @@ def test_oidc_management_is_granted_and_configured_only_when_asked(tmp_path):
     assert run.returncode == 0, run.stderr
 
 
+def test_credentials_requests_are_granted_and_configured_only_when_asked():
+    requests = {"apiGroups": ["cloudcredential.openshift.io"], "resources": ["credentialsrequests"], "verbs": ["list", "watch", "patch"]}
+    def rules_and_config(*overrides):
+        objects = render(*overrides)
+        config = yaml.safe_load(find(objects, "ConfigMap")["data"]["config.yaml"])
+        return find(objects, "ClusterRole", "pio-pod-identity-operator-controller")["rules"], config["credentialsRequests"]
+
+    rules, config = rules_and_config()
+    assert requests not in rules and config == {"enabled": False}
+    rules, config = rules_and_config({"credentialsRequests": {"enabled": True, "namespaces": ["platform-credentials"]}})
+    assert requests in rules
+    assert {"apiGroups": ["cloudcredential.openshift.io"], "resources": ["credentialsrequests/status"], "verbs": ["patch"]} in rules
+    assert config == {"enabled": True, "namespaces": ["platform-credentials"]}
+
+
 def test_the_operators_service_account_carries_its_iam_role():
     arn = "arn:aws:iam::111122223333:role/podidentity-operator"
     objects = render({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": arn}}})

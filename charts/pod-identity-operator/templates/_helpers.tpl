@@ -72,6 +72,9 @@ seccompProfile:
 {{- $_ := set $c "aws" $aws -}}
 {{- $_ := set $c "shortForm" .Values.shortForm -}}
 {{- $_ := set $c "verifyAssumable" .Values.verifyAssumable -}}
+{{- $requests := dict "enabled" .Values.credentialsRequests.enabled -}}
+{{- with .Values.credentialsRequests.namespaces }}{{ $_ := set $requests "namespaces" . }}{{ end -}}
+{{- $_ := set $c "credentialsRequests" $requests -}}
 {{- $_ := set $c "allowPodRestarts" .Values.allowPodRestarts -}}
 {{- toYaml $c -}}
 {{- end -}}

@@ -539,6 +539,23 @@ impl OperatorConfig {
         }
     }
 
+    /// Why the operator makes nothing for a CredentialsRequest in `namespace`, naming the
+    /// setting; `None` where it reconciles them.
+    pub fn credentials_request_refusal(&self, namespace: &str) -> Option<String> {
+        if !self.credentials_requests.enabled {
+            return Some(
+                "credentialsRequests.enabled is false, so the operator ignores                  CredentialsRequests: turn it on to reconcile them"
+                    .into(),
+            );
+        }
+        (!self.credentials_requests.namespaces.iter().any(|n| n == namespace)).then(|| {
+            format!(
+                "requests are honoured only in credentialsRequests.namespaces ({}): a request                  names Secrets and ServiceAccounts in any namespace, so make it there",
+                self.credentials_requests.namespaces.join(", ")
+            )
+        })
+    }
+
     /// `credentialsRequests.*`.
     fn credentials_request_problems(&self, problems: &mut Problems) {
         let namespaces = &self.credentials_requests.namespaces;

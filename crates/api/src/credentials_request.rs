@@ -64,7 +64,11 @@ pub struct AwsProviderSpec {
     #[serde(default)]
     pub statement_entries: Vec<StatementEntry>,
     /// A role made elsewhere (ccoctl), for the Cloud Credential Operator to use.
-    #[serde(default, rename = "stsIAMRoleARN", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "stsIAMRoleARN",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sts_iam_role_arn: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use podidentity_api::credentials_request::{self, CredentialsRequest};
 use podidentity_api::{GROUP, PodIdentityBinding, PodIdentityPolicy, VERSION};
 use serde::Serialize;
 use serde_json::Value;
@@ -43,6 +44,9 @@ pub enum Document {
         labels: BTreeMap<String, String>,
     },
     ServiceAccount(ShortFormServiceAccount),
+    /// OpenShift's request for cloud credentials (`oc adm release extract
+    /// --credentials-requests` writes them).
+    CredentialsRequest(Box<CredentialsRequest>),
     /// A document of a kind we read that could not be understood.
     Unreadable {
         kind: String,
@@ -219,6 +223,19 @@ fn classify(source: Source, value: Value, inputs: &mut Inputs) {
                 typed(value, Document::Binding).unwrap_or_else(|(f, m)| unreadable(f, m))
             } else {
                 typed(value, Document::Policy).unwrap_or_else(|(f, m)| unreadable(f, m))
+            }
+        }
+        "CredentialsRequest" => {
+            let wanted = format!("{}/v1", credentials_request::GROUP);
+            if api_version != wanted {
+                unreadable(
+                    "apiVersion".into(),
+                    format!("{api_version:?} is not read: use apiVersion: {wanted}"),
+                )
+            } else if name.as_deref().is_none_or(str::is_empty) {
+                unreadable("metadata.name".into(), "is required".into())
+            } else {
+                typed(value, Document::CredentialsRequest).unwrap_or_else(|(f, m)| unreadable(f, m))
             }
         }
         "Namespace" if api_version == "v1" => match name {

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
+use podidentity_api::credentials_request::CredentialsRequest;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_iam::credentials_request;
 use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
 use podidentity_iam::ownership::claim_order;
 use podidentity_iam::{
@@ -228,6 +230,17 @@ pub fn build_plan(
                 claimants.push(Some(claimant));
             }
             Document::ServiceAccount(sa) => short_forms.push((source, sa)),
+            Document::CredentialsRequest(request) => {
+                if let Some(entry) = credentials_request_entry(
+                    source,
+                    &request,
+                    default_namespace,
+                    config,
+                    &guardrails,
+                ) {
+                    bindings.push(entry);
+                }
+            }
             // Read in the first pass.
             Document::Policy(_) | Document::Namespace { .. } => {}
             Document::Unreadable {
@@ -329,6 +342,40 @@ pub fn build_plan(
         warnings,
         summary,
     }
+}
+
+/// A CredentialsRequest's plan, as the controller would reconcile it; `None` for a
+/// request for another cloud (ignored, with nothing to show).
+fn credentials_request_entry(
+    source: Source,
+    request: &CredentialsRequest,
+    default_namespace: &str,
+    config: &OperatorConfig,
+    guardrails: &Guardrails,
+) -> Option<BindingPlan> {
+    let namespace = request
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| default_namespace.into());
+    let name = request.metadata.name.clone().unwrap_or_default();
+    let rules = guardrails.rules_for(&request.spec.secret_ref.namespace);
+    let outcome =
+        credentials_request::desired_state(&namespace, &name, &request.spec, config, &rules)?;
+    let outcome = match config.credentials_request_refusal(&namespace) {
+        Some(refusal) => Err(Error::Refused(vec![Violation::guardrail(
+            "metadata.namespace",
+            refusal,
+        )])),
+        None => outcome,
+    };
+    Some(plan_entry(
+        source,
+        "CredentialsRequest",
+        namespace,
+        name,
+        outcome,
+    ))
 }
 
 fn plan_entry(

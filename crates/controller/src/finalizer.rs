@@ -10,9 +10,10 @@
 //! wake the binding again); it is being deleted, so no finalizer may be added (422 on
 //! `metadata.finalizers`; other 422s are failures, see [`superseded`]).
 
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use podidentity_api::{FINALIZER, PodIdentityBinding};
+use kube::{Resource, ResourceExt};
+use podidentity_api::FINALIZER;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 /// Where a binding stands with respect to the finalizer.
@@ -28,9 +29,10 @@ pub enum Stage {
     Done,
 }
 
-pub fn stage(binding: &PodIdentityBinding) -> Stage {
+/// Where an object of ours (a binding, a CredentialsRequest) stands.
+pub fn stage(binding: &impl Resource) -> Stage {
     let ours = binding.finalizers().iter().any(|f| f == FINALIZER);
-    match (binding.metadata.deletion_timestamp.is_some(), ours) {
+    match (binding.meta().deletion_timestamp.is_some(), ours) {
         (false, false) => Stage::Add,
         (false, true) => Stage::Apply,
         (true, true) => Stage::Cleanup,
@@ -46,11 +48,14 @@ pub enum Patched {
     Superseded(u16),
 }
 
-async fn patch_finalizers(
-    api: &Api<PodIdentityBinding>,
-    binding: &PodIdentityBinding,
+async fn patch_finalizers<K>(
+    api: &Api<K>,
+    binding: &K,
     patch: Patch<serde_json::Value>,
-) -> Result<Patched, kube::Error> {
+) -> Result<Patched, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     match api
         .patch(&binding.name_any(), &PatchParams::default(), &patch)
         .await
@@ -87,10 +92,10 @@ fn superseded(status: &kube::core::Status) -> bool {
 }
 
 /// Adds our finalizer to the list the pass saw.
-pub async fn add(
-    api: &Api<PodIdentityBinding>,
-    binding: &PodIdentityBinding,
-) -> Result<Patched, kube::Error> {
+pub async fn add<K>(api: &Api<K>, binding: &K) -> Result<Patched, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let mut finalizers = binding.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     let patch = json!({
@@ -103,10 +108,10 @@ pub async fn add(
 }
 
 /// Removes our finalizer from the list the pass saw.
-pub async fn remove(
-    api: &Api<PodIdentityBinding>,
-    binding: &PodIdentityBinding,
-) -> Result<Patched, kube::Error> {
+pub async fn remove<K>(api: &Api<K>, binding: &K) -> Result<Patched, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let Some(index) = binding.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(Patched::Done);
     };

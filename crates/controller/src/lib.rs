@@ -9,6 +9,7 @@
 pub mod assumable;
 pub mod binding;
 pub mod context;
+pub mod credentials_request;
 pub mod drift;
 pub mod early_pods;
 pub mod error;

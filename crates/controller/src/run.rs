@@ -1,7 +1,8 @@
 //! Wires the controller together: the health listener, the optional leader lease, the
 //! binding controller (bindings, the ServiceAccounts they name, and wake-ups from the
 //! sweep, from sibling bindings and from policy and namespace-label changes), the policy
-//! status controller, the short-form controller, and the drift loop.
+//! status controller, the short-form controller, the CredentialsRequest controller, and
+//! the drift loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -242,6 +243,17 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
+    // CredentialsRequests are judged by the same guardrails, so they wait for them too.
+    let credentials_requests = {
+        let (mut policies_listed, mut namespaces_listed) =
+            (policies_listed.clone(), namespaces_listed.clone());
+        let ctx = ctx.clone();
+        async move {
+            if policies_listed.wait().await && namespaces_listed.wait().await {
+                crate::credentials_request::run(ctx).await;
+            }
+        }
+    };
     // A binding is judged only once every policy and namespace is known: judged before,
     // it could get a role its namespace's policies forbid.
     let binding_controller = async move {
@@ -318,6 +330,7 @@ pub async fn run(
             () = binding_controller => Ok(()),
             () = policy_controller => Ok(()),
             () = short_form_controller => Ok(()),
+            () = credentials_requests => Ok(()),
             lost = lost => Err(RunError::LostLease(lost)),
             result = &mut health_task => match result {
                 Ok(Err(err)) => Err(RunError::Listen(listen, err)),

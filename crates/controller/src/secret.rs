@@ -38,7 +38,7 @@ pub enum Secrets {
 
 impl Secrets {
     /// The operator's Secret of that name, if it is one of the operator's.
-    async fn get(
+    pub(crate) async fn get(
         &self,
         api: &Api<Secret>,
         namespace: &str,

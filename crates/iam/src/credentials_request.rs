@@ -65,6 +65,12 @@ pub fn desired_state(
             rules,
             &spec.service_account_names,
         )
+        .map(|mut desired| {
+            // Pods of a request read the Secret: their ServiceAccounts are not annotated.
+            desired.service_account.name = spec.service_account_names.join(", ");
+            desired.service_account.annotations.clear();
+            desired
+        })
         .map_err(|err| match err {
             Error::Refused(found) => {
                 violations.extend(found.into_iter().map(in_request_terms));
@@ -85,13 +91,19 @@ fn binding_spec(
     if !is_dns_name(&secret.namespace, 63, false) {
         violations.push(Violation::invalid(
             "spec.secretRef.namespace",
-            format!("{:?} is not a namespace: name the namespace the Secret goes to", secret.namespace),
+            format!(
+                "{:?} is not a namespace: name the namespace the Secret goes to",
+                secret.namespace
+            ),
         ));
     }
     if !is_dns_name(&secret.name, 253, true) {
         violations.push(Violation::invalid(
             "spec.secretRef.name",
-            format!("{:?} is not a Secret name: name the Secret to write", secret.name),
+            format!(
+                "{:?} is not a Secret name: name the Secret to write",
+                secret.name
+            ),
         ));
     }
     if spec.service_account_names.is_empty() {
@@ -125,7 +137,11 @@ fn binding_spec(
         })
         .collect();
     let binding = PodIdentityBindingSpec {
-        service_account_name: spec.service_account_names.first().cloned().unwrap_or_default(),
+        service_account_name: spec
+            .service_account_names
+            .first()
+            .cloned()
+            .unwrap_or_default(),
         audience: OPENSHIFT_AUDIENCE.to_string(),
         permissions: Permissions {
             statements,
@@ -188,7 +204,10 @@ fn scalar(value: &Value) -> Option<String> {
 fn in_request_terms(violation: Violation) -> Violation {
     let field = violation
         .field
-        .replace("spec.permissions.statements", "spec.providerSpec.statementEntries")
+        .replace(
+            "spec.permissions.statements",
+            "spec.providerSpec.statementEntries",
+        )
         .replace(".actions", ".action")
         .replace(".resources[0]", ".resource")
         .replace(".resources", ".resource")

@@ -5,13 +5,19 @@ use super::*;
 use crate::guardrails::Guardrails;
 
 fn fixture(name: &str) -> CredentialsRequest {
-    let path = format!("{}/../../examples/openshift/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/openshift/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn openshift_config() -> OperatorConfig {
-    let path = format!("{}/../../examples/openshift/operator.yaml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/openshift/operator.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -28,8 +34,7 @@ fn the_image_registrys_request_becomes_one_role_and_a_ccoctl_secret() {
     let config = openshift_config();
     let desired = plan(&fixture("image-registry"), &config).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        desired.role.name,
-        "mycluster-openshift-image-registry.installer-cloud-credentials",
+        desired.role.name, "mycluster-openshift-image-registry.installer-cloud-credentials",
         "a binding's name: <prefix><namespace>.<secret>"
     );
     assert_eq!(
@@ -44,7 +49,10 @@ fn the_image_registrys_request_becomes_one_role_and_a_ccoctl_secret() {
     );
     let inline = desired.role.inline_policy.as_ref().expect("the statements");
     let inline: serde_json::Value = serde_json::from_str(&inline.minified()).unwrap_or_default();
-    assert_eq!(inline["Statement"][0]["Action"].as_array().map(Vec::len), Some(18));
+    assert_eq!(
+        inline["Statement"][0]["Action"].as_array().map(Vec::len),
+        Some(18)
+    );
     assert_eq!(inline["Statement"][0]["Resource"], serde_json::json!(["*"]));
     let secret = desired.credentials_secret.expect("the Secret");
     assert_eq!(secret.name, "installer-cloud-credentials");
@@ -56,11 +64,19 @@ fn the_image_registrys_request_becomes_one_role_and_a_ccoctl_secret() {
         )
     );
     assert_eq!(
-        desired.role.tags.get("podidentity.io/binding").map(String::as_str),
+        desired
+            .role
+            .tags
+            .get("podidentity.io/binding")
+            .map(String::as_str),
         Some("CredentialsRequest/openshift-cloud-credential-operator/openshift-image-registry")
     );
     assert_eq!(
-        desired.role.tags.get("podidentity.io/namespace").map(String::as_str),
+        desired
+            .role
+            .tags
+            .get("podidentity.io/namespace")
+            .map(String::as_str),
         Some("openshift-image-registry")
     );
 }
@@ -75,23 +91,36 @@ fn the_guardrails_judge_a_request_and_name_its_own_fields() {
         panic!("refused");
     };
     assert!(
-        violations
-            .iter()
-            .any(|v| v.field == "spec.providerSpec.statementEntries[0].action[5]"
-                && v.message.contains("sts:AssumeRole")),
+        violations.iter().any(
+            |v| v.field == "spec.providerSpec.statementEntries[0].action[5]"
+                && v.message.contains("sts:AssumeRole")
+        ),
         "{violations:?}"
     );
     // ...and allowed where the platform dropped it from the denied actions.
     let desired = plan(&fixture("ingress"), &openshift_config()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(desired.role.name, "mycluster-openshift-ingress-operator.cloud-credentials");
+    assert_eq!(
+        desired.role.name,
+        "mycluster-openshift-ingress-operator.cloud-credentials"
+    );
 
     // iam:PassRole stays out of reach, and kms:Decrypt on "*" too.
     let Err(Error::Refused(violations)) = plan(&fixture("machine-api"), &openshift_config()) else {
         panic!("the Machine API's request is refused");
     };
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-    assert!(fields.iter().any(|f| f.starts_with("spec.providerSpec.statementEntries[0].action")), "{fields:?}");
-    assert!(fields.iter().any(|f| f.starts_with("spec.providerSpec.statementEntries[1]")), "{fields:?}");
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("spec.providerSpec.statementEntries[0].action")),
+        "{fields:?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("spec.providerSpec.statementEntries[1]")),
+        "{fields:?}"
+    );
 }
 
 #[test]
@@ -108,7 +137,10 @@ fn a_boolean_condition_becomes_iams_string() {
     }));
     let desired = plan(&request, &openshift_config()).unwrap_or_else(|e| panic!("{e}"));
     let inline = desired.role.inline_policy.expect("a policy").minified();
-    assert!(inline.contains(r#""Condition":{"Bool":{"kms:GrantIsForAWSResource":["true"]}}"#), "{inline}");
+    assert!(
+        inline.contains(r#""Condition":{"Bool":{"kms:GrantIsForAWSResource":["true"]}}"#),
+        "{inline}"
+    );
 }
 
 #[test]
@@ -132,13 +164,17 @@ fn what_cannot_become_a_role_is_named() {
             "spec.providerSpec.statementEntries[0]"
         ]
     );
-    assert!(violations[2].message.contains("write Allow or Deny"), "{violations:?}");
+    assert!(
+        violations[2].message.contains("write Allow or Deny"),
+        "{violations:?}"
+    );
 }
 
 #[test]
 fn another_clouds_request_is_ignored() {
     let mut request = fixture("image-registry");
-    request.spec.provider_spec = Some(serde_json::json!({"kind": "GCPProviderSpec", "predefinedRoles": []}));
+    request.spec.provider_spec =
+        Some(serde_json::json!({"kind": "GCPProviderSpec", "predefinedRoles": []}));
     let config = openshift_config();
     let rules = Guardrails::from_config(&config).rules_for("openshift-image-registry");
     assert!(desired_state("ns", "gcp", &request.spec, &config, &rules).is_none());

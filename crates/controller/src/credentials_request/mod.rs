@@ -1,0 +1,240 @@
+//! OpenShift's CredentialsRequests, reconciled like bindings: the request becomes a
+//! desired state through the same engine and guardrails (`podidentity_iam::
+//! credentials_request`), one role per request made and kept in line by the same code as
+//! a binding's, the Secret it names written in ccoctl's format (`secret`), and the status
+//! written back as the Cloud Credential Operator writes it (`status`). Only with
+//! `credentialsRequests.enabled`, only for requests in `credentialsRequests.namespaces`,
+//! and only where the CRD is installed: elsewhere the controller never starts.
+
+pub mod secret;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use podidentity_api::credentials_request::{CRD_NAME, CredentialsRequest};
+use podidentity_aws::ErrorKind;
+use podidentity_iam::build::{BindingRef, DesiredState, ownership_tags};
+use podidentity_iam::credentials_request::{desired_state, owner_tag};
+
+use crate::context::{Context, jitter};
+use crate::error::Error;
+use crate::finalizer::{self, Stage};
+use crate::role::{Known, RoleIdentity, RoleOutcome, delete_role, ensure_role};
+use status::{Failure, Found};
+
+/// How soon a pass that failed for a passing reason (IAM, the API) is tried again.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Whether the CredentialsRequest CRD is served; `false` with one line saying so.
+pub async fn crd_installed(client: &kube::Client) -> bool {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt(CRD_NAME).await {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            tracing::info!(
+                crd = CRD_NAME,
+                "no CredentialsRequest CRD: CredentialsRequests are not reconciled"
+            );
+            false
+        }
+        Err(err) => {
+            tracing::warn!(crd = CRD_NAME, error = %err, "cannot read the CredentialsRequest CRD: CredentialsRequests are not reconciled");
+            false
+        }
+    }
+}
+
+/// Runs the CredentialsRequest controller until shutdown; returns at once (never
+/// completing) when it has nothing to do.
+pub async fn run(ctx: Arc<Context>) {
+    if !ctx.config.credentials_requests.enabled || !crd_installed(&ctx.client).await {
+        return futures::future::pending().await;
+    }
+    Controller::new(
+        Api::<CredentialsRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
+pub fn error_policy(
+    _request: Arc<CredentialsRequest>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(%error, "CredentialsRequest pass failed");
+    Action::requeue(RETRY)
+}
+
+/// `namespace/name` of a request: its Secret's annotation.
+fn request_ref(request: &CredentialsRequest) -> String {
+    format!(
+        "{}/{}",
+        request.namespace().unwrap_or_default(),
+        request.name_any()
+    )
+}
+
+/// The identity of the request's role, known without judging the request (a request
+/// being deleted may no longer pass).
+fn role_identity(ctx: &Context, request: &CredentialsRequest) -> RoleIdentity {
+    let namespace = request.namespace().unwrap_or_default();
+    let owner = owner_tag(&namespace, &request.name_any());
+    let binding = BindingRef {
+        namespace: &request.spec.secret_ref.namespace,
+        name: &request.spec.secret_ref.name,
+        recorded_role_name: None,
+        owner_tag: Some(&owner),
+    };
+    RoleIdentity::new(
+        binding.derived_role_name(&ctx.config),
+        ownership_tags(&ctx.config, binding),
+    )
+}
+
+pub async fn reconcile(
+    request: Arc<CredentialsRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = request.namespace().unwrap_or_default();
+    if ctx.config.credentials_request_refusal(&namespace).is_some() {
+        // Not the platform's namespace: not ours to answer, not even in its status.
+        return Ok(Action::await_change());
+    }
+    let api: Api<CredentialsRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    if request.spec.aws().is_none() {
+        write_status(&api, &request, &Found::Ignored).await?;
+        return Ok(Action::await_change());
+    }
+    match finalizer::stage(request.as_ref()) {
+        Stage::Add => {
+            finalizer::add(&api, request.as_ref()).await?;
+            return Ok(Action::await_change());
+        }
+        Stage::Done => return Ok(Action::await_change()),
+        Stage::Cleanup => {
+            delete_role(ctx.iam.as_ref(), &role_identity(&ctx, &request)).await?;
+            let secret = &request.spec.secret_ref;
+            secret::delete(
+                &ctx,
+                &request_ref(&request),
+                &secret.namespace,
+                &secret.name,
+            )
+            .await?;
+            finalizer::remove(&api, request.as_ref()).await?;
+            return Ok(Action::await_change());
+        }
+        Stage::Apply => {}
+    }
+    let secret_namespace = request.spec.secret_ref.namespace.clone();
+    let rules = ctx
+        .policies
+        .for_namespace(&secret_namespace)
+        .rules_for(&secret_namespace);
+    let found = match desired_state(
+        &namespace,
+        &request.name_any(),
+        &request.spec,
+        &ctx.config,
+        &rules,
+    ) {
+        None => Found::Ignored,
+        Some(Err(refused)) => Found::Failed(Failure::Provision, refused.to_string()),
+        Some(Ok(desired)) => provision(&ctx, &request, &desired).await?,
+    };
+    write_status(&api, &request, &found).await?;
+    Ok(match found {
+        Found::Provisioned => Action::requeue(jitter(
+            ctx.config
+                .drift_interval()
+                .unwrap_or(Duration::from_secs(600)),
+        )),
+        Found::Failed(Failure::Provision, _) | Found::Ignored => Action::await_change(),
+        Found::Failed(_, _) => Action::requeue(RETRY),
+    })
+}
+
+/// The role, then the Secret. IAM errors that only a change fixes, and AccessDenied, are
+/// findings; others fail the pass (and it is retried).
+async fn provision(
+    ctx: &Context,
+    request: &CredentialsRequest,
+    desired: &DesiredState,
+) -> Result<Found, Error> {
+    match ensure_role(ctx.iam.as_ref(), &desired.role, Known::Exists).await {
+        Ok(RoleOutcome::Conflict { name, why }) => {
+            return Ok(Found::Failed(Failure::Provision, why.explain(&name)));
+        }
+        Ok(_) => {}
+        Err(failure) if failure.error.kind == ErrorKind::AccessDenied => {
+            return Ok(Found::Failed(
+                Failure::InsufficientCreds,
+                failure.error.to_string(),
+            ));
+        }
+        Err(failure) if failure.error.kind.is_permanent() => {
+            return Ok(Found::Failed(Failure::Provision, failure.error.to_string()));
+        }
+        Err(failure) => return Err(failure.error.into()),
+    }
+    let Some(wanted) = &desired.credentials_secret else {
+        return Ok(Found::Provisioned);
+    };
+    let namespace = &request.spec.secret_ref.namespace;
+    Ok(
+        match secret::apply(ctx, &request_ref(request), namespace, wanted).await? {
+            secret::Written::InLine => Found::Provisioned,
+            secret::Written::NoNamespace => Found::Failed(
+                Failure::MissingNamespace,
+                format!("target namespace {namespace} not found"),
+            ),
+            secret::Written::Foreign(owner) => Found::Failed(
+                Failure::Provision,
+                format!(
+                    "Secret {namespace}/{} belongs to CredentialsRequest {owner}: name another Secret",
+                    wanted.name
+                ),
+            ),
+        },
+    )
+}
+
+/// Writes the status when it changes.
+async fn write_status(
+    api: &Api<CredentialsRequest>,
+    request: &CredentialsRequest,
+    found: &Found,
+) -> Result<(), Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let generation = request.meta().generation.unwrap_or_default();
+    let next = status::next_status(request.status.as_ref(), found, generation, &now);
+    if request.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "status": next });
+    match api
+        .patch_status(
+            &request.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
