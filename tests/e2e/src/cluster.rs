@@ -170,7 +170,7 @@ impl Cluster {
         Ok(())
     }
 
-    async fn install_crd_file(&self, path: &std::path::Path) -> Result<(), HarnessError> {
+    pub async fn install_crd_file(&self, path: &std::path::Path) -> Result<(), HarnessError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)

@@ -4,6 +4,7 @@ use crate::{Needs, ScenarioFn};
 
 mod admission;
 mod cluster_life;
+mod credentials_requests;
 mod doctor;
 mod drift;
 mod iam_identity;
@@ -111,6 +112,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(readiness::ready_only_after_sts_exchanged_a_token, Cluster),
         scenario!(readiness::pods_that_started_early_get_one_rollout, Cluster),
         scenario!(doctor::each_broken_link_is_found_on_a_real_cluster, Cluster),
+        scenario!(
+            credentials_requests::openshift_requests_become_roles_and_ccoctl_secrets,
+            Cluster
+        ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
         // Last: it restarts the API server, which then no longer trusts the first key.
         scenario!(
