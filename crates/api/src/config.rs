@@ -544,13 +544,20 @@ impl OperatorConfig {
     pub fn credentials_request_refusal(&self, namespace: &str) -> Option<String> {
         if !self.credentials_requests.enabled {
             return Some(
-                "credentialsRequests.enabled is false, so the operator ignores                  CredentialsRequests: turn it on to reconcile them"
+                "credentialsRequests.enabled is false, so the operator ignores \
+                 CredentialsRequests: turn it on to reconcile them"
                     .into(),
             );
         }
-        (!self.credentials_requests.namespaces.iter().any(|n| n == namespace)).then(|| {
+        (!self
+            .credentials_requests
+            .namespaces
+            .iter()
+            .any(|n| n == namespace))
+        .then(|| {
             format!(
-                "requests are honoured only in credentialsRequests.namespaces ({}): a request                  names Secrets and ServiceAccounts in any namespace, so make it there",
+                "requests are honoured only in credentialsRequests.namespaces ({}): a request \
+                 names Secrets and ServiceAccounts in any namespace, so make it there",
                 self.credentials_requests.namespaces.join(", ")
             )
         })
@@ -562,7 +569,8 @@ impl OperatorConfig {
         if self.credentials_requests.enabled && namespaces.is_empty() {
             problems.bad(
                 "credentialsRequests.namespaces",
-                "is empty, so no request would be honoured: name the namespace the platform                  keeps them in (openshift-cloud-credential-operator)"
+                "is empty, so no request would be honoured: name the namespace the platform \
+                 keeps them in (openshift-cloud-credential-operator)"
                     .into(),
             );
         }

@@ -98,6 +98,29 @@ pub struct CredentialsRequestStatus {
     pub last_sync_timestamp: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<CredentialsRequestCondition>,
+    /// CCO's free-form provider status; the operator records here what it provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_status: Option<Value>,
+}
+
+/// What a request was last provisioned with (in `status.providerStatus`), so a change of
+/// `secretRef` or the request's deletion cleans up what was made, not what is asked now.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Provisioned {
+    pub role_name: String,
+    pub role_arn: String,
+    pub secret_namespace: String,
+    pub secret_name: String,
+}
+
+impl CredentialsRequestStatus {
+    pub fn provisioned_objects(&self) -> Option<Provisioned> {
+        self.provider_status
+            .as_ref()
+            .and_then(|status| serde_json::from_value(status.clone()).ok())
+            .filter(|recorded: &Provisioned| !recorded.role_name.is_empty())
+    }
 }
 
 /// The Cloud Credential Operator's condition shape (not `metav1.Condition`).
@@ -118,13 +141,22 @@ pub struct CredentialsRequestCondition {
 }
 
 impl CredentialsRequestSpec {
+    /// Whether the provider spec is AWS's (well-formed or not).
+    pub fn is_for_aws(&self) -> bool {
+        self.provider_spec
+            .as_ref()
+            .and_then(|spec| spec.get("kind"))
+            .and_then(Value::as_str)
+            == Some(AWS_PROVIDER_SPEC)
+    }
+
     /// The AWS provider spec; `None` when the request is for another cloud (or says
     /// nothing), which the operator ignores as the Cloud Credential Operator does.
     pub fn aws(&self) -> Option<Result<AwsProviderSpec, String>> {
-        let spec = self.provider_spec.as_ref()?;
-        if spec.get("kind").and_then(Value::as_str) != Some(AWS_PROVIDER_SPEC) {
+        if !self.is_for_aws() {
             return None;
         }
+        let spec = self.provider_spec.as_ref()?;
         Some(
             serde_json::from_value(spec.clone())
                 .map_err(|e| format!("spec.providerSpec: not an AWSProviderSpec: {e}")),

@@ -154,10 +154,6 @@ pub enum IamRequest {
         arn: String,
         client_id: String,
     },
-    RemoveClientIdFromOpenIdConnectProvider {
-        arn: String,
-        client_id: String,
-    },
     TagOpenIdConnectProvider {
         arn: String,
         tags: BTreeMap<String, String>,
@@ -238,9 +234,6 @@ impl IamRequest {
             }
             IamRequest::AddClientIdToOpenIdConnectProvider { .. } => {
                 "AddClientIDToOpenIDConnectProvider"
-            }
-            IamRequest::RemoveClientIdFromOpenIdConnectProvider { .. } => {
-                "RemoveClientIDFromOpenIDConnectProvider"
             }
             IamRequest::TagOpenIdConnectProvider { .. } => "TagOpenIDConnectProvider",
         }

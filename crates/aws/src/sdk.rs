@@ -432,7 +432,6 @@ impl SdkIam {
             | IamRequest::CreateOpenIdConnectProvider(_)
             | IamRequest::UpdateOpenIdConnectProviderThumbprint { .. }
             | IamRequest::AddClientIdToOpenIdConnectProvider { .. }
-            | IamRequest::RemoveClientIdFromOpenIdConnectProvider { .. }
             | IamRequest::TagOpenIdConnectProvider { .. }) => {
                 self.provider_call(op, provider).await?
             }
@@ -674,15 +673,6 @@ impl SdkIam {
                 sent!(
                     op,
                     iam.add_client_id_to_open_id_connect_provider()
-                        .open_id_connect_provider_arn(arn)
-                        .client_id(client_id)
-                );
-                IamResponse::Done
-            }
-            IamRequest::RemoveClientIdFromOpenIdConnectProvider { arn, client_id } => {
-                sent!(
-                    op,
-                    iam.remove_client_id_from_open_id_connect_provider()
                         .open_id_connect_provider_arn(arn)
                         .client_id(client_id)
                 );

@@ -111,18 +111,19 @@ async fn oidc_keeper(
         Some(_) => Some(Arc::new(SdkS3::connect(aws).await)),
         None => None,
     };
-    Ok(OidcKeeper {
-        client: client.clone(),
+    let fetcher = Fetcher::new(
+        config.oidc.issuer_ca.as_deref().map(str::as_bytes),
+        config.issuer_connect_to(),
+    )
+    .map_err(|e| format!("oidc.issuerCa: {e}"))?;
+    OidcKeeper::new(
+        client.clone(),
         iam,
         s3,
-        config: config.clone(),
-        namespace: namespace.to_string(),
-        fetcher: Fetcher::new(
-            config.oidc.issuer_ca.as_deref().map(str::as_bytes),
-            config.issuer_connect_to(),
-        )
-        .map_err(|e| format!("oidc.issuerCa: {e}"))?,
-    })
+        config.clone(),
+        namespace.to_string(),
+        fetcher,
+    )
 }
 
 pub async fn run(args: &ControllerArgs) -> ExitCode {

@@ -72,7 +72,8 @@ pub struct Problem {
 pub struct BindingPlan {
     #[serde(flatten)]
     pub source: Source,
-    /// `PodIdentityBinding`, or `ServiceAccount` for the annotation short form.
+    /// `PodIdentityBinding`, `ServiceAccount` for the annotation short form, or
+    /// `CredentialsRequest`.
     pub kind: String,
     pub namespace: String,
     pub name: String,
@@ -359,15 +360,20 @@ fn credentials_request_entry(
         .clone()
         .unwrap_or_else(|| default_namespace.into());
     let name = request.metadata.name.clone().unwrap_or_default();
-    let rules = guardrails.rules_for(&request.spec.secret_ref.namespace);
-    let outcome =
-        credentials_request::desired_state(&namespace, &name, &request.spec, config, &rules)?;
+    // As the controller judges: another cloud's request is left out, a request the
+    // settings do not let it answer is refused for that alone, then the engine.
+    if !request.spec.is_for_aws() {
+        return None;
+    }
     let outcome = match config.credentials_request_refusal(&namespace) {
         Some(refusal) => Err(Error::Refused(vec![Violation::guardrail(
             "metadata.namespace",
             refusal,
         )])),
-        None => outcome,
+        None => {
+            let rules = guardrails.rules_for(&request.spec.secret_ref.namespace);
+            credentials_request::desired_state(&namespace, &name, &request.spec, config, &rules)?
+        }
     };
     Some(plan_entry(
         source,
@@ -505,14 +511,21 @@ fn flag_duplicates(bindings: &mut [BindingPlan]) {
         if let Some(desired) = &binding.desired {
             let role = desired.role.name.clone();
             if let Some((owner, first)) = by_role.get(&role) {
-                // Derived names never meet (a namespace cannot hold the separator): one
-                // of the two is an explicit spec.role.name.
+                // Derived names of two bindings never meet (a namespace cannot hold the
+                // separator): one is an explicit spec.role.name, or one is a
+                // CredentialsRequest whose Secret has a binding's name and namespace.
+                let (field, fix) = match binding.kind.as_str() {
+                    "CredentialsRequest" => ("spec.secretRef.name", "name another Secret"),
+                    _ => (
+                        "spec.role.name",
+                        "give one of the two another spec.role.name",
+                    ),
+                };
                 binding.problems.push(Problem {
-                    field: "spec.role.name".into(),
+                    field: field.into(),
                     reason: reason::ROLE_CONFLICT.into(),
                     message: format!(
-                        "role name {role} is also produced by {owner} at {first}: give one of \
-                         the two another spec.role.name"
+                        "role name {role} is also produced by {owner} at {first}: {fix}"
                     ),
                 });
             } else {

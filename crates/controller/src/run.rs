@@ -47,6 +47,8 @@ pub enum RunError {
     LostLease(Lost),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("the OIDC keeper stopped: {0}")]
+    OidcKeeperEnded(String),
 }
 
 /// SIGTERM or SIGINT.
@@ -109,10 +111,12 @@ pub async fn run(
         }
         tracing::info!(lease = %elector.settings().name, "leading");
     }
-    // Ends with the process: a replica that loses the lease exits.
-    if let Some(keeper) = settings.oidc.take() {
-        tokio::spawn(keeper.keep());
-    }
+    // Ends with the process (a replica that loses the lease exits); should it end first
+    // (a panic), the process ends with it rather than go on without it.
+    let mut oidc_task = match settings.oidc.take() {
+        Some(keeper) => tokio::spawn(keeper.keep()),
+        None => tokio::spawn(futures::future::pending()),
+    };
 
     let (bindings_listed_raise, bindings_listed) = health::check("bindings watch");
     let (accounts_listed_raise, accounts_listed) = health::check("ServiceAccount watch");
@@ -331,6 +335,9 @@ pub async fn run(
             () = policy_controller => Ok(()),
             () = short_form_controller => Ok(()),
             () = credentials_requests => Ok(()),
+            ended = &mut oidc_task => Err(RunError::OidcKeeperEnded(
+                ended.err().map(|e| e.to_string()).unwrap_or_default(),
+            )),
             lost = lost => Err(RunError::LostLease(lost)),
             result = &mut health_task => match result {
                 Ok(Err(err)) => Err(RunError::Listen(listen, err)),
@@ -340,6 +347,7 @@ pub async fn run(
     };
     sweep_task.abort();
     namespaces_task.abort();
+    oidc_task.abort();
     // A graceful stop hands the lease over at once instead of after it runs out.
     if outcome.is_ok()
         && let Some(elector) = settings.election.as_mut()

@@ -28,6 +28,17 @@ pub fn owner_tag(namespace: &str, name: &str) -> String {
     format!("CredentialsRequest/{namespace}/{name}")
 }
 
+/// The binding a request's role is named and tagged as: the Secret's name in the
+/// Secret's namespace, owned by the request (`owner` is [`owner_tag`]).
+pub fn binding_ref<'a>(spec: &'a CredentialsRequestSpec, owner: &'a str) -> BindingRef<'a> {
+    BindingRef {
+        namespace: &spec.secret_ref.namespace,
+        name: &spec.secret_ref.name,
+        recorded_role_name: None,
+        owner_tag: Some(owner),
+    }
+}
+
 /// What the engine builds for one request; `None` for a request that is not for AWS
 /// (ignored, as the Cloud Credential Operator ignores another platform's).
 pub fn desired_state(
@@ -51,12 +62,7 @@ pub fn desired_state(
         return Some(Err(Error::Refused(violations)));
     }
     let owner = owner_tag(namespace, name);
-    let binding = BindingRef {
-        namespace: &spec.secret_ref.namespace,
-        name: &spec.secret_ref.name,
-        recorded_role_name: None,
-        owner_tag: Some(&owner),
-    };
+    let binding = binding_ref(spec, &owner);
     Some(
         desired_state_trusting(
             binding,

@@ -18,8 +18,9 @@ pub struct IssuerHost {
     pub addr: SocketAddr,
     /// The host name of the issuer URL.
     pub host: String,
-    /// The one certificate it serves (signed by the cluster's CA).
-    pub cert_pem: String,
+    /// The chain it serves: its certificate, then the cluster's CA that signed it (as a
+    /// host behind a public CA serves its intermediate). The thumbprint is the last one's.
+    pub chain_pem: String,
     _server: HttpsServer,
 }
 
@@ -67,7 +68,8 @@ impl IssuerHost {
             ),
             (jwks_path, jwks.to_string().into_bytes()),
         ]);
-        let serving = plane.pki.serving(&[host.as_str()])?;
+        let mut serving = plane.pki.serving(&[host.as_str()])?;
+        serving.cert_pem = format!("{}{}", serving.cert_pem, plane.ca_pem);
         let files = Arc::new(files);
         let server = serve("issuer host", &serving, move |request| {
             let files = files.clone();
@@ -76,7 +78,7 @@ impl IssuerHost {
         .await?;
         Ok(Self {
             addr: server.addr,
-            cert_pem: serving.cert_pem.clone(),
+            chain_pem: serving.cert_pem.clone(),
             host,
             _server: server,
         })

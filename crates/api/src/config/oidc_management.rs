@@ -123,6 +123,14 @@ impl OperatorConfig {
                 ),
             );
         }
+        if oidc.manage && oidc.provider_arn.is_some() && oidc.issuer_url.is_none() {
+            problems.bad(
+                "oidc.issuerUrl",
+                "a managed provider needs its issuer: set oidc.issuerUrl, or remove \
+                 oidc.providerArn so that the API server's issuer is used"
+                    .into(),
+            );
+        }
         for thumbprint in &oidc.thumbprints {
             if thumbprint.len() != 40 || !thumbprint.chars().all(|c| c.is_ascii_hexdigit()) {
                 problems.bad(
@@ -249,6 +257,19 @@ mod tests {
         config.oidc.provider_arn =
             Some("arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC".into());
         assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn a_managed_provider_needs_its_issuer() {
+        let mut config = managed();
+        config.oidc.issuer_url = None;
+        assert!(
+            config.problems().is_empty(),
+            "the API server's issuer is used"
+        );
+        config.oidc.provider_arn =
+            Some("arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC".into());
+        assert_eq!(settings_named(&config), vec!["oidc.issuerUrl"]);
     }
 
     #[test]

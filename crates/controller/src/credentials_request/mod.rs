@@ -13,16 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use podidentity_api::credentials_request::{CRD_NAME, CredentialsRequest};
+use podidentity_api::credentials_request::{CRD_NAME, CredentialsRequest, Provisioned};
 use podidentity_aws::ErrorKind;
 use podidentity_iam::build::{BindingRef, DesiredState, ownership_tags};
-use podidentity_iam::credentials_request::{desired_state, owner_tag};
+use podidentity_iam::credentials_request::{binding_ref, desired_state, owner_tag};
 
 use crate::context::{Context, jitter};
 use crate::error::Error;
@@ -52,8 +54,8 @@ pub async fn crd_installed(client: &kube::Client) -> bool {
     }
 }
 
-/// Runs the CredentialsRequest controller until shutdown; returns at once (never
-/// completing) when it has nothing to do.
+/// Runs the CredentialsRequest controller until shutdown; never completes when it has
+/// nothing to do. Its Secrets (by label) wake their request when changed or deleted.
 pub async fn run(ctx: Arc<Context>) {
     if !ctx.config.credentials_requests.enabled || !crd_installed(&ctx.client).await {
         return futures::future::pending().await;
@@ -61,6 +63,14 @@ pub async fn run(ctx: Arc<Context>) {
     Controller::new(
         Api::<CredentialsRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
+    )
+    .watches(
+        Api::<Secret>::all(ctx.client.clone()),
+        watcher::Config::default().labels(&secret::selector()),
+        |secret| {
+            secret::request_of(&secret)
+                .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+        },
     )
     .shutdown_on_signal()
     .run(reconcile, error_policy, ctx)
@@ -86,21 +96,50 @@ fn request_ref(request: &CredentialsRequest) -> String {
     )
 }
 
-/// The identity of the request's role, known without judging the request (a request
-/// being deleted may no longer pass).
-fn role_identity(ctx: &Context, request: &CredentialsRequest) -> RoleIdentity {
-    let namespace = request.namespace().unwrap_or_default();
-    let owner = owner_tag(&namespace, &request.name_any());
-    let binding = BindingRef {
-        namespace: &request.spec.secret_ref.namespace,
-        name: &request.spec.secret_ref.name,
+/// What the request asks for now, named as it would be provisioned.
+fn asked(ctx: &Context, request: &CredentialsRequest) -> Provisioned {
+    let owner = owner_tag(
+        &request.namespace().unwrap_or_default(),
+        &request.name_any(),
+    );
+    let secret = &request.spec.secret_ref;
+    Provisioned {
+        role_name: binding_ref(&request.spec, &owner).derived_role_name(&ctx.config),
+        role_arn: String::new(),
+        secret_namespace: secret.namespace.clone(),
+        secret_name: secret.name.clone(),
+    }
+}
+
+/// Deletes a role and Secret this request had: the role only if its tags say it is the
+/// request's, the Secret only if annotated for it.
+async fn release(
+    ctx: &Context,
+    request: &CredentialsRequest,
+    made: &Provisioned,
+) -> Result<(), Error> {
+    let owner = owner_tag(
+        &request.namespace().unwrap_or_default(),
+        &request.name_any(),
+    );
+    let tagged_as = BindingRef {
+        namespace: &made.secret_namespace,
+        name: &made.secret_name,
         recorded_role_name: None,
         owner_tag: Some(&owner),
     };
-    RoleIdentity::new(
-        binding.derived_role_name(&ctx.config),
-        ownership_tags(&ctx.config, binding),
+    let role = RoleIdentity::new(
+        made.role_name.clone(),
+        ownership_tags(&ctx.config, tagged_as),
+    );
+    delete_role(ctx.iam.as_ref(), &role).await?;
+    secret::delete(
+        ctx,
+        &request_ref(request),
+        &made.secret_namespace,
+        &made.secret_name,
     )
+    .await
 }
 
 pub async fn reconcile(
@@ -108,35 +147,41 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let namespace = request.namespace().unwrap_or_default();
+    let api: Api<CredentialsRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    let recorded = request
+        .status
+        .as_ref()
+        .and_then(|s| s.provisioned_objects());
+    match finalizer::stage(request.as_ref()) {
+        // A request that carries our finalizer is cleaned up whatever the settings say now.
+        Stage::Cleanup => {
+            let asked = asked(&ctx, &request);
+            let same = |made: &Provisioned| {
+                made.role_name == asked.role_name
+                    && made.secret_namespace == asked.secret_namespace
+                    && made.secret_name == asked.secret_name
+            };
+            if let Some(made) = recorded.as_ref().filter(|made| !same(made)) {
+                release(&ctx, &request, made).await?;
+            }
+            release(&ctx, &request, &asked).await?;
+            finalizer::remove(&api, request.as_ref()).await?;
+            return Ok(Action::await_change());
+        }
+        Stage::Done => return Ok(Action::await_change()),
+        Stage::Add | Stage::Apply => {}
+    }
     if ctx.config.credentials_request_refusal(&namespace).is_some() {
         // Not the platform's namespace: not ours to answer, not even in its status.
         return Ok(Action::await_change());
     }
-    let api: Api<CredentialsRequest> = Api::namespaced(ctx.client.clone(), &namespace);
-    if request.spec.aws().is_none() {
+    if !request.spec.is_for_aws() {
         write_status(&api, &request, &Found::Ignored).await?;
         return Ok(Action::await_change());
     }
-    match finalizer::stage(request.as_ref()) {
-        Stage::Add => {
-            finalizer::add(&api, request.as_ref()).await?;
-            return Ok(Action::await_change());
-        }
-        Stage::Done => return Ok(Action::await_change()),
-        Stage::Cleanup => {
-            delete_role(ctx.iam.as_ref(), &role_identity(&ctx, &request)).await?;
-            let secret = &request.spec.secret_ref;
-            secret::delete(
-                &ctx,
-                &request_ref(&request),
-                &secret.namespace,
-                &secret.name,
-            )
-            .await?;
-            finalizer::remove(&api, request.as_ref()).await?;
-            return Ok(Action::await_change());
-        }
-        Stage::Apply => {}
+    if finalizer::stage(request.as_ref()) == Stage::Add {
+        finalizer::add(&api, request.as_ref()).await?;
+        return Ok(Action::await_change());
     }
     let secret_namespace = request.spec.secret_ref.namespace.clone();
     let rules = ctx
@@ -154,14 +199,25 @@ pub async fn reconcile(
         Some(Err(refused)) => Found::Failed(Failure::Provision, refused.to_string()),
         Some(Ok(desired)) => provision(&ctx, &request, &desired).await?,
     };
+    // The Secret moved (or was renamed): what was made for the old one goes.
+    if let (Found::Provisioned(now), Some(before)) = (&found, &recorded)
+        && (before.role_name != now.role_name
+            || before.secret_namespace != now.secret_namespace
+            || before.secret_name != now.secret_name)
+    {
+        release(&ctx, &request, before).await?;
+    }
+    tracing::debug!(request = %request_ref(&request), ?found, "CredentialsRequest pass");
     write_status(&api, &request, &found).await?;
+    let interval = jitter(
+        ctx.config
+            .drift_interval()
+            .unwrap_or(Duration::from_secs(600)),
+    );
     Ok(match found {
-        Found::Provisioned => Action::requeue(jitter(
-            ctx.config
-                .drift_interval()
-                .unwrap_or(Duration::from_secs(600)),
-        )),
-        Found::Failed(Failure::Provision, _) | Found::Ignored => Action::await_change(),
+        // Re-read on the drift interval; a refusal too, since policies may change.
+        Found::Provisioned(_) | Found::Failed(Failure::Provision, _) => Action::requeue(interval),
+        Found::Ignored => Action::await_change(),
         Found::Failed(_, _) => Action::requeue(RETRY),
     })
 }
@@ -189,28 +245,34 @@ async fn provision(
         }
         Err(failure) => return Err(failure.error.into()),
     }
-    let Some(wanted) = &desired.credentials_secret else {
-        return Ok(Found::Provisioned);
-    };
     let namespace = &request.spec.secret_ref.namespace;
+    let made = Provisioned {
+        role_name: desired.role.name.clone(),
+        role_arn: desired.role.arn.clone(),
+        secret_namespace: namespace.clone(),
+        secret_name: request.spec.secret_ref.name.clone(),
+    };
+    let Some(wanted) = &desired.credentials_secret else {
+        return Ok(Found::Provisioned(made));
+    };
     Ok(
         match secret::apply(ctx, &request_ref(request), namespace, wanted).await? {
-            secret::Written::InLine => Found::Provisioned,
+            secret::Written::InLine => Found::Provisioned(made),
             secret::Written::NoNamespace => Found::Failed(
                 Failure::MissingNamespace,
                 format!("target namespace {namespace} not found"),
             ),
-            secret::Written::Foreign(owner) => Found::Failed(
+            secret::Written::Foreign(whose) => Found::Failed(
                 Failure::Provision,
                 format!(
-                    "Secret {namespace}/{} belongs to CredentialsRequest {owner}: name another Secret",
+                    "Secret {namespace}/{} exists and is {whose}: delete it (the operator writes \
+                 it again), or name another Secret",
                     wanted.name
                 ),
             ),
         },
     )
 }
-
 /// Writes the status when it changes.
 async fn write_status(
     api: &Api<CredentialsRequest>,

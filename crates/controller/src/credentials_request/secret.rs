@@ -1,8 +1,9 @@
 //! The Secret a CredentialsRequest names, in ccoctl's format and with the Cloud
 //! Credential Operator's label and annotation (so OpenShift's tooling recognises it), and
-//! the operator's own label (so its Secret watch puts it back when deleted). A Secret of
-//! that name written by ccoctl (no annotation) is taken over; one annotated for another
-//! request is left alone.
+//! the operator's own label (so its Secret watch holds it). The operator writes only a
+//! Secret annotated for this request, or a new one: a Secret someone else wrote (ccoctl,
+//! a binding, another request) is refused and left as it is. It is written by server-side
+//! apply without force, so a field another writer owns is a conflict, not an overwrite.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +25,22 @@ pub enum Written {
     InLine,
     /// The Secret's namespace does not exist.
     NoNamespace,
-    /// Annotated for another request.
+    /// Someone else's Secret of that name: whose, in words.
     Foreign(String),
+}
+
+/// The label that selects requests' Secrets (with the operator's own).
+pub fn selector() -> String {
+    format!("{SECRET_LABEL}=true,{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+/// The request (`namespace/name`) a Secret of ours was written for.
+pub fn request_of(secret: &Secret) -> Option<(String, String)> {
+    let (namespace, name) = secret
+        .annotations()
+        .get(SECRET_ANNOTATION)?
+        .split_once('/')?;
+    Some((namespace.to_string(), name.to_string()))
 }
 
 fn wanted(request: &str, namespace: &str, desired: &DesiredSecret) -> Secret {
@@ -61,11 +76,13 @@ pub async fn apply(
     let wanted = wanted(request, namespace, desired);
     if let Some(current) = ctx.secrets.get(&api, namespace, &desired.name).await? {
         match current.annotations().get(SECRET_ANNOTATION) {
-            Some(owner) if owner != request => return Ok(Written::Foreign(owner.clone())),
-            Some(_) if current.data == wanted.data && current.type_ == wanted.type_ => {
-                return Ok(Written::InLine);
+            Some(owner) if owner == request => {
+                if current.data == wanted.data && current.type_ == wanted.type_ {
+                    return Ok(Written::InLine);
+                }
             }
-            _ => {}
+            Some(owner) => return Ok(Written::Foreign(format!("CredentialsRequest {owner}'s"))),
+            None => return Ok(Written::Foreign("a PodIdentityBinding's".into())),
         }
     }
     let mut patch = serde_json::to_value(&wanted).map_err(kube::Error::SerdeError)?;
@@ -74,18 +91,22 @@ pub async fn apply(
     match api
         .patch(
             &desired.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(FIELD_MANAGER),
             &Patch::Apply(&patch),
         )
         .await
     {
         Ok(_) => Ok(Written::InLine),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Written::NoNamespace),
+        // Fields another writer owns (ccoctl's `oc apply`, a hand edit).
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Foreign(
+            "not the operator's (ccoctl's, or made by hand)".into(),
+        )),
         Err(err) => Err(err.into()),
     }
 }
 
-/// Deletes the request's Secret, if it is the request's.
+/// Deletes the Secret, if it is this request's.
 pub async fn delete(
     ctx: &Context,
     request: &str,

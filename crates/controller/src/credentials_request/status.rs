@@ -5,13 +5,15 @@
 //! False when the failure is gone (with CCO's success reason), as CCO does.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podidentity_api::credentials_request::{CredentialsRequestCondition, CredentialsRequestStatus};
+use podidentity_api::credentials_request::{
+    CredentialsRequestCondition, CredentialsRequestStatus, Provisioned,
+};
 
 /// What a pass found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Found {
-    /// Role and Secret in line.
-    Provisioned,
+    /// Role and Secret in line: these.
+    Provisioned(Provisioned),
     /// Not a request for AWS.
     Ignored,
     Failed(Failure, String),
@@ -152,12 +154,16 @@ pub fn next_status(
         },
         now,
     );
-    let provisioned = *found == Found::Provisioned;
+    let provisioned = matches!(found, Found::Provisioned(_));
     if provisioned && (!status.provisioned || status.last_sync_generation != generation) {
         status.last_sync_generation = generation;
         status.last_sync_timestamp = Some(now.clone());
     }
     status.provisioned = provisioned;
+    // What was made stays recorded through a failure: it is what cleanup removes.
+    if let Found::Provisioned(objects) = found {
+        status.provider_status = serde_json::to_value(objects).ok();
+    }
     status
 }
 
@@ -177,16 +183,29 @@ mod tests {
             .collect()
     }
 
+    fn provisioned() -> Found {
+        Found::Provisioned(Provisioned {
+            role_name: "r".into(),
+            role_arn: "arn:aws:iam::111122223333:role/r".into(),
+            secret_namespace: "ns".into(),
+            secret_name: "s".into(),
+        })
+    }
+
     #[test]
     fn success_adds_no_condition_and_records_the_generation() {
-        let status = next_status(None, &Found::Provisioned, 3, &at(10));
+        let status = next_status(None, &provisioned(), 3, &at(10));
+        assert_eq!(
+            status.provisioned_objects().map(|p| p.role_name),
+            Some("r".to_string())
+        );
         assert!(status.provisioned);
         assert_eq!(status.last_sync_generation, 3);
         assert_eq!(status.last_sync_timestamp, Some(at(10)));
         assert!(status.conditions.is_empty(), "{status:?}");
         // The same again: nothing to write.
         assert_eq!(
-            next_status(Some(&status), &Found::Provisioned, 3, &at(20)),
+            next_status(Some(&status), &provisioned(), 3, &at(20)),
             status
         );
     }
@@ -208,7 +227,7 @@ mod tests {
             failed.conditions[0].message.as_deref(),
             Some("failed to grant creds: refused")
         );
-        let fixed = next_status(Some(&failed), &Found::Provisioned, 2, &at(20));
+        let fixed = next_status(Some(&failed), &provisioned(), 2, &at(20));
         assert!(fixed.provisioned);
         assert_eq!(
             types(&fixed),

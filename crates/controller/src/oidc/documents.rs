@@ -13,12 +13,10 @@ use serde_json::Value;
 pub const KEY_SET_NAME: &str = "keys.json";
 const DISCOVERY_PATH: &str = ".well-known/openid-configuration";
 
-/// The two objects, and what the key set holds.
+/// The two objects' bodies (at [`object_keys`]), and what the key set holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Publication {
-    pub discovery_key: String,
     pub discovery: Vec<u8>,
-    pub key_set_key: String,
     pub key_set: Vec<u8>,
     /// The key ids published, the API server's first.
     pub key_ids: Vec<String>,
@@ -92,7 +90,6 @@ pub fn plan(
              oidc.issuerUrl and --service-account-issuer agree"
         )));
     }
-    let (discovery_key, key_set_key) = object_keys(issuer);
     discovery["jwks_uri"] = Value::String(format!("{issuer}/{KEY_SET_NAME}"));
 
     let mut keys = keys_of(served_key_set, "the API server's key set")?;
@@ -116,9 +113,7 @@ pub fn plan(
     }
     let key_set = serde_json::json!({ "keys": keys });
     Ok(Publication {
-        discovery_key,
         discovery: serde_json::to_vec(&discovery).map_err(|e| DocumentError(e.to_string()))?,
-        key_set_key,
         key_set: serde_json::to_vec(&key_set).map_err(|e| DocumentError(e.to_string()))?,
         key_ids,
         retired: still_retired,
@@ -169,10 +164,12 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            planned.discovery_key,
-            "id/ABC/.well-known/openid-configuration"
+            object_keys(ISSUER),
+            (
+                "id/ABC/.well-known/openid-configuration".to_string(),
+                "id/ABC/keys.json".to_string()
+            )
         );
-        assert_eq!(planned.key_set_key, "id/ABC/keys.json");
         let mut expected: Value = serde_json::from_slice(&discovery(ISSUER)).unwrap_or_default();
         expected["jwks_uri"] = Value::String(format!("{ISSUER}/keys.json"));
         let written: Value = serde_json::from_slice(&planned.discovery).unwrap_or_default();

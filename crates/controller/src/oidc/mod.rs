@@ -23,17 +23,20 @@ use fetch::Fetcher;
 use provider::{ProviderOutcome, WantedProvider};
 use status::{Finding, Report};
 
-/// The leader's OIDC keeper: everything one pass needs.
+/// The leader's OIDC keeper: everything one pass needs, settings parsed once.
 pub struct OidcKeeper {
-    pub client: kube::Client,
-    pub iam: Arc<dyn IamApi>,
+    client: kube::Client,
+    iam: Arc<dyn IamApi>,
     /// Set when the configuration names a bucket.
-    pub s3: Option<Arc<dyn ObjectStore>>,
-    /// Completed: the issuer and the account are known.
-    pub config: OperatorConfig,
+    s3: Option<Arc<dyn ObjectStore>>,
+    config: OperatorConfig,
+    /// The issuer, without a trailing `/`.
+    issuer: String,
+    interval: Duration,
+    retention: Duration,
     /// Where the status ConfigMap lives (the controller's own namespace).
-    pub namespace: String,
-    pub fetcher: Fetcher,
+    namespace: String,
+    fetcher: Fetcher,
 }
 
 const JSON: &str = "application/json";
@@ -54,29 +57,47 @@ fn failed(reason: &'static str, message: String) -> Finding {
 }
 
 impl OidcKeeper {
+    /// `config` is complete (the issuer and the account are known) and its problems were
+    /// refused at start; a setting that does not parse is named here.
+    pub fn new(
+        client: kube::Client,
+        iam: Arc<dyn IamApi>,
+        s3: Option<Arc<dyn ObjectStore>>,
+        config: OperatorConfig,
+        namespace: String,
+        fetcher: Fetcher,
+    ) -> Result<Self, String> {
+        let interval = config.oidc_check_interval().map_err(|p| p.to_string())?;
+        let retention = config.key_retention().map_err(|p| p.to_string())?;
+        let issuer = config
+            .oidc
+            .issuer_url
+            .clone()
+            .ok_or("oidc.manage needs the issuer: set oidc.issuerUrl")?
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            client,
+            iam,
+            s3,
+            config,
+            issuer,
+            interval,
+            retention,
+            namespace,
+            fetcher,
+        })
+    }
+
     /// Passes forever, `oidc.checkInterval` apart; each logs what went wrong and reports
     /// it in the ConfigMap, and the next one tries again.
     pub async fn keep(self) {
-        let interval = self
-            .config
-            .oidc_check_interval()
-            .unwrap_or(Duration::from_secs(60));
         loop {
             if let Err(err) = self.pass().await {
                 tracing::warn!(error = %err, "the OIDC status ConfigMap could not be written");
             }
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(self.interval).await;
         }
-    }
-
-    fn issuer(&self) -> String {
-        self.config
-            .oidc
-            .issuer_url
-            .clone()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string()
     }
 
     /// One pass: publish (so STS finds the keys before anything trusts the provider),
@@ -86,7 +107,7 @@ impl OidcKeeper {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let existing = maps.get_opt(status::STATUS_CONFIG_MAP).await?;
         let mut report = Report::default();
-        report.facts.insert("issuer", self.issuer());
+        report.facts.insert("issuer", self.issuer.clone());
         report
             .facts
             .insert("providerArn", self.config.provider_arn());
@@ -126,7 +147,7 @@ impl OidcKeeper {
             Ok(served) => served,
             Err(message) => return failed("ApiServerUnreadable", message),
         };
-        let (discovery_key, key_set_key) = documents::object_keys(&self.issuer());
+        let (discovery_key, key_set_key) = documents::object_keys(&self.issuer);
         let object = |key: String| ObjectKey {
             bucket: bucket.to_string(),
             key,
@@ -148,18 +169,14 @@ impl OidcKeeper {
             Ok(found) => found,
             Err(err) => return failed("BucketUnreadable", format!("{bucket}: {err}")),
         };
-        let retention = self
-            .config
-            .key_retention()
-            .unwrap_or(Duration::from_secs(86_400));
         let planned = match documents::plan(
-            &self.issuer(),
+            &self.issuer,
             &served_discovery,
             &served_keys,
             published_keys.as_deref(),
             &report.retired_keys,
             seconds_now(),
-            retention,
+            self.retention,
         ) {
             Ok(planned) => planned,
             Err(err) => return failed("IssuerMismatch", err.0),
@@ -218,17 +235,16 @@ impl OidcKeeper {
     }
 
     async fn provider(&self, report: &mut Report) -> Finding {
-        let issuer = self.issuer();
         let thumbprints = match self.config.oidc.thumbprints.is_empty() {
             false => self.config.oidc.thumbprints.clone(),
-            true => match self.fetcher.thumbprint(&issuer).await {
+            true => match self.fetcher.thumbprint(&self.issuer).await {
                 Ok(thumbprint) => vec![thumbprint],
                 Err(message) => {
                     return failed(
                         "ThumbprintUnavailable",
                         format!(
                             "{message}; the provider is left as it is. Make the issuer's host \
-                             reachable from the controller (oidc.connectTo, SSL_CERT_FILE for a \
+                             reachable from the controller (oidc.connectTo; oidc.issuerCa for a \
                              private CA) or set oidc.thumbprints"
                         ),
                     );
@@ -238,7 +254,7 @@ impl OidcKeeper {
         report.facts.insert("thumbprints", thumbprints.join(","));
         let wanted = WantedProvider {
             arn: self.config.provider_arn(),
-            url: issuer,
+            url: self.issuer.clone(),
             client_ids: self.config.provider_client_ids(),
             thumbprints,
             cluster: self.config.cluster_name.clone(),

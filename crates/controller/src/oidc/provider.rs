@@ -141,16 +141,33 @@ mod tests {
 
     use super::*;
 
-    /// One provider in memory (moto has no AddClientIDToOpenIDConnectProvider).
+    /// One provider in memory, at [`ARN`] (moto has no AddClientIDToOpenIDConnectProvider).
     #[derive(Default)]
     struct OneProvider {
         provider: Mutex<Option<OidcProvider>>,
         writes: Mutex<Vec<&'static str>>,
     }
 
+    const ARN: &str = "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC";
+
+    /// The ARN a request names, if it names one.
+    fn arn_of(request: &IamRequest) -> Option<&str> {
+        match request {
+            IamRequest::GetOpenIdConnectProvider { arn }
+            | IamRequest::UpdateOpenIdConnectProviderThumbprint { arn, .. }
+            | IamRequest::AddClientIdToOpenIdConnectProvider { arn, .. }
+            | IamRequest::TagOpenIdConnectProvider { arn, .. } => Some(arn),
+            _ => None,
+        }
+    }
+
     impl IamApi for OneProvider {
         fn call(&self, request: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>> {
             let op = request.operation();
+            if arn_of(&request).is_some_and(|arn| arn != ARN) {
+                let answer = Err(AwsError::new(ErrorKind::NotFound, op, "another ARN"));
+                return Box::pin(async move { answer });
+            }
             let mut slot = self.provider.lock().unwrap_or_else(|e| e.into_inner());
             if request.is_write() {
                 self.writes
@@ -166,13 +183,15 @@ mod tests {
                     Err(AwsError::new(ErrorKind::NotFound, op, "no such provider"))
                 }
                 (IamRequest::CreateOpenIdConnectProvider(new), None) => {
+                    let url: String = new.url.trim_start_matches("https://").into();
+                    let arn = format!("arn:aws:iam::111122223333:oidc-provider/{url}");
                     *slot = Some(OidcProvider {
-                        url: new.url.trim_start_matches("https://").into(),
+                        url,
                         client_ids: new.client_ids,
                         thumbprints: new.thumbprints,
                         tags: new.tags,
                     });
-                    Ok(IamResponse::Created("arn".into()))
+                    Ok(IamResponse::Created(arn))
                 }
                 (IamRequest::AddClientIdToOpenIdConnectProvider { client_id, .. }, Some(found)) => {
                     found.client_ids.push(client_id);
@@ -197,7 +216,7 @@ mod tests {
 
     fn wanted() -> WantedProvider {
         WantedProvider {
-            arn: "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC".into(),
+            arn: ARN.into(),
             url: "https://oidc.example.com/id/ABC".into(),
             client_ids: vec!["sts.amazonaws.com".into()],
             thumbprints: vec!["aa".repeat(20)],
@@ -222,6 +241,15 @@ mod tests {
         assert_eq!(writes(&api), vec!["CreateOpenIDConnectProvider"]);
         assert_eq!(outcome(&iam, &wanted()).await, ProviderOutcome::InSync);
         assert!(writes(&api).is_empty());
+        let made = api
+            .provider
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        assert_eq!(
+            made.map(|p| p.url),
+            Some("oidc.example.com/id/ABC".to_string())
+        );
     }
 
     #[tokio::test]

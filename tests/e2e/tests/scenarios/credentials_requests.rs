@@ -2,7 +2,10 @@
 //! cluster of OpenShift's has it): the release's image registry and ingress requests
 //! become roles and Secrets byte for byte in ccoctl's format, the Machine API's is
 //! refused by the guardrails, a change of statements updates the role in place, a
-//! deletion cleans up, and a request outside the platform's namespace is not answered.
+//! deletion cleans up, a renamed Secret takes its role with it, a Secret ccoctl wrote is
+//! not overwritten, and a request outside the platform's namespace is not answered.
+//! First, without the CRD: the controller with requests turned on starts and says why it
+//! reconciles none.
 
 use std::time::Duration;
 
@@ -47,6 +50,13 @@ async fn wait_request(
     .await
 }
 
+fn log_says(log: &str, words: &str) -> Result<(), String> {
+    match log.contains(words) {
+        true => Ok(()),
+        false => Err(format!("no {words:?} in the log yet")),
+    }
+}
+
 fn provisioned(request: &CredentialsRequest) -> bool {
     request.status.as_ref().is_some_and(|s| {
         s.provisioned && Some(s.last_sync_generation) == request.metadata.generation
@@ -71,6 +81,35 @@ fn actions(policy: &Value) -> Vec<String> {
 }
 
 pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
+    let values = |openshift: &Value| {
+        json!({
+            "credentialsRequests": {"enabled": true},
+            "guardrails": {"deniedActions": openshift["guardrails"]["deniedActions"]},
+            // A refused request is looked at again on this interval.
+            "driftInterval": "10s",
+        })
+    };
+    let openshift: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/openshift/operator.yaml"))
+            .expect("the example configuration"),
+    )
+    .expect("YAML");
+
+    // Without OpenShift's CRD (any other cluster): turned on, it starts, is ready, says why
+    // it reconciles no request, and asks for nothing it may not have.
+    let (_rendered, mut without_crd) = s.start_controller(values(&openshift)).await;
+    until(
+        "the controller to say there is no CRD",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&without_crd.process.log).unwrap_or_default();
+            log_says(&log, "no CredentialsRequest CRD")
+        },
+    )
+    .await;
+    assert_eq!(without_crd.readyz().await, Some(200));
+    without_crd.process.kill();
+
     s.cluster
         .install_crd_file(&repo_root().join("tests/e2e/fixtures/credentialsrequests.crd.yaml"))
         .await
@@ -85,17 +124,38 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
             .await
             .expect("namespace");
     }
-    let openshift: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo_root().join("examples/openshift/operator.yaml"))
-            .expect("the example configuration"),
-    )
-    .expect("YAML");
-    let (_rendered, _controller) = s
-        .start_controller(json!({
-            "credentialsRequests": {"enabled": true},
-            "guardrails": {"deniedActions": openshift["guardrails"]["deniedActions"]},
-        }))
-        .await;
+    // A Secret ccoctl wrote for the ingress operator, once, for another role.
+    let ingress_secrets: Api<Secret> = Api::namespaced(s.client(), "openshift-ingress-operator");
+    let ccoctl_text = CCOCTL_CREDENTIALS
+        .replacen(
+            "%s",
+            "arn:aws:iam::123456789012:role/mycluster-openshift-ingress-operator-cloud-credentials",
+            1,
+        )
+        .replacen("%s", TOKEN_PATH, 1);
+    let ccoctl_secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cloud-credentials", "namespace": "openshift-ingress-operator"},
+        "type": "Opaque",
+        "stringData": {"credentials": ccoctl_text},
+    }))
+    .expect("a Secret");
+    ingress_secrets
+        .create(&PostParams::default(), &ccoctl_secret)
+        .await
+        .expect("ccoctl's Secret");
+
+    // A request outside the platform's namespace, made first: it is never answered.
+    let shop = s.namespace("requests").await;
+    let mut stray = example("image-registry");
+    stray.metadata.namespace = Some(shop.clone());
+    stray.spec.secret_ref.name = "stray".into();
+    let strays: Api<CredentialsRequest> = Api::namespaced(s.client(), &shop);
+    strays
+        .create(&PostParams::default(), &stray)
+        .await
+        .expect("create the stray");
+
+    let (_rendered, _controller) = s.start_controller(values(&openshift)).await;
     let requests: Api<CredentialsRequest> = Api::namespaced(s.client(), PLATFORM);
     for name in ["image-registry", "ingress", "machine-api"] {
         requests
@@ -185,7 +245,43 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         Some("openshift-cloud-credential-operator/openshift-image-registry")
     );
 
-    // The ingress operator's: sts:AssumeRole, which this platform allows.
+    // The ingress operator's: ccoctl's Secret is not overwritten...
+    let refused = wait_request(
+        &requests,
+        "openshift-ingress",
+        "ccoctl's Secret refused",
+        |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "CredentialsProvisionFailure" && c.status == "True")
+            })
+        },
+    )
+    .await;
+    let message = refused
+        .status
+        .map(|s| s.conditions[0].message.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(message.contains("not the operator's"), "{message}");
+    let untouched = ingress_secrets
+        .get("cloud-credentials")
+        .await
+        .expect("ccoctl's Secret");
+    assert_eq!(
+        untouched
+            .data
+            .as_ref()
+            .and_then(|d| d.get("credentials"))
+            .map(|c| String::from_utf8_lossy(&c.0).to_string()),
+        Some(ccoctl_text.clone())
+    );
+    // ...until it is deleted: then the role (sts:AssumeRole, which this platform allows)
+    // and the operator's own Secret, within the refusal's re-check (driftInterval).
+    ingress_secrets
+        .delete("cloud-credentials", &DeleteParams::default())
+        .await
+        .expect("delete ccoctl's Secret");
     wait_request(
         &requests,
         "openshift-ingress",
@@ -200,11 +296,16 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
     assert!(
         actions(&inline_policy(&s, &ingress_role).await).contains(&"sts:AssumeRole".to_string())
     );
-    let ingress_secret = Api::<Secret>::namespaced(s.client(), "openshift-ingress-operator")
+    let ingress_secret = ingress_secrets
         .get("cloud-credentials")
         .await
         .expect("the ingress Secret");
-    assert!(ingress_secret.data.is_some());
+    assert!(
+        ingress_secret
+            .annotations()
+            .contains_key("cloudcredential.openshift.io/credentials-request"),
+        "the operator's own now"
+    );
 
     // The Machine API's: iam:PassRole, refused, and nothing made.
     let machine = wait_request(
@@ -267,16 +368,45 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         "in place"
     );
 
-    // A request outside the platform's namespace: no finalizer, no status, no role.
-    let shop = s.namespace("requests").await;
-    let mut stray = example("image-registry");
-    stray.metadata.namespace = Some(shop.clone());
-    stray.spec.secret_ref.name = "stray".into();
-    let strays: Api<CredentialsRequest> = Api::namespaced(s.client(), &shop);
-    strays
-        .create(&PostParams::default(), &stray)
+    // The Secret renamed: the new role and Secret made, the old ones gone.
+    requests
+        .patch(
+            "openshift-ingress",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secretRef": {"name": "cloud-credentials-v2", "namespace": "openshift-ingress-operator"}}})),
+        )
         .await
-        .expect("create the stray");
+        .expect("rename the Secret");
+    wait_request(
+        &requests,
+        "openshift-ingress",
+        "the renamed Secret provisioned",
+        |r| provisioned(r) && r.metadata.generation == Some(2),
+    )
+    .await;
+    let renamed_role = format!(
+        "{}-openshift-ingress-operator.cloud-credentials-v2",
+        s.cluster_name
+    );
+    assert!(s.iam_role(&renamed_role).await.is_some());
+    assert!(
+        s.iam_role(&ingress_role).await.is_none(),
+        "the old role is deleted"
+    );
+    assert!(
+        ingress_secrets
+            .get_opt("cloud-credentials")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        ingress_secrets
+            .get_opt("cloud-credentials-v2")
+            .await
+            .expect("read")
+            .is_some()
+    );
 
     // Deletion: the role and the Secret go, then the request.
     requests

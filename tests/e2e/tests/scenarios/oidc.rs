@@ -188,9 +188,14 @@ pub async fn provider_and_keys_kept_through_a_key_rotation(s: Scenario) {
     let issuer_host = IssuerHost::publish(&s.cluster)
         .await
         .expect("the issuer's host");
-    let served_certificate = CertificateDer::from_pem_slice(issuer_host.cert_pem.as_bytes())
-        .expect("the issuer host's certificate");
-    let thumbprint = sha1_hex(&served_certificate);
+    // The chain's last certificate (the CA), not its first (the host's own).
+    let chain: Vec<CertificateDer> =
+        CertificateDer::pem_slice_iter(issuer_host.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("the issuer host's chain");
+    assert_eq!(chain.len(), 2);
+    let thumbprint = sha1_hex(&chain[1]);
+    assert_ne!(thumbprint, sha1_hex(&chain[0]));
     let values = json!({"oidc": {
         "manage": true,
         "checkInterval": "1s",
@@ -238,9 +243,21 @@ pub async fn provider_and_keys_kept_through_a_key_rotation(s: Scenario) {
     let first_kid = key_ids(&served_keys);
     assert_eq!(first_kid.len(), 1, "{served_keys}");
 
-    // Idle: passes every second, and nothing written to IAM or S3.
+    // Idle: once the next pass found everything in line, passes every second and writes
+    // nothing to IAM, S3 or the ConfigMap.
+    wait_status(&s, "everything in line", |d| {
+        is(d, "ProviderReady", "True", "InSync") && is(d, "KeysPublished", "True", "InSync")
+    })
+    .await;
+    let maps: Api<ConfigMap> = Api::namespaced(s.client(), OPERATOR_NAMESPACE);
+    let version = |map: Option<ConfigMap>| map.and_then(|m| m.metadata.resource_version);
+    let before = version(maps.get_opt(STATUS).await.expect("read the status"));
     let mark = s.iam.mark();
     tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        version(maps.get_opt(STATUS).await.expect("read the status")),
+        before
+    );
     let idle = s.iam.calls_since(mark);
     assert!(
         idle.iter()
