@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+
 use crate::HarnessError;
 use crate::pki::{Pki, token_signing_key};
 use crate::process::{Process, free_port};
@@ -33,6 +39,9 @@ pub struct ControlPlane {
     /// How it was started, to start it again.
     apiserver_program: PathBuf,
     apiserver_args: Vec<String>,
+    /// From each restart's kill until its RBAC answered again: refusals in these windows
+    /// are the restart's (an authorizer whose caches are still filling), not the chart's.
+    restarts: std::sync::Mutex<Vec<(Timestamp, Timestamp)>>,
     etcd: Option<Process>,
 }
 
@@ -212,6 +221,7 @@ impl ControlPlane {
             apiserver: std::sync::Mutex::new(Some(apiserver)),
             apiserver_program,
             apiserver_args,
+            restarts: std::sync::Mutex::new(Vec::new()),
             etcd: Some(etcd),
         };
         let client = crate::cluster::client_from(&admin_kubeconfig).await?;
@@ -359,6 +369,7 @@ impl ControlPlane {
         args.push(arg("service-account-key-file", new_pub.display()));
         args.push(arg("service-account-signing-key-file", new_key.display()));
         let log = self.dir.join(format!("kube-apiserver-{rotation:?}.log"));
+        let killed = Timestamp::now();
         {
             let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(mut old) = apiserver.take() {
@@ -373,22 +384,77 @@ impl ControlPlane {
             )?);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let request = http::Request::get("/readyz").body(Vec::new());
-            if let Ok(request) = request
-                && client.request_text(request).await.is_ok()
-            {
-                return Ok(());
-            }
+        while !rbac_answers(client).await {
             if Instant::now() > deadline {
                 return Err(HarnessError::new(format!(
-                    "kube-apiserver not ready 60 s after its restart:\n{}",
+                    "kube-apiserver not authorizing 60 s after its restart:\n{}",
                     self.log_tails(30)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Clients that reconnected in the last instant are answered by now.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((killed, Timestamp::now()));
+        Ok(())
     }
+
+    /// When the API server was restarting (see `restarts`).
+    pub fn restart_windows(&self) -> Vec<(Timestamp, Timestamp)> {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Whether the API server is ready and its RBAC authorizer grants what the bootstrap
+/// policy grants, cluster-wide and in a namespace (its caches have filled).
+async fn rbac_answers(client: &kube::Client) -> bool {
+    let ready = match http::Request::get("/readyz").body(Vec::new()) {
+        Ok(request) => client.request_text(request).await.is_ok(),
+        Err(_) => false,
+    };
+    if !ready {
+        return false;
+    }
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    for (user, namespace, resource, verb) in [
+        ("system:kube-scheduler", None, "pods", "list"),
+        (
+            "system:kube-controller-manager",
+            Some("kube-system"),
+            "configmaps",
+            "get",
+        ),
+    ] {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.into()),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: namespace.map(String::from),
+                    resource: Some(resource.into()),
+                    verb: Some(verb.into()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        let allowed = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| s.allowed);
+        if !allowed {
+            return false;
+        }
+    }
+    true
 }
 
 impl Drop for ControlPlane {

@@ -620,6 +620,17 @@ impl Scenario {
 /// or by an admission plugin (OwnerReferencesPermissionEnforcement). Writes into a
 /// namespace being deleted are refused for everyone and do not count.
 pub fn forbidden_since(cluster: &Cluster, since: u64) -> Vec<crate::audit::AuditEvent> {
+    let restarts = cluster
+        .plane
+        .as_ref()
+        .map(|plane| plane.restart_windows())
+        .unwrap_or_default();
+    // A restarted API server refuses until its RBAC caches have filled: those refusals
+    // are the restart's, not the chart's.
+    let while_restarting = |e: &crate::audit::AuditEvent| {
+        e.time()
+            .is_some_and(|at| restarts.iter().any(|(from, to)| *from <= at && at <= *to))
+    };
     cluster
         .audit
         .as_ref()
@@ -631,6 +642,7 @@ pub fn forbidden_since(cluster: &Cluster, since: u64) -> Vec<crate::audit::Audit
                 && !e.message.contains("is being terminated")
                 && e.user
                     .starts_with(&format!("system:serviceaccount:{OPERATOR_NAMESPACE}:"))
+                && !while_restarting(e)
         })
         .collect()
 }

@@ -447,10 +447,23 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         .delete(&stray.name_any(), &DeleteParams::default())
         .await
         .expect("delete the stray");
+    // The rest go too (the refused one carries the finalizer as well), role included.
     for name in ["openshift-ingress", "openshift-machine-api-aws"] {
         requests
             .delete(name, &DeleteParams::default())
             .await
             .expect("delete");
     }
+    until("every request gone", Duration::from_secs(60), || async {
+        let left = requests
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        match left.items.is_empty() {
+            true => Ok(()),
+            false => Err(format!("{} left", left.items.len())),
+        }
+    })
+    .await;
+    assert!(s.iam_role(&renamed_role).await.is_none());
 }
