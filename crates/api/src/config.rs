@@ -542,6 +542,9 @@ impl OperatorConfig {
     /// Why the operator makes nothing for a CredentialsRequest in `namespace`, naming the
     /// setting; `None` where it reconciles them.
     pub fn credentials_request_refusal(&self, namespace: &str) -> Option<String> {
+        if self.honours_credentials_requests(namespace) {
+            return None;
+        }
         if !self.credentials_requests.enabled {
             return Some(
                 "credentialsRequests.enabled is false, so the operator ignores \
@@ -549,18 +552,21 @@ impl OperatorConfig {
                     .into(),
             );
         }
-        (!self
-            .credentials_requests
-            .namespaces
-            .iter()
-            .any(|n| n == namespace))
-        .then(|| {
-            format!(
-                "requests are honoured only in credentialsRequests.namespaces ({}): a request \
-                 names Secrets and ServiceAccounts in any namespace, so make it there",
-                self.credentials_requests.namespaces.join(", ")
-            )
-        })
+        Some(format!(
+            "requests are honoured only in credentialsRequests.namespaces ({}): a request \
+             names Secrets and ServiceAccounts in any namespace, so make it there",
+            self.credentials_requests.namespaces.join(", ")
+        ))
+    }
+
+    /// Whether the operator reconciles CredentialsRequests in `namespace`.
+    pub fn honours_credentials_requests(&self, namespace: &str) -> bool {
+        self.credentials_requests.enabled
+            && self
+                .credentials_requests
+                .namespaces
+                .iter()
+                .any(|n| n == namespace)
     }
 
     /// `credentialsRequests.*`.

@@ -114,6 +114,15 @@ pub struct Provisioned {
     pub secret_name: String,
 }
 
+impl Provisioned {
+    /// Whether both name the same role and Secret (the ARN aside).
+    pub fn same_objects(&self, other: &Provisioned) -> bool {
+        self.role_name == other.role_name
+            && self.secret_namespace == other.secret_namespace
+            && self.secret_name == other.secret_name
+    }
+}
+
 impl CredentialsRequestStatus {
     pub fn provisioned_objects(&self) -> Option<Provisioned> {
         self.provider_status

@@ -20,7 +20,7 @@ impl std::fmt::Display for ObjectKey {
     }
 }
 
-/// Anything that stores objects: the SDK adapter, or an in-memory store in unit tests.
+/// Anything that stores objects (the SDK adapter).
 pub trait ObjectStore: Send + Sync {
     /// The object's bytes; `None` when there is no such object.
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, AwsError>>;
@@ -31,20 +31,6 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), AwsError>>;
-}
-
-impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, AwsError>> {
-        (**self).get(key)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        body: Vec<u8>,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        (**self).put(key, body, content_type)
-    }
 }
 
 pub struct SdkS3 {
@@ -61,8 +47,12 @@ impl SdkS3 {
     /// (an emulator, a private endpoint) buckets are addressed by path, which needs no
     /// wildcard DNS.
     pub async fn connect(settings: &AwsSettings) -> Self {
-        let shared = sdk_config(settings).await;
-        let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
+        Self::from_config(&sdk_config(settings).await, settings)
+    }
+
+    /// The adapter on an SDK configuration already loaded (IAM's).
+    pub fn from_config(shared: &aws_config::SdkConfig, settings: &AwsSettings) -> Self {
+        let mut s3 = aws_sdk_s3::config::Builder::from(shared)
             .force_path_style(settings.endpoint_url.is_some());
         if let Some(gate) = &settings.write_gate {
             s3 = s3.interceptor(Fence {
@@ -134,35 +124,5 @@ impl ObjectStore for SdkS3 {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(self.write(key, body, content_type))
-    }
-}
-
-/// Objects in memory, for unit tests; counts the puts.
-#[derive(Default)]
-pub struct MemoryStore {
-    pub objects: std::sync::Mutex<std::collections::BTreeMap<ObjectKey, (Vec<u8>, String)>>,
-    pub puts: std::sync::atomic::AtomicUsize,
-}
-
-impl ObjectStore for MemoryStore {
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, AwsError>> {
-        let found = self
-            .objects
-            .lock()
-            .map(|objects| objects.get(key).map(|(body, _)| body.clone()))
-            .unwrap_or_default();
-        Box::pin(async move { Ok(found) })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a ObjectKey,
-        body: Vec<u8>,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<(), AwsError>> {
-        if let Ok(mut objects) = self.objects.lock() {
-            objects.insert(key.clone(), (body, content_type.to_string()));
-        }
-        self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Box::pin(async { Ok(()) })
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -102,8 +103,12 @@ impl SdkIam {
     /// Credentials, region and endpoint from the settings and the usual AWS chain
     /// (environment, web identity, instance metadata).
     pub async fn connect(settings: &AwsSettings) -> Self {
-        let shared = sdk_config(settings).await;
-        let mut iam = aws_sdk_iam::config::Builder::from(&shared);
+        Self::from_config(&sdk_config(settings).await, settings)
+    }
+
+    /// The adapter on an SDK configuration already loaded (shared with the S3 adapter).
+    pub fn from_config(shared: &aws_config::SdkConfig, settings: &AwsSettings) -> Self {
+        let mut iam = aws_sdk_iam::config::Builder::from(shared);
         if let Some(gate) = &settings.write_gate {
             // Two checks of one gate: the interceptor refuses a write before it is signed
             // (an error the SDK does not retry); the fenced connections are the guarantee
@@ -126,7 +131,7 @@ impl SdkIam {
         }
         Self {
             iam: aws_sdk_iam::Client::from_conf(iam.build()),
-            sts: aws_sdk_sts::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(shared),
         }
     }
 }

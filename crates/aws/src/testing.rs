@@ -29,3 +29,23 @@ pub fn emulator_settings(endpoint: &str) -> AwsSettings {
         write_gate: None,
     }
 }
+
+/// A name no other test run uses: `prefix-<pid>-<nanoseconds>`.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// An S3 client of the emulator, buckets addressed by path (for setting up buckets and
+/// reading what the operator wrote).
+pub async fn emulator_s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let shared = crate::sdk::sdk_config(&emulator_settings(endpoint)).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .build(),
+    )
+}

@@ -4,21 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use podidentity_aws::api::{Iam, IamRequest, NewOidcProvider};
 use podidentity_aws::error::ErrorKind;
 use podidentity_aws::s3::{ObjectKey, ObjectStore, SdkS3};
-use podidentity_aws::sdk::{SdkIam, WriteGate, sdk_config};
-use podidentity_aws::testing::{emulator_endpoint, emulator_settings};
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
+use podidentity_aws::sdk::{SdkIam, WriteGate};
+use podidentity_aws::testing::{
+    emulator_endpoint, emulator_s3_client, emulator_settings, unique_name,
+};
 
 const THUMBPRINT_A: &str = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280";
 const THUMBPRINT_B: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -32,7 +25,7 @@ async fn a_provider_is_made_tagged_and_changed_in_place() {
     };
     let sdk = SdkIam::connect(&emulator_settings(&endpoint)).await;
     let iam = Iam::new(&sdk);
-    let host = format!("{}.oidc.example.com/id/ABC", unique("provider"));
+    let host = format!("{}.oidc.example.com/id/ABC", unique_name("provider"));
     let arn = iam
         .create_oidc_provider(NewOidcProvider {
             url: format!("https://{host}"),
@@ -96,13 +89,10 @@ async fn a_provider_is_made_tagged_and_changed_in_place() {
 }
 
 async fn bucket(endpoint: &str) -> String {
-    let name = unique("keys").to_lowercase();
-    let raw = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk_config(&emulator_settings(endpoint)).await)
-            .force_path_style(true)
-            .build(),
-    );
-    raw.create_bucket()
+    let name = unique_name("keys").to_lowercase();
+    emulator_s3_client(endpoint)
+        .await
+        .create_bucket()
         .bucket(&name)
         .send()
         .await
@@ -133,7 +123,7 @@ async fn objects_are_read_written_and_missing_ones_are_none() {
 
     // A missing bucket is an error, not an empty answer.
     let nowhere = ObjectKey {
-        bucket: unique("missing").to_lowercase(),
+        bucket: unique_name("missing").to_lowercase(),
         key: "keys.json".into(),
     };
     let missing = s3.get(&nowhere).await.expect_err("no such bucket");

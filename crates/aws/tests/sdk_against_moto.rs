@@ -2,11 +2,11 @@
 //! by scripts/test), and the error kinds IAM's answers map to.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use podidentity_aws::api::{Iam, IamRequest, NewRole};
 use podidentity_aws::error::ErrorKind;
 use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::testing::unique_name;
 use podidentity_iam::compare::text_equivalent;
 
 fn endpoint() -> Option<String> {
@@ -19,14 +19,6 @@ fn settings(endpoint: String) -> AwsSettings {
 
 async fn moto(endpoint: String) -> SdkIam {
     SdkIam::connect(&settings(endpoint)).await
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/ABC"},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"oidc.example.com/id/ABC:sub":"system:serviceaccount:shop:orders","oidc.example.com/id/ABC:aud":"sts.amazonaws.com"}}}]}"#;
@@ -54,7 +46,7 @@ async fn a_role_lives_its_whole_life_through_the_adapter() {
     let Some(endpoint) = endpoint() else { return };
     let sdk = moto(endpoint).await;
     let iam = Iam::new(&sdk);
-    let name = unique("life");
+    let name = unique_name("life");
 
     let created = iam
         .create_role(new_role(&name))
@@ -213,14 +205,14 @@ async fn instance_profiles_are_listed_and_left() {
     let Some(endpoint) = endpoint() else { return };
     let sdk = moto(endpoint.clone()).await;
     let iam = Iam::new(&sdk);
-    let name = unique("profiled");
+    let name = unique_name("profiled");
     iam.create_role(new_role(&name))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     // Someone else put the role into an instance profile (the adapter never creates one).
     let raw =
         aws_sdk_iam::Client::new(&podidentity_aws::sdk::sdk_config(&settings(endpoint)).await);
-    let profile = unique("profile");
+    let profile = unique_name("profile");
     raw.create_instance_profile()
         .instance_profile_name(&profile)
         .send()
@@ -257,7 +249,7 @@ async fn iam_answers_map_to_error_kinds() {
     let Some(endpoint) = endpoint() else { return };
     let sdk = moto(endpoint).await;
     let iam = Iam::new(&sdk);
-    let name = unique("errors");
+    let name = unique_name("errors");
     let missing = iam.get_role(&name).await.err();
     assert_eq!(missing.as_ref().map(|e| e.kind), Some(ErrorKind::NotFound));
     assert_eq!(
@@ -280,7 +272,7 @@ async fn authorization_details_come_in_pages_with_everything_the_sweep_needs() {
     let Some(endpoint) = endpoint() else { return };
     let sdk = moto(endpoint).await;
     let iam = Iam::new(&sdk);
-    let prefix = unique("page");
+    let prefix = unique_name("page");
     let names: Vec<String> = (0..5).map(|i| format!("{prefix}-{i}")).collect();
     for name in &names {
         iam.create_role(new_role(name))
@@ -394,7 +386,7 @@ async fn a_closed_write_gate_stops_writes_before_they_are_sent_and_lets_reads_th
     })
     .await;
     let iam = Iam::new(&sdk);
-    let name = unique("gate");
+    let name = unique_name("gate");
     iam.create_role(new_role(&name))
         .await
         .unwrap_or_else(|err| panic!("an open gate lets writes through: {err}"));
@@ -455,7 +447,7 @@ async fn a_gate_that_closes_after_the_last_check_stops_the_write_at_the_socket()
     })
     .await;
     let iam = Iam::new(&sdk);
-    let name = unique("socketgate");
+    let name = unique_name("socketgate");
     iam.create_role(new_role(&name))
         .await
         .unwrap_or_else(|err| panic!("an open gate lets writes through: {err}"));
@@ -490,7 +482,7 @@ async fn a_token_is_exchanged_and_an_oidc_provider_read_without_keeping_credenti
     let Some(endpoint) = endpoint() else { return };
     let sdk = moto(endpoint.clone()).await;
     let iam = Iam::new(&sdk);
-    let name = unique("assume");
+    let name = unique_name("assume");
     let role = iam
         .create_role(new_role(&name))
         .await

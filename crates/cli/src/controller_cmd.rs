@@ -10,7 +10,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::IamApi;
 use podidentity_aws::budget::Budgeted;
 use podidentity_aws::s3::{ObjectStore, SdkS3};
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::{AwsSettings, SdkConfig, SdkIam, sdk_config};
 use podidentity_controller::Context;
 use podidentity_controller::fence::{FenceLayer, write_service};
 use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
@@ -100,17 +100,18 @@ async fn clients(leadership: &Leadership) -> Result<(kube::Client, kube::Client)
 
 /// `oidc.manage`: the keeper of the provider and the published keys, with an S3 client
 /// when a bucket is named (same credentials, region, endpoint and write fence as IAM).
-async fn oidc_keeper(
+fn oidc_keeper(
     client: &kube::Client,
     iam: Arc<dyn IamApi>,
-    aws: &AwsSettings,
+    (shared, aws): (&SdkConfig, &AwsSettings),
     config: &OperatorConfig,
     namespace: &str,
 ) -> Result<OidcKeeper, String> {
-    let s3: Option<Arc<dyn ObjectStore>> = match &config.oidc.publish.s3_bucket {
-        Some(_) => Some(Arc::new(SdkS3::connect(aws).await)),
-        None => None,
-    };
+    let bucket: Option<(Arc<dyn ObjectStore>, String)> =
+        config.oidc.publish.s3_bucket.as_ref().map(|bucket| {
+            let store: Arc<dyn ObjectStore> = Arc::new(SdkS3::from_config(shared, aws));
+            (store, bucket.clone())
+        });
     let fetcher = Fetcher::new(
         config.oidc.issuer_ca.as_deref().map(str::as_bytes),
         config.issuer_connect_to(),
@@ -119,8 +120,8 @@ async fn oidc_keeper(
     OidcKeeper::new(
         client.clone(),
         iam,
-        s3,
-        config.clone(),
+        bucket,
+        config,
         namespace.to_string(),
         fetcher,
     )
@@ -168,7 +169,9 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         static_credentials: None,
         write_gate: Some(leadership.write_gate()),
     };
-    let sdk = SdkIam::connect(&aws).await;
+    // One AWS configuration (credential chain, HTTP client) for IAM and S3.
+    let shared = sdk_config(&aws).await;
+    let sdk = SdkIam::from_config(&shared, &aws);
     let iam = Arc::new(Budgeted::new(
         Metered::new(sdk, metrics.clone()),
         config.aws.max_requests_per_second,
@@ -182,8 +185,13 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     };
     tracing::info!(cluster = %config.cluster_name, provider = %config.provider_arn(), "pod identity controller starting");
     let oidc = match config.oidc.manage {
-        true => match oidc_keeper(&client, iam.clone(), &aws, &config, &args.lease_namespace).await
-        {
+        true => match oidc_keeper(
+            &client,
+            iam.clone(),
+            (&shared, &aws),
+            &config,
+            &args.lease_namespace,
+        ) {
             Ok(keeper) => Some(keeper),
             Err(err) => {
                 eprintln!("error: {err}");

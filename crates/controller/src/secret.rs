@@ -103,11 +103,10 @@ fn owned_by(secret: &Secret, binding: &PodIdentityBinding) -> bool {
         .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
 }
 
-fn desired_object(
-    binding: &PodIdentityBinding,
-    namespace: &str,
-    desired: &DesiredSecret,
-) -> Secret {
+/// The credentials Secret as the operator writes it: ccoctl's one `credentials` key,
+/// `Opaque`, labelled as the operator's. Its owner (a binding's reference, a request's
+/// annotation) is the caller's to add.
+pub(crate) fn credentials_secret(namespace: &str, desired: &DesiredSecret) -> Secret {
     Secret {
         metadata: kube::core::ObjectMeta {
             name: Some(desired.name.clone()),
@@ -116,7 +115,6 @@ fn desired_object(
                 MANAGED_BY.0.to_string(),
                 MANAGED_BY.1.to_string(),
             )])),
-            owner_references: binding.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
@@ -128,8 +126,27 @@ fn desired_object(
     }
 }
 
+fn desired_object(
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    desired: &DesiredSecret,
+) -> Secret {
+    let mut secret = credentials_secret(namespace, desired);
+    secret.metadata.owner_references = binding.controller_owner_ref(&()).map(|o| vec![o]);
+    secret
+}
+
+/// A Secret as a server-side apply body (the type's serialization leaves out apiVersion
+/// and kind).
+pub(crate) fn apply_body(secret: &Secret) -> Result<serde_json::Value, kube::Error> {
+    let mut body = serde_json::to_value(secret).map_err(kube::Error::SerdeError)?;
+    body["apiVersion"] = "v1".into();
+    body["kind"] = "Secret".into();
+    Ok(body)
+}
+
 /// Whether a Secret of ours holds what is wanted.
-fn in_line(current: &Secret, wanted: &Secret) -> bool {
+pub(crate) fn in_line(current: &Secret, wanted: &Secret) -> bool {
     current.data == wanted.data
         && current.type_ == wanted.type_
         && current.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
@@ -150,9 +167,7 @@ pub async fn apply_secret(
             if in_line(&current, &wanted) {
                 return Ok(SecretOutcome::Ours);
             }
-            let mut patch = serde_json::to_value(&wanted).map_err(kube::Error::SerdeError)?;
-            patch["apiVersion"] = "v1".into();
-            patch["kind"] = "Secret".into();
+            let patch = apply_body(&wanted)?;
             api.patch(
                 &desired.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),

@@ -122,16 +122,25 @@ pub async fn complete_config(
     Ok(config)
 }
 
+/// One of the API server's own documents (the discovery document, the key set), as text.
+pub async fn api_server_document(client: &kube::Client, path: &str) -> Result<String, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET {path} from the API server: {e}"))
+}
+
 /// The issuer the API server signs ServiceAccount tokens as, from its own discovery
 /// document.
 pub async fn api_server_issuer(client: &kube::Client) -> Result<String, StartupError> {
-    let request = http::Request::get("/.well-known/openid-configuration")
-        .body(Vec::new())
-        .map_err(|err| StartupError::Issuer(err.to_string()))?;
-    let discovery: serde_json::Value = client
-        .request(request)
+    let text = api_server_document(client, "/.well-known/openid-configuration")
         .await
-        .map_err(|err| StartupError::Issuer(err.to_string()))?;
+        .map_err(StartupError::Issuer)?;
+    let discovery: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| StartupError::Issuer(err.to_string()))?;
     discovery
         .get("issuer")
         .and_then(|i| i.as_str())

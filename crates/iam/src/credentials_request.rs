@@ -31,9 +31,18 @@ pub fn owner_tag(namespace: &str, name: &str) -> String {
 /// The binding a request's role is named and tagged as: the Secret's name in the
 /// Secret's namespace, owned by the request (`owner` is [`owner_tag`]).
 pub fn binding_ref<'a>(spec: &'a CredentialsRequestSpec, owner: &'a str) -> BindingRef<'a> {
+    secret_binding_ref(&spec.secret_ref.namespace, &spec.secret_ref.name, owner)
+}
+
+/// [`binding_ref`] for a Secret named outside the spec (one made for an earlier spec).
+pub fn secret_binding_ref<'a>(
+    namespace: &'a str,
+    secret: &'a str,
+    owner: &'a str,
+) -> BindingRef<'a> {
     BindingRef {
-        namespace: &spec.secret_ref.namespace,
-        name: &spec.secret_ref.name,
+        namespace,
+        name: secret,
         recorded_role_name: None,
         owner_tag: Some(owner),
     }

@@ -221,24 +221,35 @@ impl Cluster {
         name: &str,
         path: &Path,
     ) -> Result<(), HarnessError> {
+        let token = self.token(namespace, name, &[], 4 * 3600).await?;
+        let text = kubeconfig(&self.url, &self.ca_pem, KubeconfigUser::Token(&token));
+        std::fs::write(path, text)
+            .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))
+    }
+
+    /// A token of the ServiceAccount for `audiences` (none: the API server's own), as the
+    /// admin requests it.
+    pub async fn token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+        seconds: i64,
+    ) -> Result<String, HarnessError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
-                audiences: Vec::new(),
-                expiration_seconds: Some(4 * 3600),
+                audiences: audiences.iter().map(|a| a.to_string()).collect(),
+                expiration_seconds: Some(seconds),
                 bound_object_ref: None,
             },
             ..TokenRequest::default()
         };
-        let token = api
-            .create_token_request(name, &PostParams::default(), &request)
+        api.create_token_request(name, &PostParams::default(), &request)
             .await?
             .status
             .map(|s| s.token)
-            .ok_or_else(|| HarnessError::new("TokenRequest returned no token"))?;
-        let text = kubeconfig(&self.url, &self.ca_pem, KubeconfigUser::Token(&token));
-        std::fs::write(path, text)
-            .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))
+            .ok_or_else(|| HarnessError::new("TokenRequest returned no token"))
     }
 
     /// Runs kubectl as the harness's admin; returns (success, stdout, stderr).

@@ -260,10 +260,7 @@ impl ControlPlane {
     async fn wait_ready(&mut self, client: &kube::Client) -> Result<(), HarnessError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let request = http::Request::get("/readyz").body(Vec::new());
-            if let Ok(request) = request
-                && client.request_text(request).await.is_ok()
-            {
+            if ready(client).await {
                 return Ok(());
             }
             if let Some(etcd) = &mut self.etcd
@@ -411,14 +408,18 @@ impl ControlPlane {
     }
 }
 
+/// Whether the API server answers `/readyz`.
+async fn ready(client: &kube::Client) -> bool {
+    match http::Request::get("/readyz").body(Vec::new()) {
+        Ok(request) => client.request_text(request).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Whether the API server is ready and its RBAC authorizer grants what the bootstrap
 /// policy grants, cluster-wide and in a namespace (its caches have filled).
 async fn rbac_answers(client: &kube::Client) -> bool {
-    let ready = match http::Request::get("/readyz").body(Vec::new()) {
-        Ok(request) => client.request_text(request).await.is_ok(),
-        Err(_) => false,
-    };
-    if !ready {
+    if !ready(client).await {
         return false;
     }
     let reviews: Api<SubjectAccessReview> = Api::all(client.clone());

@@ -23,8 +23,10 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use podidentity_api::credentials_request::{CRD_NAME, CredentialsRequest, Provisioned};
 use podidentity_aws::ErrorKind;
-use podidentity_iam::build::{BindingRef, DesiredState, ownership_tags};
-use podidentity_iam::credentials_request::{binding_ref, desired_state, owner_tag};
+use podidentity_iam::build::{DesiredState, ownership_tags};
+use podidentity_iam::credentials_request::{
+    binding_ref, desired_state, owner_tag, secret_binding_ref,
+};
 
 use crate::context::{Context, jitter};
 use crate::error::Error;
@@ -122,12 +124,7 @@ async fn release(
         &request.namespace().unwrap_or_default(),
         &request.name_any(),
     );
-    let tagged_as = BindingRef {
-        namespace: &made.secret_namespace,
-        name: &made.secret_name,
-        recorded_role_name: None,
-        owner_tag: Some(&owner),
-    };
+    let tagged_as = secret_binding_ref(&made.secret_namespace, &made.secret_name, &owner);
     let role = RoleIdentity::new(
         made.role_name.clone(),
         ownership_tags(&ctx.config, tagged_as),
@@ -152,16 +149,12 @@ pub async fn reconcile(
         .status
         .as_ref()
         .and_then(|s| s.provisioned_objects());
-    match finalizer::stage(request.as_ref()) {
+    let stage = finalizer::stage(request.as_ref());
+    match stage {
         // A request that carries our finalizer is cleaned up whatever the settings say now.
         Stage::Cleanup => {
             let asked = asked(&ctx, &request);
-            let same = |made: &Provisioned| {
-                made.role_name == asked.role_name
-                    && made.secret_namespace == asked.secret_namespace
-                    && made.secret_name == asked.secret_name
-            };
-            if let Some(made) = recorded.as_ref().filter(|made| !same(made)) {
+            if let Some(made) = recorded.as_ref().filter(|made| !made.same_objects(&asked)) {
                 release(&ctx, &request, made).await?;
             }
             release(&ctx, &request, &asked).await?;
@@ -171,7 +164,7 @@ pub async fn reconcile(
         Stage::Done => return Ok(Action::await_change()),
         Stage::Add | Stage::Apply => {}
     }
-    if ctx.config.credentials_request_refusal(&namespace).is_some() {
+    if !ctx.config.honours_credentials_requests(&namespace) {
         // Not the platform's namespace: not ours to answer, not even in its status.
         return Ok(Action::await_change());
     }
@@ -179,7 +172,7 @@ pub async fn reconcile(
         write_status(&api, &request, &Found::Ignored).await?;
         return Ok(Action::await_change());
     }
-    if finalizer::stage(request.as_ref()) == Stage::Add {
+    if stage == Stage::Add {
         finalizer::add(&api, request.as_ref()).await?;
         return Ok(Action::await_change());
     }
@@ -201,9 +194,7 @@ pub async fn reconcile(
     };
     // The Secret moved (or was renamed): what was made for the old one goes.
     if let (Found::Provisioned(now), Some(before)) = (&found, &recorded)
-        && (before.role_name != now.role_name
-            || before.secret_namespace != now.secret_namespace
-            || before.secret_name != now.secret_name)
+        && !before.same_objects(now)
     {
         release(&ctx, &request, before).await?;
     }

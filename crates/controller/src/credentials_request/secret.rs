@@ -5,9 +5,6 @@
 //! a binding, another request) is refused and left as it is. It is written by server-side
 //! apply without force, so a field another writer owns is a conflict, not an overwrite.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -17,7 +14,7 @@ use podidentity_iam::build::DesiredSecret;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::secret::MANAGED_BY;
+use crate::secret::{MANAGED_BY, apply_body, credentials_secret, in_line};
 
 /// What writing the Secret came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,24 +41,13 @@ pub fn request_of(secret: &Secret) -> Option<(String, String)> {
 }
 
 fn wanted(request: &str, namespace: &str, desired: &DesiredSecret) -> Secret {
-    let mut secret = Secret {
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            "credentials".to_string(),
-            ByteString(desired.credentials.clone().into_bytes()),
-        )])),
-        ..Secret::default()
-    };
-    secret.metadata.name = Some(desired.name.clone());
-    secret.metadata.namespace = Some(namespace.to_string());
-    secret.metadata.labels = Some(BTreeMap::from([
-        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-        (SECRET_LABEL.to_string(), "true".to_string()),
-    ]));
-    secret.metadata.annotations = Some(BTreeMap::from([(
-        SECRET_ANNOTATION.to_string(),
-        request.to_string(),
-    )]));
+    let mut secret = credentials_secret(namespace, desired);
+    secret
+        .labels_mut()
+        .insert(SECRET_LABEL.to_string(), "true".to_string());
+    secret
+        .annotations_mut()
+        .insert(SECRET_ANNOTATION.to_string(), request.to_string());
     secret
 }
 
@@ -77,7 +63,7 @@ pub async fn apply(
     if let Some(current) = ctx.secrets.get(&api, namespace, &desired.name).await? {
         match current.annotations().get(SECRET_ANNOTATION) {
             Some(owner) if owner == request => {
-                if current.data == wanted.data && current.type_ == wanted.type_ {
+                if in_line(&current, &wanted) {
                     return Ok(Written::InLine);
                 }
             }
@@ -85,9 +71,7 @@ pub async fn apply(
             None => return Ok(Written::Foreign("a PodIdentityBinding's".into())),
         }
     }
-    let mut patch = serde_json::to_value(&wanted).map_err(kube::Error::SerdeError)?;
-    patch["apiVersion"] = "v1".into();
-    patch["kind"] = "Secret".into();
+    let patch = apply_body(&wanted)?;
     match api
         .patch(
             &desired.name,

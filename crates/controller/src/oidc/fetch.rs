@@ -75,7 +75,7 @@ impl Fetcher {
     /// impostor.
     pub async fn thumbprint(&self, url: &str) -> Result<String, String> {
         let connect = async {
-            let (tls, host) = self.connect(url).await?;
+            let (tls, _, host) = self.connect(url).await?;
             let (_, session) = tls.get_ref();
             let top = session
                 .peer_certificates()
@@ -89,8 +89,12 @@ impl Fetcher {
             .map_err(|_| format!("{url}: no TLS answer within {}s", TIMEOUT.as_secs()))?
     }
 
-    /// A verified TLS connection to the URL's host (or where `ConnectTo` sends it).
-    async fn connect(&self, url: &str) -> Result<(TlsStream<TcpStream>, String), String> {
+    /// A verified TLS connection to the URL's host (or where `ConnectTo` sends it), the
+    /// parsed URL and its host.
+    async fn connect(
+        &self,
+        url: &str,
+    ) -> Result<(TlsStream<TcpStream>, http::Uri, String), String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -115,14 +119,11 @@ impl Fetcher {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {host} failed: {e}"))?;
-        Ok((tls, host))
+        Ok((tls, uri, host))
     }
 
     async fn get_now(&self, url: &str) -> Result<Bytes, String> {
-        let (tls, host) = self.connect(url).await?;
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let (tls, uri, host) = self.connect(url).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP with {host} failed: {e}"))?;

@@ -23,15 +23,18 @@ use fetch::Fetcher;
 use provider::{ProviderOutcome, WantedProvider};
 use status::{Finding, Report};
 
+use crate::startup::api_server_document;
+
 /// The leader's OIDC keeper: everything one pass needs, settings parsed once.
 pub struct OidcKeeper {
     client: kube::Client,
     iam: Arc<dyn IamApi>,
-    /// Set when the configuration names a bucket.
-    s3: Option<Arc<dyn ObjectStore>>,
-    config: OperatorConfig,
+    /// Where the documents are published, when the configuration names a bucket.
+    bucket: Option<(Arc<dyn ObjectStore>, String)>,
     /// The issuer, without a trailing `/`.
     issuer: String,
+    /// The provider as it should be, but for its thumbprints (found each pass).
+    wanted: WantedProvider,
     interval: Duration,
     retention: Duration,
     /// Where the status ConfigMap lives (the controller's own namespace).
@@ -62,8 +65,8 @@ impl OidcKeeper {
     pub fn new(
         client: kube::Client,
         iam: Arc<dyn IamApi>,
-        s3: Option<Arc<dyn ObjectStore>>,
-        config: OperatorConfig,
+        bucket: Option<(Arc<dyn ObjectStore>, String)>,
+        config: &OperatorConfig,
         namespace: String,
         fetcher: Fetcher,
     ) -> Result<Self, String> {
@@ -76,12 +79,20 @@ impl OidcKeeper {
             .ok_or("oidc.manage needs the issuer: set oidc.issuerUrl")?
             .trim_end_matches('/')
             .to_string();
+        let wanted = WantedProvider {
+            arn: config.provider_arn(),
+            url: issuer.clone(),
+            client_ids: config.provider_client_ids(),
+            thumbprints: config.oidc.thumbprints.clone(),
+            cluster: config.cluster_name.clone(),
+            cluster_uid: config.cluster_uid.clone(),
+        };
         Ok(Self {
             client,
             iam,
-            s3,
-            config,
+            bucket,
             issuer,
+            wanted,
             interval,
             retention,
             namespace,
@@ -103,16 +114,14 @@ impl OidcKeeper {
     /// One pass: publish (so STS finds the keys before anything trusts the provider),
     /// then the provider, then the report. Errors are the report's; only writing the
     /// report itself can fail the pass.
-    pub async fn pass(&self) -> Result<Report, kube::Error> {
+    pub async fn pass(&self) -> Result<(), kube::Error> {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let existing = maps.get_opt(status::STATUS_CONFIG_MAP).await?;
         let mut report = Report::default();
         report.facts.insert("issuer", self.issuer.clone());
-        report
-            .facts
-            .insert("providerArn", self.config.provider_arn());
+        report.facts.insert("providerArn", self.wanted.arn.clone());
         report.retired_keys = status::retired_keys(existing.as_ref());
-        if let (Some(store), Some(bucket)) = (&self.s3, &self.config.oidc.publish.s3_bucket) {
+        if let Some((store, bucket)) = &self.bucket {
             report.publication = Some(self.publish(store.as_ref(), bucket, &mut report).await);
         }
         report.provider = Some(self.provider(&mut report).await);
@@ -121,19 +130,13 @@ impl OidcKeeper {
             existing.as_ref(),
             &Time(k8s_openapi::jiff::Timestamp::now()),
         );
-        status::write(&maps, existing.as_ref(), data).await?;
-        Ok(report)
+        status::write(&maps, existing.as_ref(), data).await
     }
 
     async fn served(&self, path: &str) -> Result<Vec<u8>, String> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| e.to_string())?;
-        self.client
-            .request_text(request)
+        api_server_document(&self.client, path)
             .await
             .map(String::into_bytes)
-            .map_err(|e| format!("GET {path} from the API server: {e}"))
     }
 
     async fn publish(&self, store: &dyn ObjectStore, bucket: &str, report: &mut Report) -> Finding {
@@ -235,8 +238,8 @@ impl OidcKeeper {
     }
 
     async fn provider(&self, report: &mut Report) -> Finding {
-        let thumbprints = match self.config.oidc.thumbprints.is_empty() {
-            false => self.config.oidc.thumbprints.clone(),
+        let thumbprints = match self.wanted.thumbprints.is_empty() {
+            false => self.wanted.thumbprints.clone(),
             true => match self.fetcher.thumbprint(&self.issuer).await {
                 Ok(thumbprint) => vec![thumbprint],
                 Err(message) => {
@@ -253,12 +256,8 @@ impl OidcKeeper {
         };
         report.facts.insert("thumbprints", thumbprints.join(","));
         let wanted = WantedProvider {
-            arn: self.config.provider_arn(),
-            url: self.issuer.clone(),
-            client_ids: self.config.provider_client_ids(),
             thumbprints,
-            cluster: self.config.cluster_name.clone(),
-            cluster_uid: self.config.cluster_uid.clone(),
+            ..self.wanted.clone()
         };
         report
             .facts

@@ -37,21 +37,22 @@ pub struct Report {
     pub retired_keys: BTreeMap<String, u64>,
 }
 
-/// What the last pass remembered: key id → first found missing (seconds since the epoch).
-pub fn retired_keys(existing: Option<&ConfigMap>) -> BTreeMap<String, u64> {
+/// A JSON value the last pass wrote under `key` (the default when there is none).
+fn written<T: serde::de::DeserializeOwned + Default>(existing: Option<&ConfigMap>, key: &str) -> T {
     existing
         .and_then(|map| map.data.as_ref())
-        .and_then(|data| data.get(RETIRED_KEYS))
+        .and_then(|data| data.get(key))
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default()
 }
 
+/// What the last pass remembered: key id → first found missing (seconds since the epoch).
+pub fn retired_keys(existing: Option<&ConfigMap>) -> BTreeMap<String, u64> {
+    written(existing, RETIRED_KEYS)
+}
+
 fn existing_conditions(existing: Option<&ConfigMap>) -> Vec<Condition> {
-    existing
-        .and_then(|map| map.data.as_ref())
-        .and_then(|data| data.get(CONDITIONS))
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default()
+    written(existing, CONDITIONS)
 }
 
 /// The ConfigMap's data for `report`; a condition keeps its transition time while its
@@ -103,9 +104,9 @@ pub async fn write(
     maps: &Api<ConfigMap>,
     existing: Option<&ConfigMap>,
     data: BTreeMap<String, String>,
-) -> Result<bool, kube::Error> {
+) -> Result<(), kube::Error> {
     if existing.and_then(|map| map.data.as_ref()) == Some(&data) {
-        return Ok(false);
+        return Ok(());
     }
     let body = serde_json::json!({
         "apiVersion": "v1",
@@ -122,7 +123,7 @@ pub async fn write(
         &Patch::Apply(body),
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]

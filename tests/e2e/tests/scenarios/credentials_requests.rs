@@ -16,7 +16,7 @@ use podidentity_api::credentials_request::CredentialsRequest;
 use podidentity_aws::api::Iam;
 use podidentity_e2e::Scenario;
 use podidentity_e2e::chart::repo_root;
-use podidentity_e2e::wait::until;
+use podidentity_e2e::wait::{check, until};
 use serde_json::{Value, json};
 
 const PLATFORM: &str = "openshift-cloud-credential-operator";
@@ -50,11 +50,13 @@ async fn wait_request(
     .await
 }
 
-fn log_says(log: &str, words: &str) -> Result<(), String> {
-    match log.contains(words) {
-        true => Ok(()),
-        false => Err(format!("no {words:?} in the log yet")),
-    }
+/// CCO's `CredentialsProvisionFailure` is True.
+fn provision_failed(request: &CredentialsRequest) -> bool {
+    request.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "CredentialsProvisionFailure" && c.status == "True")
+    })
 }
 
 fn provisioned(request: &CredentialsRequest) -> bool {
@@ -103,7 +105,9 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         Duration::from_secs(30),
         || async {
             let log = std::fs::read_to_string(&without_crd.process.log).unwrap_or_default();
-            log_says(&log, "no CredentialsRequest CRD")
+            check(log.contains("no CredentialsRequest CRD"), || {
+                "not in the log yet".into()
+            })
         },
     )
     .await;
@@ -250,13 +254,7 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         &requests,
         "openshift-ingress",
         "ccoctl's Secret refused",
-        |r| {
-            r.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "CredentialsProvisionFailure" && c.status == "True")
-            })
-        },
+        provision_failed,
     )
     .await;
     let message = refused
@@ -312,13 +310,7 @@ pub async fn openshift_requests_become_roles_and_ccoctl_secrets(s: Scenario) {
         &requests,
         "openshift-machine-api-aws",
         "the Machine API refused",
-        |r| {
-            r.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "CredentialsProvisionFailure" && c.status == "True")
-            })
-        },
+        provision_failed,
     )
     .await;
     let status = machine.status.expect("status");

@@ -7,31 +7,23 @@
 //! behind no longer trusts the first key.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 use podidentity_aws::api::{Iam, IamRequest, OidcProvider};
 use podidentity_e2e::Scenario;
 use podidentity_e2e::control_plane::{KeyRotation, OPERATOR_NAMESPACE};
 use podidentity_e2e::issuer_host::IssuerHost;
 use podidentity_e2e::operator::Replica;
 use podidentity_e2e::scenario::ACCOUNT;
+use podidentity_e2e::wait::until;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 const STATUS: &str = "podidentity-oidc";
 const STRAY_THUMBPRINT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-fn s3_client(shared: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(shared)
-            .force_path_style(true)
-            .build(),
-    )
-}
 
 /// The status ConfigMap's data once `ready` holds for it (60 s at most).
 async fn wait_status(
@@ -40,8 +32,7 @@ async fn wait_status(
     ready: impl Fn(&BTreeMap<String, String>) -> bool,
 ) -> BTreeMap<String, String> {
     let maps: Api<ConfigMap> = Api::namespaced(s.client(), OPERATOR_NAMESPACE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    until(what, Duration::from_secs(60), || async {
         let data = maps
             .get_opt(STATUS)
             .await
@@ -49,15 +40,12 @@ async fn wait_status(
             .flatten()
             .and_then(|m| m.data)
             .unwrap_or_default();
-        if ready(&data) {
-            return data;
+        match ready(&data) {
+            true => Ok(data),
+            false => Err(format!("the status is still {data:#?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the status is still {data:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
 }
 
 /// A condition's status and reason from the ConfigMap.
@@ -119,21 +107,10 @@ async fn provider(s: &Scenario, arn: &str) -> OidcProvider {
 }
 
 async fn token(s: &Scenario, namespace: &str, account: &str) -> String {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec!["sts.amazonaws.com".into()],
-            expiration_seconds: Some(600),
-            bound_object_ref: None,
-        },
-        ..TokenRequest::default()
-    };
-    Api::<ServiceAccount>::namespaced(s.client(), namespace)
-        .create_token_request(account, &PostParams::default(), &request)
+    s.cluster
+        .token(namespace, account, &["sts.amazonaws.com"], 600)
         .await
         .expect("TokenRequest")
-        .status
-        .map(|status| status.token)
-        .expect("a token")
 }
 
 /// Verifies `token` as STS would: its `kid` in the published key set, its signature, its
@@ -178,7 +155,7 @@ pub async fn provider_and_keys_kept_through_a_key_rotation(s: Scenario) {
         .open_id_connect_provider_arn(&provider_arn)
         .send()
         .await;
-    let s3 = s3_client(&shared);
+    let s3 = podidentity_aws::testing::emulator_s3_client(&s.cluster.moto).await;
     let bucket = format!("{}-oidc-{}", s.tag, std::process::id());
     s3.create_bucket()
         .bucket(&bucket)

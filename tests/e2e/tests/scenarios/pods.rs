@@ -2,7 +2,6 @@
 //! and called by the API server's admission chain over HTTPS; and a token the API server
 //! issues, checked against the role's trust policy and exchanged at moto's STS.
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use podidentity_e2e::Scenario;
@@ -118,22 +117,11 @@ pub async fn a_token_from_the_api_server_matches_the_trust_policy(s: Scenario) {
     s.create_binding(&ns, "app", spec("app")).await;
     s.wait_ready(&ns, "app").await;
 
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec!["sts.amazonaws.com".into()],
-            expiration_seconds: Some(3600),
-            bound_object_ref: None,
-        },
-        ..TokenRequest::default()
-    };
     let token = s
-        .service_accounts(&ns)
-        .create_token_request("app", &PostParams::default(), &request)
+        .cluster
+        .token(&ns, "app", &["sts.amazonaws.com"], 3600)
         .await
-        .expect("TokenRequest")
-        .status
-        .expect("a token")
-        .token;
+        .expect("TokenRequest");
     let claims = claims(&token).expect("JWT claims");
     let issuer = claims["iss"].as_str().expect("iss").to_string();
     let host = issuer.trim_start_matches("https://");
