@@ -146,7 +146,10 @@ pub struct Permissions {
 
     /// ARNs of managed policies to attach. Must pass the operator's allow-list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20), inner(regex(pattern = MANAGED_POLICY_ARN_PATTERN)))]
+    #[schemars(
+        length(max = 20),
+        inner(length(max = 2048), regex(pattern = MANAGED_POLICY_ARN_PATTERN))
+    )]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub managed_policy_arns: Vec<String>,
 }
@@ -304,6 +307,10 @@ impl Default for InjectionSpec {
     }
 }
 
+/// An absolute file path of printable characters (a line break would write another line
+/// into the credentials file), not ending in `/`.
+pub const TOKEN_PATH_PATTERN: &str = r"^/[^\x00-\x1f\x7f]*[^/\x00-\x1f\x7f]$";
+
 /// A Secret in the OpenShift ccoctl format, for pods on clusters without the webhook.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -314,7 +321,7 @@ pub struct CredentialsSecretSpec {
 
     /// Where pods mount the ServiceAccount token (`web_identity_token_file`).
     #[serde(default = "default_token_path")]
-    #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/.*[^/]$"))]
+    #[schemars(length(min = 2, max = 4096), regex(pattern = TOKEN_PATH_PATTERN))]
     pub token_path: String,
 }
 

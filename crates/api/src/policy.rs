@@ -20,6 +20,12 @@ pub const TEMPLATE_VARIABLES: [&str; 5] =
 /// (runs of `$` before it allowed, as the operator's own reading allows them).
 const TEMPLATE_RULE: &str = "self.all(p, p.matches('^([^$]|[$]+[^{$]|[$]+[{](namespace|cluster|account|partition|region)[}])*[$]*$'))";
 
+/// The CEL rule that every `${namespace}` of a templated pattern is closed: not followed
+/// by a character a namespace name (or a wildcard, or another variable) could continue it
+/// with, and no `*` before it in its ARN field. The operator's own reading is
+/// `podidentity_iam::namespace_policy::open_namespace`.
+const NAMESPACE_BOUNDARY_RULE: &str = "self.all(p, !p.matches('[$][{]namespace[}][A-Za-z0-9*?$-]') && !p.matches('[*][^:]*[$][{]namespace[}]'))";
+
 /// Patterns per list: enough for any team layout, and a bound CEL's cost estimate needs.
 const MAX_PATTERNS: u32 = 100;
 
@@ -57,7 +63,7 @@ pub struct PodIdentityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "patterns_schema")]
     pub denied_actions: Vec<String>,
-    /// ARN patterns with templates (`arn:aws:s3:::${namespace}-*`): every resource of an
+    /// ARN patterns with templates (`arn:aws:s3:::${namespace}.*`): every resource of an
     /// Allow statement must lie within one of them (`"*"` only if one of them is `*`).
     /// Empty: no such limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,7 +82,7 @@ pub struct PodIdentityPolicySpec {
     /// configuration's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary_arn: Option<String>,
-    /// Patterns with templates (`${namespace}-*`) an explicit `spec.role.name` must match;
+    /// Patterns with templates (`${namespace}.*`) an explicit `spec.role.name` must match;
     /// setting them lets these namespaces name their roles. Empty: the configuration
     /// decides (`roles.allowNameOverride`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -126,6 +132,9 @@ fn templated_patterns_schema(_: &mut schemars::SchemaGenerator) -> schemars::Sch
         "x-kubernetes-validations": [{
             "rule": TEMPLATE_RULE,
             "message": "a pattern uses ${...} that is not a template variable: use ${namespace}, ${cluster}, ${account}, ${partition} or ${region}"
+        }, {
+            "rule": NAMESPACE_BOUNDARY_RULE,
+            "message": "${namespace} must end where no other namespace's name can go on (else namespace team reaches team-a's): follow it with '.', '_', '/' or ':' (arn:aws:s3:::${namespace}.*) or end the pattern, and put no * before it in its field"
         }]
     })
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use podidentity_api::DeletionPolicy;
 use podidentity_api::config::OperatorConfig;
+use podidentity_plan::config_file::ConfigTextError;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConfigArgs {
@@ -250,21 +251,16 @@ fn read_file(path: &Path) -> Result<OperatorConfig, ConfigError> {
         path: shown.clone(),
         source,
     })?;
-    let value: serde_json::Value =
-        serde_saphyr::from_str(&text).map_err(|err| ConfigError::Yaml {
-            path: shown.clone(),
-            message: err.to_string(),
-        })?;
-    // An empty file is an empty configuration.
-    let value = if value.is_null() {
-        serde_json::json!({})
-    } else {
-        value
-    };
-    serde_path_to_error::deserialize(value).map_err(|err| ConfigError::Field {
-        path: shown,
-        field: crate::manifests::field_path(err.path()),
-        message: crate::manifests::plain_serde_message(&err.inner().to_string()),
+    podidentity_plan::config_file::parse(&text).map_err(|err| match err {
+        ConfigTextError::Yaml(message) => ConfigError::Yaml {
+            path: shown,
+            message,
+        },
+        ConfigTextError::Field { field, message } => ConfigError::Field {
+            path: shown,
+            field,
+            message,
+        },
     })
 }
 

@@ -10,9 +10,7 @@ mod controller_cmd;
 mod crd_yaml;
 mod doctor;
 mod logging;
-mod manifests;
 mod plan;
-mod render;
 mod webhook_cmd;
 
 #[derive(Parser, Debug)]

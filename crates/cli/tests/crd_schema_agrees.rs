@@ -229,6 +229,19 @@ fn schema_cel_and_operator_agree() {
             Expect::Schema,
         ),
         (
+            "token path with a line break (a second line in the credentials file)",
+            with(
+                "credentialsSecret/tokenPath",
+                json!("/var/run/token\n[profile evil]"),
+            ),
+            Expect::Schema,
+        ),
+        (
+            "token path ending in a line break",
+            with("credentialsSecret/tokenPath", json!("/var/run/token\n")),
+            Expect::Schema,
+        ),
+        (
             "secret name with capitals",
             with("credentialsSecret/name", json!("Orders")),
             Expect::Schema,
@@ -408,12 +421,47 @@ fn policy_schema_cel_and_operator_agree() {
     let cases: Vec<(&str, Value, bool)> = vec![
         (
             "a templated resource",
-            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}-*"]}),
+            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}.*"]}),
             true,
         ),
         (
             "every variable",
-            json!({"allowedResources": ["arn:${partition}:sqs:${region}:${account}:${cluster}-${namespace}-*"]}),
+            json!({"allowedResources": ["arn:${partition}:sqs:${region}:${account}:${cluster}-${namespace}_*"]}),
+            true,
+        ),
+        (
+            "the namespace as a path",
+            json!({"allowedResources": ["arn:aws:s3:::shared/${namespace}/*", "arn:aws:s3:::${namespace}"]}),
+            true,
+        ),
+        (
+            "a namespace another namespace's name continues",
+            json!({"allowedResources": ["arn:aws:s3:::${namespace}-*"]}),
+            false,
+        ),
+        (
+            "a role name another namespace's name continues",
+            json!({"roleNameOverride": ["${namespace}-*"]}),
+            false,
+        ),
+        (
+            "a namespace followed by a wildcard",
+            json!({"allowedResources": ["arn:aws:s3:::${namespace}*"]}),
+            false,
+        ),
+        (
+            "a namespace followed by another variable",
+            json!({"allowedResources": ["arn:aws:s3:::${namespace}${cluster}.x"]}),
+            false,
+        ),
+        (
+            "a wildcard before the namespace in its field",
+            json!({"allowedResources": ["arn:aws:s3:::*-${namespace}.*"]}),
+            false,
+        ),
+        (
+            "a wildcard before the namespace in another field",
+            json!({"allowedResources": ["arn:aws:sqs:*:*:${namespace}_*"]}),
             true,
         ),
         (
@@ -423,7 +471,7 @@ fn policy_schema_cel_and_operator_agree() {
         ),
         (
             "dollars before a variable",
-            json!({"roleNameOverride": ["$${namespace}-*"]}),
+            json!({"roleNameOverride": ["$${namespace}.*"]}),
             true,
         ),
         (

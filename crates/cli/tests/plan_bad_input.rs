@@ -270,3 +270,105 @@ fn without_account_or_issuer_plan_shows_visible_placeholders() {
             .contains("\"Federated\": \"arn:aws:iam::<account-id>:oidc-provider/<oidc-issuer>\"")
     );
 }
+
+/// Finding 5 of the adversarial pass: kubectl expands a `kind: List` inside a `kind: List`,
+/// and `plan` ignored the inner one, so a refused binding there passed the CI gate.
+#[test]
+fn bindings_in_lists_within_lists_are_planned() {
+    let input = "\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: List
+    items:
+      - apiVersion: v1
+        kind: List
+        items:
+          - apiVersion: podidentity.io/v1alpha1
+            kind: PodIdentityBinding
+            metadata: {name: deep, namespace: shop}
+            spec:
+              serviceAccountName: deep
+              permissions:
+                statements: [{actions: ['iam:PassRole'], resources: ['*']}]
+  - apiVersion: podidentity.io/v1alpha1
+    kind: PodIdentityBinding
+    metadata: {name: shallow, namespace: shop}
+    spec: {serviceAccountName: shallow}
+";
+    let run = plan_stdin(&["-o", "json"], input);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let plan: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(plan["summary"]["valid"], 1);
+    assert_eq!(plan["summary"]["refused"], 1);
+    let deep = plan["bindings"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == "deep"))
+        .unwrap_or_else(|| panic!("the binding two Lists deep is missing: {plan}"));
+    assert_eq!(
+        deep["problems"][0]["field"],
+        "spec.permissions.statements[0].actions[0]"
+    );
+}
+
+/// Finding 6: a GitOps bundle of more than 1,024 documents was refused as a budget breach;
+/// the parser's budget now grows with the file (a storm of empty documents still breaks it).
+#[test]
+fn a_bundle_of_thousands_of_documents_is_read_whole() {
+    let mut input = String::new();
+    for i in 0..3_000 {
+        input.push_str(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: shop}}\ndata: {{k: v}}\n---\n"
+        ));
+    }
+    input.push_str(
+        "apiVersion: podidentity.io/v1alpha1\nkind: PodIdentityBinding\nmetadata: {name: last, namespace: shop}\nspec: {serviceAccountName: last}\n",
+    );
+    let run = plan_stdin(&[], &input);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .ends_with("1 binding(s): 1 valid, 0 refused; 3000 other document(s) ignored\n"),
+        "{}",
+        run.stdout
+    );
+    let storm = "---\n".repeat(100_000);
+    let run = plan_stdin(&[], &storm);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("<stdin>: not valid YAML"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Finding 6: an empty directory planned nothing and exited 0 without a word: a CI gate
+/// pointed at the wrong folder passed. It is an input problem now, with what to do.
+#[test]
+fn a_directory_without_manifests_is_an_input_problem() {
+    let dir = std::env::temp_dir().join(format!("podidentity-empty-{}", std::process::id()));
+    let nested = dir.join("apps");
+    std::fs::create_dir_all(&nested).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(nested.join("readme.txt"), "not a manifest")
+        .unwrap_or_else(|err| panic!("{err}"));
+    let shown = dir.display().to_string();
+    let run = podidentity(&["plan", "-f", &shown, "--config", CONFIG]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains(&format!("{shown}: no manifest (.yaml, .yml, .json) in this directory; it has subdirectories: add -R to read them")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    let run = podidentity(&["plan", "-R", "-f", &shown, "--config", CONFIG]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("in this directory or below it"),
+        "{}",
+        run.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

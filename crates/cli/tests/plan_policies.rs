@@ -14,7 +14,7 @@ kind: PodIdentityPolicy
 metadata: {name: small-teams}
 spec:
   namespaceSelector: {matchLabels: {size: small}}
-  allowedResources: ["arn:aws:s3:::${namespace}-*"]
+  allowedResources: ["arn:aws:s3:::${namespace}.*"]
   maxBindingsPerNamespace: 2
 "#;
 
@@ -97,9 +97,9 @@ fn namespace_labels_decide_which_policies_apply() {
 fn the_quota_keeps_the_first_bindings_and_refuses_the_rest() {
     let inputs = format!(
         "{POLICY}{}{}{}",
-        binding("tiny", "c", "tiny-x"),
-        binding("tiny", "a", "tiny-x"),
-        binding("tiny", "b", "tiny-x")
+        binding("tiny", "c", "tiny.x"),
+        binding("tiny", "a", "tiny.x"),
+        binding("tiny", "b", "tiny.x")
     );
     let plan = plan(&inputs, &["--namespace-labels", "tiny=size=small"]);
     assert_eq!(
@@ -124,7 +124,7 @@ fn the_quota_keeps_the_first_bindings_and_refuses_the_rest() {
 #[test]
 fn a_policy_that_cannot_be_used_is_refused_by_its_fields() {
     let bad = POLICY.replace("${namespace}", "${team}");
-    let plan = plan(&format!("{bad}{}", binding("tiny", "a", "tiny-x")), &[]);
+    let plan = plan(&format!("{bad}{}", binding("tiny", "a", "tiny.x")), &[]);
     let entry = &plan["bindings"][0];
     assert_eq!(entry["kind"], "PodIdentityPolicy");
     assert_eq!(entry["valid"], false);
@@ -155,4 +155,65 @@ fn bad_namespace_labels_are_an_input_error() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("write KEY=VALUE"), "{}", run.stderr);
+}
+
+/// Finding 3 of the adversarial pass: under the teams policy as docs/policies.md wrote it
+/// (`${namespace}-*`), namespace `team` used `team-a`'s buckets. That template is refused
+/// now, naming the field and what to write; under the documented one (`${namespace}.*`)
+/// `team` keeps to its own.
+#[test]
+fn the_documented_teams_policy_keeps_team_out_of_team_a() {
+    let namespaces = "
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {team: team}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: team-a}}
+";
+    let open = POLICY
+        .replace("${namespace}.*", "${namespace}-*")
+        .replace("{matchLabels: {size: small}}", "{}");
+    let plan_open = plan(
+        &format!(
+            "{open}{namespaces}{}",
+            binding("team", "reader", "team-a-orders")
+        ),
+        &[],
+    );
+    let policy = &plan_open["bindings"][0];
+    assert_eq!(policy["kind"], "PodIdentityPolicy");
+    assert_eq!(policy["problems"][0]["field"], "spec.allowedResources[0]");
+    let message = policy["problems"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("followed by '-'") && message.contains("'.', '_', '/' or ':'"),
+        "{message}"
+    );
+    assert_eq!(plan_open["bindings"][1]["valid"], false);
+
+    let teams = std::fs::read_to_string(common::repo_root().join("examples/policies/teams.yaml"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let plan_closed = plan(
+        &format!(
+            "{teams}{namespaces}{}{}",
+            binding("team", "reader", "team-a.orders"),
+            binding("team-a", "reader", "team-a.orders")
+        ),
+        &[],
+    );
+    let verdicts: Vec<(String, bool)> = verdicts(&plan_closed)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("team"))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("team/reader".to_string(), false),
+            ("team-a/reader".to_string(), true)
+        ]
+    );
 }

@@ -39,7 +39,7 @@ fn main() {
                 json!({
                     "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
                     "allowedActions": ["s3:*", "sqs:*"],
-                    "allowedResources": ["arn:${partition}:s3:::${namespace}-*", "arn:${partition}:sqs:${region}:${account}:${namespace}-*"],
+                    "allowedResources": ["arn:${partition}:s3:::${namespace}.*", "arn:${partition}:sqs:${region}:${account}:${namespace}_*"],
                     "maxBindingsPerNamespace": PER_NAMESPACE,
                 })
             } else {
@@ -67,7 +67,7 @@ fn main() {
             let spec: PodIdentityBindingSpec = serde_json::from_value(json!({
                 "serviceAccountName": format!("app-{b}"),
                 "permissions": {"statements": [{"actions": ["s3:GetObject", "s3:PutObject"],
-                    "resources": [format!("arn:aws:s3:::{namespace}-data/*")]}]},
+                    "resources": [format!("arn:aws:s3:::{namespace}.data/*")]}]},
             }))
             .unwrap_or_else(|err| panic!("{err}"));
             let mut binding = PodIdentityBinding::new(&format!("app-{b}"), spec);

@@ -204,7 +204,7 @@ mod tests {
     fn a_policy_counts_its_namespaces_bindings_and_refusals_with_its_quota() {
         let teams = policy(json!({
             "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
-            "allowedResources": ["arn:aws:s3:::${namespace}-*"],
+            "allowedResources": ["arn:aws:s3:::${namespace}.*"],
             "maxBindingsPerNamespace": 1,
         }));
         let read = NamespacePolicy::read(&teams);
@@ -228,12 +228,12 @@ mod tests {
         let guardrails =
             Guardrails::from_config(&config).with_policies(vec![read.clone()], labels.clone());
         let bindings = vec![
-            binding("shop", "oldest", 1, "shop-data"),
+            binding("shop", "oldest", 1, "shop.data"),
             // Over the quota of one.
-            binding("shop", "newer", 2, "shop-logs"),
+            binding("shop", "newer", 2, "shop.logs"),
             // Another team's bucket: refused; it holds no place in the quota.
-            binding("blog", "reader", 1, "shop-data"),
-            binding("blog", "own", 2, "blog-data"),
+            binding("blog", "reader", 1, "shop.data"),
+            binding("blog", "own", 2, "blog.data"),
             binding("kube-system", "unselected", 1, "anything"),
         ];
         let governed = survey(&read, &guardrails, &bindings);

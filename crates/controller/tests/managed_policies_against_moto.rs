@@ -66,7 +66,7 @@ async fn aws_policies_are_judged_by_what_they_grant() {
         violations[2]
             .message
             .contains("secretsmanager:GetSecretValue")
-            && violations[2].message.contains("on \"*\""),
+            && violations[2].message.contains("on resources of any name"),
         "{}",
         violations[2]
     );

@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use crate::effort::Effort;
 use crate::glob;
 use crate::policy::{statements, strings};
 use crate::trust::{ASSUME_ROLE_WITH_WEB_IDENTITY, provider_host_path};
@@ -136,6 +137,12 @@ pub fn evaluate(trust_policy: &Value, provider_arn: &str, claims: &Claims) -> Ve
     }
 }
 
+/// IAM's `*`/`?` matching of a trust policy's value (at most 4,096 bytes, IAM's largest
+/// trust quota) against a request's: always within one judgement's bound.
+fn like(pattern: &str, value: &str, case_insensitive: bool) -> bool {
+    glob::matches(pattern, value, case_insensitive, &Effort::for_judgement()).unwrap_or(false)
+}
+
 struct Request<'a> {
     provider_arn: &'a str,
     host_path: &'a str,
@@ -152,7 +159,7 @@ impl Request<'_> {
         let actions = strings(statement.get("Action"));
         if !actions
             .iter()
-            .any(|a| glob::matches(a, ASSUME_ROLE_WITH_WEB_IDENTITY, true))
+            .any(|a| like(a, ASSUME_ROLE_WITH_WEB_IDENTITY, true))
         {
             return Err(format!(
                 "its Action {actions:?} does not include {ASSUME_ROLE_WITH_WEB_IDENTITY}"
@@ -214,8 +221,8 @@ impl Request<'_> {
             "StringNotEquals" => (true, |w, v| w == v),
             "StringEqualsIgnoreCase" => (false, |w, v| w.eq_ignore_ascii_case(v)),
             "StringNotEqualsIgnoreCase" => (true, |w, v| w.eq_ignore_ascii_case(v)),
-            "StringLike" => (false, |w, v| glob::matches(w, v, false)),
-            "StringNotLike" => (true, |w, v| glob::matches(w, v, false)),
+            "StringLike" => (false, |w, v| like(w, v, false)),
+            "StringNotLike" => (true, |w, v| like(w, v, false)),
             _ => {
                 return Err(format!(
                     "its condition operator {operator} is not judged here"

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{Effect, PodIdentityBindingSpec};
 
+use crate::effort::{Effort, Judgement, TooComplex};
 use crate::error::Violation;
-use crate::glob;
+use crate::glob::{self, Shape};
 use crate::namespace_policy::{AppliedPolicy, NamespacePolicy, TemplateValues, required_boundary};
 
 /// The rules that apply to one namespace.
@@ -16,7 +17,8 @@ use crate::namespace_policy::{AppliedPolicy, NamespacePolicy, TemplateValues, re
 pub struct RuleSet {
     /// No Allow statement may reach these action patterns.
     pub denied_actions: Vec<String>,
-    /// An Allow statement reaching these action patterns may not name `"*"` as resource.
+    /// An Allow statement reaching these action patterns may not name a resource that
+    /// matches every name (`"*"`, `arn:*`, `...:secret:*`).
     pub actions_needing_named_resources: Vec<String>,
     /// Managed policies must match one of these globs...
     pub allowed_managed_policy_arns: Vec<String>,
@@ -58,55 +60,76 @@ impl RuleSet {
     }
 
     /// What an Allow statement of these actions and resources reaches that these rules
-    /// forbid. Statements of the spec and of managed policies are judged alike.
-    pub(crate) fn reach<'a>(&'a self, actions: &[String], resources: &[String]) -> Reach<'a> {
+    /// forbid. Statements of the spec and of managed policies are judged alike; `field`
+    /// is where a judgement that runs out of its bound is refused.
+    pub(crate) fn reach<'a>(
+        &'a self,
+        actions: &[String],
+        resources: &[String],
+        field: &str,
+        judgement: &mut Judgement<'_>,
+    ) -> Reach<'a> {
         let denied = actions
             .iter()
             .enumerate()
             .filter_map(|(a, action)| {
-                let reached = reached(action, &self.denied_actions);
+                let reached = reached(action, &self.denied_actions, field, judgement);
                 (!reached.is_empty()).then_some((a, reached))
             })
             .collect();
+        let effort = judgement.effort;
         let secret_reads: Vec<&str> = self
             .actions_needing_named_resources
             .iter()
             .filter(|pattern| {
-                actions
-                    .iter()
-                    .any(|action| glob::intersects(action, pattern, true))
+                actions.iter().any(|action| {
+                    judgement.answer(field, glob::intersects(action, pattern, true, effort))
+                        == Some(true)
+                })
             })
             .map(String::as_str)
             .collect();
-        let every_resource = if secret_reads.is_empty() {
-            Vec::new()
-        } else {
-            resources
-                .iter()
-                .enumerate()
-                .filter(|(_, resource)| *resource == "*")
-                .map(|(r, _)| r)
-                .collect()
-        };
+        let every_resource = resources
+            .iter()
+            .enumerate()
+            .filter_map(|(r, resource)| {
+                let reads: Vec<&str> = secret_reads
+                    .iter()
+                    .copied()
+                    .filter(|read| {
+                        judgement.answer(field, reads_any_name(resource, read, effort))
+                            == Some(true)
+                    })
+                    .collect();
+                (!reads.is_empty()).then_some((r, reads))
+            })
+            .collect();
         Reach {
             denied,
-            secret_reads,
             every_resource,
         }
     }
 
     /// Every guardrail the spec breaks. Deny statements are always fine: they only take
-    /// permissions away.
+    /// permissions away. Bounded: what cannot be judged within [`Effort::for_judgement`]
+    /// is refused.
     pub fn check(&self, spec: &PodIdentityBindingSpec) -> Vec<Violation> {
-        let mut violations = Vec::new();
+        let effort = Effort::for_judgement();
+        let mut judgement = Judgement::new(&effort);
+        self.judge(spec, &mut judgement);
+        judgement.violations
+    }
+
+    fn judge(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
         for (s, statement) in spec.permissions.statements.iter().enumerate() {
             if statement.effect == Effect::Deny {
                 continue;
             }
-            let reach = self.reach(&statement.actions, &statement.resources);
+            let at = format!("spec.permissions.statements[{s}]");
+            let reach = self.reach(&statement.actions, &statement.resources, &at, judgement);
             for (a, reached) in &reach.denied {
-                violations.push(Violation::guardrail(
-                    format!("spec.permissions.statements[{s}].actions[{a}]"),
+                judgement.refuse(Violation::guardrail(
+                    format!("{at}.actions[{a}]"),
                     format!(
                         "{:?} could allow {}, which the operator's guardrails deny \
                          (guardrails.deniedActions): name the actions you need within \
@@ -116,14 +139,16 @@ impl RuleSet {
                     ),
                 ));
             }
-            for r in &reach.every_resource {
-                violations.push(Violation::guardrail(
-                    format!("spec.permissions.statements[{s}].resources[{r}]"),
+            for (r, reads) in &reach.every_resource {
+                judgement.refuse(Violation::guardrail(
+                    format!("{at}.resources[{r}]"),
                     format!(
-                        "\"*\" with {} would read every such secret in the account \
-                         (guardrails.actionsNeedingNamedResources): name the resources' \
-                         ARNs (a prefix ending in * is fine)",
-                        few(&reach.secret_reads)
+                        "{:?} with {} could read every such secret in the account, whatever \
+                         its name (guardrails.actionsNeedingNamedResources): name them (the \
+                         beginning of a name after its type is fine: ...:secret:shop/*, \
+                         ...:key/1234abcd-*, ...:parameter/shop/*)",
+                        statement.resources[*r],
+                        few(reads)
                     ),
                 ));
             }
@@ -134,10 +159,12 @@ impl RuleSet {
                 arn,
                 Some(&self.allowed_managed_policy_arns),
                 &self.denied_managed_policy_arns,
+                &field,
+                judgement,
             );
             match verdict {
                 ArnVerdict::Denied(denied) => {
-                    violations.push(Violation::guardrail(
+                    judgement.refuse(Violation::guardrail(
                         field,
                         format!(
                             "{arn} is denied by the operator's guardrails \
@@ -147,7 +174,7 @@ impl RuleSet {
                     ));
                 }
                 ArnVerdict::NotAllowed => {
-                    violations.push(Violation::guardrail(
+                    judgement.refuse(Violation::guardrail(
                         field,
                         format!(
                             "{arn} is not in the operator's allow-list \
@@ -157,7 +184,7 @@ impl RuleSet {
                         ),
                     ));
                 }
-                ArnVerdict::Passes => {}
+                ArnVerdict::Passes | ArnVerdict::Unjudged => {}
             }
         }
         let named_by_policy = self
@@ -172,14 +199,14 @@ impl RuleSet {
             && !self.allow_name_override
             && !named_by_policy
         {
-            violations.push(Violation::guardrail(
+            judgement.refuse(Violation::guardrail(
                 "spec.role.name",
                 "explicit role names are not allowed by this operator (roles.allowNameOverride \
                  is false): remove spec.role.name to get the derived name",
             ));
         }
         if let Some(namespace) = &self.unpoliced {
-            violations.push(Violation::guardrail(
+            judgement.refuse(Violation::guardrail(
                 "metadata.namespace",
                 format!(
                     "no PodIdentityPolicy selects namespace {namespace}, and the operator \
@@ -189,21 +216,65 @@ impl RuleSet {
             ));
         }
         if let Err(conflict) = required_boundary(&self.policies) {
-            violations.push(conflict);
+            judgement.refuse(conflict);
         }
         for policy in &self.policies {
-            violations.extend(policy.check(spec));
+            policy.judge(spec, judgement);
         }
-        violations
     }
+}
+
+/// Services whose resources have no type before their name (`arn:aws:s3:::bucket/key`,
+/// `arn:aws:sqs:eu-west-1:111122223333:queue`): their name starts the resource part.
+const TYPELESS_SERVICES: &[&str] = &["s3", "sqs", "sns"];
+
+/// Whether `resource` can match a resource of the service this action pattern acts on
+/// whatever its name: in any partition, region and account, of any type (`secret:`,
+/// `key/`, `parameter/`), followed by a name nobody wrote. This judges what a pattern can
+/// match, not how it is spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*` all can.
+fn reads_any_name(resource: &str, pattern: &str, effort: &Effort) -> Result<bool, TooComplex> {
+    let service = pattern.split_once(':').map_or("*", |(service, _)| service);
+    let start = || {
+        Shape::new()
+            .literal("arn:")
+            .field()
+            .literal(":")
+            .field_like(service)
+            .literal(":")
+            .field()
+            .literal(":")
+            .field()
+            .literal(":")
+    };
+    let shapes = if TYPELESS_SERVICES.contains(&service.to_ascii_lowercase().as_str()) {
+        vec![start().unnamed()]
+    } else {
+        [":", "/"]
+            .map(|end| start().word().literal(end).unnamed())
+            .to_vec()
+    };
+    for shape in &shapes {
+        if glob::meets_shape(resource, shape, true, effort)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The patterns among `denied` that `action` could reach (glob intersection; action names
 /// compare case-insensitively).
-pub(crate) fn reached<'a>(action: &str, denied: &'a [String]) -> Vec<&'a str> {
+pub(crate) fn reached<'a>(
+    action: &str,
+    denied: &'a [String],
+    field: &str,
+    judgement: &mut Judgement<'_>,
+) -> Vec<&'a str> {
+    let effort = judgement.effort;
     denied
         .iter()
-        .filter(|pattern| glob::intersects(action, pattern, true))
+        .filter(|pattern| {
+            judgement.answer(field, glob::intersects(action, pattern, true, effort)) == Some(true)
+        })
         .map(String::as_str)
         .collect()
 }
@@ -215,32 +286,48 @@ pub(crate) enum ArnVerdict<'a> {
     Denied(&'a str),
     NotAllowed,
     Passes,
+    /// The bound ran out (the judgement refuses for that).
+    Unjudged,
 }
 
+/// IAM names (policies' among them) are unique whatever their letter case, so a deny-list
+/// matches without case: `.../administratoraccess` is denied as `.../AdministratorAccess`
+/// is. An allow-list matches as written (the narrower reading).
 pub(crate) fn judge_arn<'a>(
     arn: &str,
     allowed: Option<&[String]>,
     denied: &'a [String],
+    field: &str,
+    judgement: &mut Judgement<'_>,
 ) -> ArnVerdict<'a> {
-    if let Some(pattern) = denied.iter().find(|p| glob::matches(p, arn, false)) {
-        return ArnVerdict::Denied(pattern);
-    }
-    match allowed {
-        Some(allowed) if !allowed.iter().any(|p| glob::matches(p, arn, false)) => {
-            ArnVerdict::NotAllowed
+    let effort = judgement.effort;
+    for pattern in denied {
+        match judgement.answer(field, glob::matches(pattern, arn, true, effort)) {
+            Some(true) => return ArnVerdict::Denied(pattern),
+            Some(false) => {}
+            None => return ArnVerdict::Unjudged,
         }
-        _ => ArnVerdict::Passes,
     }
+    let Some(allowed) = allowed else {
+        return ArnVerdict::Passes;
+    };
+    for pattern in allowed {
+        match judgement.answer(field, glob::matches(pattern, arn, false, effort)) {
+            Some(true) => return ArnVerdict::Passes,
+            Some(false) => {}
+            None => return ArnVerdict::Unjudged,
+        }
+    }
+    ArnVerdict::NotAllowed
 }
 
 /// What one Allow statement reaches that the rules forbid.
 pub(crate) struct Reach<'a> {
     /// By action index: the denied patterns that action could allow.
     pub denied: Vec<(usize, Vec<&'a str>)>,
-    /// The secret reads among its actions...
-    pub secret_reads: Vec<&'a str>,
-    /// ...and the indexes of its `"*"` resources, where there are secret reads.
-    pub every_resource: Vec<usize>,
+    /// By resource index: the secret reads (`actionsNeedingNamedResources`) of its actions
+    /// for which that resource matches any name.
+    pub every_resource: Vec<(usize, Vec<&'a str>)>,
 }
 
 /// The first three of `patterns`, and how many more: a wildcard can reach every denied
@@ -475,6 +562,178 @@ mod tests {
         assert_eq!(
             rules().check(&spec_with(Effect::Deny, &["secretsmanager:*"], &[])),
             vec![]
+        );
+    }
+
+    /// Finding 1 of the adversarial pass: the rule refused only the spelling `"*"`, so
+    /// `arn:*` read every secret. A resource is judged by what it can match.
+    #[test]
+    fn every_secret_through_any_spelling_of_everything_is_refused() {
+        let every = [
+            "*",
+            "arn:*",
+            "arn:*:*",
+            "arn:?*",
+            "arn:aws:*",
+            "arn:*:secretsmanager:*:*:secret:*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:?*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:*",
+            "ARN:*",
+            "arn:aws:kms:*:*:key/*",
+            "arn:aws:kms:eu-west-1:111122223333:*",
+            "arn:aws:ssm:eu-west-1:111122223333:parameter/*",
+        ];
+        for (actions, resources) in [
+            (&["secretsmanager:GetSecretValue"][..], &every[..]),
+            (&["kms:Decrypt"][..], &every[..]),
+            (&["ssm:GetParameters"][..], &every[..]),
+            (&["secretsmanager:Get*"][..], &every[..2]),
+        ] {
+            for resource in resources {
+                let mut spec = spec_with(Effect::Allow, actions, &[]);
+                spec.permissions.statements[0].resources = vec![resource.to_string()];
+                let violations = rules().check(&spec);
+                // kms keys and ssm parameters are not secrets of secretsmanager: only the
+                // patterns reaching kms (or ssm) must be refused for them.
+                let service = actions[0].split(':').next().unwrap_or_default();
+                let reaches_service = !resource.contains("secretsmanager")
+                    && !resource.contains("kms")
+                    && !resource.contains("ssm")
+                    || resource.contains(service);
+                assert_eq!(
+                    violations
+                        .iter()
+                        .map(|v| v.field.as_str())
+                        .collect::<Vec<_>>(),
+                    if reaches_service {
+                        vec!["spec.permissions.statements[0].resources[0]"]
+                    } else {
+                        vec![]
+                    },
+                    "{actions:?} on {resource}"
+                );
+                if reaches_service {
+                    assert!(
+                        violations[0]
+                            .message
+                            .contains("guardrails.actionsNeedingNamedResources")
+                            && violations[0].message.contains(resource),
+                        "{}",
+                        violations[0]
+                    );
+                }
+            }
+        }
+        // Named secrets, keys and parameters (a name's beginning is a name) pass.
+        for (action, named) in [
+            (
+                "secretsmanager:GetSecretValue",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:shop/*",
+            ),
+            (
+                "secretsmanager:GetSecretValue",
+                "arn:aws:secretsmanager:*:111122223333:secret:shop-db-??????",
+            ),
+            (
+                "kms:Decrypt",
+                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-*",
+            ),
+            (
+                "ssm:GetParameter",
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/shop/*",
+            ),
+            // Another service's resources: no secret there.
+            ("kms:Decrypt", "arn:aws:s3:::shop.orders/*"),
+        ] {
+            let mut spec = spec_with(Effect::Allow, &[action], &[]);
+            spec.permissions.statements[0].resources = vec![named.to_string()];
+            assert_eq!(rules().check(&spec), vec![], "{action} on {named}");
+        }
+    }
+
+    /// Finding 6: a deny-list of managed policy ARNs compared letter case, and IAM's
+    /// names do not.
+    #[test]
+    fn a_denied_managed_policy_is_denied_in_any_letter_case() {
+        for arn in [
+            "arn:aws:iam::aws:policy/administratoraccess",
+            "arn:aws:iam::aws:policy/ADMINISTRATORACCESS",
+        ] {
+            let violations = rules().check(&spec_with(Effect::Allow, &["s3:GetObject"], &[arn]));
+            assert_eq!(violations.len(), 1, "{arn}: {violations:?}");
+            assert!(
+                violations[0]
+                    .message
+                    .contains("guardrails.deniedManagedPolicyArns"),
+                "{}",
+                violations[0]
+            );
+        }
+    }
+
+    /// Finding 4: one binding kept the engine busy for minutes. Whatever it writes, the
+    /// judgement ends within its bound, and what exceeds the bound is refused, naming it.
+    #[test]
+    fn a_binding_too_complex_to_judge_is_refused_within_the_bound() {
+        let mut teams = rules();
+        let policy = crate::namespace_policy::NamespacePolicy::from_resource(
+            &podidentity_api::PodIdentityPolicy::new(
+                "teams",
+                serde_json::from_value(serde_json::json!({
+                    "namespaceSelector": {},
+                    "allowedResources": ["arn:aws:s3:::${namespace}.*"],
+                }))
+                .unwrap_or_else(|err| panic!("{err}")),
+            ),
+        )
+        .unwrap_or_else(|problems| panic!("{problems:?}"));
+        teams.policies = vec![
+            policy.for_namespace(&crate::namespace_policy::TemplateValues {
+                namespace: "team",
+                cluster: "prod",
+                account: "111122223333",
+                partition: "aws",
+                region: "eu-west-1",
+            }),
+        ];
+        // The worst cases the adversarial pass found: judged exactly, and cheaply.
+        let distinct: String = (0..1000u32)
+            .filter_map(|n| char::from_u32(0x4e00 + n))
+            .flat_map(|ch| ['*', ch])
+            .collect();
+        for resource in [
+            format!("arn:aws:s3:::team.{}", "*?".repeat(400)),
+            format!("arn:aws:s3:::team.{distinct}"),
+        ] {
+            let mut spec = spec_with(Effect::Allow, &["s3:GetObject"], &[]);
+            spec.permissions.statements[0].resources = vec![resource];
+            assert_eq!(teams.check(&spec), vec![]);
+        }
+        // A hundred statements of a hundred such resources each: more than one judgement
+        // may do. Refused at the first field past the bound, once.
+        let mut spec = spec_with(Effect::Allow, &["s3:GetObject"], &[]);
+        let heavy: Vec<String> = (0..100)
+            .map(|i| format!("arn:aws:s3:::team.{i}{}", "*a".repeat(1000)))
+            .collect();
+        spec.permissions.statements = (0..100)
+            .map(|_| podidentity_api::Statement {
+                actions: vec!["s3:GetObject".into()],
+                resources: heavy.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let violations = teams.check(&spec);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0]
+                .field
+                .starts_with("spec.permissions.statements[")
+                && violations[0]
+                    .message
+                    .contains("could not judge this within the operator's bound"),
+            "{}",
+            violations[0]
         );
     }
 

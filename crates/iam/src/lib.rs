@@ -6,6 +6,7 @@ pub mod assume;
 pub mod build;
 pub mod compare;
 pub mod credentials_request;
+pub mod effort;
 pub mod error;
 pub mod glob;
 pub mod guardrails;

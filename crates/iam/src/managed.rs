@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::compare::parse_document;
+use crate::effort::{Effort, Judgement};
 use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{RuleSet, few};
@@ -66,7 +67,7 @@ fn allow_statements(document: &Value) -> Option<Vec<Allow>> {
 impl RuleSet {
     /// What attaching `policy` would grant beyond the rules, reported at `field` (the
     /// ARN's place in the spec). A document that cannot be read is refused: what it
-    /// grants is unknown.
+    /// grants is unknown. Bounded like [`RuleSet::check`], one allowance per document.
     pub fn check_managed_policy(&self, field: &str, policy: ManagedPolicy<'_>) -> Vec<Violation> {
         let ManagedPolicy {
             arn, version_id, ..
@@ -84,22 +85,30 @@ impl RuleSet {
                 ),
             )];
         };
+        let effort = Effort::for_judgement();
+        let mut judgement = Judgement::new(&effort);
         let mut denied: Vec<&str> = Vec::new();
         let mut secret_reads: Vec<&str> = Vec::new();
         for statement in &statements {
-            let reach = self.reach(&statement.actions, &statement.resources);
-            // What a NotAction leaves out is not granted by this statement.
-            let left_out = |pattern: &&str| {
-                statement
-                    .except_actions
-                    .iter()
-                    .any(|except| glob::covers(except, pattern, true))
-            };
+            let reach = self.reach(
+                &statement.actions,
+                &statement.resources,
+                field,
+                &mut judgement,
+            );
             for (_, reached) in reach.denied {
-                denied.extend(reached.into_iter().filter(|p| !left_out(p)));
+                denied.extend(
+                    reached
+                        .into_iter()
+                        .filter(|p| !statement.leaves_out(p, field, &mut judgement)),
+                );
             }
-            if !reach.every_resource.is_empty() {
-                secret_reads.extend(reach.secret_reads.into_iter().filter(|p| !left_out(p)));
+            for (_, reads) in reach.every_resource {
+                secret_reads.extend(
+                    reads
+                        .into_iter()
+                        .filter(|p| !statement.leaves_out(p, field, &mut judgement)),
+                );
             }
         }
         // Once each, in the configuration's order (its first entries are the gravest).
@@ -107,9 +116,8 @@ impl RuleSet {
         denied.retain(|pattern| seen.insert(*pattern));
         seen.clear();
         secret_reads.retain(|pattern| seen.insert(*pattern));
-        let mut violations = Vec::new();
         if !denied.is_empty() {
-            violations.push(Violation::guardrail(
+            judgement.refuse(Violation::guardrail(
                 field,
                 format!(
                     "{arn} (version {version_id}) grants {}, which the operator's guardrails \
@@ -120,20 +128,31 @@ impl RuleSet {
             ));
         }
         if !secret_reads.is_empty() {
-            violations.push(Violation::guardrail(
+            judgement.refuse(Violation::guardrail(
                 field,
                 format!(
-                    "{arn} (version {version_id}) grants {} on \"*\", every such secret in the \
-                     account (guardrails.actionsNeedingNamedResources): write statements that \
-                     name the resources",
+                    "{arn} (version {version_id}) grants {} on resources of any name, every \
+                     such secret in the account (guardrails.actionsNeedingNamedResources): \
+                     write statements that name the resources",
                     few(&secret_reads)
                 ),
             ));
         }
         for namespace_policy in &self.policies {
-            violations.extend(beyond_policy(namespace_policy, field, policy, &statements));
+            beyond_policy(namespace_policy, field, policy, &statements, &mut judgement);
         }
-        violations
+        judgement.violations
+    }
+}
+
+impl Allow {
+    /// Whether a `NotAction` of this statement leaves out everything `pattern` reaches (so
+    /// the statement does not grant it). Unjudged is not left out.
+    fn leaves_out(&self, pattern: &str, field: &str, judgement: &mut Judgement<'_>) -> bool {
+        let effort = judgement.effort;
+        self.except_actions.iter().any(|except| {
+            judgement.answer(field, glob::covers(except, pattern, true, effort)) == Some(true)
+        })
     }
 }
 
@@ -145,57 +164,52 @@ fn beyond_policy(
     field: &str,
     policy: ManagedPolicy<'_>,
     statements: &[Allow],
-) -> Vec<Violation> {
+    judgement: &mut Judgement<'_>,
+) {
     let ManagedPolicy {
         arn, version_id, ..
     } = policy;
+    let effort = judgement.effort;
     let mut outside_actions: Vec<&str> = Vec::new();
     let mut denied: Vec<&str> = Vec::new();
     let mut outside_resources: Vec<&str> = Vec::new();
     for statement in statements {
         for action in &statement.actions {
             let within = limits.allowed_actions.is_empty()
-                || limits
-                    .allowed_actions
-                    .iter()
-                    .any(|allowed| glob::covers(allowed, action, true));
-            if !within {
+                || limits.allowed_actions.iter().any(|allowed| {
+                    judgement.answer(field, glob::covers(allowed, action, true, effort))
+                        == Some(true)
+                });
+            if !within && !judgement.out_of_bound() {
                 outside_actions.push(action);
             }
+            let reached =
+                crate::guardrails::reached(action, &limits.denied_actions, field, judgement);
             denied.extend(
-                crate::guardrails::reached(action, &limits.denied_actions)
+                reached
                     .into_iter()
-                    .filter(|pattern| {
-                        !statement
-                            .except_actions
-                            .iter()
-                            .any(|except| glob::covers(except, pattern, true))
-                    }),
+                    .filter(|pattern| !statement.leaves_out(pattern, field, judgement)),
             );
         }
         if !limits.allowed_resources.is_empty() {
-            outside_resources.extend(
-                statement
-                    .resources
-                    .iter()
-                    .filter(|resource| {
-                        !limits
-                            .allowed_resources
-                            .iter()
-                            .any(|allowed| glob::covers(allowed, resource, false))
-                    })
-                    .map(String::as_str),
-            );
+            for resource in &statement.resources {
+                let inside = limits.allowed_resources.iter().any(|allowed| {
+                    judgement.answer(field, glob::covers(allowed, resource, false, effort))
+                        == Some(true)
+                });
+                if !inside && !judgement.out_of_bound() {
+                    outside_resources.push(resource);
+                }
+            }
         }
     }
-    let mut violations = Vec::new();
     let setting = |name: &str| format!("PodIdentityPolicy {} ({name})", limits.name);
     for list in [&mut outside_actions, &mut denied, &mut outside_resources] {
         let mut seen = std::collections::BTreeSet::new();
         list.retain(|item| seen.insert(*item));
     }
     if !outside_actions.is_empty() {
-        violations.push(Violation::guardrail(
+        judgement.refuse(Violation::guardrail(
             field,
             format!(
                 "{arn} (version {version_id}) grants {}, beyond the actions {} allows ({}): \
@@ -207,7 +221,7 @@ fn beyond_policy(
         ));
     }
     if !denied.is_empty() {
-        violations.push(Violation::guardrail(
+        judgement.refuse(Violation::guardrail(
             field,
             format!(
                 "{arn} (version {version_id}) grants {}, which {} denies: attach a narrower \
@@ -218,7 +232,7 @@ fn beyond_policy(
         ));
     }
     if !outside_resources.is_empty() {
-        violations.push(Violation::guardrail(
+        judgement.refuse(Violation::guardrail(
             field,
             format!(
                 "{arn} (version {version_id}) reaches {}, beyond the resources {} allows here \
@@ -229,7 +243,6 @@ fn beyond_policy(
             ),
         ));
     }
-    violations
 }
 
 #[cfg(test)]
@@ -339,7 +352,7 @@ mod tests {
             "namespaceSelector": {},
             "allowedActions": ["s3:*", "sqs:*"],
             "deniedActions": ["s3:DeleteBucket"],
-            "allowedResources": ["arn:aws:s3:::${namespace}-*"],
+            "allowedResources": ["arn:aws:s3:::${namespace}.*"],
         }))
         .unwrap_or_else(|err| panic!("{err}"));
         let teams = NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec))
@@ -374,23 +387,23 @@ mod tests {
         );
         assert!(messages[1].contains("reaches *,"), "{}", messages[1]);
         assert!(
-            messages[1].contains("arn:aws:s3:::shop-*"),
+            messages[1].contains("arn:aws:s3:::shop.*"),
             "{}",
             messages[1]
         );
         // Within the team's own buckets, but a denied action.
         let deletes = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
-            "Action":"s3:*","Resource":"arn:aws:s3:::shop-data"}]}"#;
+            "Action":"s3:*","Resource":"arn:aws:s3:::shop.data"}]}"#;
         let messages: Vec<String> = judge(deletes).into_iter().map(|v| v.message).collect();
         assert_eq!(messages.len(), 1, "{messages:#?}");
         assert!(messages[0].contains("s3:DeleteBucket"), "{}", messages[0]);
         // Named actions on the team's own objects: passes.
         let narrow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
-            "Action":["s3:GetObject","sqs:SendMessage"],"Resource":["arn:aws:s3:::shop-data/*"]}]}"#;
+            "Action":["s3:GetObject","sqs:SendMessage"],"Resource":["arn:aws:s3:::shop.data/*"]}]}"#;
         assert_eq!(judge(narrow), Vec::new());
         // Another namespace's buckets: refused.
         let other = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
-            "Action":"s3:GetObject","Resource":"arn:aws:s3:::blog-data/*"}]}"#;
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::blog.data/*"}]}"#;
         assert_eq!(judge(other).len(), 1);
     }
 }

@@ -11,6 +11,7 @@ use kube::core::{Selector, SelectorExt};
 use podidentity_api::policy::TEMPLATE_VARIABLES;
 use podidentity_api::{Effect, PodIdentityBindingSpec, PodIdentityPolicy};
 
+use crate::effort::{Effort, Judgement};
 use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{ArnVerdict, few, judge_arn, reached};
@@ -72,6 +73,58 @@ fn unknown_variables(pattern: &str) -> Vec<String> {
         rest = &after[end + 1..];
     }
     unknown
+}
+
+const NAMESPACE_VARIABLE: &str = "${namespace}";
+
+/// Whether a namespace's name could go on with this character (or a wildcard, or another
+/// variable, could): namespace names hold letters, digits and `-` (and role names compare
+/// without case, so upper-case letters count too).
+fn continues_a_namespace(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '*' | '?' | '$')
+}
+
+/// How a pattern lets `${namespace}` reach what belongs to another namespace, if it does.
+/// Closed, a namespace's expansion of the pattern can never match what another's does:
+/// `${namespace}` is followed by a character no namespace name holds (or ends the
+/// pattern), so where the name ends is plain; and no `*` comes before it in its ARN field,
+/// so where it starts is plain too.
+pub fn open_namespace(pattern: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(found) = pattern
+        .get(from..)
+        .and_then(|rest| rest.find(NAMESPACE_VARIABLE))
+    {
+        let at = from + found;
+        let end = at + NAMESPACE_VARIABLE.len();
+        if let Some(next) = pattern.get(end..).and_then(|rest| rest.chars().next())
+            && continues_a_namespace(next)
+        {
+            return Some(format!(
+                "${{namespace}} is followed by {next:?}, so namespace \"team\" would reach what \
+                 belongs to \"team-a\": follow it with a character no namespace name holds, \
+                 such as '.', '_', '/' or ':' (arn:aws:s3:::${{namespace}}.*, \
+                 arn:aws:sqs:*:*:${{namespace}}_*), or end the pattern with it"
+            ));
+        }
+        let field_start = pattern
+            .get(..at)
+            .and_then(|head| head.rfind(':'))
+            .map_or(0, |i| i + 1);
+        if pattern
+            .get(field_start..at)
+            .is_some_and(|head| head.contains('*'))
+        {
+            return Some(
+                "a * comes before ${namespace} in its field, so namespace \"team\" would reach \
+                 what belongs to \"a-team\": start the field with ${namespace}, or put only \
+                 fixed text before it"
+                    .to_string(),
+            );
+        }
+        from = end;
+    }
+    None
 }
 
 impl NamespacePolicy {
@@ -140,6 +193,12 @@ impl NamespacePolicy {
                             unknown.join("}, ${"),
                             TEMPLATE_VARIABLES.map(|v| format!("${{{v}}}")).join(", ")
                         ),
+                    ));
+                }
+                if let Some(opening) = open_namespace(pattern) {
+                    problems.push(Violation::invalid(
+                        format!("{field}[{i}]"),
+                        format!("{pattern:?} does not end the namespace where no other namespace's name can go on: {opening}"),
                     ));
                 }
             }
@@ -256,32 +315,50 @@ impl AppliedPolicy {
         format!("PodIdentityPolicy {} ({setting})", self.name)
     }
 
-    /// Everything in the spec this policy refuses.
+    /// Everything in the spec this policy refuses (bounded, as [`RuleSet::check`] is).
+    ///
+    /// [`RuleSet::check`]: crate::guardrails::RuleSet::check
     pub fn check(&self, spec: &PodIdentityBindingSpec) -> Vec<Violation> {
+        let effort = Effort::for_judgement();
+        let mut judgement = Judgement::new(&effort);
+        self.judge(spec, &mut judgement);
+        judgement.violations
+    }
+
+    /// Whether its refusals may take a role's permissions away: it asks for that, and it
+    /// can be read (a policy nobody can read refuses, but must never revoke: a field from
+    /// a newer schema, or a template the operator now refuses, is no reason to break
+    /// running workloads).
+    pub fn revokes(&self) -> bool {
+        self.on_violation == podidentity_api::OnViolation::Revoke && self.unusable.is_none()
+    }
+
+    pub(crate) fn judge(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
         if let Some(problems) = &self.unusable {
-            return vec![Violation::guardrail(
+            judgement.refuse(Violation::guardrail(
                 "metadata.namespace",
                 format!(
                     "PodIdentityPolicy {} selects this namespace but cannot be applied \
                      ({problems}): its bindings are refused until the platform team fixes it",
                     self.name
                 ),
-            )];
+            ));
+            return;
         }
-        let mut violations = Vec::new();
+        let effort = judgement.effort;
         for (s, statement) in spec.permissions.statements.iter().enumerate() {
             if statement.effect == Effect::Deny {
                 continue;
             }
             for (a, action) in statement.actions.iter().enumerate() {
                 let field = format!("spec.permissions.statements[{s}].actions[{a}]");
-                let outside = !self.allowed_actions.is_empty()
-                    && !self
-                        .allowed_actions
-                        .iter()
-                        .any(|allowed| glob::covers(allowed, action, true));
-                if outside {
-                    violations.push(Violation::guardrail(
+                let within = self.allowed_actions.is_empty()
+                    || self.allowed_actions.iter().any(|allowed| {
+                        judgement.answer(&field, glob::covers(allowed, action, true, effort))
+                            == Some(true)
+                    });
+                if !within && !judgement.out_of_bound() {
+                    judgement.refuse(Violation::guardrail(
                         field.clone(),
                         format!(
                             "{action:?} reaches beyond the actions {} allows ({}): name \
@@ -291,9 +368,9 @@ impl AppliedPolicy {
                         ),
                     ));
                 }
-                let reached = reached(action, &self.denied_actions);
+                let reached = reached(action, &self.denied_actions, &field, judgement);
                 if !reached.is_empty() {
-                    violations.push(Violation::guardrail(
+                    judgement.refuse(Violation::guardrail(
                         field,
                         format!(
                             "{action:?} could allow {}, which {} denies: name the actions you \
@@ -308,13 +385,14 @@ impl AppliedPolicy {
                 continue;
             }
             for (r, resource) in statement.resources.iter().enumerate() {
-                let inside = self
-                    .allowed_resources
-                    .iter()
-                    .any(|allowed| glob::covers(allowed, resource, false));
-                if !inside {
-                    violations.push(Violation::guardrail(
-                        format!("spec.permissions.statements[{s}].resources[{r}]"),
+                let field = format!("spec.permissions.statements[{s}].resources[{r}]");
+                let inside = self.allowed_resources.iter().any(|allowed| {
+                    judgement.answer(&field, glob::covers(allowed, resource, false, effort))
+                        == Some(true)
+                });
+                if !inside && !judgement.out_of_bound() {
+                    judgement.refuse(Violation::guardrail(
+                        field,
                         format!(
                             "{resource:?} could reach beyond the resources {} allows here \
                              ({}): name resources within them",
@@ -332,10 +410,12 @@ impl AppliedPolicy {
                 arn,
                 (!allowed.is_empty()).then_some(allowed.as_slice()),
                 &self.denied_managed_policy_arns,
+                &field,
+                judgement,
             );
             match verdict {
                 ArnVerdict::Denied(denied) => {
-                    violations.push(Violation::guardrail(
+                    judgement.refuse(Violation::guardrail(
                         field,
                         format!(
                             "{arn} is denied by {}: {denied}",
@@ -344,7 +424,7 @@ impl AppliedPolicy {
                     ));
                 }
                 ArnVerdict::NotAllowed => {
-                    violations.push(Violation::guardrail(
+                    judgement.refuse(Violation::guardrail(
                         field,
                         format!(
                             "{arn} is not among the managed policies {} allows ({})",
@@ -353,26 +433,33 @@ impl AppliedPolicy {
                         ),
                     ));
                 }
-                ArnVerdict::Passes => {}
+                ArnVerdict::Passes | ArnVerdict::Unjudged => {}
             }
         }
+        // Role names are IAM names: unique whatever their letter case, so matched without
+        // it (`TEAM.x` is the name `team.x`).
         if let Some(name) = spec.role.name.as_deref().filter(|n| !n.is_empty())
             && !self.role_name_override.is_empty()
-            && !self
-                .role_name_override
-                .iter()
-                .any(|pattern| glob::matches(pattern, name, false))
         {
-            violations.push(Violation::guardrail(
-                "spec.role.name",
-                format!(
-                    "{name:?} matches none of the role names {} allows here ({})",
-                    self.field("roleNameOverride"),
-                    self.role_name_override.join(", ")
-                ),
-            ));
+            let mut matched = Some(false);
+            for pattern in &self.role_name_override {
+                matched =
+                    judgement.answer("spec.role.name", glob::matches(pattern, name, true, effort));
+                if matched != Some(false) {
+                    break;
+                }
+            }
+            if matched == Some(false) {
+                judgement.refuse(Violation::guardrail(
+                    "spec.role.name",
+                    format!(
+                        "{name:?} matches none of the role names {} allows here ({})",
+                        self.field("roleNameOverride"),
+                        self.role_name_override.join(", ")
+                    ),
+                ));
+            }
         }
-        violations
     }
 }
 

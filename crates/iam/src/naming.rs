@@ -51,17 +51,30 @@ pub fn role_name_keeping_legacy(
 /// belongs to derived names (cut ones included), so an override there must begin with
 /// `<prefix><its own namespace>.`; with an empty prefix, a `.` or the shape of a cut name
 /// (64 characters ending in `-` and 8 hex) means a derived name, and the part before the
-/// `.` must be the override's own namespace.
+/// `.` must be the override's own namespace. IAM role names are unique whatever their
+/// letter case (`PROD-payments.api` is the role `prod-payments.api`), so all of this is
+/// judged without case.
 pub fn override_takes_derived_name(prefix: &str, namespace: &str, name: &str) -> bool {
-    let own = format!("{prefix}{namespace}{NAMESPACE_SEPARATOR}");
+    let name = name.to_ascii_lowercase();
+    let prefix = prefix.to_ascii_lowercase();
+    let own = format!(
+        "{prefix}{}{NAMESPACE_SEPARATOR}",
+        namespace.to_ascii_lowercase()
+    );
     if name.starts_with(&own) {
         return false;
     }
     if prefix.is_empty() {
-        name.contains(NAMESPACE_SEPARATOR) || is_cut_shape(name)
+        name.contains(NAMESPACE_SEPARATOR) || is_cut_shape(&name)
     } else {
-        name.starts_with(prefix)
+        name.starts_with(&prefix)
     }
+}
+
+/// The one spelling of a role name that IAM tells apart from others: names differing only
+/// in letter case are one role.
+pub fn role_identity(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 fn is_cut_shape(name: &str) -> bool {
@@ -69,10 +82,7 @@ fn is_cut_shape(name: &str) -> bool {
         && name
             .get(MAX_ROLE_NAME_LEN - HASH_HEX_LEN - 1..)
             .and_then(|tail| tail.strip_prefix('-'))
-            .is_some_and(|hash| {
-                hash.chars()
-                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-            })
+            .is_some_and(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn cut_to_fit(full: String) -> String {
@@ -167,6 +177,43 @@ mod tests {
         assert!(override_takes_derived_name("", "team", "team-a.b-sync"));
         assert!(!override_takes_derived_name("", "team", "team.sync"));
         assert!(!override_takes_derived_name("", "team", "hand-made-role"));
+    }
+
+    /// Finding 2 of the adversarial pass: IAM role names ignore letter case, and the
+    /// check did not, so `PROD-payments.api` (from namespace `shop`) squatted
+    /// `payments/api`'s `prod-payments.api`, and an upper-cased cut name another
+    /// namespace's long one.
+    #[test]
+    fn letter_case_does_not_open_another_namespaces_names() {
+        assert!(override_takes_derived_name(
+            "prod-",
+            "shop",
+            "PROD-payments.api"
+        ));
+        assert!(override_takes_derived_name(
+            "prod-",
+            "shop",
+            "Prod-Shopping.x"
+        ));
+        assert!(!override_takes_derived_name(
+            "prod-",
+            "shop",
+            "PROD-SHOP.reports"
+        ));
+        // A namespace long enough that its cut name keeps no `.`: only the hash's shape
+        // tells it is derived, and upper case must not hide that.
+        let long_namespace = format!("payments-{}", "x".repeat(54));
+        let victim = role_name("", &long_namespace, "settlement");
+        assert!(
+            !victim.contains('.') && victim.len() == MAX_ROLE_NAME_LEN,
+            "{victim}"
+        );
+        let upper = victim.to_ascii_uppercase();
+        assert!(override_takes_derived_name("", "shop", &upper), "{upper}");
+        assert_eq!(
+            role_identity("PROD-payments.api"),
+            role_identity("prod-payments.api")
+        );
     }
 
     #[test]
@@ -266,6 +313,8 @@ mod tests {
             prop_assume!(ns != other_ns);
             let taken = role_name(&prefix, &other_ns, &b);
             prop_assert!(override_takes_derived_name(&prefix, &ns, &taken), "{}", taken);
+            let shouted = taken.to_ascii_uppercase();
+            prop_assert!(override_takes_derived_name(&prefix, &ns, &shouted), "{}", shouted);
             let own = role_name(&prefix, &ns, &b);
             prop_assert!(
                 !override_takes_derived_name(&prefix, &ns, &own) || own.len() == MAX_ROLE_NAME_LEN,

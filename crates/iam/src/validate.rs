@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use podidentity_api::binding::{
     ACTION_PATTERN, DNS_SUBDOMAIN_PATTERN, MANAGED_POLICY_ARN_PATTERN, MAX_SESSION_SECONDS,
     MAX_TOKEN_EXPIRATION_SECONDS, MAX_USER_TAGS, MIN_SESSION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS,
-    RESOURCE_PATTERN, ROLE_NAME_PATTERN, SID_PATTERN, TAG_PATTERN,
+    RESOURCE_PATTERN, ROLE_NAME_PATTERN, SID_PATTERN, TAG_PATTERN, TOKEN_PATH_PATTERN,
 };
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{KEY_PREFIX, PodIdentityBindingSpec, Statement};
@@ -33,6 +33,7 @@ struct Patterns {
     role_name: Regex,
     sid: Regex,
     tag: Regex,
+    token_path: Regex,
 }
 
 /// The CRD's own patterns, compiled once. They are constants of this program, so a failure
@@ -49,6 +50,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         role_name: compile(ROLE_NAME_PATTERN),
         sid: compile(SID_PATTERN),
         tag: compile(TAG_PATTERN),
+        token_path: compile(TOKEN_PATH_PATTERN),
     }
 });
 
@@ -105,7 +107,7 @@ pub fn check_spec(spec: &PodIdentityBindingSpec, config: &OperatorConfig) -> Vec
     let mut seen = BTreeSet::new();
     for (i, arn) in managed.iter().enumerate() {
         let field = format!("spec.permissions.managedPolicyArns[{i}]");
-        if !p.managed_policy_arn.is_match(arn) {
+        if arn.len() > 2048 || !p.managed_policy_arn.is_match(arn) {
             c.invalid(
                 field,
                 format!(
@@ -181,11 +183,12 @@ pub fn check_spec(spec: &PodIdentityBindingSpec, config: &OperatorConfig) -> Vec
                 ),
             );
         }
-        if !secret.token_path.starts_with('/') || secret.token_path.ends_with('/') {
+        if !p.token_path.is_match(&secret.token_path) {
             c.invalid(
                 "spec.credentialsSecret.tokenPath",
                 format!(
-                    "{:?} must be an absolute file path, e.g. \
+                    "{:?} must be an absolute file path of printable characters (no line \
+                     breaks: it is a line of the credentials file), e.g. \
                      /var/run/secrets/openshift/serviceaccount/token",
                     secret.token_path
                 ),

@@ -175,7 +175,7 @@ mod tests {
     fn teams() -> WatchedPolicy {
         let spec: PodIdentityPolicySpec = serde_json::from_value(json!({
             "namespaceSelector": {"matchLabels": {"team": "blog"}},
-            "allowedResources": ["arn:aws:s3:::${namespace}-*"],
+            "allowedResources": ["arn:aws:s3:::${namespace}.*"],
         }))
         .unwrap_or_else(|err| panic!("{err}"));
         DeserializeGuard(Ok(PodIdentityPolicy::new("teams", spec)))
@@ -211,7 +211,7 @@ mod tests {
 
         let cache = BindingCache::new();
         cache.apply(watcher::Event::Apply(DeserializeGuard(Ok(reader(
-            "shop-data",
+            "shop.data",
         )))));
         let covering = cache.covering("blog", "app");
         assert_eq!(
@@ -221,7 +221,7 @@ mod tests {
         );
         let own = predictor.predict(
             podidentity_iam::BindingRef::new("blog", "reader"),
-            &reader("blog-data").spec,
+            &reader("blog.data").spec,
         );
         assert!(own.is_some_and(|a| a.contains_key("eks.amazonaws.com/role-arn")));
 

@@ -6,7 +6,7 @@
 
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use podidentity_api::{OnViolation, PodIdentityBinding, PodIdentityBindingSpec};
+use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
 
 use super::cleanup::role_identity;
@@ -25,13 +25,10 @@ pub fn revoking_policy<'a>(
     spec: &PodIdentityBindingSpec,
     ahead: Option<usize>,
 ) -> Option<&'a AppliedPolicy> {
-    policies
-        .iter()
-        .filter(|p| p.on_violation == OnViolation::Revoke)
-        .find(|p| {
-            !p.check(spec).is_empty()
-                || ahead.is_some_and(|rank| over_quota(std::slice::from_ref(*p), rank).is_some())
-        })
+    policies.iter().filter(|p| p.revokes()).find(|p| {
+        !p.check(spec).is_empty()
+            || ahead.is_some_and(|rank| over_quota(std::slice::from_ref(*p), rank).is_some())
+    })
 }
 
 /// Takes the permissions of the binding's role away; says whether it has a role whose

@@ -41,8 +41,8 @@ fn teams() -> NamespacePolicy {
             "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
             "allowedActions": ["s3:*", "sqs:*"],
             "allowedResources": [
-                "arn:${partition}:s3:::${namespace}-*",
-                "arn:${partition}:sqs:${region}:${account}:${namespace}-*",
+                "arn:${partition}:s3:::${namespace}.*",
+                "arn:${partition}:sqs:${region}:${account}:${namespace}_*",
             ],
             "maxBindingsPerNamespace": 3,
         }),
@@ -92,7 +92,7 @@ fn a_teams_own_resources_pass_in_its_namespace_and_nowhere_else() {
     let g = guardrails(vec![teams()]);
     let shop_buckets = statement(
         &["s3:GetObject", "s3:PutObject"],
-        &["arn:aws:s3:::shop-orders/*"],
+        &["arn:aws:s3:::shop.orders/*"],
     );
     assert_eq!(fields(&g, "shop", &shop_buckets), Vec::<String>::new());
     // The same binding in namespace blog: the bucket is shop's.
@@ -106,14 +106,14 @@ fn a_teams_own_resources_pass_in_its_namespace_and_nowhere_else() {
         refused[0]
             .message
             .contains("PodIdentityPolicy teams (allowedResources)")
-            && refused[0].message.contains("arn:aws:s3:::blog-*"),
+            && refused[0].message.contains("arn:aws:s3:::blog.*"),
         "{}",
         refused[0].message
     );
     // A queue of its own, with the account and region filled in.
     let queue = statement(
         &["sqs:SendMessage"],
-        &["arn:aws:sqs:eu-west-1:111122223333:shop-events"],
+        &["arn:aws:sqs:eu-west-1:111122223333:shop_events"],
     );
     assert_eq!(fields(&g, "shop", &queue), Vec::<String>::new());
 }
@@ -125,7 +125,7 @@ fn resource_patterns_that_could_reach_outside_are_refused() {
         "*",
         "arn:aws:s3:::shop*",                     // shopping-list is not shop's
         "arn:aws:s3:::*-orders",                  // anyone's orders
-        "arn:aws:sqs:*:111122223333:shop-events", // another region
+        "arn:aws:sqs:*:111122223333:shop_events", // another region
         "arn:aws:s3:::sho?-orders",
     ] {
         assert_eq!(
@@ -143,7 +143,7 @@ fn actions_must_lie_within_every_policys_allowed_actions() {
         fields(
             &g,
             "shop",
-            &statement(&["dynamodb:GetItem"], &["arn:aws:s3:::shop-x"])
+            &statement(&["dynamodb:GetItem"], &["arn:aws:s3:::shop.x"])
         ),
         ["spec.permissions.statements[0].actions[0]"]
     );
@@ -153,13 +153,13 @@ fn actions_must_lie_within_every_policys_allowed_actions() {
         fields(
             &g,
             "shop",
-            &statement(&["S3:Get*"], &["arn:aws:s3:::shop-x"])
+            &statement(&["S3:Get*"], &["arn:aws:s3:::shop.x"])
         ),
         Vec::<String>::new()
     );
     let messages: Vec<String> = g
         .rules_for("shop")
-        .check(&statement(&["s*:*"], &["arn:aws:s3:::shop-x"]))
+        .check(&statement(&["s*:*"], &["arn:aws:s3:::shop.x"]))
         .into_iter()
         .map(|v| v.message)
         .collect();
@@ -189,13 +189,13 @@ fn several_policies_all_apply_and_the_most_restrictive_wins() {
             "shop",
             &statement(
                 &["sqs:SendMessage"],
-                &["arn:aws:sqs:eu-west-1:111122223333:shop-q"]
+                &["arn:aws:sqs:eu-west-1:111122223333:shop_q"]
             )
         ),
         ["spec.permissions.statements[0].actions[0]"]
     );
     // Denies unite.
-    let deleting = rules.check(&statement(&["s3:DeleteObject"], &["arn:aws:s3:::shop-x/*"]));
+    let deleting = rules.check(&statement(&["s3:DeleteObject"], &["arn:aws:s3:::shop.x/*"]));
     assert_eq!(deleting.len(), 1, "{deleting:?}");
     assert!(
         deleting[0]
@@ -241,7 +241,7 @@ fn managed_policies_boundaries_and_role_names() {
             "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"],
             "deniedManagedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQS*"],
             "permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/shop-boundary",
-            "roleNameOverride": ["${namespace}-legacy-*"],
+            "roleNameOverride": ["${namespace}.legacy-*"],
         }),
     );
     let g = guardrails(vec![strict]);
@@ -251,7 +251,7 @@ fn managed_policies_boundaries_and_role_names() {
         "arn:aws:iam::aws:policy/AmazonSQSFullAccess".into(),
         "arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess".into(),
     ];
-    spec.role.name = Some("shop-legacy-reports".into());
+    spec.role.name = Some("shop.legacy-reports".into());
     assert_eq!(
         fields(&g, "shop", &spec),
         [
@@ -260,7 +260,7 @@ fn managed_policies_boundaries_and_role_names() {
         ],
         "the name passes: the policy lets this namespace name roles within its pattern"
     );
-    spec.role.name = Some("blog-legacy-reports".into());
+    spec.role.name = Some("blog.legacy-reports".into());
     assert!(fields(&g, "shop", &spec).contains(&"spec.role.name".to_string()));
     assert_eq!(
         g.rules_for("shop").permissions_boundary(),
@@ -310,7 +310,7 @@ fn require_policy_refuses_namespaces_no_policy_selects() {
         fields(
             &g,
             "shop",
-            &statement(&["s3:GetObject"], &["arn:aws:s3:::shop-x"])
+            &statement(&["s3:GetObject"], &["arn:aws:s3:::shop.x"])
         ),
         Vec::<String>::new()
     );
@@ -348,7 +348,7 @@ fn an_unusable_policy_refuses_what_it_selects_and_an_unreadable_selector_selects
         "allowedResources": ["arn:aws:s3:::${team}-*"],
     }));
     assert_eq!(bad_template.problems().len(), 1);
-    let spec = statement(&["s3:GetObject"], &["arn:aws:s3:::shop-data/*"]);
+    let spec = statement(&["s3:GetObject"], &["arn:aws:s3:::shop.data/*"]);
     let rules = guardrails(vec![bad_template]);
     let refused = rules.rules_for("shop").check(&spec);
     assert_eq!(
@@ -410,7 +410,7 @@ fn namespace() -> impl Strategy<Value = String> {
 /// ARN-ish patterns over a small alphabet, so that near misses are common.
 fn resource_pattern() -> impl Strategy<Value = String> {
     (
-        proptest::string::string_regex("[a-c*?-]{0,6}").expect("regex"),
+        proptest::string::string_regex("[a-c.*?-]{0,6}").expect("regex"),
         namespace(),
     )
         .prop_map(|(tail, ns)| format!("arn:aws:s3:::{ns}{tail}"))
@@ -423,18 +423,142 @@ proptest! {
     fn an_allowed_statement_never_reaches_outside_its_namespace(
         ns in namespace(),
         written in prop_oneof![resource_pattern(), Just("*".to_string())],
-        bucket in proptest::string::string_regex("[a-c-]{1,8}").expect("regex"),
+        bucket in proptest::string::string_regex("[a-c.-]{1,8}").expect("regex"),
     ) {
         let g = guardrails(vec![policy(
             "teams",
-            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}-*"]}),
+            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}.*"]}),
         )]);
         let spec = statement(&["s3:GetObject"], &[&written]);
         let allowed = g.rules_for(&ns).check(&spec).is_empty();
         let arn = format!("arn:aws:s3:::{bucket}");
-        if allowed && glob::matches(&written, &arn, false) {
-            let own = format!("{ns}-");
+        if allowed && glob::matches(&written, &arn, false, &crate::effort::Effort::for_judgement()) == Ok(true) {
+            let own = format!("{ns}.");
             prop_assert!(bucket.starts_with(&own), "{} allowed in {} reaches {}", written, ns, arn);
+        }
+    }
+}
+
+/// The finding of the adversarial pass: under `arn:aws:s3:::${namespace}-*`, namespace
+/// `team` reached `team-a`'s buckets and could take its role names. Such a template is now
+/// refused, with the field and what to write instead.
+#[test]
+fn a_template_another_namespace_can_continue_is_refused() {
+    for (field, open) in [
+        ("allowedResources", "arn:aws:s3:::${namespace}-*"),
+        ("allowedResources", "arn:aws:s3:::${namespace}*"),
+        ("allowedResources", "arn:aws:s3:::${namespace}?x"),
+        ("allowedResources", "arn:aws:s3:::${namespace}${cluster}.*"),
+        ("allowedResources", "arn:aws:s3:::*-${namespace}.*"),
+        (
+            "allowedResources",
+            "arn:aws:s3:::x-${namespace}.y/${namespace}0",
+        ),
+        ("roleNameOverride", "${namespace}-*"),
+        ("roleNameOverride", "${namespace}A*"),
+    ] {
+        let key = if field == "allowedResources" {
+            "allowedResources"
+        } else {
+            "roleNameOverride"
+        };
+        let spec: PodIdentityPolicySpec =
+            serde_json::from_value(json!({"namespaceSelector": {}, key: [open]}))
+                .unwrap_or_else(|err| panic!("{err}"));
+        let problems = NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec))
+            .err()
+            .unwrap_or_else(|| panic!("{open} must be refused"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, format!("spec.{field}[0]"));
+        assert!(
+            problems[0]
+                .message
+                .contains("no other namespace's name can go on")
+                && (problems[0].message.contains("'.', '_', '/' or ':'")
+                    || problems[0]
+                        .message
+                        .contains("start the field with ${namespace}")),
+            "{}",
+            problems[0].message
+        );
+    }
+    for closed in [
+        "arn:aws:s3:::${namespace}.*",
+        "arn:aws:s3:::${namespace}",
+        "arn:aws:s3:::shared/${namespace}/*",
+        "arn:aws:sqs:*:*:${namespace}_*",
+        "arn:aws:s3:::x-${namespace}.y",
+        "arn:aws:s3:::??-${namespace}.*",
+        "arn:aws:secretsmanager:*:*:secret:${namespace}/*",
+    ] {
+        let spec: PodIdentityPolicySpec =
+            serde_json::from_value(json!({"namespaceSelector": {}, "allowedResources": [closed]}))
+                .unwrap_or_else(|err| panic!("{err}"));
+        assert!(
+            NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec)).is_ok(),
+            "{closed}"
+        );
+    }
+    // What the open template allowed is refused under the closed one.
+    let g = Guardrails::from_config(&config()).with_policies(
+        vec![policy(
+            "teams",
+            json!({"namespaceSelector": {}, "allowedResources": ["arn:aws:s3:::${namespace}.*"],
+                   "roleNameOverride": ["${namespace}.*"]}),
+        )],
+        BTreeMap::new(),
+    );
+    let mut spec = statement(&["s3:GetObject"], &["arn:aws:s3:::team-a.orders/*"]);
+    spec.role.name = Some("team-a.billing".into());
+    assert_eq!(
+        fields(&g, "team", &spec),
+        [
+            "spec.permissions.statements[0].resources[0]",
+            "spec.role.name"
+        ]
+    );
+    // Letter case does not make another namespace's name: IAM names ignore it.
+    spec.role.name = Some("TEAM-A.billing".into());
+    assert_eq!(fields(&g, "team", &spec)[1], "spec.role.name");
+    let mut own = statement(&["s3:GetObject"], &["arn:aws:s3:::team-a.orders/*"]);
+    own.role.name = Some("TEAM-A.billing".into());
+    assert_eq!(fields(&g, "team-a", &own), Vec::<String>::new());
+}
+
+fn template_around_namespace() -> impl Strategy<Value = String> {
+    (
+        proptest::string::string_regex("[a-c?./-]{0,3}").expect("regex"),
+        proptest::string::string_regex("[a-c*?./_-]{0,4}").expect("regex"),
+    )
+        .prop_map(|(before, after)| format!("{before}${{namespace}}{after}"))
+}
+
+proptest! {
+    /// A template the engine accepts (within one field) never lets two namespaces match one
+    /// text, however their names share beginnings (`a`, `a-b`, `ab`): the boundary rule
+    /// is what makes `${namespace}` a namespace's own.
+    #[test]
+    fn no_accepted_template_lets_two_namespaces_meet(
+        template in template_around_namespace(),
+        one in namespace(),
+        other in namespace(),
+    ) {
+        prop_assume!(one != other);
+        if open_namespace(&template).is_none() {
+            let values = |namespace| TemplateValues {
+                namespace,
+                cluster: "prod",
+                account: "111122223333",
+                partition: "aws",
+                region: "eu-west-1",
+            };
+            let (mine, theirs) = (expand(&template, &values(&one)), expand(&template, &values(&other)));
+            let effort = crate::effort::Effort::for_judgement();
+            prop_assert_eq!(
+                crate::glob::intersects(&mine, &theirs, true, &effort),
+                Ok(false),
+                "{} and {} meet under {}", one, other, template
+            );
         }
     }
 }

@@ -20,7 +20,7 @@ fn teams_policy(actions: &[&str], max: u32) -> Value {
     json!({
         "namespaceSelector": {"matchExpressions": [{"key": TEAM, "operator": "Exists"}]},
         "allowedActions": actions,
-        "allowedResources": ["arn:${partition}:s3:::${namespace}-*", "arn:${partition}:sqs:${region}:${account}:${namespace}-*"],
+        "allowedResources": ["arn:${partition}:s3:::${namespace}.*", "arn:${partition}:sqs:${region}:${account}:${namespace}_*"],
         "maxBindingsPerNamespace": max,
     })
 }
@@ -59,7 +59,7 @@ pub async fn two_teams_confined_by_one_policy(s: Scenario) {
     let mut refusals = 0;
 
     // The shop team's bucket: allowed in shop, refused in blog, by name and field.
-    let shop_bucket = format!("{shop}-data");
+    let shop_bucket = format!("{shop}.data");
     for ns in [&shop, &blog] {
         s.create_service_account(ns, "app", json!({})).await;
     }
@@ -82,7 +82,7 @@ pub async fn two_teams_confined_by_one_policy(s: Scenario) {
     assert!(
         message.contains("spec.permissions.statements[0].resources[0]")
             && message.contains(&format!("PodIdentityPolicy {policy} (allowedResources)"))
-            && message.contains(&format!("arn:aws:s3:::{blog}-*")),
+            && message.contains(&format!("arn:aws:s3:::{blog}.*")),
         "{message}"
     );
     assert!(s.iam_role(&s.role_name(&blog, "reader")).await.is_none());
@@ -146,7 +146,7 @@ pub async fn two_teams_confined_by_one_policy(s: Scenario) {
         s.create_binding(
             &shop,
             name,
-            json!({"serviceAccountName": name, "permissions": reads(&format!("{shop}-{name}"))}),
+            json!({"serviceAccountName": name, "permissions": reads(&format!("{shop}.{name}"))}),
         )
         .await;
     }
@@ -196,7 +196,7 @@ pub async fn a_revoking_policy_takes_permissions_and_gives_them_back(s: Scenario
     s.create_binding(
         &ops,
         "worker",
-        json!({"serviceAccountName": "worker", "permissions": reads(&format!("{ops}-data"))}),
+        json!({"serviceAccountName": "worker", "permissions": reads(&format!("{ops}.data"))}),
     )
     .await;
     s.wait_ready(&ops, "worker").await;

@@ -1,5 +1,5 @@
 //! Reading manifests: files, directories (optionally recursive) or `-` for stdin; each file
-//! a stream of YAML documents (or a `kind: List`). PodIdentityBindings, ServiceAccounts
+//! a stream of YAML documents (or `kind: List`s, nested or not). PodIdentityBindings, ServiceAccounts
 //! with the short-form annotations, PodIdentityPolicies and Namespaces (for their labels)
 //! are kept; anything else is counted and ignored.
 
@@ -99,6 +99,13 @@ pub fn read_inputs(paths: &[PathBuf], recursive: bool) -> Inputs {
             continue;
         }
         let files = match manifest_files(path, recursive) {
+            Ok(files) if files.is_empty() => {
+                inputs.problems.push(InputProblem {
+                    file: path.display().to_string(),
+                    message: nothing_found(path, recursive),
+                });
+                continue;
+            }
             Ok(files) => files,
             Err(message) => {
                 inputs.problems.push(InputProblem {
@@ -151,8 +158,56 @@ fn manifest_files(path: &Path, recursive: bool) -> Result<Vec<PathBuf>, String> 
     Ok(files)
 }
 
+/// Why a directory gave no manifest, and what to do (a CI gate that plans nothing must
+/// say so, not pass).
+fn nothing_found(path: &Path, recursive: bool) -> String {
+    let has_subdirectories = std::fs::read_dir(path)
+        .map(|entries| entries.flatten().any(|e| e.path().is_dir()))
+        .unwrap_or(false);
+    match (recursive, has_subdirectories) {
+        (false, true) => "no manifest (.yaml, .yml, .json) in this directory; it has \
+                          subdirectories: add -R to read them"
+            .into(),
+        (true, _) => "no manifest (.yaml, .yml, .json) in this directory or below it".into(),
+        (false, false) => "no manifest (.yaml, .yml, .json) in this directory".into(),
+    }
+}
+
+/// The parser's budget for one file, in proportion to its size: a bundle of thousands of
+/// objects (what GitOps tools render) is read whole, while a file still cannot make the
+/// parser do more than a few times its own size in work (aliases stay capped as before).
+fn options_for(text: &str) -> serde_saphyr::Options {
+    let bytes = text.len();
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: (bytes / 16).max(1_024),
+            max_events: bytes.saturating_add(16).max(1_000_000),
+            max_nodes: bytes.saturating_add(16).max(250_000),
+        },
+    }
+}
+
+/// The objects of a document: itself, or what a `kind: List` holds (what `kubectl get -o
+/// yaml` prints), Lists within Lists expanded as kubectl expands them.
+fn objects(value: Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Object(mut object)
+            if object.get("kind").and_then(Value::as_str) == Some("List")
+                && object.get("items").is_some_and(Value::is_array) =>
+        {
+            if let Some(Value::Array(items)) = object.remove("items") {
+                for item in items {
+                    objects(item, out);
+                }
+            }
+        }
+        other => out.push(other),
+    }
+}
+
 fn parse_file(file: &str, text: &str, inputs: &mut Inputs) {
-    let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
+    let parsed = serde_saphyr::from_multiple_with_options(text, options_for(text));
+    let documents: Vec<Value> = match parsed {
         Ok(documents) => documents,
         Err(err) => {
             inputs.problems.push(InputProblem {
@@ -167,16 +222,11 @@ fn parse_file(file: &str, text: &str, inputs: &mut Inputs) {
             file: file.to_string(),
             document: index + 1,
         };
-        // `kind: List` (what `kubectl get -o yaml` prints) holds its objects in `items`.
-        if value.get("kind").and_then(Value::as_str) == Some("List")
-            && let Some(Value::Array(items)) = value.get("items")
-        {
-            for item in items {
-                classify(source.clone(), item.clone(), inputs);
-            }
-            continue;
+        let mut found = Vec::new();
+        objects(value, &mut found);
+        for object in found {
+            classify(source.clone(), object, inputs);
         }
-        classify(source, value, inputs);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{BindingPlan, Plan};
+use crate::{BindingPlan, Plan};
 
 pub fn json(plan: &Plan) -> String {
     // Plain data: serialization cannot fail.
