@@ -205,6 +205,13 @@ fn objects(value: Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Reads one file's text, as `read_inputs` reads each file (the fuzz target's way in).
+pub fn read_text(file: &str, text: &str) -> Inputs {
+    let mut inputs = Inputs::default();
+    parse_file(file, text, &mut inputs);
+    inputs
+}
+
 fn parse_file(file: &str, text: &str, inputs: &mut Inputs) {
     let parsed = serde_saphyr::from_multiple_with_options(text, options_for(text));
     let documents: Vec<Value> = match parsed {
