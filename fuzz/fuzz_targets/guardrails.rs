@@ -257,26 +257,39 @@ fuzz_target!(|case: Case| {
                     }
                 }
             }
-            let name: String = std::iter::repeat_n(fresh(resource), 3).collect();
-            for (read, arn) in [
-                (
-                    "secretsmanager:GetSecretValue",
-                    format!("arn:aws:secretsmanager:eu-west-1:111122223333:secret:{name}"),
-                ),
-                (
-                    "kms:Decrypt",
-                    format!("arn:aws:kms:eu-west-1:111122223333:key/{name}"),
-                ),
-                (
-                    "ssm:GetParameter",
-                    format!("arn:aws:ssm:eu-west-1:111122223333:parameter/{name}"),
-                ),
-            ] {
-                if statement.actions.iter().any(|a| plain_match(a, read, true)) {
-                    assert!(
-                        !plain_match(resource, &arn, false),
-                        "{read} on {resource} reads {arn}"
-                    );
+            // Names nobody wrote: beginning with a character the pattern never names,
+            // alone or before what the pattern's own names end with.
+            let first = fresh(resource);
+            let mut names: Vec<String> = vec![std::iter::repeat_n(first, 3).collect()];
+            for instance in instances(resource) {
+                let tail = instance.rsplit([':', '/']).next().unwrap_or_default();
+                names.push(format!(
+                    "{first}{}",
+                    tail.chars().skip(1).collect::<String>()
+                ));
+                names.push(format!("{first}{tail}"));
+            }
+            for name in &names {
+                for (read, arn) in [
+                    (
+                        "secretsmanager:GetSecretValue",
+                        format!("arn:aws:secretsmanager:eu-west-1:111122223333:secret:{name}"),
+                    ),
+                    (
+                        "kms:Decrypt",
+                        format!("arn:aws:kms:eu-west-1:111122223333:key/{name}"),
+                    ),
+                    (
+                        "ssm:GetParameter",
+                        format!("arn:aws:ssm:eu-west-1:111122223333:parameter/{name}"),
+                    ),
+                ] {
+                    if statement.actions.iter().any(|a| plain_match(a, read, true)) {
+                        assert!(
+                            !plain_match(resource, &arn, false),
+                            "{read} on {resource} reads {arn}"
+                        );
+                    }
                 }
             }
         }

@@ -77,6 +77,24 @@ pub const ALL_REASONS: [&str; 17] = [
 pub type Word = std::borrow::Cow<'static, str>;
 
 /// `text` as a [`Word`]: borrowed when it is one of the operator's own.
+/// At most this many characters in a condition's message (metav1.Condition's limit).
+pub const MAX_CONDITION_MESSAGE: usize = 32_768;
+
+/// At most this many characters in an Event's note: the API server refuses a longer one,
+/// and the Event is lost.
+pub const MAX_EVENT_NOTE: usize = 1_024;
+
+/// `text` cut to `max` characters, ending in `…` when cut: a refusal that quotes every
+/// long pattern of a binding must still be written, not refused by the API server.
+pub fn shortened(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 pub fn word(text: &str) -> Word {
     ALL_TYPES
         .iter()
@@ -140,6 +158,14 @@ impl schemars::JsonSchema for Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_cut_to_their_limit_in_characters() {
+        assert_eq!(shortened("short".into(), 10), "short");
+        let cut = shortened("一".repeat(2000), MAX_EVENT_NOTE);
+        assert_eq!(cut.chars().count(), MAX_EVENT_NOTE);
+        assert!(cut.ends_with('…'));
+    }
 
     #[test]
     fn a_condition_reads_and_writes_as_kubernetes_does_and_holds_no_copy_of_its_own_words() {

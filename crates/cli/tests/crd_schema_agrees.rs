@@ -229,6 +229,22 @@ fn schema_cel_and_operator_agree() {
             Expect::Schema,
         ),
         (
+            "a resource of 2,000 characters, 6,000 bytes (lengths count characters)",
+            with(
+                "permissions/statements/0/resources",
+                json!([format!("arn:aws:s3:::shop.{}", "一".repeat(2000))]),
+            ),
+            Expect::Accepted,
+        ),
+        (
+            "a resource of 2,049 characters",
+            with(
+                "permissions/statements/0/resources",
+                json!([format!("arn:aws:s3:::shop.{}", "一".repeat(2031))]),
+            ),
+            Expect::Schema,
+        ),
+        (
             "token path with a line break (a second line in the credentials file)",
             with(
                 "credentialsSecret/tokenPath",

@@ -11,6 +11,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::{MAX_EVENT_NOTE, shortened};
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 
@@ -237,7 +238,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(shortened(note, MAX_EVENT_NOTE)),
             action: "Reconcile".into(),
             secondary: None,
         };

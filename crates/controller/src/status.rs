@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podidentity_api::PodIdentityBindingStatus;
 use podidentity_api::conditions;
-use podidentity_api::conditions::{Condition, Word, word};
+use podidentity_api::conditions::{Condition, MAX_CONDITION_MESSAGE, Word, shortened, word};
 
 use crate::assumable::Assumability;
 
@@ -402,7 +402,7 @@ pub fn conditions(
                 type_: Word::Borrowed(row.type_),
                 status: Word::Borrowed(row.status),
                 reason: word(&row.reason),
-                message: row.message,
+                message: shortened(row.message, MAX_CONDITION_MESSAGE),
                 observed_generation: generation,
                 last_transition_time,
             }

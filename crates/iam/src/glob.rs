@@ -490,11 +490,12 @@ impl Shape {
         self
     }
 
-    /// One or more characters that the other side of the question never names: a name
-    /// nobody wrote.
+    /// A name nobody wrote, ending its ARN: it begins with a character the other side of
+    /// the question never names and goes on with anything but `:` (so `*`, `?*`, `*1` and
+    /// `*shop*` all match such names; only a name that begins with fixed text does not).
     pub fn unnamed(mut self) -> Self {
         self.tokens.push(Token::One(Class::Fresh));
-        self.tokens.push(Token::Run(Class::Fresh));
+        self.tokens.push(Token::Run(Class::Except(FIELD_END)));
         self
     }
 }

@@ -230,8 +230,10 @@ const TYPELESS_SERVICES: &[&str] = &["s3", "sqs", "sns"];
 
 /// Whether `resource` can match a resource of the service this action pattern acts on
 /// whatever its name: in any partition, region and account, of any type (`secret:`,
-/// `key/`, `parameter/`), followed by a name nobody wrote. This judges what a pattern can
-/// match, not how it is spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*` all can.
+/// `key/`, `parameter/`), followed by a name nobody wrote (one that begins with a
+/// character the pattern does not name). This judges what a pattern can match, not how it
+/// is spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*`, `...:secret:*shop*` all
+/// can; a name that begins with fixed text (`...:secret:shop/*`) is named.
 fn reads_any_name(resource: &str, pattern: &str, effort: &Effort) -> Result<bool, TooComplex> {
     let service = pattern.split_once(':').map_or("*", |(service, _)| service);
     let start = || {
@@ -583,6 +585,7 @@ mod tests {
             "arn:aws:kms:*:*:key/*",
             "arn:aws:kms:eu-west-1:111122223333:*",
             "arn:aws:ssm:eu-west-1:111122223333:parameter/*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*-AbCdEf",
         ];
         for (actions, resources) in [
             (&["secretsmanager:GetSecretValue"][..], &every[..]),

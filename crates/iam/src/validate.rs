@@ -83,7 +83,7 @@ pub fn check_spec(spec: &PodIdentityBindingSpec, config: &OperatorConfig) -> Vec
             ),
         );
     }
-    if spec.audience.is_empty() || spec.audience.len() > 256 {
+    if spec.audience.is_empty() || spec.audience.chars().count() > 256 {
         c.invalid(
             "spec.audience",
             "must be 1 to 256 characters; leave it out for sts.amazonaws.com",
@@ -246,7 +246,8 @@ fn check_statements(c: &mut Checker, statements: &[Statement]) {
             );
         }
         for (r, resource) in statement.resources.iter().enumerate() {
-            if resource.len() > 2048 || !p.resource.is_match(resource) {
+            // The CRD counts characters (JSON Schema's maxLength), not bytes.
+            if resource.chars().count() > 2048 || !p.resource.is_match(resource) {
                 c.invalid(
                     format!("{at}.resources[{r}]"),
                     format!("{resource:?} is not a resource: write an ARN (arn:...) or \"*\""),

@@ -255,27 +255,28 @@ impl Scenario {
             .expect("an impersonating client")
     }
 
-    /// Changes the installed CRD (put back from `crds/` when the scenario ends).
+    /// Changes the installed PodIdentityBinding CRD (put back from `crds/` when the
+    /// scenario ends).
     pub async fn change_crd(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        self.change_crd_named("podidentitybindings.podidentity.io", change)
+            .await;
+    }
+
+    /// Changes one installed CRD of ours (put back from `crds/` when the scenario ends):
+    /// an older CRD, as a cluster that never upgraded its `crds/` holds it.
+    pub async fn change_crd_named(&self, name: &str, change: impl FnOnce(&mut serde_json::Value)) {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         self.leftovers
             .crd_changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let api: Api<CustomResourceDefinition> = Api::all(self.client());
-        let current = api
-            .get("podidentitybindings.podidentity.io")
-            .await
-            .expect("the CRD");
+        let current = api.get(name).await.expect("the CRD");
         let mut value = serde_json::to_value(&current).expect("CRD as JSON");
         change(&mut value);
         let changed: CustomResourceDefinition = serde_json::from_value(value).expect("changed CRD");
-        api.replace(
-            "podidentitybindings.podidentity.io",
-            &PostParams::default(),
-            &changed,
-        )
-        .await
-        .expect("replace the CRD");
+        api.replace(name, &PostParams::default(), &changed)
+            .await
+            .expect("replace the CRD");
         // Let the API server serve the changed schema.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

@@ -7,6 +7,7 @@ mod cluster_life;
 mod credentials_requests;
 mod doctor;
 mod drift;
+mod escapes;
 mod iam_identity;
 mod iam_work;
 mod leadership;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(lifecycle::a_role_that_is_not_ours_is_a_conflict, Cluster),
         scenario!(lifecycle::guardrail_refusals_change_nothing_in_iam, Cluster),
         scenario!(lifecycle::the_api_server_enforces_the_schema, Cluster),
+        scenario!(escapes::what_the_adversarial_pass_found_is_refused, Cluster),
         scenario!(
             admission::bindings_are_judged_at_admission_for_their_author,
             Cluster
