@@ -29,18 +29,13 @@ fuzz_target!(|input: Input| {
         assert_eq!(verdict, evaluate(&trust, PROVIDER, &facts.claims));
     }
     // The operator's own trust policy: its subject admitted, another refused.
-    let ns: String = input
-        .namespace
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(63)
-        .collect();
-    let sa: String = input
-        .service_account
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(63)
-        .collect();
+    let name = |text: &str| -> String {
+        text.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(63)
+            .collect()
+    };
+    let (ns, sa) = (name(&input.namespace), name(&input.service_account));
     if ns.is_empty() || sa.is_empty() || input.audience.is_empty() {
         return;
     }

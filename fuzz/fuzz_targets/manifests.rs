@@ -46,20 +46,16 @@ fuzz_target!(|data: &[u8]| {
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     let guardrails = Guardrails::from_config(&config).with_policies(policies, labels);
 
-    let plan = build_plan(
-        inputs.documents.clone(),
-        inputs.ignored_documents,
-        "default",
-        &config,
-        BTreeMap::new(),
-    );
-    let again = build_plan(
-        inputs.documents.clone(),
-        inputs.ignored_documents,
-        "default",
-        &config,
-        BTreeMap::new(),
-    );
+    let plan_once = || {
+        build_plan(
+            inputs.documents.clone(),
+            inputs.ignored_documents,
+            "default",
+            &config,
+            BTreeMap::new(),
+        )
+    };
+    let (plan, again) = (plan_once(), plan_once());
     let json = render::json(&plan);
     assert_eq!(json, render::json(&again), "plan is not deterministic");
     let _table = render::table(&plan);
