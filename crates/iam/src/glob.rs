@@ -238,8 +238,11 @@ pub fn covers(
     case_insensitive: bool,
     effort: &Effort,
 ) -> Result<bool, TooComplex> {
+    if beginnings_differ(outer, inner, case_insensitive, effort)? {
+        return Ok(false);
+    }
     effort.step(cells(outer.len() + inner.len()))?;
-    let outer = tokens(&fold(outer, case_insensitive));
+    let outer = arn_fields(tokens(&fold(outer, case_insensitive)));
     let inner = tokens(&fold(inner, case_insensitive));
     let mut held = Held::new(effort);
     held.hold(cells(outer.len() + inner.len()))?;
@@ -395,9 +398,13 @@ impl<'p> Places<'p> {
 fn symbols(outer: &[Token], places: &[usize]) -> Vec<Option<char>> {
     let mut named: Vec<Option<char>> = places
         .iter()
-        .filter_map(|&p| match outer.get(p) {
-            Some(Token::Char(c)) => Some(Some(*c)),
-            _ => None,
+        .flat_map(|&p| match outer.get(p) {
+            Some(Token::Char(c)) => vec![Some(*c)],
+            // A wildcard that stops at some characters treats those apart from the rest.
+            Some(Token::One(Class::Except(stops)) | Token::Run(Class::Except(stops))) => {
+                stops.iter().copied().map(Some).collect()
+            }
+            _ => Vec::new(),
         })
         .collect();
     named.sort_unstable();
@@ -410,9 +417,11 @@ fn symbols(outer: &[Token], places: &[usize]) -> Vec<Option<char>> {
 fn step(outer: &[Token], places: &[usize], symbol: Option<char>) -> Vec<usize> {
     let mut next = Vec::with_capacity(places.len() + 1);
     for &p in places {
+        // `None` is a character no token at these places names, and none stops at.
+        let admits = |class: Class| symbol.is_none_or(|c| class.admits(c));
         match (outer.get(p), symbol) {
-            (Some(Token::Run(_)), _) => next.push(p),
-            (Some(Token::One(_)), _) => next.push(p + 1),
+            (Some(Token::Run(class)), _) if admits(*class) => next.push(p),
+            (Some(Token::One(class)), _) if admits(*class) => next.push(p + 1),
             (Some(Token::Char(c)), Some(s)) if *c == s => next.push(p + 1),
             _ => {}
         }
@@ -436,13 +445,69 @@ fn settle(outer: &[Token], mut places: Vec<usize>) -> Vec<usize> {
         }
         i += 1;
     }
+    // Only a `*` that matches anything holds what a place before it would match.
     if let Some(last_run) = places
         .iter()
-        .rposition(|&p| matches!(outer.get(p), Some(Token::Run(_))))
+        .rposition(|&p| matches!(outer.get(p), Some(Token::Run(Class::Any))))
     {
         places.drain(..last_run);
     }
     places
+}
+
+/// An ARN pattern's wildcards as IAM reads them: within the partition, service, region and
+/// account fields a `*` or `?` stays in its field (`arn:*:s3:::shop.*` does not hold
+/// `arn:aws:s3:::payments.orders/x:s3:::shop.y`, which names payments' objects); from the
+/// resource part on, and for a `*` that ends the pattern, it matches anything.
+fn arn_fields(mut pattern: Vec<Token>) -> Vec<Token> {
+    let is_arn = pattern
+        .iter()
+        .take(4)
+        .copied()
+        .eq("arn:".chars().map(Token::Char));
+    if !is_arn {
+        return pattern;
+    }
+    let last = pattern.len().saturating_sub(1);
+    let mut colons = 0;
+    for (i, token) in pattern.iter_mut().enumerate() {
+        match token {
+            Token::Char(':') => colons += 1,
+            Token::Run(Class::Any) if colons < 5 && i < last => {
+                *token = Token::Run(Class::Except(FIELD_END));
+            }
+            Token::One(Class::Any) if colons < 5 => *token = Token::One(Class::Except(FIELD_END)),
+            _ => {}
+        }
+        if colons >= 5 {
+            break;
+        }
+    }
+    pattern
+}
+
+/// Whether the two patterns' fixed beginnings (before either's first wildcard) already
+/// differ: most pairs of a resource and an allowed pattern name different buckets or
+/// services, and this tells so at the cost of the characters compared.
+fn beginnings_differ(
+    outer: &str,
+    inner: &str,
+    case_insensitive: bool,
+    effort: &Effort,
+) -> Result<bool, TooComplex> {
+    let fold = |c: char| if case_insensitive { c.to_ascii_lowercase() } else { c };
+    for (compared, (o, i)) in outer.chars().zip(inner.chars()).enumerate() {
+        if matches!(o, '*' | '?') || matches!(i, '*' | '?') {
+            effort.step(cells(compared + 1))?;
+            return Ok(false);
+        }
+        if fold(o) != fold(i) {
+            effort.step(cells(compared + 1))?;
+            return Ok(true);
+        }
+    }
+    effort.step(cells(outer.len().min(inner.len()) + 1))?;
+    Ok(false)
 }
 
 /// A pattern with character classes, built piece by piece, for [`meets_shape`].

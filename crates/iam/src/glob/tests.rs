@@ -37,6 +37,34 @@ fn plain(pattern: &[char], text: &[char]) -> bool {
     fits[text.len()]
 }
 
+/// IAM's matching of an ARN pattern: as [`plain`], but a wildcard within the partition,
+/// service, region or account field (before the fifth `:`) matches no `:`, unless it is
+/// the `*` that ends the pattern.
+fn iam_arn_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let arn = pattern.starts_with("arn:");
+    let mut fits = vec![false; t.len() + 1];
+    fits[0] = true;
+    let mut colons = 0;
+    for (i, c) in p.iter().enumerate() {
+        let confined = arn && colons < 5 && !(*c == '*' && i + 1 == p.len());
+        let mut next = vec![false; t.len() + 1];
+        for k in 0..=t.len() {
+            let fits_char = |k: usize| k > 0 && !(confined && t[k - 1] == ':');
+            next[k] = match c {
+                '*' => fits[k] || (fits_char(k) && next[k - 1]),
+                '?' => fits_char(k) && fits[k - 1],
+                c => k > 0 && fits[k - 1] && t[k - 1] == *c,
+            };
+        }
+        if *c == ':' {
+            colons += 1;
+        }
+        fits = next;
+    }
+    fits[t.len()]
+}
+
 fn plain_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     plain(&p, &t)
@@ -125,6 +153,25 @@ fn covering_the_shapes_policies_use() {
     assert!(c("*", "*", false));
     assert!(c("a?*", "a*?", false));
     assert!(!c("a??*", "a?*", false));
+    // IAM reads an ARN's first fields one by one: a `*` there does not reach into the
+    // resource part (the sixth finding of the adversarial pass).
+    assert!(!c(
+        "arn:*:s3:::shop.*",
+        "arn:aws:s3:::payments.orders/*:s3:::shop.*",
+        false
+    ));
+    assert!(c("arn:*:s3:::shop.*", "arn:aws:s3:::shop.orders/*", false));
+    assert!(c("arn:*", "arn:aws:s3:::anything", false));
+    assert!(c(
+        "arn:aws:sqs:*:111122223333:shop_*",
+        "arn:aws:sqs:eu-west-1:111122223333:shop_events",
+        false
+    ));
+    assert!(!c(
+        "arn:aws:sqs:*:111122223333:shop_*",
+        "arn:aws:sqs:eu-west-1:111122223333:payments_q:x:111122223333:shop_y",
+        false
+    ));
 }
 
 #[test]
@@ -262,6 +309,21 @@ proptest! {
             prop_assert!(i(&a, &b, false));
         }
         prop_assert_eq!(m(&a, &text, false), i(&a, &text, false));
+    }
+
+    /// For ARN patterns, `covers` agrees with IAM's reading (wildcards stay in the first
+    /// fields), found by brute force over short ARNs.
+    #[test]
+    fn covering_of_arns_agrees_with_iams_fields(
+        outer in proptest::string::string_regex("[a:*?]{0,6}").expect("valid regex"),
+        inner in proptest::string::string_regex("[a:*?]{0,6}").expect("valid regex"),
+    ) {
+        let (outer, inner) = (format!("arn:{outer}"), format!("arn:{inner}"));
+        let escaped = strings_up_to(7, &['a', ':', 'c'])
+            .into_iter()
+            .map(|tail| format!("arn:{tail}"))
+            .find(|text| plain_match(&inner, text) && !iam_arn_match(&outer, text));
+        prop_assert_eq!(c(&outer, &inner, false), escaped.is_none(), "{:?}", escaped);
     }
 
     #[test]
