@@ -447,7 +447,7 @@ fn policy_schema_cel_and_operator_agree() {
         ),
         (
             "the namespace as a path",
-            json!({"allowedResources": ["arn:aws:s3:::shared/${namespace}/*", "arn:aws:s3:::${namespace}"]}),
+            json!({"allowedResources": ["arn:aws:s3:::shared/${namespace}/*", "arn:aws:s3:::shared/${namespace}"]}),
             true,
         ),
         (

@@ -157,6 +157,14 @@ pub fn intersects(
     )
 }
 
+/// Whether some ARN matches both patterns, their wildcards read as IAM reads them in the
+/// first fields (see `arn_fields`): two patterns of different services or accounts never
+/// meet, whatever `*` stands in the fields before.
+pub fn arns_meet(a: &str, b: &str, effort: &Effort) -> Result<bool, TooComplex> {
+    effort.step(cells(a.len() + b.len()))?;
+    intersect_tokens(&arn_fields(tokens(a)), &arn_fields(tokens(b)), effort)
+}
+
 /// Whether some text matches both the pattern and the shape.
 pub fn meets_shape(
     pattern: &str,
@@ -495,7 +503,13 @@ fn beginnings_differ(
     case_insensitive: bool,
     effort: &Effort,
 ) -> Result<bool, TooComplex> {
-    let fold = |c: char| if case_insensitive { c.to_ascii_lowercase() } else { c };
+    let fold = |c: char| {
+        if case_insensitive {
+            c.to_ascii_lowercase()
+        } else {
+            c
+        }
+    };
     for (compared, (o, i)) in outer.chars().zip(inner.chars()).enumerate() {
         if matches!(o, '*' | '?') || matches!(i, '*' | '?') {
             effort.step(cells(compared + 1))?;

@@ -127,6 +127,55 @@ pub fn open_namespace(pattern: &str) -> Option<String> {
     None
 }
 
+/// Two patterns of one list that could give two namespaces one name: each closed on its
+/// own, but `${namespace}` stands after different text in them. With `${namespace}/*`
+/// beside `shared/${namespace}/*`, namespace `shared` gets `shared/*`: every team's folder.
+/// Patterns whose `${namespace}` stands after the same text keep namespaces apart (as each
+/// one alone does); patterns that can never meet (another service, another account) are
+/// fine whatever their text.
+fn namespaces_meeting(field: &str, patterns: &[String]) -> Vec<Violation> {
+    let effort = Effort::for_judgement();
+    let before = |p: &str| p.find(NAMESPACE_VARIABLE).map(|at| p[..at].to_string());
+    // Every variable may be anything, here: the check holds for every namespace's values.
+    let any_values = |p: &str| {
+        let mut out = p.to_string();
+        for variable in TEMPLATE_VARIABLES {
+            out = out.replace(&format!("${{{variable}}}"), "*");
+        }
+        out
+    };
+    let mut problems = Vec::new();
+    for (j, later) in patterns.iter().enumerate() {
+        let Some(later_before) = before(later) else {
+            continue;
+        };
+        for (i, earlier) in patterns.iter().enumerate().take(j) {
+            let Some(earlier_before) = before(earlier) else {
+                continue;
+            };
+            if earlier_before == later_before {
+                continue;
+            }
+            // Unjudged (past the bound) is refused too.
+            let meet =
+                glob::arns_meet(&any_values(earlier), &any_values(later), &effort).unwrap_or(true);
+            if meet {
+                problems.push(Violation::invalid(
+                    format!("{field}[{j}]"),
+                    format!(
+                        "{later:?} and {earlier:?} ({field}[{i}]) can give two namespaces one \
+                         name: ${{namespace}} stands after other text in each (with \
+                         ${{namespace}}/* beside shared/${{namespace}}/*, namespace shared gets \
+                         every team's folder): put the same text before ${{namespace}} in \
+                         both (shared/${{namespace}}/* and shared/${{namespace}}.*, say)"
+                    ),
+                ));
+            }
+        }
+    }
+    problems
+}
+
 impl NamespacePolicy {
     /// Reads a policy; what makes it unusable is reported against its own fields (`plan`
     /// refuses such input).
@@ -202,6 +251,9 @@ impl NamespacePolicy {
                     ));
                 }
             }
+        }
+        for (field, patterns) in templated {
+            problems.extend(namespaces_meeting(field, patterns));
         }
         Self {
             name,

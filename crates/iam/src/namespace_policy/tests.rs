@@ -562,3 +562,103 @@ proptest! {
         }
     }
 }
+
+/// Finding 5 of the second adversarial pass: each pattern closed on its own, two of one
+/// list gave two namespaces one name (`${namespace}/*` beside `shared/${namespace}/*`: namespace
+/// `shared` got every team's folder). Refused, naming both.
+#[test]
+fn two_patterns_that_give_two_namespaces_one_name_are_refused() {
+    for (open, field) in [
+        (
+            json!([
+                "arn:aws:s3:::${namespace}/*",
+                "arn:aws:s3:::shared/${namespace}/*"
+            ]),
+            "allowedResources",
+        ),
+        (
+            json!([
+                "arn:aws:s3:::${namespace}.*",
+                "arn:aws:s3:::logs.${namespace}"
+            ]),
+            "allowedResources",
+        ),
+        (
+            json!(["${namespace}.*", "x.${namespace}.*"]),
+            "roleNameOverride",
+        ),
+    ] {
+        let spec: PodIdentityPolicySpec =
+            serde_json::from_value(json!({"namespaceSelector": {}, field: open}))
+                .unwrap_or_else(|err| panic!("{err}"));
+        let problems = NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec))
+            .err()
+            .unwrap_or_else(|| panic!("{open} must be refused"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, format!("spec.{field}[1]"));
+        assert!(
+            problems[0].message.contains(&format!("spec.{field}[0]")),
+            "{}",
+            problems[0].message
+        );
+    }
+    // The same text before ${namespace}, or patterns that never meet: fine.
+    for closed in [
+        json!([
+            "arn:aws:s3:::shared/${namespace}/*",
+            "arn:aws:s3:::shared/${namespace}.*"
+        ]),
+        json!([
+            "arn:${partition}:s3:::${namespace}.*",
+            "arn:${partition}:sqs:${region}:${account}:${namespace}_*"
+        ]),
+        json!([
+            "arn:aws:s3:::${namespace}.*",
+            "arn:aws:sqs:*:*:${namespace}_*",
+            "arn:aws:s3:::shared-data/*"
+        ]),
+    ] {
+        let spec: PodIdentityPolicySpec =
+            serde_json::from_value(json!({"namespaceSelector": {}, "allowedResources": closed}))
+                .unwrap_or_else(|err| panic!("{err}"));
+        assert!(
+            NamespacePolicy::from_resource(&PodIdentityPolicy::new("teams", spec)).is_ok(),
+            "{closed}"
+        );
+    }
+}
+
+proptest! {
+    /// Two templates a policy accepts together never let two namespaces meet either.
+    #[test]
+    fn no_accepted_pair_of_templates_lets_two_namespaces_meet(
+        first in template_around_namespace(),
+        second in template_around_namespace(),
+        one in namespace(),
+        other in namespace(),
+    ) {
+        prop_assume!(one != other);
+        let spec: PodIdentityPolicySpec = serde_json::from_value(
+            json!({"namespaceSelector": {}, "allowedResources": [first, second]}),
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        if NamespacePolicy::from_resource(&PodIdentityPolicy::new("p", spec)).is_ok() {
+            let values = |namespace| TemplateValues {
+                namespace,
+                cluster: "prod",
+                account: "111122223333",
+                partition: "aws",
+                region: "eu-west-1",
+            };
+            let effort = crate::effort::Effort::for_judgement();
+            for (a, b) in [(&first, &second), (&second, &first), (&first, &first)] {
+                let (mine, theirs) = (expand(a, &values(&one)), expand(b, &values(&other)));
+                prop_assert_eq!(
+                    crate::glob::intersects(&mine, &theirs, true, &effort),
+                    Ok(false),
+                    "{} under {} meets {} under {}", one, a, other, b
+                );
+            }
+        }
+    }
+}
