@@ -273,22 +273,43 @@ pub const DEFAULT_DENIED_ACTIONS: &[&str] = &[
     "eks:AssociateAccessPolicy",
     "eks:CreatePodIdentityAssociation",
     "eks:UpdatePodIdentityAssociation",
-    // Commands and shells on the nodes.
+    // Cluster identities of one's own choosing.
+    "eks:AssociateIdentityProviderConfig",
+    "eks:UpdateClusterConfig",
+    // Commands and shells on the nodes, or in other workloads.
     "ssm:SendCommand",
     "ssm:StartSession",
     "ssm:ResumeSession",
+    "ssm:CreateAssociation",
+    "ssm:StartAutomationExecution",
     "ec2-instance-connect:Send*",
     "ec2:ModifyInstanceAttribute",
+    "ec2:CreateLaunchTemplateVersion",
+    "ec2:ModifyLaunchTemplate",
+    "ecs:ExecuteCommand",
     // Code that runs as another role.
     "lambda:UpdateFunctionCode",
     "lambda:UpdateFunctionConfiguration",
+    "cloudformation:UpdateStack",
+    "cloudformation:ExecuteChangeSet",
+    "codebuild:StartBuild",
+    // Resource policies that let oneself (or anyone) read secrets, keys and disks.
+    "secretsmanager:PutResourcePolicy",
+    "kms:PutKeyPolicy",
+    "ec2:ModifySnapshotAttribute",
+    "ec2:ModifyImageAttribute",
 ];
 
-/// Secret reads that an Allow statement may grant on named resources only, by default.
+/// Secret reads (and writes over others' secrets, and grants of a key) that an Allow
+/// statement may grant on named resources only, by default.
 pub const DEFAULT_ACTIONS_NEEDING_NAMED_RESOURCES: &[&str] = &[
     "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
     "ssm:GetParameter*",
+    "ssm:PutParameter",
     "kms:Decrypt",
+    "kms:ReEncrypt*",
+    "kms:CreateGrant",
 ];
 
 fn owned(list: &[&str]) -> Vec<String> {
@@ -304,8 +325,9 @@ fn default_allowed_managed_policy_arns() -> Vec<String> {
     vec!["arn:aws:iam::aws:policy/*".to_string()]
 }
 fn default_denied_managed_policy_arns() -> Vec<String> {
+    // In every partition (aws-us-gov, aws-cn name them alike).
     ["AdministratorAccess", "PowerUserAccess", "IAMFullAccess"]
-        .map(|name| format!("arn:aws:iam::aws:policy/{name}"))
+        .map(|name| format!("arn:*:iam::aws:policy/{name}"))
         .to_vec()
 }
 

@@ -162,7 +162,11 @@ pub fn intersects(
 /// meet, whatever `*` stands in the fields before.
 pub fn arns_meet(a: &str, b: &str, effort: &Effort) -> Result<bool, TooComplex> {
     effort.step(cells(a.len() + b.len()))?;
-    intersect_tokens(&arn_fields(tokens(a)), &arn_fields(tokens(b)), effort)
+    intersect_tokens(
+        &arn_fields(tokens(a), a.ends_with('*')),
+        &arn_fields(tokens(b), b.ends_with('*')),
+        effort,
+    )
 }
 
 /// Whether some text matches both the pattern and the shape.
@@ -250,7 +254,7 @@ pub fn covers(
         return Ok(false);
     }
     effort.step(cells(outer.len() + inner.len()))?;
-    let outer = arn_fields(tokens(&fold(outer, case_insensitive)));
+    let outer = arn_fields(tokens(&fold(outer, case_insensitive)), outer.ends_with('*'));
     let inner = tokens(&fold(inner, case_insensitive));
     let mut held = Held::new(effort);
     held.hold(cells(outer.len() + inner.len()))?;
@@ -466,8 +470,9 @@ fn settle(outer: &[Token], mut places: Vec<usize>) -> Vec<usize> {
 /// An ARN pattern's wildcards as IAM reads them: within the partition, service, region and
 /// account fields a `*` or `?` stays in its field (`arn:*:s3:::shop.*` does not hold
 /// `arn:aws:s3:::payments.orders/x:s3:::shop.y`, which names payments' objects); from the
-/// resource part on, and for a `*` that ends the pattern, it matches anything.
-fn arn_fields(mut pattern: Vec<Token>) -> Vec<Token> {
+/// resource part on, and for the `*` that ends the pattern (as written: `*?` ends in `?`),
+/// it matches anything.
+fn arn_fields(mut pattern: Vec<Token>, ends_with_star: bool) -> Vec<Token> {
     let is_arn = pattern
         .iter()
         .take(4)
@@ -481,7 +486,7 @@ fn arn_fields(mut pattern: Vec<Token>) -> Vec<Token> {
     for (i, token) in pattern.iter_mut().enumerate() {
         match token {
             Token::Char(':') => colons += 1,
-            Token::Run(Class::Any) if colons < 5 && i < last => {
+            Token::Run(Class::Any) if colons < 5 && (i < last || !ends_with_star) => {
                 *token = Token::Run(Class::Except(FIELD_END));
             }
             Token::One(Class::Any) if colons < 5 => *token = Token::One(Class::Except(FIELD_END)),

@@ -78,6 +78,13 @@ impl RuleSet {
             })
             .collect();
         let effort = judgement.effort;
+        // A read of a path returns every parameter below it: judged as the path and more.
+        let by_path = actions.iter().any(|action| {
+            judgement.answer(
+                field,
+                glob::intersects(action, GET_PARAMETERS_BY_PATH, true, effort),
+            ) == Some(true)
+        });
         let secret_reads: Vec<&str> = self
             .actions_needing_named_resources
             .iter()
@@ -97,7 +104,7 @@ impl RuleSet {
                     .iter()
                     .copied()
                     .filter(|read| {
-                        judgement.answer(field, reads_any_name(resource, read, effort))
+                        judgement.answer(field, reads_any_name(resource, read, by_path, effort))
                             == Some(true)
                     })
                     .collect();
@@ -228,15 +235,35 @@ impl RuleSet {
 /// `arn:aws:sqs:eu-west-1:111122223333:queue`): their name starts the resource part.
 const TYPELESS_SERVICES: &[&str] = &["s3", "sqs", "sns"];
 
+/// Returns every parameter below a path, authorised against the path alone.
+const GET_PARAMETERS_BY_PATH: &str = "ssm:GetParametersByPath";
+
+/// Where AWS, not a namespace, writes the rest of a name (service, resource part): the
+/// secrets RDS, EventBridge and Redshift keep for their databases and connections, and
+/// multi-Region keys. A name nobody wrote after one of these is every such secret or key.
+const OWNED_BY_AWS: &[(&str, &str)] = &[
+    ("secretsmanager", "secret:rds!"),
+    ("secretsmanager", "secret:events!"),
+    ("secretsmanager", "secret:redshift!"),
+    ("kms", "key/mrk-"),
+];
+
 /// Whether `resource` can match a resource of the service this action pattern acts on
 /// whatever its name: in any partition, region and account, of any type (`secret:`,
 /// `key/`, `parameter/`), followed by a name nobody wrote (one that begins with a
-/// character the pattern does not name). This judges what a pattern can match, not how it
-/// is spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*`, `...:secret:*shop*` all
-/// can; a name that begins with fixed text (`...:secret:shop/*`) is named.
-fn reads_any_name(resource: &str, pattern: &str, effort: &Effort) -> Result<bool, TooComplex> {
+/// character the pattern does not name), or by a name AWS writes after a fixed part
+/// (`secret:rds!*`, `key/mrk-*`). This judges what a pattern can match, not how it is
+/// spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*`, `...:secret:*shop*` all can;
+/// a name that begins with fixed text (`...:secret:shop/*`) is named. With `by_path`
+/// (`ssm:GetParametersByPath`) the resource is a path, and reads what lies below it too.
+fn reads_any_name(
+    resource: &str,
+    pattern: &str,
+    by_path: bool,
+    effort: &Effort,
+) -> Result<bool, TooComplex> {
     let service = pattern.split_once(':').map_or("*", |(service, _)| service);
-    let start = || {
+    let start = |service: &str| {
         Shape::new()
             .literal("arn:")
             .field()
@@ -248,16 +275,30 @@ fn reads_any_name(resource: &str, pattern: &str, effort: &Effort) -> Result<bool
             .field()
             .literal(":")
     };
-    let shapes = if TYPELESS_SERVICES.contains(&service.to_ascii_lowercase().as_str()) {
-        vec![start().unnamed()]
+    let mut shapes = Vec::new();
+    if TYPELESS_SERVICES.contains(&service.to_ascii_lowercase().as_str()) {
+        shapes.push(start(service).unnamed());
     } else {
-        [":", "/"]
-            .map(|end| start().word().literal(end).unnamed())
-            .to_vec()
+        for end in [":", "/"] {
+            shapes.push(start(service).word().literal(end).unnamed());
+        }
+    }
+    for (owner, prefix) in OWNED_BY_AWS {
+        if glob::intersects(service, owner, true, effort)? {
+            shapes.push(start(owner).literal(prefix).unnamed());
+        }
+    }
+    let below = format!("{resource}*");
+    let resources: &[&str] = if by_path && glob::intersects(service, "ssm", true, effort)? {
+        &[resource, &below]
+    } else {
+        &[resource]
     };
-    for shape in &shapes {
-        if glob::meets_shape(resource, shape, true, effort)? {
-            return Ok(true);
+    for resource in resources {
+        for shape in &shapes {
+            if glob::meets_shape(resource, shape, true, effort)? {
+                return Ok(true);
+            }
         }
     }
     Ok(false)
@@ -586,6 +627,10 @@ mod tests {
             "arn:aws:kms:eu-west-1:111122223333:*",
             "arn:aws:ssm:eu-west-1:111122223333:parameter/*",
             "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*-AbCdEf",
+            // Names AWS writes after a fixed part: every RDS master password, every
+            // multi-Region key.
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!*",
+            "arn:aws:kms:eu-west-1:111122223333:key/mrk-*",
         ];
         for (actions, resources) in [
             (&["secretsmanager:GetSecretValue"][..], &every[..]),
@@ -655,6 +700,52 @@ mod tests {
         }
     }
 
+    /// The second adversarial pass: a path read returns every parameter below the path,
+    /// and a path names nothing; other ways to another's secret are refused by default.
+    #[test]
+    fn a_path_read_is_judged_with_what_lies_below_and_secret_writes_need_names() {
+        let judge = |actions: &[&str], resource: &str| {
+            let mut spec = spec_with(Effect::Allow, actions, &[]);
+            spec.permissions.statements[0].resources = vec![resource.to_string()];
+            rules().check(&spec)
+        };
+        let root = "arn:aws:ssm:eu-west-1:111122223333:parameter/";
+        assert_eq!(judge(&["ssm:GetParametersByPath"], root).len(), 1);
+        assert_eq!(judge(&["ssm:GetParameter*"], root).len(), 1);
+        assert_eq!(
+            judge(
+                &["ssm:GetParametersByPath"],
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/shop"
+            ),
+            vec![]
+        );
+        // One parameter read by its name: the path alone is no wildcard.
+        assert_eq!(judge(&["ssm:GetParameter"], root), vec![]);
+        for (action, every) in [
+            ("secretsmanager:PutSecretValue", "*"),
+            ("ssm:PutParameter", "arn:aws:ssm:*:*:parameter/*"),
+            ("kms:CreateGrant", "arn:aws:kms:*:*:key/*"),
+            ("kms:ReEncryptFrom", "*"),
+        ] {
+            assert_eq!(judge(&[action], every).len(), 1, "{action} on {every}");
+        }
+        for denied in [
+            "secretsmanager:PutResourcePolicy",
+            "kms:PutKeyPolicy",
+            "ecs:ExecuteCommand",
+        ] {
+            assert_eq!(
+                judge(
+                    &[denied],
+                    "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-5678"
+                )[0]
+                .field,
+                "spec.permissions.statements[0].actions[0]",
+                "{denied}"
+            );
+        }
+    }
+
     /// Finding 6: a deny-list of managed policy ARNs compared letter case, and IAM's
     /// names do not.
     #[test]
@@ -662,6 +753,8 @@ mod tests {
         for arn in [
             "arn:aws:iam::aws:policy/administratoraccess",
             "arn:aws:iam::aws:policy/ADMINISTRATORACCESS",
+            // In every partition.
+            "arn:aws-us-gov:iam::aws:policy/AdministratorAccess",
         ] {
             let violations = rules().check(&spec_with(Effect::Allow, &["s3:GetObject"], &[arn]));
             assert_eq!(violations.len(), 1, "{arn}: {violations:?}");
