@@ -32,6 +32,10 @@ pub struct RuleSet {
     pub policies: Vec<AppliedPolicy>,
     /// Set when no policy selects the namespace and the configuration requires one.
     pub unpoliced: Option<String>,
+    /// ARN patterns of what no binding may change: the bucket the operator publishes the
+    /// cluster's signing keys to (`oidc.publish.s3Bucket`). Whoever writes there signs
+    /// tokens for every ServiceAccount, and assumes every role the operator made.
+    pub protected_resources: Vec<String>,
 }
 
 impl RuleSet {
@@ -48,6 +52,18 @@ impl RuleSet {
             permissions_boundary_arn: config.roles.permissions_boundary_arn.clone(),
             policies: Vec::new(),
             unpoliced: None,
+            protected_resources: config
+                .oidc
+                .publish
+                .s3_bucket
+                .iter()
+                .flat_map(|bucket| {
+                    [
+                        format!("arn:*:s3:::{bucket}"),
+                        format!("arn:*:s3:::{bucket}/*"),
+                    ]
+                })
+                .collect(),
         }
     }
 
@@ -111,9 +127,30 @@ impl RuleSet {
                 (!reads.is_empty()).then_some((r, reads))
             })
             .collect();
+        let changes_s3 = actions.iter().any(|action| {
+            judgement.answer(field, glob::intersects(action, "s3:*", true, effort)) == Some(true)
+                && !S3_READS.iter().any(|read| {
+                    judgement.answer(field, glob::covers(read, action, true, effort)) == Some(true)
+                })
+        });
+        let protected = if changes_s3 {
+            resources
+                .iter()
+                .enumerate()
+                .filter(|(_, resource)| {
+                    self.protected_resources.iter().any(|p| {
+                        judgement.answer(field, glob::arns_meet(resource, p, effort)) == Some(true)
+                    })
+                })
+                .map(|(r, _)| r)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Reach {
             denied,
             every_resource,
+            protected,
         }
     }
 
@@ -144,6 +181,12 @@ impl RuleSet {
                         statement.actions[*a],
                         few(reached)
                     ),
+                ));
+            }
+            for r in &reach.protected {
+                judgement.refuse(Violation::guardrail(
+                    format!("{at}.resources[{r}]"),
+                    protected_message(&statement.resources[*r]),
                 ));
             }
             for (r, reads) in &reach.every_resource {
@@ -371,6 +414,20 @@ pub(crate) struct Reach<'a> {
     /// By resource index: the secret reads (`actionsNeedingNamedResources`) of its actions
     /// for which that resource matches any name.
     pub every_resource: Vec<(usize, Vec<&'a str>)>,
+    /// By resource index: those that meet a protected resource, for actions that change S3.
+    pub protected: Vec<usize>,
+}
+
+/// What only reads S3 (the published keys are public anyway).
+const S3_READS: &[&str] = &["s3:Get*", "s3:List*", "s3:Describe*"];
+
+/// The refusal of changes to a protected resource.
+pub(crate) fn protected_message(resource: &str) -> String {
+    format!(
+        "{resource:?} reaches the bucket the operator publishes this cluster's signing keys \
+         to (oidc.publish.s3Bucket), and these actions change S3: whoever writes there can \
+         sign tokens for any ServiceAccount. Name other buckets"
+    )
 }
 
 /// The first three of `patterns`, and how many more: a wildcard can reach every denied
@@ -744,6 +801,50 @@ mod tests {
                 "{denied}"
             );
         }
+    }
+
+    /// The second adversarial pass: `s3:PutObject` on the bucket the operator publishes
+    /// the signing keys to let a namespace sign tokens for any ServiceAccount.
+    #[test]
+    fn the_bucket_of_the_signing_keys_is_out_of_reach() {
+        let mut config = OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        };
+        config.oidc.publish.s3_bucket = Some("prod-oidc".into());
+        let rules = RuleSet::from_config(&config);
+        let judge = |actions: &[&str], resource: &str| {
+            let mut spec = spec_with(Effect::Allow, actions, &[]);
+            spec.permissions.statements[0].resources = vec![resource.to_string()];
+            rules.check(&spec)
+        };
+        for (actions, resource) in [
+            (&["s3:PutObject"][..], "arn:aws:s3:::prod-oidc/*"),
+            (&["s3:*"][..], "*"),
+            (&["s3:Delete*"][..], "arn:aws:s3:::prod-*"),
+            (
+                &["s3:GetObject", "s3:PutBucketPolicy"][..],
+                "arn:*:s3:::prod-oidc",
+            ),
+        ] {
+            let violations = judge(actions, resource);
+            assert_eq!(
+                violations.len(),
+                1,
+                "{actions:?} on {resource}: {violations:?}"
+            );
+            assert!(
+                violations[0].message.contains("oidc.publish.s3Bucket"),
+                "{}",
+                violations[0]
+            );
+        }
+        // Reading it, and writing other buckets: fine.
+        assert_eq!(judge(&["s3:GetObject", "s3:List*"], "*"), vec![]);
+        assert_eq!(
+            judge(&["s3:PutObject"], "arn:aws:s3:::shop.orders/*"),
+            vec![]
+        );
     }
 
     /// Finding 6: a deny-list of managed policy ARNs compared letter case, and IAM's

@@ -89,6 +89,7 @@ impl RuleSet {
         let mut judgement = Judgement::new(&effort);
         let mut denied: Vec<&str> = Vec::new();
         let mut secret_reads: Vec<&str> = Vec::new();
+        let mut protected: Vec<&str> = Vec::new();
         for statement in &statements {
             let reach = self.reach(
                 &statement.actions,
@@ -103,6 +104,12 @@ impl RuleSet {
                         .filter(|p| !statement.leaves_out(p, field, &mut judgement)),
                 );
             }
+            protected.extend(
+                reach
+                    .protected
+                    .iter()
+                    .map(|r| statement.resources[*r].as_str()),
+            );
             for (_, reads) in reach.every_resource {
                 secret_reads.extend(
                     reads
@@ -135,6 +142,15 @@ impl RuleSet {
                      such secret in the account (guardrails.actionsNeedingNamedResources): \
                      write statements that name the resources",
                     few(&secret_reads)
+                ),
+            ));
+        }
+        if let Some(resource) = protected.first() {
+            judgement.refuse(Violation::guardrail(
+                field,
+                format!(
+                    "{arn} (version {version_id}): {}",
+                    crate::guardrails::protected_message(resource)
                 ),
             ));
         }
