@@ -81,6 +81,14 @@ pub struct WebhookArgs {
     pub service_account_lookup_timeout: Duration,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The controller's ServiceAccount (`NAMESPACE/NAME`): the bindings it makes from
+    /// annotated ServiceAccounts are let in to report their refusals in status.
+    #[arg(
+        long,
+        env = "PODIDENTITY_CONTROLLER_SERVICE_ACCOUNT",
+        value_name = "NAMESPACE/NAME"
+    )]
+    pub controller_service_account: Option<String>,
     #[command(flatten)]
     pub operator: ConfigArgs,
 }
@@ -162,6 +170,11 @@ pub async fn run(args: &WebhookArgs) -> ExitCode {
     let bindings = BindingAdmission {
         operator: operator.zip(rules),
         rights: Arc::new(SubjectAccessReviews(client.clone())),
+        controller_user: args
+            .controller_service_account
+            .as_deref()
+            .and_then(|account| account.split_once('/'))
+            .map(|(namespace, name)| format!("system:serviceaccount:{namespace}:{name}")),
     };
     let lookup = podidentity_webhook::lookup::watch_cluster(
         client,

@@ -74,6 +74,10 @@ pub struct BindingAdmission {
     /// Secret right.
     pub operator: Option<(OperatorConfig, NamespaceRules)>,
     pub rights: Arc<dyn SecretRights>,
+    /// The controller's user (`system:serviceaccount:<namespace>:<name>`): the bindings it
+    /// makes from annotated ServiceAccounts report refusals in their status, so their
+    /// creation is not refused. A label anyone can set never exempts a binding.
+    pub controller_user: Option<String>,
 }
 
 /// The AdmissionReview as read, the objects kept as raw JSON until read as bindings.
@@ -143,11 +147,14 @@ impl BindingAdmission {
 
         // Bindings the controller makes from annotated ServiceAccounts report refusals in
         // their status (and on the ServiceAccount); refusing their creation would hide it.
+        // Made by the controller itself, that is: the label alone is anyone's to set.
         let made_from_annotations = binding
             .metadata
             .labels
             .as_ref()
-            .is_some_and(|labels| labels.contains_key(FROM_SERVICE_ACCOUNT_LABEL));
+            .is_some_and(|labels| labels.contains_key(FROM_SERVICE_ACCOUNT_LABEL))
+            && self.controller_user.is_some()
+            && request.user_info.username == self.controller_user;
         if let Some((operator, rules)) = &self.operator
             && !made_from_annotations
             && let Err(refusal) = desired_state(

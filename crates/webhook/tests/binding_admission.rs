@@ -52,6 +52,7 @@ fn admission(allowed: &[&str]) -> (BindingAdmission, Arc<Rights>) {
         BindingAdmission {
             operator: Some((config, rules)),
             rights: rights.clone(),
+            controller_user: Some("system:serviceaccount:x:op".into()),
         },
         rights,
     )
@@ -232,11 +233,18 @@ async fn deletions_the_short_form_and_unreadable_objects_pass() {
             &admission,
             "CREATE",
             "system:serviceaccount:x:op",
-            from_annotations,
+            from_annotations.clone(),
             None
         )
         .await
         .0
+    );
+    // The label set by anyone else exempts nothing (the second adversarial pass stored
+    // refused bindings past admission that way).
+    assert!(
+        !answer(&admission, "CREATE", "alice", from_annotations, None)
+            .await
+            .0
     );
     // A newer schema this webhook cannot read: the API server's schema judged it.
     let newer = binding(json!({"serviceAccountName": "orders", "aFieldFromTheFuture": true}));
