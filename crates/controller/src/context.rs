@@ -56,6 +56,8 @@ pub struct Context {
     /// older bindings holding the namespace's quota), by namespace: any change to a binding
     /// of that namespace wakes them.
     waiting: Mutex<HashMap<String, HashSet<ObjectRef<PodIdentityBinding>>>>,
+    /// The quota's verdicts on siblings, each judged once per change.
+    pub sibling_verdicts: crate::binding::SiblingVerdicts,
 }
 
 /// Bindings from the controller's watch cache, or (tests without a watch) live lists.
@@ -140,6 +142,7 @@ impl Context {
             blocked: Mutex::new(HashMap::new()),
             drifted: Mutex::new(HashSet::new()),
             waiting: Mutex::new(HashMap::new()),
+            sibling_verdicts: Default::default(),
         }
     }
 

@@ -131,7 +131,14 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
     // Under a quota, any change to an older binding can move this one in or out of it.
     ctx.set_waiting(&key, quota::has_quota(policies));
     if quota::has_quota(policies) {
-        let ahead = quota::places_ahead(binding, &namespace, &siblings, &ctx.config, &guardrails);
+        let ahead = quota::places_ahead(
+            binding,
+            &namespace,
+            &siblings,
+            &ctx.config,
+            &rules,
+            &ctx.sibling_verdicts,
+        );
         if let Some(violation) = over_quota(policies, ahead) {
             let refusal = podidentity_iam::Error::Refused(vec![violation]);
             refuse(ctx, binding, policies, &refusal, Some(ahead)).await?;

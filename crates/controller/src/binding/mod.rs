@@ -12,6 +12,7 @@ mod quota;
 mod readiness;
 mod revoke;
 mod status;
+pub use quota::SiblingVerdicts;
 
 use std::sync::Arc;
 use std::time::Duration;

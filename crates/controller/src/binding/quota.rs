@@ -3,15 +3,56 @@
 //! Bindings refused for another reason, waiting on another for their ServiceAccount, or
 //! being deleted hold no place (as `plan` counts them).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::config::OperatorConfig;
 use podidentity_iam::namespace_policy::AppliedPolicy;
 use podidentity_iam::ownership::claim_order;
-use podidentity_iam::{BindingRef, Guardrails, desired_state, service_account_owner};
+use podidentity_iam::{BindingRef, RuleSet, desired_state_under, service_account_owner};
 
 use super::Watched;
+
+/// Whether each sibling would be allowed, as the quota last judged it: by binding uid,
+/// with the generation and the rules it was judged at. Every pass of a binding under a
+/// quota asks this of its older siblings; judged afresh each time, one namespace's heavy
+/// bindings cost every pass of every other there a full judgement each (the second
+/// adversarial pass counted minutes of CPU per wake). Now a sibling is judged once per
+/// change of its spec or of the namespace's rules.
+#[derive(Default)]
+pub struct SiblingVerdicts(Mutex<HashMap<String, (Option<i64>, u64, bool)>>);
+
+/// Entries kept at most; past it the memo starts over (deleted bindings leave theirs).
+const MAX_VERDICTS: usize = 100_000;
+
+impl SiblingVerdicts {
+    fn allowed(
+        &self,
+        sibling: &PodIdentityBinding,
+        rules_fingerprint: u64,
+        judge: impl FnOnce() -> bool,
+    ) -> bool {
+        let uid = sibling.metadata.uid.clone().unwrap_or_default();
+        let generation = sibling.metadata.generation;
+        if let Ok(memo) = self.0.lock()
+            && let Some((at, rules, allowed)) = memo.get(&uid)
+            && *at == generation
+            && *rules == rules_fingerprint
+        {
+            return *allowed;
+        }
+        let allowed = judge();
+        if let Ok(mut memo) = self.0.lock() {
+            if memo.len() >= MAX_VERDICTS {
+                memo.clear();
+            }
+            memo.insert(uid, (generation, rules_fingerprint, allowed));
+        }
+        allowed
+    }
+}
 
 /// How many bindings of the namespace hold a place ahead of `binding`.
 pub fn places_ahead(
@@ -19,8 +60,14 @@ pub fn places_ahead(
     namespace: &str,
     siblings: &[Arc<Watched>],
     config: &OperatorConfig,
-    guardrails: &Guardrails,
+    rules: &RuleSet,
+    verdicts: &SiblingVerdicts,
 ) -> usize {
+    let rules_fingerprint = {
+        let mut hasher = DefaultHasher::new();
+        format!("{rules:?}").hash(&mut hasher);
+        hasher.finish()
+    };
     let readable: Vec<&PodIdentityBinding> =
         siblings.iter().filter_map(|b| b.0.as_ref().ok()).collect();
     let mine = claim_order(binding);
@@ -29,13 +76,10 @@ pub fn places_ahead(
         .filter(|other| other.metadata.uid != binding.metadata.uid && claim_order(other) < mine)
         .filter(|other| other.metadata.deletion_timestamp.is_none())
         .filter(|other| {
-            desired_state(
-                BindingRef::of(namespace, other),
-                &other.spec,
-                config,
-                guardrails,
-            )
-            .is_ok()
+            verdicts.allowed(other, rules_fingerprint, || {
+                desired_state_under(BindingRef::of(namespace, other), &other.spec, config, rules)
+                    .is_ok()
+            })
         })
         .filter(|other| {
             service_account_owner(
@@ -53,4 +97,32 @@ pub fn has_quota(policies: &[AppliedPolicy]) -> bool {
     policies
         .iter()
         .any(|p| p.max_bindings_per_namespace.is_some())
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_sibling_is_judged_once_per_change_of_its_spec_or_the_rules() {
+        let verdicts = SiblingVerdicts::default();
+        let mut sibling = PodIdentityBinding::new("older", Default::default());
+        sibling.metadata.uid = Some("uid-1".into());
+        sibling.metadata.generation = Some(1);
+        let judged = Cell::new(0);
+        let judge = || {
+            judged.set(judged.get() + 1);
+            false
+        };
+        for _ in 0..3 {
+            assert!(!verdicts.allowed(&sibling, 7, judge));
+        }
+        assert_eq!(judged.get(), 1, "judged once while nothing changed");
+        assert!(!verdicts.allowed(&sibling, 8, judge));
+        sibling.metadata.generation = Some(2);
+        assert!(!verdicts.allowed(&sibling, 8, judge));
+        assert_eq!(judged.get(), 3, "again after the rules, then the spec, changed");
+    }
 }
