@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 10.0;
 
 /// Account id shown in ARNs when none is configured (plan without AWS).
 pub const ACCOUNT_PLACEHOLDER: &str = "<account-id>";
+/// What `${region}` stands for when no region is known (neither configured nor found).
+pub const REGION_PLACEHOLDER: &str = "<region>";
 /// OIDC issuer shown when none is configured (plan without a cluster).
 pub const ISSUER_PLACEHOLDER: &str = "<oidc-issuer>";
 

@@ -176,6 +176,12 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         Metered::new(sdk, metrics.clone()),
         config.aws.max_requests_per_second,
     ));
+    // `${region}` in a PodIdentityPolicy is the region the SDK found (environment, profile
+    // or instance metadata) when the configuration names none.
+    let mut config = config;
+    if config.aws.region.is_none() {
+        config.aws.region = shared.region().map(ToString::to_string);
+    }
     let config = match complete_config(config, &client, iam.as_ref()).await {
         Ok(config) => config,
         Err(err) => {

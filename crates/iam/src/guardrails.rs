@@ -483,7 +483,7 @@ impl Guardrails {
                 .aws
                 .region
                 .clone()
-                .unwrap_or_else(|| "<region>".to_string()),
+                .unwrap_or_else(|| podidentity_api::config::REGION_PLACEHOLDER.to_string()),
         }
     }
 

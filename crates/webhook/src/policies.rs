@@ -199,6 +199,86 @@ mod tests {
         binding
     }
 
+    /// The second adversarial pass: with the chart's empty `aws.accountId`, the webhook
+    /// filled `${account}` with a placeholder and refused at admission what the controller
+    /// (which learns the account from STS) allows. Such a namespace is the controller's
+    /// to judge; one whose patterns the webhook can fill is still judged at admission.
+    #[tokio::test]
+    async fn admission_judges_only_what_it_has_values_for() {
+        use crate::validation::BindingAdmission;
+        let (policies, mut policy_writer) = reflector::store::<WatchedPolicy>();
+        let (namespaces, mut namespace_writer) = reflector::store::<NamespaceMeta>();
+        let spec: PodIdentityPolicySpec = serde_json::from_value(json!({
+            "namespaceSelector": {"matchLabels": {"team": "blog"}},
+            "allowedResources": ["arn:aws:sqs:*:${account}:${namespace}_*"],
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(
+            PodIdentityPolicy::new("queues", spec),
+        ))));
+        namespace_writer.apply_watcher_event(&watcher::Event::Apply(blog_namespace()));
+        let without_account = OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        };
+        let (rules, _) = NamespaceRules::over(&without_account, policies, namespaces);
+        struct Anyone;
+        impl crate::validation::SecretRights for Anyone {
+            fn may_create_secrets<'a>(
+                &'a self,
+                _: &'a crate::validation::UserInfo,
+                _: &'a str,
+            ) -> futures::future::BoxFuture<'a, Result<bool, String>> {
+                Box::pin(async { Ok(true) })
+            }
+        }
+        let admission = BindingAdmission {
+            operator: Some((without_account, rules)),
+            rights: std::sync::Arc::new(Anyone),
+            controller_user: None,
+        };
+        let allowed = |actions: &[&str], resource: &str| {
+            let mut binding = reader("x");
+            binding.spec.permissions.statements[0].actions =
+                actions.iter().map(ToString::to_string).collect();
+            binding.spec.permissions.statements[0].resources = vec![resource.into()];
+            let body = serde_json::to_vec(&json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "u", "operation": "CREATE", "namespace": "blog",
+                    "userInfo": {"username": "alice"},
+                    "object": binding,
+                }
+            }))
+            .unwrap_or_default();
+            let admission = &admission;
+            async move {
+                admission
+                    .review(&body)
+                    .await
+                    .map(|r| r.response.allowed)
+                    .unwrap_or(false)
+            }
+        };
+        assert!(
+            allowed(
+                &["sqs:SendMessage"],
+                "arn:aws:sqs:eu-west-1:111122223333:blog_events"
+            )
+            .await,
+            "the controller's to judge: it knows the account"
+        );
+        // What is refused whatever the account is still refused at admission.
+        assert!(
+            !allowed(
+                &["iam:PassRole"],
+                "arn:aws:sqs:eu-west-1:111122223333:blog_events"
+            )
+            .await
+        );
+    }
+
     #[test]
     fn roles_are_predicted_only_for_bindings_the_namespaces_policies_allow() {
         let (policies, mut policy_writer) = reflector::store::<WatchedPolicy>();

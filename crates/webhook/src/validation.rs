@@ -14,8 +14,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 use podidentity_api::config::OperatorConfig;
+use podidentity_api::config::{ACCOUNT_PLACEHOLDER, REGION_PLACEHOLDER};
 use podidentity_api::{PodIdentityBinding, annotations::FROM_SERVICE_ACCOUNT_LABEL};
-use podidentity_iam::{BindingRef, desired_state};
+use podidentity_iam::{BindingRef, desired_state_under};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -157,14 +158,29 @@ impl BindingAdmission {
             && request.user_info.username == self.controller_user;
         if let Some((operator, rules)) = &self.operator
             && !made_from_annotations
-            && let Err(refusal) = desired_state(
+        {
+            let mut namespace_rules = rules.guardrails_for(&namespace).rules_for(&namespace);
+            // A policy pattern with `${account}` or `${region}` the webhook has no value
+            // for (the controller learns them from AWS) is the controller's to judge: the
+            // webhook judges without it. Fewer policies only allow more, so what is refused
+            // here the controller refuses too.
+            namespace_rules.policies.retain(|p| {
+                !p.allowed_resources
+                    .iter()
+                    .chain(&p.role_name_override)
+                    .any(|pattern| {
+                        pattern.contains(ACCOUNT_PLACEHOLDER)
+                            || pattern.contains(REGION_PLACEHOLDER)
+                    })
+            });
+            if let Err(refusal) = desired_state_under(
                 BindingRef::of(&namespace, &binding),
                 &binding.spec,
                 operator,
-                &rules.guardrails_for(&namespace),
-            )
-        {
-            return Response::deny(uid, refusal.to_string());
+                &namespace_rules,
+            ) {
+                return Response::deny(uid, refusal.to_string());
+            }
         }
 
         let secret = binding.spec.credentials_secret.as_ref().map(|s| &s.name);

@@ -123,6 +123,10 @@ mod memo_tests {
         assert!(!verdicts.allowed(&sibling, 8, judge));
         sibling.metadata.generation = Some(2);
         assert!(!verdicts.allowed(&sibling, 8, judge));
-        assert_eq!(judged.get(), 3, "again after the rules, then the spec, changed");
+        assert_eq!(
+            judged.get(),
+            3,
+            "again after the rules, then the spec, changed"
+        );
     }
 }
