@@ -70,10 +70,23 @@ fn namespace_labels_decide_which_policies_apply() {
         binding("tiny", "a", "other-bucket"),
         binding("big", "a", "other-bucket")
     );
-    // Without labels, no namespace is small: both pass.
+    // Without labels, no namespace is small: both pass, and plan says what it did not know.
+    let unlabelled = plan(&inputs, &[]);
     assert_eq!(
-        verdicts(&plan(&inputs, &[])),
+        verdicts(&unlabelled),
         [("tiny/a".to_string(), true), ("big/a".to_string(), true)]
+    );
+    let warnings: Vec<&str> = unlabelled["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("namespace big")
+            && warnings[0].contains("--namespace-labels big=KEY=VALUE"),
+        "{warnings:?}"
     );
     // Labelled on the command line, as CI would from the cluster.
     assert_eq!(

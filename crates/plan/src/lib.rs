@@ -111,6 +111,7 @@ pub fn build_plan(
         }
     }
     let documents = documents_left;
+    let any_policy = !policies.is_empty();
     let guardrails = Guardrails::from_config(config).with_policies(policies, namespace_labels);
     // Beside each entry: the binding as the cluster would hold it, for the ServiceAccount
     // ownership rule (None for documents that could not be read).
@@ -242,6 +243,25 @@ pub fn build_plan(
         claimants.push(Some(claimant));
     }
 
+    // A namespace whose labels the inputs do not give is judged as if it had none: a CI
+    // gate must say so rather than pass what the cluster's policies would refuse.
+    if any_policy {
+        let known: Vec<&str> = guardrails.namespaces().collect();
+        let mut unknown: Vec<&str> = bindings
+            .iter()
+            .filter(|b| !b.namespace.is_empty() && !known.contains(&b.namespace.as_str()))
+            .map(|b| b.namespace.as_str())
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        for namespace in unknown {
+            warnings.push(format!(
+                "the labels of namespace {namespace} are not among the inputs: the \
+                 PodIdentityPolicies were applied as if it had none but its name; add its \
+                 Namespace or --namespace-labels {namespace}=KEY=VALUE"
+            ));
+        }
+    }
     flag_service_account_conflicts(&mut bindings, &claimants);
     flag_duplicates(&mut bindings);
     flag_over_quota(&mut bindings, &claimants, &guardrails);
