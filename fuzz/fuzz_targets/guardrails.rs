@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use podidentity_api::{Effect, PodIdentityBindingSpec, PodIdentityPolicy, Statement};
-use podidentity_fuzz::{instances, operator_config, plain_match};
+use podidentity_fuzz::{iam_arn_match, instances, operator_config, plain_match};
 use podidentity_iam::namespace_policy::NamespacePolicy;
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 
 /// Namespaces whose names begin one another: where templates leak.
 const NAMESPACES: [&str; 5] = ["team", "team-a", "a", "a-b", "ab"];
+
+/// Where the operator publishes the signing keys: no binding may change it.
+const KEYS_BUCKET: &str = "prod-oidc";
 
 /// Words that make patterns meet what they must not.
 const WORDS: &[&str] = &[
@@ -54,6 +57,10 @@ const WORDS: &[&str] = &[
     "IAM",
     "PassRole",
     "Object",
+    "prod-oidc",
+    "Put",
+    "keys.json",
+    "shared/",
 ];
 const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCXYZ0123456789:-./_";
 
@@ -127,7 +134,9 @@ fn fresh(text: &str) -> char {
 }
 
 fuzz_target!(|case: Case| {
-    let config = operator_config();
+    let mut config = operator_config();
+    config.oidc.manage = true;
+    config.oidc.publish.s3_bucket = Some(KEYS_BUCKET.into());
     let namespace = NAMESPACES[usize::from(case.namespace) % NAMESPACES.len()];
     let allowed_actions = spell_all(&case.allowed_actions, 3);
     let policy_denied = spell_all(&case.denied_actions, 3);
@@ -251,7 +260,7 @@ fuzz_target!(|case: Case| {
                 for w in &tried {
                     if plain_match(resource, w, false) {
                         assert!(
-                            allowed_here.iter().any(|a| plain_match(a, w, false)),
+                            allowed_here.iter().any(|a| iam_arn_match(a, w)),
                             "{resource} reaches {w}, outside {allowed_here:?} in {namespace}"
                         );
                     }
@@ -295,6 +304,28 @@ fuzz_target!(|case: Case| {
         }
     }
     // An empty name is no name (the derived one is used).
+    // Nothing accepted changes the bucket of the signing keys.
+    let keys = format!("arn:aws:s3:::{KEYS_BUCKET}/keys.json");
+    for statement in binding
+        .permissions
+        .statements
+        .iter()
+        .filter(|s| s.effect == Effect::Allow)
+    {
+        let writes = statement.actions.iter().any(|a| {
+            ["s3:PutObject", "s3:DeleteObject", "s3:PutBucketPolicy"]
+                .iter()
+                .any(|w| plain_match(a, w, true))
+        });
+        if writes {
+            for resource in &statement.resources {
+                assert!(
+                    !plain_match(resource, &keys, false),
+                    "{resource} writes {keys}"
+                );
+            }
+        }
+    }
     if let (Some(name), false) = (&binding.role.name, name_templates.is_empty())
         && !name.is_empty()
     {

@@ -31,6 +31,36 @@ pub fn plain_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
     fits[text.len()]
 }
 
+/// IAM's matching of an ARN pattern: as [`plain_match`], but a wildcard within the
+/// partition, service, region or account field (before the fifth `:`) matches no `:`,
+/// unless it is the `*` that ends the pattern. Other patterns match plainly.
+pub fn iam_arn_match(pattern: &str, text: &str) -> bool {
+    if !pattern.starts_with("arn:") {
+        return plain_match(pattern, text, false);
+    }
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let mut fits = vec![false; t.len() + 1];
+    fits[0] = true;
+    let mut colons = 0;
+    for (i, c) in p.iter().enumerate() {
+        let confined = colons < 5 && !(*c == '*' && i + 1 == p.len());
+        let mut next = vec![false; t.len() + 1];
+        for k in 0..=t.len() {
+            let takes = |k: usize| k > 0 && !(confined && t[k - 1] == ':');
+            next[k] = match c {
+                '*' => fits[k] || (takes(k) && next[k - 1]),
+                '?' => takes(k) && fits[k - 1],
+                c => k > 0 && fits[k - 1] && t[k - 1] == *c,
+            };
+        }
+        if *c == ':' {
+            colons += 1;
+        }
+        fits = next;
+    }
+    fits[t.len()]
+}
+
 /// Texts a pattern surely matches: each `*` empty or `x`, each `?` one character.
 pub fn instances(pattern: &str) -> Vec<String> {
     ["", "x", "xx"]
