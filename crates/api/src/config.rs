@@ -216,6 +216,11 @@ pub struct GuardrailsConfig {
     /// Refuse bindings in namespaces no PodIdentityPolicy selects.
     #[serde(default)]
     pub require_policy: bool,
+    /// Tag key patterns a binding may not put on its role (without letter case, as IAM
+    /// compares tag keys): where an account grants access by principal tags (ABAC), a
+    /// role tagged `team=payments` is payments' role.
+    #[serde(default)]
+    pub denied_tag_keys: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -374,6 +379,7 @@ impl Default for GuardrailsConfig {
             denied_managed_policy_arns: default_denied_managed_policy_arns(),
             require_boundary: false,
             require_policy: false,
+            denied_tag_keys: Vec::new(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct RuleSet {
     /// cluster's signing keys to (`oidc.publish.s3Bucket`). Whoever writes there signs
     /// tokens for every ServiceAccount, and assumes every role the operator made.
     pub protected_resources: Vec<String>,
+    /// Tag keys a role may not carry from a binding (`guardrails.deniedTagKeys`).
+    pub denied_tag_keys: Vec<String>,
 }
 
 impl RuleSet {
@@ -64,6 +66,7 @@ impl RuleSet {
                     ]
                 })
                 .collect(),
+            denied_tag_keys: config.guardrails.denied_tag_keys.clone(),
         }
     }
 
@@ -235,6 +238,23 @@ impl RuleSet {
                     ));
                 }
                 ArnVerdict::Passes | ArnVerdict::Unjudged => {}
+            }
+        }
+        for key in spec.role.tags.keys() {
+            let effort = judgement.effort;
+            let field = format!("spec.role.tags[{key:?}]");
+            let denied = self.denied_tag_keys.iter().find(|pattern| {
+                judgement.answer(&field, glob::matches(pattern, key, true, effort)) == Some(true)
+            });
+            if let Some(pattern) = denied {
+                judgement.refuse(Violation::guardrail(
+                    field,
+                    format!(
+                        "tag key {key:?} is the platform's (guardrails.deniedTagKeys: \
+                         {pattern}): where access is granted by principal tags, it would give \
+                         this role what the tag names. Remove it"
+                    ),
+                ));
             }
         }
         let named_by_policy = self
@@ -844,6 +864,35 @@ mod tests {
         assert_eq!(
             judge(&["s3:PutObject"], "arn:aws:s3:::shop.orders/*"),
             vec![]
+        );
+    }
+
+    /// The second adversarial pass: role tags are principal tags, and in an account that
+    /// grants by tag (ABAC) `team=payments` made a role payments'.
+    #[test]
+    fn tag_keys_the_platform_keeps_are_refused_in_any_case() {
+        let mut config = OperatorConfig {
+            cluster_name: "prod".into(),
+            ..OperatorConfig::default()
+        };
+        config.guardrails.denied_tag_keys = vec!["team".into(), "kubernetes-*".into()];
+        let rules = RuleSet::from_config(&config);
+        let mut spec = spec_with(Effect::Allow, &["s3:GetObject"], &[]);
+        spec.permissions.statements[0].resources = vec!["arn:aws:s3:::shop.x/*".into()];
+        spec.role.tags = [
+            ("TEAM", "payments"),
+            ("kubernetes-namespace", "payments"),
+            ("cost-center", "42"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        let fields: Vec<String> = rules.check(&spec).into_iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.role.tags[\"TEAM\"]",
+                "spec.role.tags[\"kubernetes-namespace\"]"
+            ]
         );
     }
 
