@@ -22,7 +22,14 @@ use super::Watched;
 /// adversarial pass counted minutes of CPU per wake). Now a sibling is judged once per
 /// change of its spec or of the namespace's rules.
 #[derive(Default)]
-pub struct SiblingVerdicts(Mutex<HashMap<String, (Option<i64>, u64, bool)>>);
+pub struct SiblingVerdicts(Mutex<HashMap<String, Verdict>>);
+
+/// One sibling's verdict and what it was judged at.
+struct Verdict {
+    generation: Option<i64>,
+    rules_fingerprint: u64,
+    allowed: bool,
+}
 
 /// Entries kept at most; past it the memo starts over (deleted bindings leave theirs).
 const MAX_VERDICTS: usize = 100_000;
@@ -37,18 +44,25 @@ impl SiblingVerdicts {
         let uid = sibling.metadata.uid.clone().unwrap_or_default();
         let generation = sibling.metadata.generation;
         if let Ok(memo) = self.0.lock()
-            && let Some((at, rules, allowed)) = memo.get(&uid)
-            && *at == generation
-            && *rules == rules_fingerprint
+            && let Some(verdict) = memo.get(&uid)
+            && verdict.generation == generation
+            && verdict.rules_fingerprint == rules_fingerprint
         {
-            return *allowed;
+            return verdict.allowed;
         }
         let allowed = judge();
         if let Ok(mut memo) = self.0.lock() {
             if memo.len() >= MAX_VERDICTS {
                 memo.clear();
             }
-            memo.insert(uid, (generation, rules_fingerprint, allowed));
+            memo.insert(
+                uid,
+                Verdict {
+                    generation,
+                    rules_fingerprint,
+                    allowed,
+                },
+            );
         }
         allowed
     }
