@@ -36,13 +36,18 @@ pub struct ControlPlane {
     controller_manager: Option<Process>,
     /// Behind a lock: a scenario restarts it (a signing key rotation).
     apiserver: std::sync::Mutex<Option<Process>>,
-    /// How it was started, to start it again.
+    /// How it was last started, to start it again.
     apiserver_program: PathBuf,
-    apiserver_args: Vec<String>,
+    apiserver_args: std::sync::Mutex<Vec<String>>,
     /// From each restart's kill until its RBAC answered again: refusals in these windows
     /// are the restart's (an authorizer whose caches are still filling), not the chart's.
     restarts: std::sync::Mutex<Vec<(Timestamp, Timestamp)>>,
-    etcd: Option<Process>,
+    /// Behind a lock: a scenario kills it and starts it again from its data directory.
+    etcd: std::sync::Mutex<Option<Process>>,
+    etcd_program: PathBuf,
+    etcd_args: Vec<String>,
+    /// How many times each component was started again (log file names).
+    starts: std::sync::atomic::AtomicUsize,
 }
 
 /// A rotation of the ServiceAccount token signing key, as an operator of the cluster
@@ -128,33 +133,29 @@ impl ControlPlane {
             )),
             false => dir.join("etcd"),
         };
-        let etcd = Process::start(
-            "etcd",
-            &assets.join("etcd"),
-            &[
-                arg("data-dir", etcd_data.display()),
-                arg(
-                    "listen-client-urls",
-                    format!("http://127.0.0.1:{client_port}"),
-                ),
-                arg(
-                    "advertise-client-urls",
-                    format!("http://127.0.0.1:{client_port}"),
-                ),
-                arg("listen-peer-urls", format!("http://127.0.0.1:{peer_port}")),
-                arg(
-                    "initial-advertise-peer-urls",
-                    format!("http://127.0.0.1:{peer_port}"),
-                ),
-                arg(
-                    "initial-cluster",
-                    format!("default=http://127.0.0.1:{peer_port}"),
-                ),
-                arg("name", "default"),
-            ],
-            &[],
-            dir.join("etcd.log"),
-        )?;
+        let etcd_program = assets.join("etcd");
+        let etcd_args = vec![
+            arg("data-dir", etcd_data.display()),
+            arg(
+                "listen-client-urls",
+                format!("http://127.0.0.1:{client_port}"),
+            ),
+            arg(
+                "advertise-client-urls",
+                format!("http://127.0.0.1:{client_port}"),
+            ),
+            arg("listen-peer-urls", format!("http://127.0.0.1:{peer_port}")),
+            arg(
+                "initial-advertise-peer-urls",
+                format!("http://127.0.0.1:{peer_port}"),
+            ),
+            arg(
+                "initial-cluster",
+                format!("default=http://127.0.0.1:{peer_port}"),
+            ),
+            arg("name", "default"),
+        ];
+        let etcd = Process::start("etcd", &etcd_program, &etcd_args, &[], dir.join("etcd.log"))?;
 
         let secure_port = free_port()?;
         let url = format!("https://127.0.0.1:{secure_port}");
@@ -220,9 +221,12 @@ impl ControlPlane {
             controller_manager: None,
             apiserver: std::sync::Mutex::new(Some(apiserver)),
             apiserver_program,
-            apiserver_args,
+            apiserver_args: std::sync::Mutex::new(apiserver_args),
             restarts: std::sync::Mutex::new(Vec::new()),
-            etcd: Some(etcd),
+            etcd: std::sync::Mutex::new(Some(etcd)),
+            etcd_program,
+            etcd_args,
+            starts: std::sync::atomic::AtomicUsize::new(0),
         };
         let client = crate::cluster::client_from(&admin_kubeconfig).await?;
         plane.wait_ready(&client).await?;
@@ -263,7 +267,11 @@ impl ControlPlane {
             if ready(client).await {
                 return Ok(());
             }
-            if let Some(etcd) = &mut self.etcd
+            if let Some(etcd) = self
+                .etcd
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
                 && !etcd.running()
             {
                 return Err(HarnessError::new(format!(
@@ -329,7 +337,8 @@ impl ControlPlane {
     /// The last lines of each component's log (for a failure report).
     pub fn log_tails(&self, lines: usize) -> String {
         let apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
-        [&self.etcd, &*apiserver, &self.controller_manager]
+        let etcd = self.etcd.lock().unwrap_or_else(|e| e.into_inner());
+        [&*etcd, &*apiserver, &self.controller_manager]
             .into_iter()
             .flatten()
             .map(|p| format!("--- {}\n{}", p.name, p.log_tail(lines)))
@@ -352,26 +361,81 @@ impl ControlPlane {
         }
         let old_pub = self.dir.join("sa.pub");
         let mut args: Vec<String> = self
-            .apiserver_args
-            .iter()
+            .current_apiserver_args()
+            .into_iter()
             .filter(|a| {
                 !a.starts_with("--service-account-key-file=")
                     && !a.starts_with("--service-account-signing-key-file=")
             })
-            .cloned()
             .collect();
         if rotation == KeyRotation::NewKeySigns {
             args.push(arg("service-account-key-file", old_pub.display()));
         }
         args.push(arg("service-account-key-file", new_pub.display()));
         args.push(arg("service-account-signing-key-file", new_key.display()));
-        let log = self.dir.join(format!("kube-apiserver-{rotation:?}.log"));
-        let killed = Timestamp::now();
+        self.restart_apiserver_with(args, client).await
+    }
+
+    /// Kills the API server (as a crash does: SIGKILL) and starts it again as it was
+    /// started; waits until it serves and authorizes again. Its watch cache starts afresh,
+    /// so a watch resumed from before the restart may be answered `410 Gone`.
+    pub async fn restart_apiserver(&self, client: &kube::Client) -> Result<(), HarnessError> {
+        self.restart_apiserver_with(self.current_apiserver_args(), client)
+            .await
+    }
+
+    fn current_apiserver_args(&self) -> Vec<String> {
+        self.apiserver_args
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Kills the API server and leaves it down (see `start_apiserver`).
+    pub fn stop_apiserver(&self) -> Timestamp {
+        let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut old) = apiserver.take() {
+            old.kill();
+        }
+        Timestamp::now()
+    }
+
+    /// Starts the API server stopped by `stop_apiserver` (`killed` is what it returned)
+    /// and waits until it serves and authorizes again.
+    pub async fn start_apiserver(
+        &self,
+        killed: Timestamp,
+        client: &kube::Client,
+    ) -> Result<(), HarnessError> {
+        self.start_apiserver_process(self.current_apiserver_args(), killed, client)
+            .await
+    }
+
+    async fn restart_apiserver_with(
+        &self,
+        args: Vec<String>,
+        client: &kube::Client,
+    ) -> Result<(), HarnessError> {
+        let killed = self.stop_apiserver();
+        self.start_apiserver_process(args, killed, client).await
+    }
+
+    async fn start_apiserver_process(
+        &self,
+        args: Vec<String>,
+        killed: Timestamp,
+        client: &kube::Client,
+    ) -> Result<(), HarnessError> {
+        let start = self
+            .starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.dir.join(format!("kube-apiserver-{start}.log"));
+        *self
+            .apiserver_args
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = args.clone();
         {
             let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(mut old) = apiserver.take() {
-                old.kill();
-            }
             *apiserver = Some(Process::start(
                 "kube-apiserver",
                 &self.apiserver_program,
@@ -392,6 +456,43 @@ impl ControlPlane {
         }
         // Clients that reconnected in the last instant are answered by now.
         tokio::time::sleep(Duration::from_secs(1)).await;
+        self.restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((killed, Timestamp::now()));
+        Ok(())
+    }
+
+    /// Kills etcd with SIGKILL and starts it again from its data directory (what survived
+    /// its last fsync); waits until the API server reads and authorizes through it again.
+    pub async fn restart_etcd(&self, client: &kube::Client) -> Result<(), HarnessError> {
+        let killed = Timestamp::now();
+        let start = self
+            .starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut etcd = self.etcd.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(mut old) = etcd.take() {
+                old.kill();
+            }
+            *etcd = Some(Process::start(
+                "etcd",
+                &self.etcd_program,
+                &self.etcd_args,
+                &[],
+                self.dir.join(format!("etcd-{start}.log")),
+            )?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rbac_answers(client).await {
+            if Instant::now() > deadline {
+                return Err(HarnessError::new(format!(
+                    "the API server not answering 60 s after etcd's restart:\n{}",
+                    self.log_tails(30)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         self.restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -466,7 +567,7 @@ impl Drop for ControlPlane {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        self.etcd.take();
+        self.etcd.lock().unwrap_or_else(|e| e.into_inner()).take();
         let _ = std::fs::remove_dir_all(&self.etcd_data);
         if std::env::var_os("PODIDENTITY_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

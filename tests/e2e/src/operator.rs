@@ -98,6 +98,13 @@ fn rewrite(args: Vec<String>, replace: &[(&str, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Points a kubeconfig at another address for the API server (a proxy).
+fn redirect(kubeconfig: &Path, from: &str, to: &str) -> Result<(), HarnessError> {
+    let text = std::fs::read_to_string(kubeconfig)
+        .map_err(|e| HarnessError::new(format!("{}: {e}", kubeconfig.display())))?;
+    write(kubeconfig, &text.replace(from, to))
+}
+
 fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
     std::fs::write(path, text).map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))
 }
@@ -138,9 +145,7 @@ impl Operator {
             .service_account_kubeconfig(OPERATOR_NAMESPACE, &replica.service_account, &kubeconfig)
             .await?;
         if let Some(url) = &replica.api_server {
-            let text = std::fs::read_to_string(&kubeconfig)
-                .map_err(|e| HarnessError::new(e.to_string()))?;
-            write(&kubeconfig, &text.replace(&cluster.url, url))?;
+            redirect(&kubeconfig, &cluster.url, url)?;
         }
         let health: SocketAddr = format!("127.0.0.1:{}", free_port()?)
             .parse()
@@ -190,6 +195,29 @@ impl Operator {
         identity: &str,
         cpu: Option<usize>,
     ) -> Result<Self, HarnessError> {
+        Self::start_webhook(cluster, rendered, dir, identity, cpu, None).await
+    }
+
+    /// As `webhook`, talking to the API server through `api_server` (a proxy that can
+    /// play the API server gone).
+    pub async fn webhook_via(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        identity: &str,
+        api_server: &str,
+    ) -> Result<Self, HarnessError> {
+        Self::start_webhook(cluster, rendered, dir, identity, None, Some(api_server)).await
+    }
+
+    async fn start_webhook(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        identity: &str,
+        cpu: Option<usize>,
+        api_server: Option<&str>,
+    ) -> Result<Self, HarnessError> {
         let plane = cluster.plane.as_ref().ok_or_else(|| {
             HarnessError::new("the webhook scenarios need the harness's own control plane")
         })?;
@@ -205,6 +233,9 @@ impl Operator {
         cluster
             .service_account_kubeconfig(OPERATOR_NAMESPACE, &account, &kubeconfig)
             .await?;
+        if let Some(url) = api_server {
+            redirect(&kubeconfig, &cluster.url, url)?;
+        }
         let parse = |port: u16| -> Result<SocketAddr, HarnessError> {
             format!("127.0.0.1:{port}")
                 .parse()

@@ -2,7 +2,8 @@
 //! from the cluster. While cut off, bytes in either direction are dropped (the
 //! connections go silent, as in a network partition: requests hang until the client's
 //! own timeouts); connections that lost bytes are closed when the partition heals, since
-//! their streams are broken.
+//! their streams are broken. It can also play an API server that is down: connections
+//! closed at once, new ones closed as soon as they are accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,20 @@ use tokio::sync::watch;
 
 use crate::HarnessError;
 
+/// What passes the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Open,
+    /// Bytes dropped; connections hang.
+    Cut,
+    /// Connections closed; the other side looks gone.
+    Down,
+}
+
 pub struct PartitionProxy {
     /// `https://127.0.0.1:PORT`: the API server's URL through the proxy.
     pub url: String,
-    cut: Arc<watch::Sender<bool>>,
+    cut: Arc<watch::Sender<Link>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,7 +42,7 @@ impl Drop for PartitionProxy {
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut cut: watch::Receiver<bool>,
+    mut cut: watch::Receiver<Link>,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     let mut broken = false;
@@ -42,16 +53,21 @@ async fn pipe(
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                if *cut.borrow() {
-                    broken = true;
-                    continue;
+                match *cut.borrow() {
+                    Link::Down => return,
+                    Link::Cut => {
+                        broken = true;
+                        continue;
+                    }
+                    Link::Open => {}
                 }
                 if broken || to.write_all(&buffer[..n]).await.is_err() {
                     return;
                 }
             }
             changed = cut.changed() => {
-                if changed.is_err() || (broken && !*cut.borrow()) {
+                let link = *cut.borrow();
+                if changed.is_err() || link == Link::Down || (broken && link == Link::Open) {
                     return;
                 }
             }
@@ -73,12 +89,16 @@ impl PartitionProxy {
         let addr = listener
             .local_addr()
             .map_err(|e| HarnessError::new(format!("partition proxy: {e}")))?;
-        let (cut, _) = watch::channel(false);
+        let (cut, _) = watch::channel(Link::Open);
         let cut = Arc::new(cut);
         let accepting = cut.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let cut = accepting.subscribe();
+                if *cut.borrow() == Link::Down {
+                    drop(client);
+                    continue;
+                }
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
@@ -101,11 +121,18 @@ impl PartitionProxy {
 
     /// Cuts the replica off from the API server.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.cut.send_replace(Link::Cut);
     }
 
-    /// Heals the partition: broken connections close, new ones go through.
+    /// The API server seems down to the replica: its connections close, new ones are
+    /// closed when accepted.
+    pub fn down(&self) {
+        self.cut.send_replace(Link::Down);
+    }
+
+    /// Heals the partition (or brings the API server back): broken connections close, new
+    /// ones go through.
     pub fn heal(&self) {
-        self.cut.send_replace(false);
+        self.cut.send_replace(Link::Open);
     }
 }

@@ -591,6 +591,31 @@ impl Scenario {
         Iam::new(&self.moto).get_role(name).await.ok()
     }
 
+    /// Every role moto holds under this scenario's path (`/podidentity/<clusterName>/`),
+    /// read page by page as the drift sweep reads them.
+    pub async fn roles_made_here(&self) -> Vec<podidentity_aws::api::RoleState> {
+        let path = format!("/podidentity/{}/", self.cluster_name);
+        let iam = Iam::new(&self.moto);
+        let mut roles = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = iam
+                .authorization_page(marker, 1000)
+                .await
+                .expect("list the account's roles");
+            roles.extend(
+                page.roles
+                    .into_iter()
+                    .map(|details| details.role)
+                    .filter(|role| role.path == path),
+            );
+            marker = page.next_marker;
+            if marker.is_none() {
+                return roles;
+            }
+        }
+    }
+
     pub async fn attached(&self, role: &str) -> Vec<String> {
         Iam::new(&self.moto)
             .list_attached_role_policies(role)

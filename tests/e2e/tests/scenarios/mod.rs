@@ -8,6 +8,7 @@ mod credentials_requests;
 mod doctor;
 mod drift;
 mod escapes;
+mod faults;
 mod iam_identity;
 mod iam_work;
 mod leadership;
@@ -119,6 +120,18 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             Cluster
         ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
+        scenario!(
+            faults::restarts_of_the_api_server_and_etcd_lose_and_duplicate_nothing,
+            OwnControlPlane
+        ),
+        scenario!(
+            faults::changes_while_the_watches_were_down_are_acted_on_after_the_relist,
+            OwnControlPlane
+        ),
+        scenario!(
+            faults::the_webhook_answers_from_its_cache_while_the_api_server_is_down,
+            OwnControlPlane
+        ),
         // Last: it restarts the API server, which then no longer trusts the first key.
         scenario!(
             oidc::provider_and_keys_kept_through_a_key_rotation,
