@@ -169,6 +169,18 @@ pub fn arns_meet(a: &str, b: &str, effort: &Effort) -> Result<bool, TooComplex> 
     )
 }
 
+/// Whether `pattern`, every wildcard read at its widest (IAM lets a `*` that ends an ARN
+/// field match beyond its colons: `arn:*:prod-oidc/*`), can match a resource of `arn`, read
+/// as its writer meant it (`arn:*:s3:::bucket`: any partition, its `*` in its field).
+pub fn reaches_arn(pattern: &str, arn: &str, effort: &Effort) -> Result<bool, TooComplex> {
+    effort.step(cells(pattern.len() + arn.len()))?;
+    intersect_tokens(
+        &tokens(&fold(pattern, true)),
+        &arn_fields(tokens(&fold(arn, true)), arn.ends_with('*')),
+        effort,
+    )
+}
+
 /// Whether some text matches both the pattern and the shape.
 pub fn meets_shape(
     pattern: &str,

@@ -141,8 +141,11 @@ impl RuleSet {
                 .iter()
                 .enumerate()
                 .filter(|(_, resource)| {
+                    // Every wildcard at its widest: IAM lets a `*` that ends an ARN
+                    // field match beyond its colons (`arn:*:prod-oidc/*`).
                     self.protected_resources.iter().any(|p| {
-                        judgement.answer(field, glob::arns_meet(resource, p, effort)) == Some(true)
+                        judgement.answer(field, glob::reaches_arn(resource, p, effort))
+                            == Some(true)
                     })
                 })
                 .map(|(r, _)| r)
@@ -301,21 +304,32 @@ const TYPELESS_SERVICES: &[&str] = &["s3", "sqs", "sns"];
 /// Returns every parameter below a path, authorised against the path alone.
 const GET_PARAMETERS_BY_PATH: &str = "ssm:GetParametersByPath";
 
-/// Where AWS, not a namespace, writes the rest of a name (service, resource part): the
-/// secrets RDS, EventBridge and Redshift keep for their databases and connections, and
-/// multi-Region keys. A name nobody wrote after one of these is every such secret or key.
-const OWNED_BY_AWS: &[(&str, &str)] = &[
-    ("secretsmanager", "secret:rds!"),
-    ("secretsmanager", "secret:events!"),
-    ("secretsmanager", "secret:redshift!"),
-    ("kms", "key/mrk-"),
+/// Where AWS, not a namespace, writes the rest of a name (service, resource part):
+/// multi-Region keys. A name nobody wrote after one of these is every such key.
+const OWNED_BY_AWS: &[(&str, &str)] = &[("kms", "key/mrk-")];
+
+/// Secrets that AWS services keep for themselves are named `<service>!<what AWS writes>`
+/// (`rds!db-<uuid>`, `rds!cluster-<uuid>`, `events!connection/...`); anything after the
+/// `!` is AWS's, fixed parts included, so a pattern that leaves any of it unwritten
+/// (`rds!db-*`) reads every such secret. The services that keep secrets so (AWS's
+/// "secrets managed by other services").
+const AWS_MANAGED_SECRET_PREFIXES: &[&str] = &[
+    "rds!",
+    "redshift!",
+    "events!",
+    "appflow!",
+    "sqlworkbench!",
+    "ecs-sc!",
+    "opsworks-cm!",
+    "marketplace-deployment!",
+    "directconnect!",
 ];
 
 /// Whether `resource` can match a resource of the service this action pattern acts on
 /// whatever its name: in any partition, region and account, of any type (`secret:`,
 /// `key/`, `parameter/`), followed by a name nobody wrote (one that begins with a
 /// character the pattern does not name), or by a name AWS writes after a fixed part
-/// (`secret:rds!*`, `key/mrk-*`). This judges what a pattern can match, not how it is
+/// (`secret:rds!db-*`, `secret:appflow!*`, `key/mrk-*`). This judges what a pattern can match, not how it is
 /// spelled: `*`, `arn:*`, `arn:?*`, `arn:aws:kms:*:*:key/*`, `...:secret:*shop*` all can;
 /// a name that begins with fixed text (`...:secret:shop/*`) is named. With `by_path`
 /// (`ssm:GetParametersByPath`) the resource is a path, and reads what lies below it too.
@@ -349,6 +363,17 @@ fn reads_any_name(
     for (owner, prefix) in OWNED_BY_AWS {
         if glob::intersects(service, owner, true, effort)? {
             shapes.push(start(owner).literal(prefix).unnamed());
+        }
+    }
+    if glob::intersects(service, "secretsmanager", true, effort)? {
+        for prefix in AWS_MANAGED_SECRET_PREFIXES {
+            shapes.push(
+                start("secretsmanager")
+                    .literal("secret:")
+                    .literal(prefix)
+                    .field()
+                    .unnamed(),
+            );
         }
     }
     let below = format!("{resource}*");
@@ -708,6 +733,13 @@ mod tests {
             // multi-Region key.
             "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!*",
             "arn:aws:kms:eu-west-1:111122223333:key/mrk-*",
+            // The third pass: what AWS writes after `<service>!` begins with fixed text
+            // too (`db-`, `cluster-`, `connection/`), and every service has its own mark.
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!db-*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!cluster-*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:events!connection/*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:appflow!*",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:sqlworkbench!?*",
         ];
         for (actions, resources) in [
             (&["secretsmanager:GetSecretValue"][..], &every[..]),
@@ -770,6 +802,11 @@ mod tests {
             ),
             // Another service's resources: no secret there.
             ("kms:Decrypt", "arn:aws:s3:::shop.orders/*"),
+            // One AWS-managed secret, named whole.
+            (
+                "secretsmanager:GetSecretValue",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!db-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-AbCdEf",
+            ),
         ] {
             let mut spec = spec_with(Effect::Allow, &[action], &[]);
             spec.permissions.statements[0].resources = vec![named.to_string()];
@@ -846,6 +883,12 @@ mod tests {
                 &["s3:GetObject", "s3:PutBucketPolicy"][..],
                 "arn:*:s3:::prod-oidc",
             ),
+            // The third pass: a `*` that ends an ARN field may match across its colons
+            // (IAM's Resource documentation), so these reach the bucket too.
+            (&["s3:PutObject"][..], "arn:aws:s3:*:prod-oidc/*"),
+            (&["s3:PutObject"][..], "arn:aws:*:prod-oidc/*"),
+            (&["s3:PutObject"][..], "arn:aws:s*:prod-oidc/*"),
+            (&["s3:PutObject"][..], "arn:*:prod-oidc/*"),
         ] {
             let violations = judge(actions, resource);
             assert_eq!(

@@ -444,11 +444,23 @@ impl ControlPlane {
                 log,
             )?);
         }
+        self.wait_back(killed, "kube-apiserver's restart", client)
+            .await
+    }
+
+    /// Waits until the API server authorizes again after `what`, and records the window
+    /// since `killed` (see `restarts`).
+    async fn wait_back(
+        &self,
+        killed: Timestamp,
+        what: &str,
+        client: &kube::Client,
+    ) -> Result<(), HarnessError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !rbac_answers(client).await {
             if Instant::now() > deadline {
                 return Err(HarnessError::new(format!(
-                    "kube-apiserver not authorizing 60 s after its restart:\n{}",
+                    "the API server not authorizing 60 s after {what}:\n{}",
                     self.log_tails(30)
                 )));
             }
@@ -483,21 +495,7 @@ impl ControlPlane {
                 self.dir.join(format!("etcd-{start}.log")),
             )?);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !rbac_answers(client).await {
-            if Instant::now() > deadline {
-                return Err(HarnessError::new(format!(
-                    "the API server not answering 60 s after etcd's restart:\n{}",
-                    self.log_tails(30)
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.restarts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((killed, Timestamp::now()));
-        Ok(())
+        self.wait_back(killed, "etcd's restart", client).await
     }
 
     /// When the API server was restarting (see `restarts`).

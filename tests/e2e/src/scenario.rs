@@ -616,6 +616,34 @@ impl Scenario {
         }
     }
 
+    /// How the roles under this scenario's path differ from `expected` (one role per
+    /// name): orphaned, missing, or listed twice. Empty when they agree.
+    pub async fn roles_differing_from(
+        &self,
+        expected: &std::collections::BTreeSet<String>,
+    ) -> Vec<String> {
+        let roles: Vec<String> = self
+            .roles_made_here()
+            .await
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let unique: std::collections::BTreeSet<String> = roles.iter().cloned().collect();
+        let mut differences: Vec<String> = unique
+            .difference(expected)
+            .map(|orphan| format!("role {orphan}: orphaned"))
+            .chain(
+                expected
+                    .difference(&unique)
+                    .map(|missing| format!("role {missing}: missing")),
+            )
+            .collect();
+        if unique.len() != roles.len() {
+            differences.push(format!("{} roles listed twice", roles.len() - unique.len()));
+        }
+        differences
+    }
+
     pub async fn attached(&self, role: &str) -> Vec<String> {
         Iam::new(&self.moto)
             .list_attached_role_policies(role)

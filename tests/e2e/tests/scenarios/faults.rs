@@ -142,21 +142,8 @@ async fn converged(s: &Scenario, ns: &str, kept: &[String], deleted: &[String]) 
         "exactly one role per kept binding",
         Duration::from_secs(60),
         || async {
-            let roles: Vec<String> = s
-                .roles_made_here()
-                .await
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-            let unique: BTreeSet<String> = roles.iter().cloned().collect();
-            check(unique == expected && unique.len() == roles.len(), || {
-                format!(
-                    "orphans {:?}, missing {:?}, {} roles",
-                    unique.difference(&expected).collect::<Vec<_>>(),
-                    expected.difference(&unique).collect::<Vec<_>>(),
-                    roles.len()
-                )
-            })
+            let differences = s.roles_differing_from(&expected).await;
+            check(differences.is_empty(), || format!("{differences:?}"))
         },
     )
     .await;
