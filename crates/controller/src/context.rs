@@ -73,8 +73,11 @@ pub struct Applied {
     /// Of the desired role that was applied.
     pub fingerprint: u64,
     pub role: RoleFacts,
-    /// Managed policies of the spec that IAM does not have (tried once per generation).
+    /// Managed policies of the spec that IAM does not have (tried once per generation):
+    /// the binding is stalled on them, and the drift sweep does not count them as drift.
     pub missing_policies: Vec<String>,
+    /// When IAM is asked again whether the missing policies exist now (reads only).
+    pub missing_recheck_at: Option<std::time::Instant>,
 }
 
 /// What stopped one generation of a binding's role, until a change or the re-check.

@@ -56,7 +56,14 @@ pub async fn sweep_once(
     let desired_for = |role: &str, key: &ObjectRef<Watched>| {
         let watched = store.get(key)?;
         let binding = watched.0.as_ref().ok()?;
-        desired_role(ctx, &guardrails, binding).filter(|want| want.name == role)
+        let mut want = desired_role(ctx, &guardrails, binding).filter(|want| want.name == role)?;
+        // A managed policy IAM does not have is what the binding is stalled on, not drift:
+        // its pass asks IAM again on its own slow schedule.
+        if let Some(applied) = ctx.applied(&binding.uid().unwrap_or_default()) {
+            want.managed_policy_arns
+                .retain(|arn| !applied.missing_policies.contains(arn));
+        }
+        Some(want)
     };
     let found = match survey_each(
         ctx.iam.as_ref(),

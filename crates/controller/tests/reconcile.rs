@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use kube::core::ObjectMeta;
 use kube_fake_client::ClientBuilder;
-use podidentity_api::config::{AwsConfig, OidcConfig, OperatorConfig};
+use podidentity_api::config::{AwsConfig, GuardrailsConfig, OidcConfig, OperatorConfig};
 use podidentity_api::{FINALIZER, PodIdentityBinding, PodIdentityBindingSpec, Statement};
 use podidentity_aws::api::{Iam, IamApi};
 use podidentity_aws::counting::{CallLog, Counted};
@@ -171,6 +171,14 @@ async fn world_of(
         aws: AwsConfig {
             account_id: Some("123456789012".into()),
             ..AwsConfig::default()
+        },
+        // The account's own managed policies too (a stalled binding waits on one).
+        guardrails: GuardrailsConfig {
+            allowed_managed_policy_arns: vec![
+                "arn:aws:iam::aws:policy/*".into(),
+                "arn:aws:iam::123456789012:policy/*".into(),
+            ],
+            ..GuardrailsConfig::default()
         },
         ..OperatorConfig::default()
     };
@@ -627,4 +635,108 @@ async fn an_annotation_removed_by_hand_is_put_back_without_iam() {
         arn.as_ref()
     );
     assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
+}
+
+/// A binding stalled on a managed policy IAM does not have waits without writing: the
+/// drift sweep does not call the missing attachment drift (it used to wake the binding
+/// every interval, costing an AttachRolePolicy each time), its passes ask IAM nothing
+/// until the slow re-check, and the re-check attaches the policy once it exists.
+#[tokio::test]
+async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
+    use futures::StreamExt;
+    use kube::core::DeserializeGuard;
+    use kube::runtime::controller::Action;
+    use kube::runtime::{reflector, watcher};
+    use podidentity_controller::binding::Watched;
+    use podidentity_controller::drift::sweep_once;
+    use podidentity_controller::metrics::Metrics;
+
+    let Some(endpoint) = endpoint() else { return };
+    let policy = format!(
+        "not-yet-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let arn = format!("arn:aws:iam::123456789012:policy/{policy}");
+    let mut stalled = spec();
+    stalled.permissions.managed_policy_arns = vec![arn.clone()];
+    let w = world(
+        endpoint.clone(),
+        vec![binding("orders-s3", stalled)],
+        vec![service_account("orders")],
+    )
+    .await;
+    w.settle("orders-s3").await;
+    let b = w.get("orders-s3").await;
+    assert_eq!(
+        World::ready(&b),
+        ("False".into(), "ManagedPolicyNotFound".into())
+    );
+
+    w.log.reset();
+    let action = w
+        .pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
+    assert_ne!(
+        action,
+        Action::await_change(),
+        "a stalled binding is re-checked on a schedule"
+    );
+
+    let (store, mut writer) = reflector::store::<Watched>();
+    writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(b.clone()))));
+    let (wake, mut woken) = futures::channel::mpsc::unbounded();
+    w.log.reset();
+    let survey = sweep_once(&w.ctx, &store, &wake, &Metrics::default())
+        .await
+        .unwrap_or_else(|| panic!("the sweep failed"));
+    drop(wake);
+    assert!(
+        survey.findings.is_empty(),
+        "what the binding is stalled on is not drift: {:?}",
+        survey.findings
+    );
+    assert_eq!(woken.next().await, None, "no binding woken");
+    assert_eq!(w.log.writes(), 0, "{:?}", w.log.snapshot());
+
+    // The policy appears; the pass asks again only when the re-check is due.
+    let settings = podidentity_aws::testing::emulator_settings(&endpoint);
+    let raw = aws_sdk_iam::Client::new(&podidentity_aws::sdk::sdk_config(&settings).await);
+    raw.create_policy()
+        .policy_name(&policy)
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:ReceiveMessage","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{err:?}"));
+    w.log.reset();
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(w.log.total(), 0, "not before the re-check");
+    let uid = b.metadata.uid.clone().unwrap_or_default();
+    let mut applied = w
+        .ctx
+        .applied(&uid)
+        .unwrap_or_else(|| panic!("the pass keeps what it applied"));
+    applied.missing_recheck_at = Some(std::time::Instant::now());
+    w.ctx.remember_applied(&uid, applied);
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(w.log.calls("AttachRolePolicy"), 1, "{:?}", w.log.snapshot());
+    let attached = Iam::new(w.iam())
+        .list_attached_role_policies(&w.role_name("orders-s3"))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(attached, vec![arn]);
+    assert_eq!(
+        World::ready(&w.get("orders-s3").await),
+        ("True".into(), "Synced".into())
+    );
 }

@@ -59,6 +59,8 @@ enum RolePass {
         missing_policies: Vec<String>,
         /// IAM was written (the role made, or something in it changed).
         changed: bool,
+        /// When to ask IAM again whether the missing policies exist now.
+        recheck_in: Option<std::time::Duration>,
     },
     /// The pass is over (a conflict, reported).
     Done(Action),
@@ -146,13 +148,14 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         }
     }
 
-    let (role, missing_policies, role_changed) =
+    let (role, missing_policies, role_changed, recheck_in) =
         match role_pass(binding, ctx, &desired, &rules).await? {
             RolePass::Made {
                 role,
                 missing_policies,
                 changed,
-            } => (role, missing_policies, changed),
+                recheck_in,
+            } => (role, missing_policies, changed, recheck_in),
             RolePass::Done(action) => return Ok(action),
         };
 
@@ -230,7 +233,9 @@ pub async fn apply(binding: &PodIdentityBinding, ctx: &Context) -> Result<Action
         )
         .await;
     }
-    Ok(Action::await_change())
+    // Stalled on managed policies IAM does not have: asked again on the slow schedule (a
+    // change of the spec or the configuration wakes it sooner).
+    Ok(recheck_in.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// The role. Skipped when this generation is in line already, as this process applied it
@@ -274,15 +279,47 @@ async fn role_pass(
         return Ok(RolePass::Done(Action::requeue(left)));
     }
     if !drifted && (applied_here || status_in_line(binding, desired)) {
-        let missing_policies = match &remembered {
-            Some(applied) if applied_here => applied.missing_policies.clone(),
-            _ => Vec::new(),
+        let stalled = remembered
+            .as_ref()
+            .filter(|applied| applied_here && !applied.missing_policies.is_empty());
+        let Some(applied) = stalled else {
+            return Ok(RolePass::Made {
+                role,
+                missing_policies: Vec::new(),
+                changed: false,
+                recheck_in: None,
+            });
         };
-        return Ok(RolePass::Made {
-            role,
-            missing_policies,
-            changed: false,
-        });
+        let now = std::time::Instant::now();
+        let left = applied
+            .missing_recheck_at
+            .and_then(|at| at.checked_duration_since(now))
+            .filter(|left| !left.is_zero());
+        // Until the re-check, or when IAM still has none of them, the pass asks nothing
+        // more and writes nothing: the binding waits on the policies appearing.
+        let still_missing = match left {
+            Some(_) => true,
+            None => none_exist(ctx, &applied.missing_policies).await?,
+        };
+        if still_missing {
+            let recheck_in = left.unwrap_or(super::PERMANENT_ERROR_RETRY);
+            if left.is_none() {
+                ctx.remember_applied(
+                    &uid,
+                    Applied {
+                        missing_recheck_at: Some(now + recheck_in),
+                        ..applied.clone()
+                    },
+                );
+            }
+            return Ok(RolePass::Made {
+                role,
+                missing_policies: applied.missing_policies.clone(),
+                changed: false,
+                recheck_in: Some(recheck_in),
+            });
+        }
+        // One of them exists now: the role is converged (it gets attached).
     }
     // Managed policies are judged by what they grant, before anything is written.
     let arns = &desired.role.managed_policy_arns;
@@ -321,6 +358,7 @@ async fn role_pass(
                         fingerprint: NOTHING_APPLIED,
                         role: facts(made),
                         missing_policies: Vec::new(),
+                        missing_recheck_at: None,
                     },
                 );
             }
@@ -418,15 +456,32 @@ async fn role_pass(
             generation,
             fingerprint: wanted,
             role: made.clone(),
-            // Not attached again until the spec changes (or after a restart).
+            // Not attached again until the spec changes, the re-check finds them in IAM
+            // (or after a restart).
             missing_policies: missing_policies.clone(),
+            missing_recheck_at: Some(std::time::Instant::now() + super::PERMANENT_ERROR_RETRY),
         },
     );
+    let recheck_in = (!missing_policies.is_empty()).then_some(super::PERMANENT_ERROR_RETRY);
     Ok(RolePass::Made {
         role: Some(made),
         missing_policies,
         changed,
+        recheck_in,
     })
+}
+
+/// Whether IAM still has none of these managed policies (GetPolicy, reads only).
+async fn none_exist(ctx: &Context, arns: &[String]) -> Result<bool, Error> {
+    let iam = podidentity_aws::api::Iam::new(ctx.iam.as_ref());
+    for arn in arns {
+        match iam.policy_default_version(arn).await {
+            Ok(_) => return Ok(false),
+            Err(err) if err.kind == podidentity_aws::error::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// What the status says of a refusal.

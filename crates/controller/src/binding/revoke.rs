@@ -60,6 +60,7 @@ pub async fn revoke(
             fingerprint: REVOKED,
             role: role.clone(),
             missing_policies: Vec::new(),
+            missing_recheck_at: None,
         },
     );
     if taken > 0 {

@@ -1,5 +1,6 @@
 //! The operator at rest: an idle controller writes nothing at all (counted at the API
-//! server's audit log and at the IAM proxy), and reconciles nothing between sweeps.
+//! server's audit log and at the IAM proxy), and reconciles nothing between sweeps, even
+//! with a binding stalled on a managed policy that does not exist.
 
 use std::time::Duration;
 
@@ -25,9 +26,29 @@ pub async fn an_idle_operator_writes_nothing(s: Scenario) {
         }
         s.create_binding(&ns, &name, spec).await;
     }
+    // And one stalled on a managed policy IAM does not have: it waits on the policy
+    // appearing (re-checked on the slow schedule), which the sweep must not call drift.
+    s.create_service_account(&ns, "stalled", json!({})).await;
+    s.create_binding(
+        &ns,
+        "stalled",
+        json!({
+            "serviceAccountName": "stalled",
+            "permissions": {"managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAcess"]},
+        }),
+    )
+    .await;
     for i in 0..IDLE_BINDINGS {
         s.wait_ready(&ns, &format!("app{i}")).await;
     }
+    s.wait_condition(
+        &ns,
+        "stalled",
+        "Ready",
+        "False",
+        Some("ManagedPolicyNotFound"),
+    )
+    .await;
     // Let the last status writes' own watch events pass through.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let audit = s.audit_now();
@@ -46,7 +67,7 @@ pub async fn an_idle_operator_writes_nothing(s: Scenario) {
         .filter(|c| c.action == "GetAccountAuthorizationDetails")
         .count();
     eprintln!(
-        "    idle {IDLE_WINDOW:?} with {IDLE_BINDINGS} bindings Ready: {} Kubernetes writes, {} IAM writes, {} reconciles, {sweeps} sweeps",
+        "    idle {IDLE_WINDOW:?} with {IDLE_BINDINGS} bindings Ready and one stalled: {} Kubernetes writes, {} IAM writes, {} reconciles, {sweeps} sweeps",
         writes.len(),
         iam_writes.len(),
         after - before
