@@ -12,13 +12,13 @@ use podidentity_aws::budget::Budgeted;
 use podidentity_aws::s3::{ObjectStore, SdkS3};
 use podidentity_aws::sdk::{AwsSettings, SdkConfig, SdkIam, sdk_config};
 use podidentity_controller::Context;
-use podidentity_controller::fence::{FenceLayer, write_service};
-use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
-use podidentity_controller::metrics::{Metered, Metrics};
 use podidentity_controller::oidc::OidcKeeper;
 use podidentity_controller::oidc::fetch::Fetcher;
-use podidentity_controller::run::{RunSettings, run as run_controller};
-use podidentity_controller::startup::{check_crds, complete_config};
+use podidentity_controller::process::fence::{FenceLayer, write_service};
+use podidentity_controller::process::leader::{Elector, Leadership, LeaseSettings};
+use podidentity_controller::process::metrics::{Metered, Metrics};
+use podidentity_controller::process::run::{RunSettings, run as run_controller};
+use podidentity_controller::process::startup::{check_crds, complete_config};
 
 use crate::config_load::ConfigArgs;
 use crate::logging::{self, LogFormat};

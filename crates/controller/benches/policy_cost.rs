@@ -13,7 +13,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec, PodIdentityPolicy};
 use podidentity_controller::binding::Watched;
-use podidentity_controller::policy_status::survey;
+use podidentity_controller::policy::report::survey;
 use podidentity_iam::namespace_policy::NamespacePolicy;
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 use serde_json::json;

@@ -16,11 +16,11 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 
 use crate::binding::Watched;
-use crate::health::Check;
-use crate::managed_policies::ManagedPolicyDocuments;
-use crate::policy_view::{NamespaceMeta, PolicyView, WatchedPolicy};
-use crate::secret::Secrets;
-use crate::status::Assessment;
+use crate::binding::conditions::Assessment;
+use crate::binding::managed_policies::ManagedPolicyDocuments;
+use crate::binding::secret::Secrets;
+use crate::policy::view::{NamespaceMeta, PolicyView, WatchedPolicy};
+use crate::process::health::Check;
 
 pub struct Context {
     pub client: Client,
@@ -195,7 +195,9 @@ impl Context {
         match &self.bindings {
             Bindings::Cached(store) => store
                 .get(&ObjectRef::new(name).within(namespace))
-                .is_some_and(|binding| crate::short_form::labelled_as_made(binding.meta())),
+                .is_some_and(|binding| {
+                    crate::binding::short_form::labelled_as_made(binding.meta())
+                }),
             Bindings::Live => true,
         }
     }

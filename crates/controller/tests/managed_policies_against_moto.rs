@@ -5,7 +5,7 @@
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::sdk::SdkIam;
-use podidentity_controller::managed_policies::ManagedPolicyDocuments;
+use podidentity_controller::binding::managed_policies::ManagedPolicyDocuments;
 use podidentity_iam::RuleSet;
 
 fn rules() -> RuleSet {

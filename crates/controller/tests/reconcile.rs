@@ -649,7 +649,7 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     use kube::runtime::{reflector, watcher};
     use podidentity_controller::binding::Watched;
     use podidentity_controller::drift::sweep_once;
-    use podidentity_controller::metrics::Metrics;
+    use podidentity_controller::process::metrics::Metrics;
 
     let Some(endpoint) = endpoint() else { return };
     let policy = format!(

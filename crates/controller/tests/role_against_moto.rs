@@ -13,7 +13,7 @@ use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
 use podidentity_aws::sdk::SdkIam;
-use podidentity_controller::role::{
+use podidentity_controller::binding::role::{
     Change, Known, RoleIdentity, RoleOutcome, converge, delete_role, differences, ensure_role,
     read_details, retain_role,
 };

@@ -15,7 +15,7 @@ use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
 use podidentity_controller::Context;
-use podidentity_controller::short_form::{AccountMeta, reconcile, trim};
+use podidentity_controller::binding::short_form::{AccountMeta, reconcile, trim};
 
 /// The short form never talks to IAM; any call is a bug.
 struct NoIam;
@@ -302,7 +302,7 @@ async fn the_short_form_holds_only_the_accounts_it_may_act_on() {
     use kube::core::error_boundary::DeserializeGuard;
     use kube::runtime::reflector::{self, ObjectRef};
     use kube::runtime::watcher::Event;
-    use podidentity_controller::short_form::reflect_actionable;
+    use podidentity_controller::binding::short_form::reflect_actionable;
 
     let binding = |name: &str, from_service_account: bool| {
         let mut b = PodIdentityBinding::new(name, PodIdentityBindingSpec::default());

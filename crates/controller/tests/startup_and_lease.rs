@@ -9,8 +9,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube_fake_client::ClientBuilder;
-use podidentity_controller::leader::{Elector, Leadership, LeaseSettings};
-use podidentity_controller::startup::{StartupError, check_crds};
+use podidentity_controller::process::leader::{Elector, Leadership, LeaseSettings};
+use podidentity_controller::process::startup::{StartupError, check_crds};
 
 /// The binding CRD at `revision` (none: no annotation), and the policy CRD at the
 /// current one.

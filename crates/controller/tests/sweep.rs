@@ -14,8 +14,8 @@ use podidentity_aws::api::{
 use podidentity_aws::counting::{CallLog, Counted};
 use podidentity_aws::error::AwsError;
 use podidentity_aws::sdk::SdkIam;
-use podidentity_controller::role::{Change, Known, ensure_role};
-use podidentity_controller::sweep::{Finding, find_drift, read_roles, survey};
+use podidentity_controller::binding::role::{Change, Known, ensure_role};
+use podidentity_controller::drift::sweep::{Finding, find_drift, read_roles, survey};
 use podidentity_iam::build::DesiredRole;
 use podidentity_iam::{BindingRef, Guardrails, desired_state};
 

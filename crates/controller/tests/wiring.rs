@@ -11,8 +11,8 @@ use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
 use podidentity_controller::binding::Watched;
-use podidentity_controller::startup::complete_config;
-use podidentity_controller::watches::owner_to_wake;
+use podidentity_controller::process::startup::complete_config;
+use podidentity_controller::process::watches::owner_to_wake;
 
 fn binding(namespace: &str, name: &str, service_account: &str, created: i64) -> Arc<Watched> {
     let mut b = PodIdentityBinding::new(

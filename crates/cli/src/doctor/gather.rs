@@ -11,7 +11,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::{
     AssumedRole, AwsError, Iam, IamApi, OidcProvider, RoleState, WebIdentityToken,
 };
-use podidentity_controller::assumable::service_account_token;
+use podidentity_controller::binding::assumable::service_account_token;
 use podidentity_iam::assume::{TokenFacts, read_token};
 use serde_json::Value;
 

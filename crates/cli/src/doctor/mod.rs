@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use podidentity_aws::sdk::{AwsSettings, SdkIam};
-use podidentity_controller::startup::api_server_issuer;
+use podidentity_controller::process::startup::api_server_issuer;
 
 use crate::config_load::ConfigArgs;
 use chain::{Health, Link};

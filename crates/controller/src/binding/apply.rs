@@ -14,14 +14,14 @@ use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
 use podidentity_iam::{BindingRef, RuleSet, desired_state_under, service_account_owner};
 
 use super::quota;
+use super::report::{recorded_role, write_status};
 use super::revoke::{revoke, revoking_policy};
-use super::status::{recorded_role, write_status};
+use crate::binding::conditions::{Assessment, ServiceAccountState, Synced};
+use crate::binding::role::{Known, RoleError, RoleOutcome, ensure_role};
+use crate::binding::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
+use crate::binding::service_account::{bind_service_account, release_service_account};
 use crate::context::{Applied, Blocked, Context, RoleFacts, fingerprint};
 use crate::error::Error;
-use crate::role::{Known, RoleError, RoleOutcome, ensure_role};
-use crate::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
-use crate::service_account::{bind_service_account, release_service_account};
-use crate::status::{Assessment, ServiceAccountState, Synced};
 
 use super::readiness;
 

@@ -10,12 +10,12 @@ use podidentity_api::{DeletionPolicy, PodIdentityBinding};
 use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
 
-use super::status::write_status;
+use super::report::write_status;
+use crate::binding::conditions::Assessment;
+use crate::binding::role::{RoleIdentity, delete_role, retain_role};
+use crate::binding::service_account::release_service_account;
 use crate::context::Context;
 use crate::error::Error;
-use crate::role::{RoleIdentity, delete_role, retain_role};
-use crate::service_account::release_service_account;
-use crate::status::Assessment;
 
 /// The role's name and ownership, known even when the spec no longer validates: the name
 /// from status (what was made), else derived as the build would.

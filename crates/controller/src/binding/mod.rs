@@ -6,12 +6,21 @@
 //! PodIdentityPolicies beyond what a spec alone shows.
 
 mod apply;
+pub mod assumable;
 mod cleanup;
+pub mod conditions;
+pub mod early_pods;
+pub mod finalizer;
 mod invalid;
+pub mod managed_policies;
 mod quota;
 mod readiness;
+mod report;
 mod revoke;
-mod status;
+pub mod role;
+pub mod secret;
+pub mod service_account;
+pub mod short_form;
 pub use quota::SiblingVerdicts;
 
 use std::sync::Arc;
@@ -26,7 +35,7 @@ use podidentity_api::PodIdentityBinding;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::finalizer::{self, Stage};
+use finalizer::Stage;
 
 /// How long a binding waits after a permanent AWS error before trying again by itself.
 pub(crate) const PERMANENT_ERROR_RETRY: Duration = Duration::from_secs(600);

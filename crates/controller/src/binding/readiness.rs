@@ -6,11 +6,11 @@ use kube::runtime::events::EventType;
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::reason;
 
-use crate::assumable::{self, Assumability};
+use crate::binding::assumable::{self, Assumability};
+use crate::binding::conditions::Synced;
+use crate::binding::early_pods::{self, EarlyPod, Restarts};
 use crate::context::{Context, RoleFacts};
-use crate::early_pods::{self, EarlyPod, Restarts};
 use crate::error::Error;
-use crate::status::Synced;
 
 /// Pods found running without the role, to be reported once the status is written.
 pub struct EarlyFound {

@@ -10,10 +10,10 @@ use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
 
 use super::cleanup::role_identity;
-use super::status::recorded_role;
+use super::report::recorded_role;
+use crate::binding::role::revoke_permissions;
 use crate::context::{Applied, Context};
 use crate::error::Error;
-use crate::role::revoke_permissions;
 
 /// The record of a revocation in place of an applied role's fingerprint.
 pub const REVOKED: u64 = 1;

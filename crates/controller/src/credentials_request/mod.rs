@@ -6,8 +6,8 @@
 //! `credentialsRequests.enabled`, only for requests in `credentialsRequests.namespaces`,
 //! and only where the CRD is installed: elsewhere the controller never starts.
 
+pub mod report;
 pub mod secret;
-pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +28,11 @@ use podidentity_iam::credentials_request::{
     binding_ref, desired_state, owner_tag, secret_binding_ref,
 };
 
+use crate::binding::finalizer::{self, Stage};
+use crate::binding::role::{Known, RoleIdentity, RoleOutcome, delete_role, ensure_role};
 use crate::context::{Context, jitter};
 use crate::error::Error;
-use crate::finalizer::{self, Stage};
-use crate::role::{Known, RoleIdentity, RoleOutcome, delete_role, ensure_role};
-use status::{Failure, Found};
+use report::{Failure, Found};
 
 /// How soon a pass that failed for a passing reason (IAM, the API) is tried again.
 const RETRY: Duration = Duration::from_secs(30);
@@ -272,7 +272,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let generation = request.meta().generation.unwrap_or_default();
-    let next = status::next_status(request.status.as_ref(), found, generation, &now);
+    let next = report::next_status(request.status.as_ref(), found, generation, &now);
     if request.status.as_ref() == Some(&next) {
         return Ok(());
     }

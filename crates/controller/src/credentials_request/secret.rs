@@ -12,9 +12,9 @@ use podidentity_api::FIELD_MANAGER;
 use podidentity_api::credentials_request::{SECRET_ANNOTATION, SECRET_LABEL};
 use podidentity_iam::build::DesiredSecret;
 
+use crate::binding::secret::{MANAGED_BY, apply_body, credentials_secret, in_line};
 use crate::context::Context;
 use crate::error::Error;
-use crate::secret::{MANAGED_BY, apply_body, credentials_secret, in_line};
 
 /// What writing the Secret came to.
 #[derive(Clone, Debug, PartialEq, Eq)]

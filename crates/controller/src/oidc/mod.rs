@@ -6,7 +6,7 @@
 pub mod documents;
 pub mod fetch;
 pub mod provider;
-pub mod status;
+pub mod status_map;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,9 +21,9 @@ use podidentity_aws::{Iam, IamApi};
 use documents::Publication;
 use fetch::Fetcher;
 use provider::{ProviderOutcome, WantedProvider};
-use status::{Finding, Report};
+use status_map::{Finding, Report};
 
-use crate::startup::api_server_document;
+use crate::process::startup::api_server_document;
 
 /// The leader's OIDC keeper: everything one pass needs, settings parsed once.
 pub struct OidcKeeper {
@@ -116,21 +116,21 @@ impl OidcKeeper {
     /// report itself can fail the pass.
     pub async fn pass(&self) -> Result<(), kube::Error> {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let existing = maps.get_opt(status::STATUS_CONFIG_MAP).await?;
+        let existing = maps.get_opt(status_map::STATUS_CONFIG_MAP).await?;
         let mut report = Report::default();
         report.facts.insert("issuer", self.issuer.clone());
         report.facts.insert("providerArn", self.wanted.arn.clone());
-        report.retired_keys = status::retired_keys(existing.as_ref());
+        report.retired_keys = status_map::retired_keys(existing.as_ref());
         if let Some((store, bucket)) = &self.bucket {
             report.publication = Some(self.publish(store.as_ref(), bucket, &mut report).await);
         }
         report.provider = Some(self.provider(&mut report).await);
-        let data = status::data(
+        let data = status_map::data(
             &report,
             existing.as_ref(),
             &Time(k8s_openapi::jiff::Timestamp::now()),
         );
-        status::write(&maps, existing.as_ref(), data).await
+        status_map::write(&maps, existing.as_ref(), data).await
     }
 
     async fn served(&self, path: &str) -> Result<Vec<u8>, String> {

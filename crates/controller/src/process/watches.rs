@@ -15,9 +15,9 @@ use kube::runtime::watcher;
 use podidentity_iam::service_account_owner;
 
 use crate::binding::Watched;
+use crate::binding::short_form::AccountMeta;
 use crate::context::Context;
-use crate::health::Raise;
-use crate::short_form::AccountMeta;
+use crate::process::health::Raise;
 
 /// Passes `stream` through, raising `check` when it has listed everything once.
 pub fn raise_when_listed<K, S>(stream: S, check: Raise) -> impl Stream<Item = S::Item>

@@ -20,8 +20,8 @@ use podidentity_iam::ownership::claim_order;
 
 use crate::binding::Watched;
 use crate::context::Context;
-use crate::policy_view::WatchedPolicy;
-use crate::status_write::apply_status;
+use crate::policy::view::WatchedPolicy;
+use crate::status_patch::apply_status;
 
 /// What a policy governs now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

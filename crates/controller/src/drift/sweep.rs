@@ -9,7 +9,7 @@ use podidentity_aws::api::{Iam, IamApi, RoleDetails};
 use podidentity_aws::error::AwsError;
 use podidentity_iam::build::DesiredRole;
 
-use crate::role::{Change, RoleIdentity};
+use crate::binding::role::{Change, RoleIdentity};
 
 /// IAM's largest page.
 pub const PAGE_SIZE: i32 = 1000;
@@ -55,7 +55,7 @@ fn judge(want: &DesiredRole, actual: Option<&RoleDetails>) -> Option<Finding> {
         None => Some(Finding::Missing),
         Some(details) if !RoleIdentity::of(want).owns(&details.role.tags) => Some(Finding::NotOurs),
         Some(details) => {
-            let changes = crate::role::differences(want, details, false);
+            let changes = crate::binding::role::differences(want, details, false);
             (!changes.is_empty()).then_some(Finding::Drifted(changes))
         }
     }

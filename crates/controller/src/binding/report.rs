@@ -8,10 +8,10 @@ use kube::api::Api;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
+use crate::binding::conditions::{Assessment, ServiceAccountState, next_status};
 use crate::context::{Context, OwnWrite, RoleFacts};
 use crate::error::Error;
-use crate::status::{Assessment, ServiceAccountState, next_status};
-use crate::status_write::apply_status;
+use crate::status_patch::apply_status;
 
 /// The role as the status records it (for a pass that changes nothing in IAM).
 pub fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {

@@ -4,6 +4,8 @@
 //! flagged and woken: its own reconcile (one writer per binding, serialized) puts the role
 //! back and reports it. The sweep itself writes nothing.
 
+pub mod sweep;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +17,9 @@ use podidentity_iam::{BindingRef, desired_state};
 
 use crate::binding::Watched;
 use crate::context::{Context, jitter};
-use crate::health::Check;
-use crate::metrics::Metrics;
-use crate::sweep::{Finding, Survey, survey_each};
+use crate::drift::sweep::{Finding, Survey, survey_each};
+use crate::process::health::Check;
+use crate::process::metrics::Metrics;
 
 /// One sweep: flags and wakes every binding whose role needs attention.
 pub async fn sweep_once(

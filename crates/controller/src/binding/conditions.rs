@@ -7,7 +7,7 @@ use podidentity_api::PodIdentityBindingStatus;
 use podidentity_api::conditions;
 use podidentity_api::conditions::{Condition, MAX_CONDITION_MESSAGE, Word, shortened, word};
 
-use crate::assumable::Assumability;
+use crate::binding::assumable::Assumability;
 
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]

@@ -19,7 +19,7 @@ use podidentity_iam::build::DesiredSecret;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::health::Check;
+use crate::process::health::Check;
 
 /// The label on every Secret the operator writes; its Secret watch selects on it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podidentity-operator");

@@ -13,9 +13,9 @@ use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
 use podidentity_iam::build::DesiredServiceAccount;
 use serde_json::{Value, json};
 
+use crate::binding::conditions::ServiceAccountState;
 use crate::context::Context;
 use crate::error::Error;
-use crate::status::ServiceAccountState;
 
 /// The annotation keys the operator's field manager owns on this object, from its
 /// managedFields; `None` when the API server keeps no managedFields (fakes).

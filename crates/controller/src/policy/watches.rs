@@ -15,7 +15,7 @@ use podidentity_iam::guardrails;
 use podidentity_iam::namespace_policy::NamespacePolicy;
 
 use crate::binding::Watched;
-use crate::policy_view::{NamespaceMeta, WatchedPolicy};
+use crate::policy::view::{NamespaceMeta, WatchedPolicy};
 
 /// A namespace's labels as selectors see them.
 fn selectable_labels(namespace: &NamespaceMeta) -> BTreeMap<String, String> {

@@ -19,17 +19,17 @@ use kube::{Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
 
 use crate::binding::Watched;
+use crate::binding::short_form::AccountMeta;
 use crate::context::Context;
-use crate::health::{self, Health};
-use crate::leader::{Elector, Lost};
-use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
 use crate::oidc::OidcKeeper;
-use crate::policy_view::{NamespaceMeta, WatchedPolicy};
-use crate::policy_watches::{
+use crate::policy::view::{NamespaceMeta, WatchedPolicy};
+use crate::policy::watches::{
     at_most_every, note_binding_changes, wake_on_label_changes, wake_on_policy_changes,
 };
-use crate::short_form::AccountMeta;
-use crate::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
+use crate::process::health::{self, Health};
+use crate::process::leader::{Elector, Lost};
+use crate::process::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::process::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
 
 pub struct RunSettings {
     pub health_listen: SocketAddr,
@@ -205,7 +205,7 @@ pub async fn run(
     let secrets = raise_when_listed(
         watcher(
             Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&crate::secret::selector()),
+            watcher::Config::default().labels(&crate::binding::secret::selector()),
         )
         .modify(|secret| secret.metadata.managed_fields = None)
         .default_backoff()
@@ -217,9 +217,9 @@ pub async fn run(
         .reconcile_all_on(at_most_every(status_asked, POLICY_STATUS_PERIOD))
         .shutdown_on_signal()
         .run(
-            crate::policy_status::reconcile,
-            crate::policy_status::error_policy,
-            Arc::new(crate::policy_status::Sources {
+            crate::policy::report::reconcile,
+            crate::policy::report::error_policy,
+            Arc::new(crate::policy::report::Sources {
                 ctx: ctx.clone(),
                 bindings: store.clone(),
             }),
@@ -271,14 +271,14 @@ pub async fn run(
     // each change wakes the binding that owns the account, and the short form holds and
     // reconciles only the accounts it may act on.
     let (accounts_store, accounts_writer) = reflector::store::<AccountMeta>();
-    let accounts = crate::short_form::reflect_actionable(
+    let accounts = crate::binding::short_form::reflect_actionable(
         raise_when_listed(
             wake_owners(
                 watcher(
                     Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
                     watcher::Config::default(),
                 )
-                .modify(crate::short_form::trim)
+                .modify(crate::binding::short_form::trim)
                 .default_backoff(),
                 store.clone(),
                 triggers.clone(),
@@ -303,7 +303,7 @@ pub async fn run(
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
                 .run(
-                    crate::short_form::reconcile,
+                    crate::binding::short_form::reconcile,
                     |_sa, err, _ctx| {
                         tracing::warn!(error = %err, "short-form reconcile failed");
                         Action::requeue(Duration::from_secs(30))

@@ -24,7 +24,7 @@ use podidentity_aws::wire_fence::FencedConnector;
 use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::leader::Leadership;
+use crate::process::leader::Leadership;
 
 #[derive(Debug, thiserror::Error)]
 #[error(

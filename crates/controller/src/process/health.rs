@@ -15,8 +15,8 @@ use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use crate::binding::Watched;
-use crate::metrics::{Metrics, ReadyLabel};
-use crate::status::is_ready;
+use crate::binding::conditions::is_ready;
+use crate::process::metrics::{Metrics, ReadyLabel};
 
 /// One readiness check: raised once, by its owner.
 #[derive(Clone)]

@@ -1,0 +1,11 @@
+//! The process: `run` starts everything; `startup` checks the CRDs and completes the
+//! configuration; `leader` holds the Lease; `fence` refuses writes without it; `health`
+//! and `metrics` serve probes and figures; `watches` are the streams the controllers run on.
+
+pub mod fence;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod startup;
+pub mod watches;
