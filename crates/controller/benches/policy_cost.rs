@@ -12,7 +12,7 @@ use std::time::Instant;
 use kube::core::error_boundary::DeserializeGuard;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec, PodIdentityPolicy};
-use podidentity_controller::binding::Watched;
+use podidentity_controller::caches::Watched;
 use podidentity_controller::policy::report::survey;
 use podidentity_iam::namespace_policy::NamespacePolicy;
 use podidentity_iam::{BindingRef, Guardrails, desired_state};

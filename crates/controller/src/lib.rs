@@ -7,6 +7,7 @@
 //! `context` holds the handles they share.
 
 pub mod binding;
+pub mod caches;
 pub mod context;
 pub mod credentials_request;
 pub mod drift;

@@ -17,6 +17,7 @@ use podidentity_aws::error::ErrorKind;
 use podidentity_aws::faults::{Fault, Faulty};
 use podidentity_aws::sdk::SdkIam;
 use podidentity_controller::Context;
+use podidentity_controller::binding::memory::Memory;
 use podidentity_controller::binding::reconcile_binding;
 
 fn endpoint() -> Option<String> {
@@ -26,6 +27,7 @@ fn endpoint() -> Option<String> {
 struct World {
     client: kube::Client,
     ctx: Arc<Context>,
+    memory: Arc<Memory>,
     log: CallLog,
     faults: Arc<Faulty<SdkIam>>,
     cluster: String,
@@ -52,7 +54,7 @@ impl World {
         &self,
         name: &str,
     ) -> Result<kube::runtime::controller::Action, podidentity_controller::Error> {
-        reconcile_binding(&self.get(name).await, &self.ctx).await
+        reconcile_binding(&self.get(name).await, &self.ctx, &self.memory).await
     }
     /// Passes until the finalizer is on and one apply ran.
     async fn settle(&self, name: &str) {
@@ -187,6 +189,7 @@ async fn world_of(
     World {
         client,
         ctx,
+        memory: Arc::new(Memory::default()),
         log,
         faults,
         cluster,
@@ -647,7 +650,7 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     use kube::core::DeserializeGuard;
     use kube::runtime::controller::Action;
     use kube::runtime::{reflector, watcher};
-    use podidentity_controller::binding::Watched;
+    use podidentity_controller::caches::Watched;
     use podidentity_controller::drift::sweep_once;
     use podidentity_controller::process::metrics::Metrics;
 
@@ -691,7 +694,7 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(b.clone()))));
     let (wake, mut woken) = futures::channel::mpsc::unbounded();
     w.log.reset();
-    let survey = sweep_once(&w.ctx, &store, &wake, &Metrics::default())
+    let survey = sweep_once(&w.ctx, &w.memory, &store, &wake, &Metrics::default())
         .await
         .unwrap_or_else(|| panic!("the sweep failed"));
     drop(wake);
@@ -721,11 +724,11 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     assert_eq!(w.log.total(), 0, "not before the re-check");
     let uid = b.metadata.uid.clone().unwrap_or_default();
     let mut applied = w
-        .ctx
+        .memory
         .applied(&uid)
         .unwrap_or_else(|| panic!("the pass keeps what it applied"));
     applied.missing_recheck_at = Some(std::time::Instant::now());
-    w.ctx.remember_applied(&uid, applied);
+    w.memory.remember_applied(&uid, Some(applied));
     w.pass("orders-s3")
         .await
         .unwrap_or_else(|err| panic!("{err}"));

@@ -10,7 +10,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
 use podidentity_aws::error::{AwsError, ErrorKind};
-use podidentity_controller::binding::Watched;
+use podidentity_controller::caches::Watched;
 use podidentity_controller::process::startup::complete_config;
 use podidentity_controller::process::watches::owner_to_wake;
 

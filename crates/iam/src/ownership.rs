@@ -1,8 +1,9 @@
 //! A ServiceAccount carries one role. When several bindings name the same ServiceAccount,
 //! the oldest (by creation time, then by name) owns it: only the owner's role is written
 //! into its annotations; the others are `ServiceAccountConflict` and write nothing until
-//! the owner goes. A binding being deleted owns nothing. The controller, the webhook's
-//! role prediction and `plan` all ask this one function, so they always agree.
+//! the owner goes. A binding being deleted owns nothing. A namespace's quota queues the
+//! bindings that may have a role in the same order. The controller, the webhook's role
+//! prediction and `plan` all ask these functions, so they always agree.
 
 use k8s_openapi::jiff::Timestamp;
 use podidentity_api::PodIdentityBinding;
@@ -34,6 +35,55 @@ pub fn service_account_owner<'a>(
         .into_iter()
         .filter(|b| claims(b, namespace, service_account))
         .min_by(|a, b| claim_order(a).cmp(&claim_order(b)))
+}
+
+/// The binding that owns `binding`'s ServiceAccount when that is another binding:
+/// `binding` then waits (`ServiceAccountConflict`) and writes nothing.
+pub fn service_account_taken_by<'a>(
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    bindings: impl IntoIterator<Item = &'a PodIdentityBinding>,
+) -> Option<&'a PodIdentityBinding> {
+    let owner = service_account_owner(bindings, namespace, &binding.spec.service_account_name)?;
+    (!same_binding(owner, binding)).then_some(owner)
+}
+
+/// Two readings of one binding: the same uid, or (manifests, which carry none) the same
+/// object.
+fn same_binding(a: &PodIdentityBinding, b: &PodIdentityBinding) -> bool {
+    match (&a.metadata.uid, &b.metadata.uid) {
+        (Some(a), Some(b)) => a == b,
+        _ => std::ptr::eq(a, b),
+    }
+}
+
+/// The bindings of `namespace` that hold a place under its quota, in claim order (a
+/// binding's place is its index): not being deleted, owning their ServiceAccount among
+/// `items`, and `allowed` by the namespace's rules (asked only of those, since a judgement
+/// can be costly). The others hold no place.
+pub fn quota_queue<'a, T>(
+    namespace: &str,
+    items: &'a [T],
+    binding: impl Fn(&T) -> &PodIdentityBinding,
+    mut allowed: impl FnMut(&T) -> bool,
+) -> Vec<&'a T> {
+    // Each ServiceAccount's owner, found in one pass over the namespace.
+    let mut owners: std::collections::BTreeMap<&str, &T> = std::collections::BTreeMap::new();
+    for item in items {
+        let b = binding(item);
+        if !claims(b, namespace, &b.spec.service_account_name) {
+            continue;
+        }
+        let held = owners
+            .entry(b.spec.service_account_name.as_str())
+            .or_insert(item);
+        if claim_order(b) < claim_order(binding(held)) {
+            *held = item;
+        }
+    }
+    let mut queue: Vec<&T> = owners.into_values().filter(|item| allowed(item)).collect();
+    queue.sort_by(|a, b| claim_order(binding(a)).cmp(&claim_order(binding(b))));
+    queue
 }
 
 #[cfg(test)]

@@ -11,10 +11,9 @@ use podidentity_api::credentials_request::CredentialsRequest;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::credentials_request;
 use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
-use podidentity_iam::ownership::claim_order;
+use podidentity_iam::ownership::{quota_queue, service_account_taken_by};
 use podidentity_iam::{
-    BindingRef, DesiredState, Error, Guardrails, Violation, desired_state, service_account_owner,
-    short_form,
+    BindingRef, DesiredState, Error, Guardrails, Violation, desired_state, short_form,
 };
 use serde::Serialize;
 
@@ -365,25 +364,28 @@ fn flag_over_quota(
     claimants: &[Option<PodIdentityBinding>],
     guardrails: &Guardrails,
 ) {
-    let mut by_namespace: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, entry) in bindings.iter().enumerate() {
-        if entry.valid && claimants.get(i).is_some_and(Option::is_some) {
+    let mut by_namespace: BTreeMap<String, Vec<(usize, &PodIdentityBinding)>> = BTreeMap::new();
+    for (i, (entry, claimant)) in bindings.iter().zip(claimants).enumerate() {
+        if let Some(claimant) = claimant {
             by_namespace
                 .entry(entry.namespace.clone())
                 .or_default()
-                .push(i);
+                .push((i, claimant));
         }
     }
-    for (namespace, mut members) in by_namespace {
+    for (namespace, members) in by_namespace {
         let policies = guardrails.rules_for(&namespace).policies;
-        // Members all have a claimant (filtered above), named as their entry.
-        let claimant = |i: usize| claimants.get(i).and_then(Option::as_ref);
-        members.sort_by(|&a, &b| {
-            claimant(a)
-                .map(claim_order)
-                .cmp(&claimant(b).map(claim_order))
-        });
-        for (rank, i) in members.into_iter().enumerate() {
+        // The controller's queue: what it would let in, in the order it would.
+        let queue: Vec<usize> = quota_queue(
+            &namespace,
+            &members,
+            |(_, b)| b,
+            |(i, _)| bindings.get(*i).is_some_and(|entry| entry.valid),
+        )
+        .into_iter()
+        .map(|(i, _)| *i)
+        .collect();
+        for (rank, i) in queue.into_iter().enumerate() {
             if let Some(violation) = over_quota(&policies, rank) {
                 let entry = &mut bindings[i];
                 entry.problems.push(problem(violation));
@@ -395,7 +397,7 @@ fn flag_over_quota(
 }
 
 /// A ServiceAccount carries one role: of several bindings naming it, the one the
-/// controller lets own it (`service_account_owner`) is planned; the others are refused as
+/// controller lets own it (`service_account_taken_by`) is planned; the others are refused as
 /// `ServiceAccountConflict`, as the controller would report them.
 fn flag_service_account_conflicts(
     bindings: &mut [BindingPlan],
@@ -406,12 +408,9 @@ fn flag_service_account_conflicts(
         let Some(claimant) = claimant else { continue };
         let namespace = entry.namespace.as_str();
         let account = claimant.spec.service_account_name.as_str();
-        let Some(owner) = service_account_owner(all.iter().copied(), namespace, account) else {
+        let Some(owner) = service_account_taken_by(claimant, namespace, all.iter().copied()) else {
             continue;
         };
-        if std::ptr::eq(owner, claimant) {
-            continue;
-        }
         let owner_name = owner.metadata.name.as_deref().unwrap_or_default();
         entry.problems.push(Problem {
             field: "spec.serviceAccountName".into(),

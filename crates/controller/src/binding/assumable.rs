@@ -8,41 +8,16 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use podidentity_api::PodIdentityBindingStatus;
-use podidentity_api::conditions::{self, reason};
+use podidentity_api::conditions;
 use podidentity_aws::{Iam, WebIdentityToken};
 
+pub use super::conditions::Assumability;
 use crate::context::Context;
 
 /// The shortest lifetime the API server grants a requested token.
 const TOKEN_SECONDS: i64 = 600;
 /// What CloudTrail shows for the gate's sessions.
 pub const SESSION_NAME: &str = "podidentity-verify";
-
-/// What the gate found.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Assumability {
-    /// STS exchanged the token for the role.
-    Assumed,
-    /// STS refused (or could not be asked): why, in words.
-    NotAssumable { message: String },
-    /// The API server issued no token for the ServiceAccount.
-    NoToken { message: String },
-}
-
-impl Assumability {
-    pub fn is_assumed(&self) -> bool {
-        matches!(self, Assumability::Assumed)
-    }
-
-    /// The condition reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Assumability::Assumed => reason::ASSUMED,
-            Assumability::NotAssumable { .. } => reason::NOT_ASSUMABLE,
-            Assumability::NoToken { .. } => reason::TOKEN_REQUEST_FAILED,
-        }
-    }
-}
 
 /// Whether the status already proves this generation's role assumable (so a pass that
 /// changed nothing in IAM asks STS nothing).

@@ -10,10 +10,11 @@ use podidentity_api::{DeletionPolicy, PodIdentityBinding};
 use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
 
+use super::conditions::Assessment;
+use super::memory::Memory;
 use super::report::write_status;
-use crate::binding::conditions::Assessment;
-use crate::binding::role::{RoleIdentity, delete_role, retain_role};
-use crate::binding::service_account::release_service_account;
+use super::role::{RoleIdentity, delete_role, retain_role};
+use super::service_account::release_service_account;
 use crate::context::Context;
 use crate::error::Error;
 
@@ -31,10 +32,15 @@ pub(super) fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> Role
     RoleIdentity::new(role_name, ownership_tags(&ctx.config, reference))
 }
 
-pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), Error> {
+pub async fn cleanup(
+    binding: &PodIdentityBinding,
+    ctx: &Context,
+    memory: &Memory,
+) -> Result<(), Error> {
     let namespace = binding.namespace().unwrap_or_default();
-    ctx.set_waiting(&ObjectRef::from_obj(binding), false);
-    write_status(ctx, binding, &Assessment::Deleting, None, None)
+    let key = ObjectRef::from_obj(binding);
+    memory.set_waiting(&key, false);
+    write_status(ctx, memory, binding, &Assessment::Deleting, None, None)
         .await
         .ok();
     let role = role_identity(binding, ctx);
@@ -54,7 +60,7 @@ pub async fn cleanup(binding: &PodIdentityBinding, ctx: &Context) -> Result<(), 
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| binding.spec.service_account_name.clone());
     release_service_account(ctx, binding, &namespace, &bound, &siblings).await?;
-    ctx.forget_binding(&binding.uid().unwrap_or_default());
+    memory.forget_binding(&binding.uid().unwrap_or_default(), &key);
     ctx.event(
         binding,
         EventType::Normal,

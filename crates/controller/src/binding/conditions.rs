@@ -4,10 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podidentity_api::PodIdentityBindingStatus;
-use podidentity_api::conditions;
+use podidentity_api::conditions::{self, reason};
 use podidentity_api::conditions::{Condition, MAX_CONDITION_MESSAGE, Word, shortened, word};
-
-use crate::binding::assumable::Assumability;
 
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +80,32 @@ impl Synced {
             foreign_secret: None,
             assumable: None,
             pods_needing_restart: None,
+        }
+    }
+}
+
+/// What the assumable gate found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Assumability {
+    /// STS exchanged the token for the role.
+    Assumed,
+    /// STS refused (or could not be asked): why, in words.
+    NotAssumable { message: String },
+    /// The API server issued no token for the ServiceAccount.
+    NoToken { message: String },
+}
+
+impl Assumability {
+    pub fn is_assumed(&self) -> bool {
+        matches!(self, Assumability::Assumed)
+    }
+
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Assumability::Assumed => reason::ASSUMED,
+            Assumability::NotAssumable { .. } => reason::NOT_ASSUMABLE,
+            Assumability::NoToken { .. } => reason::TOKEN_REQUEST_FAILED,
         }
     }
 }

@@ -15,10 +15,15 @@ use podidentity_api::conditions::{self, reason};
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
 use serde_json::json;
 
-use crate::context::{Context, OwnWrite};
+use super::memory::{Memory, OwnWrite};
+use crate::context::Context;
 use crate::error::Error;
 
-pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+pub async fn report(
+    invalid: &InvalidObject,
+    ctx: &Context,
+    memory: &Memory,
+) -> Result<Action, Error> {
     let metadata = &invalid.metadata;
     let (Some(namespace), Some(name)) = (metadata.namespace.clone(), metadata.name.clone()) else {
         return Err(Error::NoNamespace);
@@ -26,8 +31,9 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
     let uid = metadata.uid.clone().unwrap_or_default();
     let over = metadata.resource_version.clone().unwrap_or_default();
     // Reported for this version already.
-    if ctx
-        .own_status_write(&uid)
+    if memory
+        .record(&uid)
+        .own_write
         .is_some_and(|w| w.over == over && w.unreadable)
     {
         return Ok(Action::await_change());
@@ -61,7 +67,7 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         },
     });
     // Read back through the guard: the answer is the same unreadable object.
-    let api: Api<super::Watched> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<crate::caches::Watched> = Api::namespaced(ctx.client.clone(), &namespace);
     match api
         .patch_status(
             &name,
@@ -74,7 +80,7 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::await_change()),
         Err(err) => return Err(err.into()),
     }
-    ctx.remember_status_write(
+    memory.remember_own_write(
         &uid,
         OwnWrite {
             over,

@@ -1,9 +1,12 @@
-//! The binding reconciler: dereference → validate → build → apply → status, behind the
-//! finalizer. `apply` makes the role, annotates the ServiceAccount and writes the
-//! credentials Secret; `cleanup` undoes it on deletion; `status` writes what a pass
-//! found (this reconciler is the only writer of a binding's status); `invalid` reports
-//! an object the operator cannot read; `quota` and `revoke` apply the namespace's
-//! PodIdentityPolicies beyond what a spec alone shows.
+//! The binding wing. A pass over a binding runs behind the finalizer in three steps, each
+//! in its own module: `judge` (pure: what the binding may have, from its namespace's
+//! rules and bindings) → `apply` (the IAM role, the ServiceAccount, the credentials
+//! Secret; returns what it did and found) → `report` (the conditions computed once from
+//! that, the status written once, the Events published once). `memory` is what passes
+//! remember between them; `cleanup` undoes a binding on deletion; `invalid` reports an
+//! object the operator cannot read; `short_form` makes bindings from annotated
+//! ServiceAccounts. `role`, `service_account`, `secret`, `managed_policies`, `assumable`
+//! and `early_pods` are the apply step's hands.
 
 mod apply;
 pub mod assumable;
@@ -12,8 +15,10 @@ pub mod conditions;
 pub mod early_pods;
 pub mod finalizer;
 mod invalid;
+pub mod judge;
 pub mod managed_policies;
-mod quota;
+pub mod memory;
+pub mod quota;
 mod readiness;
 mod report;
 mod revoke;
@@ -21,34 +26,41 @@ pub mod role;
 pub mod secret;
 pub mod service_account;
 pub mod short_form;
-pub use quota::SiblingVerdicts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use podidentity_api::PodIdentityBinding;
 
+use self::apply::Pass;
+use self::finalizer::Stage;
+use self::memory::Memory;
+use crate::caches::Watched;
 use crate::context::Context;
 use crate::error::Error;
-use finalizer::Stage;
 
 /// How long a binding waits after a permanent AWS error before trying again by itself.
 pub(crate) const PERMANENT_ERROR_RETRY: Duration = Duration::from_secs(600);
 
-/// A binding as the watch delivers it: readable, or not (a field from a newer CRD, a
-/// status edited by hand) without failing the whole watch.
-pub type Watched = DeserializeGuard<PodIdentityBinding>;
+/// What the binding controller runs with: the shared handles, and the wing's memory.
+pub struct Reconciler {
+    pub ctx: Arc<Context>,
+    pub memory: Arc<Memory>,
+}
 
 /// The controller's entry point for one binding.
-pub async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    watched: Arc<Watched>,
+    reconciler: Arc<Reconciler>,
+) -> Result<Action, Error> {
+    let (ctx, memory) = (&reconciler.ctx, &reconciler.memory);
     match &watched.0 {
-        Ok(binding) => reconcile_binding(binding, &ctx).await,
-        Err(invalid) => invalid::report(invalid, &ctx).await,
+        Ok(binding) => reconcile_binding(binding, ctx, memory).await,
+        Err(invalid) => invalid::report(invalid, ctx, memory).await,
     }
 }
 
@@ -56,18 +68,18 @@ pub async fn reconcile(watched: Arc<Watched>, ctx: Arc<Context>) -> Result<Actio
 pub async fn reconcile_binding(
     binding: &PodIdentityBinding,
     ctx: &Context,
+    memory: &Memory,
 ) -> Result<Action, Error> {
     let namespace = binding.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
-    let key = ObjectRef::from_obj(binding);
     let result = match finalizer::stage(binding) {
         // The patch's watch event starts the next pass.
         Stage::Add => finalizer::add(&api, binding)
             .await
             .map(|_| Action::await_change())
             .map_err(Error::Kube),
-        Stage::Apply => apply::apply(binding, ctx).await,
-        Stage::Cleanup => match cleanup::cleanup(binding, ctx).await {
+        Stage::Apply => pass(binding, &namespace, ctx, memory).await,
+        Stage::Cleanup => match cleanup::cleanup(binding, ctx, memory).await {
             Ok(()) => finalizer::remove(&api, binding)
                 .await
                 .map(|_| Action::await_change())
@@ -77,19 +89,63 @@ pub async fn reconcile_binding(
         Stage::Done => Ok(Action::await_change()),
     };
     if result.is_ok() {
-        ctx.succeeded(&key);
+        memory.succeeded(&binding.uid().unwrap_or_default());
     }
     result
 }
 
+/// One pass over a binding that is not being deleted: read, judge, apply, report.
+async fn pass(
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    ctx: &Context,
+    memory: &Memory,
+) -> Result<Action, Error> {
+    // A pass woken before the watch delivered this process's own last status write sees
+    // the binding as it was before that pass: its work is done, and the write's own
+    // event brings the binding back as it is now.
+    let uid = binding.uid().unwrap_or_default();
+    if memory
+        .record(&uid)
+        .own_write
+        .is_some_and(|w| Some(&w.over) == binding.resource_version().as_ref())
+    {
+        return Ok(Action::await_change());
+    }
+    let rules = ctx.policies.for_namespace(namespace).rules_for(namespace);
+    let siblings = ctx.bindings_in(namespace).await?;
+    let judgement = judge::judge(
+        binding,
+        namespace,
+        &siblings,
+        &ctx.config,
+        &rules,
+        &ctx.sibling_verdicts,
+    );
+    memory.set_waiting(&ObjectRef::from_obj(binding), judgement.waits_on_siblings);
+    let pass = Pass {
+        ctx,
+        memory,
+        binding,
+        namespace,
+        rules: &rules,
+        siblings: &siblings,
+    };
+    let found = apply::apply(&pass, judgement).await?;
+    report::report(ctx, memory, binding, found).await
+}
+
 /// Requeue policy for failed passes: per-binding exponential backoff for what may pass by
 /// itself; a slow retry for what needs a change (AccessDenied, a malformed document).
-pub fn error_policy(watched: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::new(&watched.name_any()).within(&watched.namespace().unwrap_or_default());
+pub fn error_policy(watched: Arc<Watched>, error: &Error, reconciler: Arc<Reconciler>) -> Action {
+    let key = ObjectRef::<Watched>::new(&watched.name_any())
+        .within(&watched.namespace().unwrap_or_default());
     let delay = if error.is_permanent() {
         PERMANENT_ERROR_RETRY
     } else {
-        ctx.backoff(&key)
+        reconciler
+            .memory
+            .backoff(&watched.uid().unwrap_or_default())
     };
     tracing::warn!(binding = %key.name, namespace = key.namespace.as_deref().unwrap_or_default(), reason = error.reason(), %error, ?delay, "reconcile failed");
     Action::requeue(delay)

@@ -1,19 +1,14 @@
 //! A namespace's quota (`maxBindingsPerNamespace` of the policies selecting it): the
 //! oldest bindings that would get a role keep it, the newest over the limit are refused.
 //! Bindings refused for another reason, waiting on another for their ServiceAccount, or
-//! being deleted hold no place (as `plan` counts them).
+//! being deleted hold no place (`podidentity_iam::ownership::quota_queue`, as `plan`
+//! counts them). Here: the memo of siblings' verdicts that keeps counting cheap.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use podidentity_api::PodIdentityBinding;
-use podidentity_api::config::OperatorConfig;
 use podidentity_iam::namespace_policy::AppliedPolicy;
-use podidentity_iam::ownership::claim_order;
-use podidentity_iam::{BindingRef, RuleSet, desired_state_under, service_account_owner};
-
-use super::Watched;
 
 /// Whether each sibling would be allowed, as the quota last judged it: by binding uid,
 /// with the generation and the rules it was judged at. Every pass of a binding under a
@@ -35,7 +30,7 @@ struct Verdict {
 const MAX_VERDICTS: usize = 100_000;
 
 impl SiblingVerdicts {
-    fn allowed(
+    pub(super) fn allowed(
         &self,
         sibling: &PodIdentityBinding,
         rules_fingerprint: u64,
@@ -66,44 +61,6 @@ impl SiblingVerdicts {
         }
         allowed
     }
-}
-
-/// How many bindings of the namespace hold a place ahead of `binding`.
-pub fn places_ahead(
-    binding: &PodIdentityBinding,
-    namespace: &str,
-    siblings: &[Arc<Watched>],
-    config: &OperatorConfig,
-    rules: &RuleSet,
-    verdicts: &SiblingVerdicts,
-) -> usize {
-    let rules_fingerprint = {
-        let mut hasher = DefaultHasher::new();
-        format!("{rules:?}").hash(&mut hasher);
-        hasher.finish()
-    };
-    let readable: Vec<&PodIdentityBinding> =
-        siblings.iter().filter_map(|b| b.0.as_ref().ok()).collect();
-    let mine = claim_order(binding);
-    readable
-        .iter()
-        .filter(|other| other.metadata.uid != binding.metadata.uid && claim_order(other) < mine)
-        .filter(|other| other.metadata.deletion_timestamp.is_none())
-        .filter(|other| {
-            verdicts.allowed(other, rules_fingerprint, || {
-                desired_state_under(BindingRef::of(namespace, other), &other.spec, config, rules)
-                    .is_ok()
-            })
-        })
-        .filter(|other| {
-            service_account_owner(
-                readable.iter().copied(),
-                namespace,
-                &other.spec.service_account_name,
-            )
-            .is_some_and(|owner| owner.metadata.uid == other.metadata.uid)
-        })
-        .count()
 }
 
 /// Whether any of these policies caps the namespace's bindings.

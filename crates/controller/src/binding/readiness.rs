@@ -6,10 +6,12 @@ use kube::runtime::events::EventType;
 use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::reason;
 
+use super::memory::RoleFacts;
+use super::report::Note;
 use crate::binding::assumable::{self, Assumability};
 use crate::binding::conditions::Synced;
 use crate::binding::early_pods::{self, EarlyPod, Restarts};
-use crate::context::{Context, RoleFacts};
+use crate::context::Context;
 use crate::error::Error;
 
 /// Pods found running without the role, to be reported once the status is written.
@@ -74,14 +76,13 @@ pub async fn check(
 }
 
 /// The Warning Event naming the pods (and what was restarted).
-pub async fn report(ctx: &Context, binding: &PodIdentityBinding, found: EarlyFound) {
-    let note = early_pods::warning(
+pub fn note(ctx: &Context, binding: &PodIdentityBinding, found: EarlyFound) -> Note {
+    let message = early_pods::warning(
         &found.pods,
         &binding.spec.service_account_name,
         &found.role_arn,
         found.restarts.as_ref(),
         ctx.config.allow_pod_restarts,
     );
-    ctx.event(binding, EventType::Warning, reason::PODS_NEED_RESTART, note)
-        .await;
+    Note::always(EventType::Warning, reason::PODS_NEED_RESTART, message)
 }

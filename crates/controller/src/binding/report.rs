@@ -1,17 +1,122 @@
-//! Writing what a pass found: the only writer of a binding's status. It writes only when
-//! the status differs, and not when the cache is merely behind this process's own last
-//! write of the same status.
+//! The last step of a pass: what it found, said once. The conditions are computed from
+//! the assessment (`conditions`), the status is written once, only when it differs, and
+//! the pass's Events are published once, those that repeat a status only when the status
+//! changed. This is the only writer of a binding's status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
-use crate::binding::conditions::{Assessment, ServiceAccountState, next_status};
-use crate::context::{Context, OwnWrite, RoleFacts};
+use super::conditions::{Assessment, ServiceAccountState, next_status};
+use super::memory::{Memory, OwnWrite, RoleFacts};
+use crate::context::Context;
 use crate::error::Error;
 use crate::status_patch::apply_status;
+
+/// What a pass found, to be reported.
+pub struct Found {
+    pub assessment: Assessment,
+    /// The role, as IAM named it (or as the status records it).
+    pub role: Option<RoleFacts>,
+    /// What was applied, for the status's trust policy size and ServiceAccount.
+    pub desired: Option<DesiredState>,
+    pub events: Vec<Note>,
+    /// What the pass comes to once reported.
+    pub next: Result<Action, Error>,
+}
+
+/// An Event of the pass.
+pub struct Note {
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+    /// Published only when the status changed: it repeats what the status says, and a
+    /// pass that finds the same again says nothing new.
+    pub with_status_change: bool,
+}
+
+impl Note {
+    pub fn warning(reason: &str, message: String) -> Self {
+        Self {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            message,
+            with_status_change: true,
+        }
+    }
+
+    /// Published whatever the status does (something was done: a role made, a change).
+    pub fn always(type_: EventType, reason: &str, message: String) -> Self {
+        Self {
+            type_,
+            reason: reason.into(),
+            message,
+            with_status_change: false,
+        }
+    }
+}
+
+impl Found {
+    pub fn new(assessment: Assessment, role: Option<RoleFacts>) -> Self {
+        Self {
+            assessment,
+            role,
+            desired: None,
+            events: Vec::new(),
+            next: Ok(Action::await_change()),
+        }
+    }
+
+    pub fn with_event(mut self, note: Note) -> Self {
+        self.events.push(note);
+        self
+    }
+
+    pub fn then(mut self, next: Result<Action, Error>) -> Self {
+        self.next = next;
+        self
+    }
+}
+
+/// Publishes Events of a pass that ends without a status to write (it failed part way).
+pub async fn publish(ctx: &Context, binding: &PodIdentityBinding, events: Vec<Note>) {
+    for note in events.into_iter().filter(|n| !n.with_status_change) {
+        ctx.event(binding, note.type_, &note.reason, note.message)
+            .await;
+    }
+}
+
+/// Writes the status (when it differs) and publishes the Events; returns what the pass
+/// comes to.
+pub async fn report(
+    ctx: &Context,
+    memory: &Memory,
+    binding: &PodIdentityBinding,
+    found: Found,
+) -> Result<Action, Error> {
+    let wrote = write_status(
+        ctx,
+        memory,
+        binding,
+        &found.assessment,
+        found.role.as_ref(),
+        found.desired.as_ref(),
+    )
+    .await;
+    let changed = matches!(wrote, Ok(true));
+    for note in found.events {
+        if changed || !note.with_status_change {
+            ctx.event(binding, note.type_, &note.reason, note.message)
+                .await;
+        }
+    }
+    wrote?;
+    found.next
+}
 
 /// The role as the status records it (for a pass that changes nothing in IAM).
 pub fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {
@@ -27,6 +132,7 @@ pub fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {
 /// `role` and `desired` fill in the role and trust policy fields when known.
 pub async fn write_status(
     ctx: &Context,
+    memory: &Memory,
     binding: &PodIdentityBinding,
     assessment: &Assessment,
     role: Option<&RoleFacts>,
@@ -69,7 +175,7 @@ pub async fn write_status(
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     let wrote = apply_status(&api, &binding.name_any(), &status).await?;
     if wrote {
-        ctx.remember_status_write(
+        memory.remember_own_write(
             &uid,
             OwnWrite {
                 over,

@@ -10,9 +10,10 @@ use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
 
 use super::cleanup::role_identity;
-use super::report::recorded_role;
-use crate::binding::role::revoke_permissions;
-use crate::context::{Applied, Context};
+use super::memory::{Applied, Memory};
+use super::report::{Note, recorded_role};
+use super::role::revoke_permissions;
+use crate::context::Context;
 use crate::error::Error;
 
 /// The record of a revocation in place of an applied role's fingerprint.
@@ -32,40 +33,40 @@ pub fn revoking_policy<'a>(
 }
 
 /// Takes the permissions of the binding's role away; says whether it has a role whose
-/// permissions are now gone.
+/// permissions are now gone, and what to tell (when something was taken).
 pub async fn revoke(
     ctx: &Context,
+    memory: &Memory,
     binding: &PodIdentityBinding,
     policy: &AppliedPolicy,
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<Note>), Error> {
     let uid = binding.uid().unwrap_or_default();
-    let remembered = ctx.applied(&uid);
+    let remembered = memory.applied(&uid);
     if remembered
         .as_ref()
         .is_some_and(|a| a.fingerprint == REVOKED)
     {
-        return Ok(true);
+        return Ok((true, None));
     }
     let Some(role) = remembered
         .map(|a| a.role)
         .or_else(|| recorded_role(binding))
     else {
-        return Ok(false);
+        return Ok((false, None));
     };
     let taken = revoke_permissions(ctx.iam.as_ref(), &role_identity(binding, ctx)).await?;
-    ctx.remember_applied(
+    memory.remember_applied(
         &uid,
-        Applied {
+        Some(Applied {
             generation: binding.metadata.generation,
             fingerprint: REVOKED,
             role: role.clone(),
             missing_policies: Vec::new(),
             missing_recheck_at: None,
-        },
+        }),
     );
-    if taken > 0 {
-        ctx.event(
-            binding,
+    let note = (taken > 0).then(|| {
+        Note::always(
             EventType::Warning,
             "PermissionsRevoked",
             format!(
@@ -74,7 +75,6 @@ pub async fn revoke(
                 policy.name, role.arn
             ),
         )
-        .await;
-    }
-    Ok(true)
+    });
+    Ok((true, note))
 }

@@ -11,80 +11,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
 use podidentity_iam::build::DesiredSecret;
 
+use super::memory::Memory;
+use crate::caches::{MANAGED_BY, owned_by};
 use crate::context::Context;
 use crate::error::Error;
-use crate::process::health::Check;
-
-/// The label on every Secret the operator writes; its Secret watch selects on it.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podidentity-operator");
-
-pub fn selector() -> String {
-    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
-}
-
-/// Where the operator's Secrets are read from: its watch (the controller), or live reads
-/// (tests without a watch).
-#[derive(Clone)]
-pub enum Secrets {
-    Cached { store: Store<Secret>, listed: Check },
-    Live,
-}
-
-impl Secrets {
-    /// The operator's Secret of that name, if it is one of the operator's.
-    pub(crate) async fn get(
-        &self,
-        api: &Api<Secret>,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Secret>, Error> {
-        match self {
-            Secrets::Cached { store, listed } => {
-                let mut listed = listed.clone();
-                listed.wait().await;
-                Ok(store
-                    .get(&ObjectRef::new(name).within(namespace))
-                    .map(|s| s.as_ref().clone()))
-            }
-            Secrets::Live => Ok(api.get_opt(name).await?.filter(|s| {
-                s.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
-            })),
-        }
-    }
-
-    /// The names of the binding's own Secrets in its namespace.
-    async fn owned_by_binding(
-        &self,
-        api: &Api<Secret>,
-        namespace: &str,
-        binding: &PodIdentityBinding,
-    ) -> Result<Vec<String>, Error> {
-        match self {
-            // Only the namespace's Secrets are looked at, and only names copied out.
-            Secrets::Cached { store, .. } => Ok(store
-                .state_filter(|s| {
-                    s.namespace().as_deref() == Some(namespace) && owned_by(s, binding)
-                })
-                .iter()
-                .map(|s| s.name_any())
-                .collect()),
-            Secrets::Live => Ok(api
-                .list(&ListParams::default().labels(&selector()))
-                .await?
-                .items
-                .iter()
-                .filter(|s| owned_by(s, binding))
-                .map(ResourceExt::name_any)
-                .collect()),
-        }
-    }
-}
 
 /// What became of the binding's credentials Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,14 +28,6 @@ pub enum SecretOutcome {
     Ours,
     /// A Secret of that name exists and is not this binding's: untouched.
     Foreign(String),
-}
-
-fn owned_by(secret: &Secret, binding: &PodIdentityBinding) -> bool {
-    let uid = binding.uid();
-    secret
-        .owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
 }
 
 /// The credentials Secret as the operator writes it: ccoctl's one `credentials` key,
@@ -156,6 +83,7 @@ pub(crate) fn in_line(current: &Secret, wanted: &Secret) -> bool {
 /// Secret that is not the binding's.
 pub async fn apply_secret(
     ctx: &Context,
+    memory: &Memory,
     binding: &PodIdentityBinding,
     namespace: &str,
     desired: &DesiredSecret,
@@ -180,13 +108,18 @@ pub async fn apply_secret(
         Some(_) => Ok(SecretOutcome::Foreign(desired.name.clone())),
         None => match api.create(&PostParams::default(), &wanted).await {
             Ok(_) => {
-                ctx.remember_secret(namespace, &desired.name, binding);
+                memory.remember_secret(
+                    &binding.uid().unwrap_or_default(),
+                    namespace,
+                    &desired.name,
+                );
                 Ok(SecretOutcome::Ours)
             }
             // Not in the watch: either one this process just made and the watch has not
             // brought yet, or one that is not the operator's (those never enter it).
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                if ctx.made_secret(namespace, &desired.name, binding) {
+                if memory.made_secret(&binding.uid().unwrap_or_default(), namespace, &desired.name)
+                {
                     Ok(SecretOutcome::Ours)
                 } else {
                     Ok(SecretOutcome::Foreign(desired.name.clone()))

@@ -111,7 +111,7 @@ pub async fn release_service_account(
     binding: &PodIdentityBinding,
     namespace: &str,
     name: &str,
-    siblings: &[std::sync::Arc<crate::binding::Watched>],
+    siblings: &[std::sync::Arc<crate::caches::Watched>],
 ) -> Result<(), Error> {
     let other_owner = podidentity_iam::service_account_owner(
         siblings.iter().filter_map(|b| b.0.as_ref().ok()),

@@ -19,6 +19,7 @@ use podidentity_api::{FIELD_MANAGER, PodIdentityBinding};
 use podidentity_iam::short_form::spec_from_annotations;
 use serde_json::json;
 
+use crate::caches::Lookup;
 use crate::context::Context;
 use crate::error::Error;
 
@@ -53,7 +54,7 @@ fn may_act_on(ctx: &Context, account: &AccountMeta) -> bool {
         });
     asks || account
         .namespace()
-        .is_some_and(|namespace| ctx.short_form_binding_may_exist(&namespace, &account.name_any()))
+        .is_some_and(|namespace| binding_may_exist(ctx, &namespace, &account.name_any()))
 }
 
 /// Keeps in the short form's store, and passes on to it, only the ServiceAccounts it may
@@ -79,6 +80,18 @@ where
             })
         })
         .reflect(writer)
+}
+
+/// Whether the short form may have made a binding `namespace/name`: false only when the
+/// watch cache holds none of that name labelled as the short form's (without a cache,
+/// always true). A binding a user made under that name is not the short form's to take
+/// back, so it is no reason to look.
+fn binding_may_exist(ctx: &Context, namespace: &str, name: &str) -> bool {
+    match ctx.bindings.cached(namespace, name) {
+        Lookup::Found(binding) => labelled_as_made(binding.meta()),
+        Lookup::Absent => false,
+        Lookup::NoCache => true,
+    }
 }
 
 /// Whether a binding carries the short form's label (made from a ServiceAccount).
@@ -124,7 +137,7 @@ pub async fn reconcile(sa: Arc<AccountMeta>, ctx: Arc<Context>) -> Result<Action
     }
     // Most ServiceAccounts ask for nothing and never did: the binding cache says so
     // without a request (a start with 20,000 accounts makes no 20,000 GETs).
-    if asked.is_none() && !ctx.short_form_binding_may_exist(&namespace, &name) {
+    if asked.is_none() && !binding_may_exist(&ctx, &namespace, &name) {
         return Ok(Action::await_change());
     }
     let existing = api.get_opt(&name).await?;

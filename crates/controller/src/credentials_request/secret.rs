@@ -12,7 +12,8 @@ use podidentity_api::FIELD_MANAGER;
 use podidentity_api::credentials_request::{SECRET_ANNOTATION, SECRET_LABEL};
 use podidentity_iam::build::DesiredSecret;
 
-use crate::binding::secret::{MANAGED_BY, apply_body, credentials_secret, in_line};
+use crate::binding::secret::{apply_body, credentials_secret, in_line};
+use crate::caches::MANAGED_BY;
 use crate::context::Context;
 use crate::error::Error;
 

@@ -15,7 +15,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use podidentity_iam::{BindingRef, desired_state};
 
-use crate::binding::Watched;
+use crate::binding::memory::Memory;
+use crate::caches::Watched;
 use crate::context::{Context, jitter};
 use crate::drift::sweep::{Finding, Survey, survey_each};
 use crate::process::health::Check;
@@ -24,6 +25,7 @@ use crate::process::metrics::Metrics;
 /// One sweep: flags and wakes every binding whose role needs attention.
 pub async fn sweep_once(
     ctx: &Context,
+    memory: &Memory,
     store: &Store<Watched>,
     triggers: &UnboundedSender<ObjectRef<Watched>>,
     metrics: &Metrics,
@@ -42,7 +44,7 @@ pub async fn sweep_once(
             .as_ref()
             .and_then(|s| s.role_id.as_ref())
             .is_some()
-            || ctx.applied(&binding.uid().unwrap_or_default()).is_some();
+            || memory.applied(&binding.uid().unwrap_or_default()).is_some();
         if !made || binding.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -61,10 +63,9 @@ pub async fn sweep_once(
         let mut want = desired_role(ctx, &guardrails, binding).filter(|want| want.name == role)?;
         // A managed policy IAM does not have is what the binding is stalled on, not drift:
         // its pass asks IAM again on its own slow schedule.
-        if let Some(applied) = ctx.applied(&binding.uid().unwrap_or_default()) {
-            want.managed_policy_arns
-                .retain(|arn| !applied.missing_policies.contains(arn));
-        }
+        let stalled_on = memory.stalled_on(&binding.uid().unwrap_or_default());
+        want.managed_policy_arns
+            .retain(|arn| !stalled_on.contains(arn));
         Some(want)
     };
     let found = match survey_each(
@@ -96,7 +97,7 @@ pub async fn sweep_once(
         }
         let namespace = key.namespace.as_deref().unwrap_or_default();
         tracing::info!(%role, ?finding, binding = %key.name, %namespace, "drift found; reconciling");
-        ctx.mark_drifted(&uid);
+        memory.mark_drifted(&uid);
         let _ = triggers.unbounded_send(key.clone());
     }
     tracing::info!(
@@ -128,6 +129,7 @@ fn desired_role(
 /// Sweeps once the bindings are listed, then every interval, until dropped.
 pub async fn sweep_loop(
     ctx: Arc<Context>,
+    memory: Arc<Memory>,
     store: Store<Watched>,
     mut listed: Check,
     triggers: UnboundedSender<ObjectRef<Watched>>,
@@ -141,7 +143,7 @@ pub async fn sweep_loop(
         return;
     }
     loop {
-        sweep_once(&ctx, &store, &triggers, &metrics).await;
+        sweep_once(&ctx, &memory, &store, &triggers, &metrics).await;
         tokio::time::sleep(interval + jitter(interval / 10)).await;
     }
 }

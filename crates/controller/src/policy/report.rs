@@ -18,7 +18,7 @@ use podidentity_iam::Guardrails;
 use podidentity_iam::namespace_policy::{NamespacePolicy, over_quota};
 use podidentity_iam::ownership::claim_order;
 
-use crate::binding::Watched;
+use crate::caches::Watched;
 use crate::context::Context;
 use crate::policy::view::WatchedPolicy;
 use crate::status_patch::apply_status;

@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 use podidentity_iam::guardrails;
 use podidentity_iam::namespace_policy::NamespacePolicy;
 
-use crate::binding::Watched;
+use crate::caches::Watched;
 use crate::policy::view::{NamespaceMeta, WatchedPolicy};
 
 /// A namespace's labels as selectors see them.

@@ -12,46 +12,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::reflector::Store;
-use tokio::sync::watch;
 
-use crate::binding::Watched;
+pub use super::check::{Check, Raise, check};
 use crate::binding::conditions::is_ready;
+use crate::caches::Watched;
 use crate::process::metrics::{Metrics, ReadyLabel};
-
-/// One readiness check: raised once, by its owner.
-#[derive(Clone)]
-pub struct Check {
-    name: &'static str,
-    up: watch::Receiver<bool>,
-}
-
-/// The owner's end of a check.
-pub struct Raise(watch::Sender<bool>);
-
-impl Raise {
-    pub fn raise(&self) {
-        self.0.send_replace(true);
-    }
-    pub fn lower(&self) {
-        self.0.send_replace(false);
-    }
-}
-
-pub fn check(name: &'static str) -> (Raise, Check) {
-    let (tx, rx) = watch::channel(false);
-    (Raise(tx), Check { name, up: rx })
-}
-
-impl Check {
-    pub fn is_up(&self) -> bool {
-        *self.up.borrow()
-    }
-
-    /// Waits until the check is up (false if its owner went away first).
-    pub async fn wait(&mut self) -> bool {
-        self.up.wait_for(|up| *up).await.is_ok()
-    }
-}
 
 pub struct Health {
     checks: std::sync::RwLock<Vec<Check>>,
@@ -86,7 +51,7 @@ impl Health {
             Ok(checks) => checks
                 .iter()
                 .filter(|c| !c.is_up())
-                .map(|c| c.name)
+                .map(Check::name)
                 .collect(),
             Err(_) => vec!["health state"],
         }

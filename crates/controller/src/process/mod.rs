@@ -2,6 +2,7 @@
 //! configuration; `leader` holds the Lease; `fence` refuses writes without it; `health`
 //! and `metrics` serve probes and figures; `watches` are the streams the controllers run on.
 
+pub mod check;
 pub mod fence;
 pub mod health;
 pub mod leader;

@@ -18,8 +18,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
 
-use crate::binding::Watched;
+use crate::binding::Reconciler;
+use crate::binding::memory::Memory;
 use crate::binding::short_form::AccountMeta;
+use crate::caches::Watched;
 use crate::context::Context;
 use crate::oidc::OidcKeeper;
 use crate::policy::view::{NamespaceMeta, WatchedPolicy};
@@ -138,6 +140,7 @@ pub async fn run(
             .with_secrets_cache(secret_store, secrets_listed)
             .with_policy_caches(policy_store.clone(), namespace_store.clone()),
     );
+    let memory = Arc::new(Memory::default());
     let (triggers, triggered) = futures::channel::mpsc::unbounded::<ObjectRef<Watched>>();
     let (status_asks, status_asked) = futures::channel::mpsc::unbounded::<()>();
     let bindings = raise_when_listed(
@@ -150,7 +153,7 @@ pub async fn run(
                 .modify(slim)
                 .default_backoff()
                 .reflect(writer),
-                ctx.clone(),
+                memory.clone(),
                 triggers.clone(),
             ),
             status_asks.clone(),
@@ -205,7 +208,7 @@ pub async fn run(
     let secrets = raise_when_listed(
         watcher(
             Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&crate::binding::secret::selector()),
+            watcher::Config::default().labels(&crate::caches::selector()),
         )
         .modify(|secret| secret.metadata.managed_fields = None)
         .default_backoff()
@@ -244,7 +247,10 @@ pub async fn run(
                 }
             },
             crate::binding::error_policy,
-            ctx.clone(),
+            Arc::new(Reconciler {
+                ctx: ctx.clone(),
+                memory: memory.clone(),
+            }),
         )
         .for_each(|_| async {});
     // CredentialsRequests are judged by the same guardrails, so they wait for them too.
@@ -317,6 +323,7 @@ pub async fn run(
 
     let sweep_task = tokio::spawn(crate::drift::sweep_loop(
         ctx.clone(),
+        memory,
         store,
         bindings_listed,
         triggers,

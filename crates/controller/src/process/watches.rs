@@ -14,9 +14,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use podidentity_iam::service_account_owner;
 
-use crate::binding::Watched;
+use crate::binding::memory::Memory;
 use crate::binding::short_form::AccountMeta;
-use crate::context::Context;
+use crate::caches::Watched;
 use crate::process::health::Raise;
 
 /// Passes `stream` through, raising `check` when it has listed everything once.
@@ -86,7 +86,7 @@ where
 /// owner may have gone, or named another ServiceAccount).
 pub fn wake_waiting_siblings<S>(
     stream: S,
-    ctx: Arc<Context>,
+    memory: Arc<Memory>,
     triggers: UnboundedSender<ObjectRef<Watched>>,
 ) -> impl Stream<Item = S::Item>
 where
@@ -99,7 +99,7 @@ where
         };
         let namespace = changed.namespace().unwrap_or_default();
         let key = ObjectRef::new(&changed.name_any()).within(&namespace);
-        for waiting in ctx.waiting_in(&namespace, &key) {
+        for waiting in memory.waiting_in(&namespace, &key) {
             let _ = triggers.unbounded_send(ObjectRef::new(&waiting.name).within(&namespace));
         }
     })
