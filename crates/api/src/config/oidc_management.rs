@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{ConfigProblem, OperatorConfig, Problems};
+use super::validate::Problems;
+use super::{ConfigProblem, OperatorConfig};
 use crate::annotations::DEFAULT_AUDIENCE;
 
 const DEFAULT_CHECK_INTERVAL: &str = "1m";
