@@ -820,6 +820,184 @@ fn go_parity_cases() -> Vec<Case> {
             },
         },
         Case {
+            // rawPodHasAll: a web identity variable, a region variable and the STS variable
+            // already set: the container is left alone, no variable and no mount. The pod
+            // still gets the volume (with the ServiceAccount's lifetime).
+            name: "a container that sets its own role, region and STS endpoint is left alone",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                    ("AWS_ROLE_ARN", CN_ARN)])}]}),
+            ),
+            sa: Some(json!({"eks.amazonaws.com/role-arn": CN_ARN,
+                "eks.amazonaws.com/audience": "sts.amazonaws.com",
+                "eks.amazonaws.com/sts-regional-endpoints": "true",
+                "eks.amazonaws.com/token-expiration": "3600"})),
+            binding: None,
+            configure: |c| c.region = Some("cn-north-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                            ("AWS_ROLE_ARN", CN_ARN)])}],
+                    "volumes": [token_volume(3600)]}),
+                )
+            },
+        },
+        // The rule behind rawPodHasAll, as the original applies it to every container and
+        // init container not skipped: either web identity variable, either region variable
+        // and AWS_STS_REGIONAL_ENDPOINTS, each named in the container's `env` (a `valueFrom`
+        // counts, `envFrom` is not looked into), whatever the flags and annotations ask.
+        // Anything less and the container is mutated as usual, keeping what it set.
+        Case {
+            name: "the token file, a region and STS set by hand: left alone, the role is theirs",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/own/token"),
+                    ("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "legacy")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/own/token"),
+                            ("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "legacy")])}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            name: "both web identity variables and a region but no STS variable: still mounted",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                    ("AWS_REGION", "eu-west-1")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                            ("AWS_REGION", "eu-west-1")]),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            name: "both web identity variables and STS but no region variable: region and mount added",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_ROLE_ARN", ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                        ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"),
+                        ("AWS_REGION", "us-east-1")
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "variables set through valueFrom count, with no region flag and no STS asked",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": [
+                    {"name": "AWS_ROLE_ARN", "valueFrom": {"secretKeyRef": {"name": "aws", "key": "role"}}},
+                    {"name": "AWS_REGION", "valueFrom": {"configMapKeyRef": {"name": "aws", "key": "region"}}},
+                    {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert!(o.container("containers", 0).get("volumeMounts").is_none());
+                assert_eq!(
+                    o.env_names("containers", 0),
+                    ["AWS_ROLE_ARN", "AWS_REGION", "AWS_STS_REGIONAL_ENDPOINTS"]
+                );
+                assert_eq!(o.token_volumes().len(), 1);
+            },
+        },
+        Case {
+            name: "envFrom is not looked into: a container fed by a ConfigMap is mutated",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "envFrom": [{"configMapRef": {"name": "aws-everything"}}]}]}),
+            ),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_eq!(
+                    o.env_names("containers", 0),
+                    [
+                        "AWS_STS_REGIONAL_ENDPOINTS",
+                        "AWS_DEFAULT_REGION",
+                        "AWS_REGION",
+                        "AWS_ROLE_ARN",
+                        "AWS_WEB_IDENTITY_TOKEN_FILE"
+                    ]
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "an init container with its own role, region and STS is left alone, the app is not",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "initContainers": [{"name": "fetch", "image": "fetch:1",
+                    "env": vars(&[("AWS_ROLE_ARN", "arn:aws:iam::444455556666:role/fetch"),
+                        ("AWS_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}],
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "initContainers": [{"name": "fetch", "image": "fetch:1",
+                        "env": vars(&[("AWS_ROLE_ARN", "arn:aws:iam::444455556666:role/fetch"),
+                            ("AWS_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}],
+                    "containers": [{"name": "app", "image": "app:1", "env": vars(&role_vars(ARN)),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // Ours only (the original never adds an fsGroup): the token does not reach a
+            // container left alone, so its user does not call for one.
+            name: "a non-root container left alone asks for no fsGroup",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "securityContext": {"runAsUser": 1000},
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_REGION", "eu-west-1"),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.pod["spec"].get("securityContext").is_none()),
+        },
+        Case {
             // rawPodHasSTS
             name: "region and STS variables set but no role: the role and the mount are added",
             pod: pod(
