@@ -11,6 +11,9 @@ use podidentity_api::annotations::SKIP_CONTAINERS;
 
 pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
 pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+pub const REGION_ENV: &str = "AWS_REGION";
+pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
+pub const STS_REGIONAL_ENDPOINTS_ENV: &str = "AWS_STS_REGIONAL_ENDPOINTS";
 /// The projected volume and where the webhook mounts it.
 pub const TOKEN_VOLUME: &str = "aws-iam-token";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
@@ -42,6 +45,25 @@ pub struct TokenVolume {
     pub audience: Option<String>,
     pub path: String,
     pub expiration_seconds: Option<i64>,
+}
+
+/// Whether a container's own env already says how it reaches AWS, so the webhook leaves it
+/// alone altogether: no variable and no token mount. That is the rule of
+/// amazon-eks-pod-identity-webhook: `AWS_ROLE_ARN` or `AWS_WEB_IDENTITY_TOKEN_FILE` (either
+/// will do), `AWS_REGION` or `AWS_DEFAULT_REGION`, and `AWS_STS_REGIONAL_ENDPOINTS`, each
+/// named in the container's `env`, whether by `value` or `valueFrom`. `envFrom` sources are
+/// not looked into. A container with less is mutated, keeping what it set.
+pub fn sets_own_aws_env<'a>(env_names: impl IntoIterator<Item = &'a str>) -> bool {
+    let (mut identity, mut region, mut sts) = (false, false, false);
+    for name in env_names {
+        match name {
+            ROLE_ARN_ENV | TOKEN_FILE_ENV => identity = true,
+            REGION_ENV | DEFAULT_REGION_ENV => region = true,
+            STS_REGIONAL_ENDPOINTS_ENV => sts = true,
+            _ => {}
+        }
+    }
+    identity && region && sts
 }
 
 /// The containers of a pod (init containers first, as they start) with what they carry.
@@ -172,6 +194,39 @@ mod tests {
             needs_restart(&good, "arn:aws:iam::111122223333:role/other"),
             "another role's ARN"
         );
+    }
+
+    #[test]
+    fn a_container_sets_its_own_aws_env_only_with_identity_region_and_sts_all_named() {
+        let own = |names: &[&str]| sets_own_aws_env(names.iter().copied());
+        assert!(own(&[
+            "AWS_ROLE_ARN",
+            "AWS_REGION",
+            "AWS_STS_REGIONAL_ENDPOINTS"
+        ]));
+        assert!(own(&[
+            "PATH",
+            "AWS_STS_REGIONAL_ENDPOINTS",
+            "AWS_DEFAULT_REGION",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ]));
+        assert!(!own(&["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]));
+        assert!(!own(&[
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_REGION"
+        ]));
+        assert!(!own(&[
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_STS_REGIONAL_ENDPOINTS"
+        ]));
+        assert!(!own(&[
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_STS_REGIONAL_ENDPOINTS"
+        ]));
+        assert!(!own(&[]));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! in, JSON patch out. Same contract as amazon-eks-pod-identity-webhook: env variables,
 //! the projected token volume and its read-only mount, for every container and init
 //! container (native sidecars included) not listed in `skip-containers`. It never
-//! overwrites what the user set, and a second pass yields an empty patch.
+//! overwrites what the user set, leaves alone a container whose env already names a web
+//! identity variable, a region and the STS endpoint variable (as the original does, see
+//! `sets_own_aws_env`), and a second pass yields an empty patch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,11 +14,11 @@ use serde_json::{Value, json};
 
 use crate::pod::{AdmittedPod, ContainerView, PodSpecView};
 
-pub use podidentity_iam::pod_credentials::{ROLE_ARN_ENV, TOKEN_FILE_ENV};
+pub use podidentity_iam::pod_credentials::{
+    DEFAULT_REGION_ENV, REGION_ENV, ROLE_ARN_ENV, STS_REGIONAL_ENDPOINTS_ENV, TOKEN_FILE_ENV,
+    sets_own_aws_env,
+};
 use podidentity_iam::pod_credentials::{TOKEN_MOUNT_PATH, TOKEN_VOLUME};
-pub const REGION_ENV: &str = "AWS_REGION";
-pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
-pub const STS_REGIONAL_ENDPOINTS_ENV: &str = "AWS_STS_REGIONAL_ENDPOINTS";
 /// The API server refuses projected tokens that live shorter than this.
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 
@@ -25,7 +27,7 @@ pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenAccess {
     /// Add `fsGroup` when the pod sets none and declares it runs as non-root
-    /// (`runAsNonRoot: true` or a non-zero `runAsUser`, on the pod or a mutated
+    /// (`runAsNonRoot: true` or a non-zero `runAsUser`, on the pod or a token-mounting
     /// container).
     FsGroupForNonRoot { gid: i64 },
     /// Add `fsGroup` whenever the pod sets none (also covers images that switch user with
@@ -191,7 +193,9 @@ pub fn pod_patch(pod: &PodView<'_>, injection: &Injection, config: &MutationConf
     };
 
     let mut ops = Vec::new();
-    let mut mutated_containers = Vec::new();
+    let mut any_container = false;
+    // The containers that will mount the token: the fsGroup is for their users.
+    let mut token_readers = Vec::new();
     for (list, containers) in [
         (
             "initContainers",
@@ -203,7 +207,15 @@ pub fn pod_patch(pod: &PodView<'_>, injection: &Injection, config: &MutationConf
             if skip.contains(container.name.as_str()) {
                 continue;
             }
-            mutated_containers.push(container);
+            any_container = true;
+            if sets_own_aws_env(env_names(container)) {
+                // Left alone, as the original does; it may mount the token by itself.
+                if mounts_token(container, config) {
+                    token_readers.push(container);
+                }
+                continue;
+            }
+            token_readers.push(container);
             container_ops(
                 &mut ops,
                 list,
@@ -215,7 +227,10 @@ pub fn pod_patch(pod: &PodView<'_>, injection: &Injection, config: &MutationConf
             );
         }
     }
-    if mutated_containers.is_empty() {
+    // Every container skipped: no patch, not even the volume, which nothing would mount
+    // (the original adds it all the same). A container left alone still gets the pod its
+    // volume, as with the original.
+    if !any_container {
         return Patch(Vec::new());
     }
 
@@ -236,7 +251,7 @@ pub fn pod_patch(pod: &PodView<'_>, injection: &Injection, config: &MutationConf
     // Windows has no fsGroup; its token files are readable as they are.
     if let Some(gid) = config.token_access.gid()
         && !windows
-        && needs_fs_group(pod.spec, &mutated_containers, config.token_access)
+        && needs_fs_group(pod.spec, &token_readers, config.token_access)
     {
         // A group the pod's processes already run as is the least surprising choice.
         let gid = pod
@@ -280,12 +295,7 @@ fn container_ops(
     config: &MutationConfig,
 ) {
     let index = index.to_string();
-    let defined: BTreeSet<&str> = container
-        .env
-        .iter()
-        .flatten()
-        .map(|env| env.name.as_str())
-        .collect();
+    let defined: BTreeSet<&str> = env_names(container).collect();
     let mut env: Vec<(&str, String)> = Vec::new();
     if injection.regional_sts && !defined.contains(STS_REGIONAL_ENDPOINTS_ENV) {
         env.push((STS_REGIONAL_ENDPOINTS_ENV, "regional".into()));
@@ -320,12 +330,7 @@ fn container_ops(
             ops.push(add(&env_path, Value::Array(values)));
         }
     }
-    let mounted = container
-        .volume_mounts
-        .iter()
-        .flatten()
-        .any(|mount| mount.name == config.volume_name);
-    if !mounted {
+    if !mounts_token(container, config) {
         let mount = json!({
             "mountPath": config.mount_path,
             "name": config.volume_name,
@@ -344,6 +349,19 @@ fn container_ops(
     }
 }
 
+/// The names in a container's `env` (`envFrom` sources are not looked into).
+fn env_names(container: &ContainerView) -> impl Iterator<Item = &str> {
+    container.env.iter().flatten().map(|env| env.name.as_str())
+}
+
+fn mounts_token(container: &ContainerView, config: &MutationConfig) -> bool {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|mount| mount.name == config.volume_name)
+}
+
 /// The projected token volume, as a Volume serializes.
 fn token_volume(config: &MutationConfig, audience: &str, expiration: i64) -> Value {
     json!({
@@ -356,7 +374,7 @@ fn token_volume(config: &MutationConfig, audience: &str, expiration: i64) -> Val
     })
 }
 
-fn needs_fs_group(spec: &PodSpecView, mutated: &[&ContainerView], access: TokenAccess) -> bool {
+fn needs_fs_group(spec: &PodSpecView, readers: &[&ContainerView], access: TokenAccess) -> bool {
     let context = spec.security_context.as_ref();
     if context.and_then(|c| c.fs_group).is_some() {
         return false;
@@ -369,7 +387,7 @@ fn needs_fs_group(spec: &PodSpecView, mutated: &[&ContainerView], access: TokenA
                 c.run_as_non_root == Some(true) || c.run_as_user.is_some_and(|uid| uid != 0)
             });
             pod_non_root
-                || mutated.iter().any(|container| {
+                || readers.iter().any(|container| {
                     container.security_context.as_ref().is_some_and(|c| {
                         c.run_as_non_root == Some(true) || c.run_as_user.is_some_and(|uid| uid != 0)
                     })

@@ -675,34 +675,625 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Runs one case: its check, then the second pass, which must change nothing.
+fn check(case: &Case) -> Result<(), String> {
+    let outcome = run(case);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(&outcome)));
+    if let Err(panic) = result {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        return Err(format!(
+            "case {:?} failed: {message}\npatched pod: {}",
+            case.name, outcome.pod
+        ));
+    }
+    // Every case: running the mutation on its own output changes nothing.
+    if let Some(second) = &outcome.second_patch
+        && !second.0.is_empty()
+    {
+        return Err(format!(
+            "case {:?} is not idempotent: {second:?}",
+            case.name
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn mutation_table() {
     let cases = cases();
     assert!(cases.len() >= 25, "at least 25 cases, have {}", cases.len());
     for case in &cases {
-        let outcome = run(case);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(&outcome)));
-        if let Err(panic) = result {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!(
-                "case {:?} failed: {message}\npatched pod: {}",
-                case.name, outcome.pod
-            );
-        }
-        // Every case: running the mutation on its own output changes nothing.
-        if let Some(second) = &outcome.second_patch {
-            assert!(
-                second.0.is_empty(),
-                "case {:?} is not idempotent: {second:?}",
-                case.name
-            );
+        if let Err(failure) = check(case) {
+            panic!("{failure}");
         }
     }
+}
+
+// Parity with amazon-eks-pod-identity-webhook, case by case against the pod fixtures its
+// handler is tested on (pkg/handler/testdata/*.pod.yaml; each names its input as test
+// annotations and the patch it expects). Ours are written anew: our own pods, names and
+// values, and each checks the whole pod after the patch, which is what the API server
+// stores. The fixture each mirrors is named in the case. Their harness turns
+// `handler/injectSTS` and `handler/expiration` into ServiceAccount annotations, so these
+// do too; `handler/region` is the region flag.
+//
+// The patches differ in form: the original rewrites whole container lists where ours adds
+// only what is missing. The pods differ in one place, said in the case: the original puts
+// the token volume first (`/spec/volumes/0`) where ours appends it (volume order means
+// nothing to the kubelet; appending leaves the user's volumes where they were).
+//
+// Not mirrored: the fixtures under testdata/containercredentials/, the original's EKS Pod
+// Identity (container credentials) mode, which this webhook does not have (pods get web
+// identity only; see ../shared/design/api.md, "The pod webhook").
+
+const CN_ARN: &str = "arn:aws-cn:iam::111122223333:role/orders";
+const WINDOWS_TOKEN_FILE: &str = r"C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token";
+
+/// The projected token volume as both webhooks write it.
+fn token_volume(expiration: i64) -> Value {
+    json!({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken":
+        {"audience": "sts.amazonaws.com", "expirationSeconds": expiration, "path": "token"}}]}})
+}
+fn token_mount() -> Value {
+    json!({"name": "aws-iam-token", "readOnly": true,
+        "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"})
+}
+fn vars(pairs: &[(&str, &str)]) -> Value {
+    pairs
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect()
+}
+/// The env both variables of the role add, for `arn`.
+fn role_vars(arn: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("AWS_ROLE_ARN", arn),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+    ]
+}
+/// The whole spec after the patch.
+fn assert_spec(o: &Outcome, expected: Value) {
+    assert_eq!(o.pod["spec"], expected);
+}
+
+fn go_parity_cases() -> Vec<Case> {
+    vec![
+        Case {
+            // rawPodWithoutVolumes
+            name: "a pod without volumes gets the variables, the mount and a volumes list",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "containers": [{"name": "app", "image": "app:1", "env": vars(&role_vars(ARN)),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // rawPodWithVolumes. The original inserts the volume at index 0; ours appends.
+            name: "a pod with volumes gets the token volume beside them",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "volumes": [{"name": "cache", "emptyDir": {}}],
+                "containers": [{"name": "app", "image": "app:1"}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "containers": [{"name": "app", "image": "app:1", "env": vars(&role_vars(ARN)),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [{"name": "cache", "emptyDir": {}}, token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // rawPodHasVolumeMount
+            name: "a container mounting its own aws-iam-token keeps it; only the variables are added",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "volumes": [{"name": "aws-iam-token", "hostPath": {"path": "/srv/token"}}],
+                "containers": [{"name": "app", "image": "app:1",
+                    "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/srv/token"}]}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "volumes": [{"name": "aws-iam-token", "hostPath": {"path": "/srv/token"}}],
+                    "containers": [{"name": "app", "image": "app:1", "env": vars(&role_vars(ARN)),
+                        "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/srv/token"}]}]}),
+                )
+            },
+        },
+        Case {
+            // rawPodHasAll: a web identity variable, a region variable and the STS variable
+            // already set: the container is left alone, no variable and no mount. The pod
+            // still gets the volume (with the ServiceAccount's lifetime).
+            name: "a container that sets its own role, region and STS endpoint is left alone",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                    ("AWS_ROLE_ARN", CN_ARN)])}]}),
+            ),
+            sa: Some(json!({"eks.amazonaws.com/role-arn": CN_ARN,
+                "eks.amazonaws.com/audience": "sts.amazonaws.com",
+                "eks.amazonaws.com/sts-regional-endpoints": "true",
+                "eks.amazonaws.com/token-expiration": "3600"})),
+            binding: None,
+            configure: |c| c.region = Some("cn-north-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                            ("AWS_ROLE_ARN", CN_ARN)])}],
+                    "volumes": [token_volume(3600)]}),
+                )
+            },
+        },
+        // The rule behind rawPodHasAll, as the original applies it to every container and
+        // init container not skipped: either web identity variable, either region variable
+        // and AWS_STS_REGIONAL_ENDPOINTS, each named in the container's `env` (a `valueFrom`
+        // counts, `envFrom` is not looked into), whatever the flags and annotations ask.
+        // Anything less and the container is mutated as usual, keeping what it set.
+        Case {
+            name: "the token file, a region and STS set by hand: left alone, the role is theirs",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/own/token"),
+                    ("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "legacy")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/own/token"),
+                            ("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "legacy")])}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            name: "both web identity variables and a region but no STS variable: still mounted",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                    ("AWS_REGION", "eu-west-1")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                            ("AWS_REGION", "eu-west-1")]),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            name: "both web identity variables and STS but no region variable: region and mount added",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_ROLE_ARN", ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                        ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"),
+                        ("AWS_REGION", "us-east-1")
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "variables set through valueFrom count, with no region flag and no STS asked",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": [
+                    {"name": "AWS_ROLE_ARN", "valueFrom": {"secretKeyRef": {"name": "aws", "key": "role"}}},
+                    {"name": "AWS_REGION", "valueFrom": {"configMapKeyRef": {"name": "aws", "key": "region"}}},
+                    {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert!(o.container("containers", 0).get("volumeMounts").is_none());
+                assert_eq!(
+                    o.env_names("containers", 0),
+                    ["AWS_ROLE_ARN", "AWS_REGION", "AWS_STS_REGIONAL_ENDPOINTS"]
+                );
+                assert_eq!(o.token_volumes().len(), 1);
+            },
+        },
+        Case {
+            name: "envFrom is not looked into: a container fed by a ConfigMap is mutated",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "envFrom": [{"configMapRef": {"name": "aws-everything"}}]}]}),
+            ),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: |c| c.region = Some("us-east-1".into()),
+            check: |o| {
+                assert_eq!(
+                    o.env_names("containers", 0),
+                    [
+                        "AWS_STS_REGIONAL_ENDPOINTS",
+                        "AWS_DEFAULT_REGION",
+                        "AWS_REGION",
+                        "AWS_ROLE_ARN",
+                        "AWS_WEB_IDENTITY_TOKEN_FILE"
+                    ]
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            name: "an init container with its own role, region and STS is left alone, the app is not",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "initContainers": [{"name": "fetch", "image": "fetch:1",
+                    "env": vars(&[("AWS_ROLE_ARN", "arn:aws:iam::444455556666:role/fetch"),
+                        ("AWS_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}],
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "initContainers": [{"name": "fetch", "image": "fetch:1",
+                        "env": vars(&[("AWS_ROLE_ARN", "arn:aws:iam::444455556666:role/fetch"),
+                            ("AWS_REGION", "eu-west-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}],
+                    "containers": [{"name": "app", "image": "app:1", "env": vars(&role_vars(ARN)),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // Ours only (the original never adds an fsGroup): the token does not reach a
+            // container left alone, so its user does not call for one.
+            name: "a non-root container left alone asks for no fsGroup",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "securityContext": {"runAsUser": 1000},
+                "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_REGION", "eu-west-1"),
+                    ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert!(o.pod["spec"].get("securityContext").is_none()),
+        },
+        Case {
+            // rawPodHasSTS
+            name: "region and STS variables set but no role: the role and the mount are added",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional")])}]}),
+            ),
+            sa: Some(json!({"eks.amazonaws.com/role-arn": CN_ARN,
+                "eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: |c| c.region = Some("cn-north-1".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_REGION", "cn-northwest-1"), ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                            ("AWS_ROLE_ARN", CN_ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)]),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // rawPodHasTokenExpiration
+            name: "the pod's token-expiration annotation sets the token lifetime",
+            pod: with_pod_annotations(app(), json!({"eks.amazonaws.com/token-expiration": "3600"})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(o.token_volumes(), [&token_volume(3600)]);
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            // rawPodMinTokenExpiration
+            name: "a pod token-expiration of 0 becomes the 600-second minimum",
+            pod: with_pod_annotations(app(), json!({"eks.amazonaws.com/token-expiration": "0"})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| assert_eq!(o.token_volumes(), [&token_volume(600)]),
+        },
+        Case {
+            // rawPodNeedsRegion
+            name: "the region flag adds both region variables before the role's",
+            pod: app(),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-west-2".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_DEFAULT_REGION", "us-west-2"), ("AWS_REGION", "us-west-2"),
+                            ("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)]),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // rawPodNeedsSTS
+            name: "regional STS and a region: the STS variable first, then region, then role",
+            pod: app(),
+            sa: Some(json!({"eks.amazonaws.com/role-arn": CN_ARN,
+                "eks.amazonaws.com/sts-regional-endpoints": "true"})),
+            binding: None,
+            configure: |c| c.region = Some("cn-north-1".into()),
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+                        ("AWS_DEFAULT_REGION", "cn-north-1"),
+                        ("AWS_REGION", "cn-north-1"),
+                        ("AWS_ROLE_ARN", CN_ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            // rawPodNoSTSAnnotationOverride
+            name: "a ServiceAccount's sts-regional-endpoints false beats the flag",
+            pod: app(),
+            sa: role_with(json!({"eks.amazonaws.com/sts-regional-endpoints": "false"})),
+            binding: None,
+            configure: |c| {
+                c.default_regional_sts = true;
+                c.region = Some("eu-central-1".into());
+            },
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_DEFAULT_REGION", "eu-central-1"),
+                        ("AWS_REGION", "eu-central-1"),
+                        ("AWS_ROLE_ARN", ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)
+                    ])
+                )
+            },
+        },
+        Case {
+            // rawPodRegionPresent
+            name: "a container's own AWS_REGION stays, and the role is added after it",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "env": vars(&[("AWS_REGION", "eu-west-3")])}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_REGION", "eu-west-3"),
+                        ("AWS_ROLE_ARN", ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            // rawPodSkip. Only AWS_ROLE_ARN set (no STS variable): not left alone, so the
+            // region and the mount come, and the token file is the user's to set.
+            name: "a skipped sidecar, and a container with only its own AWS_ROLE_ARN",
+            pod: with_pod_annotations(
+                pod(json!({"serviceAccountName": "orders", "containers": [
+                    {"name": "mesh", "image": "mesh:1"},
+                    {"name": "app", "image": "app:1", "env": vars(&[("AWS_ROLE_ARN", "chosen-by-hand")])}]})),
+                json!({"eks.amazonaws.com/skip-containers": "mesh"}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-west-2".into()),
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [
+                        {"name": "mesh", "image": "mesh:1"},
+                        {"name": "app", "image": "app:1",
+                            "env": vars(&[("AWS_ROLE_ARN", "chosen-by-hand"),
+                                ("AWS_DEFAULT_REGION", "us-west-2"), ("AWS_REGION", "us-west-2")]),
+                            "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // rawPodWithGRPC. The original once wrote `"service": null` back into gRPC
+            // probes when it re-serialized containers; ours never rewrites a container.
+            name: "a gRPC readiness probe comes through untouched",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "readinessProbe": {"grpc": {"port": 9000}}}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["readinessProbe"],
+                    json!({"grpc": {"port": 9000}})
+                );
+                assert!(o.mounted("containers", 0));
+            },
+        },
+        Case {
+            // rawPodWithInitContainer
+            name: "an init container and a native sidecar get what the main container gets",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "initContainers": [{"name": "schema", "image": "schema:1"},
+                    {"name": "proxy", "image": "proxy:1", "restartPolicy": "Always"}],
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("ap-southeast-2".into()),
+            check: |o| {
+                let env = vars(&[
+                    ("AWS_DEFAULT_REGION", "ap-southeast-2"),
+                    ("AWS_REGION", "ap-southeast-2"),
+                    ("AWS_ROLE_ARN", ARN),
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                ]);
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "initContainers": [
+                        {"name": "schema", "image": "schema:1", "env": env, "volumeMounts": [token_mount()]},
+                        {"name": "proxy", "image": "proxy:1", "restartPolicy": "Always", "env": env,
+                            "volumeMounts": [token_mount()]}],
+                    "containers": [{"name": "app", "image": "app:1", "env": env, "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // initPodNeedsRegion
+            name: "an init container named like the main one is injected as well",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "initContainers": [{"name": "app", "image": "app:1"}],
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: |c| c.region = Some("us-west-2".into()),
+            check: |o| {
+                for list in ["initContainers", "containers"] {
+                    assert_eq!(
+                        o.container(list, 0)["env"],
+                        vars(&[
+                            ("AWS_DEFAULT_REGION", "us-west-2"),
+                            ("AWS_REGION", "us-west-2"),
+                            ("AWS_ROLE_ARN", ARN),
+                            ("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE)
+                        ])
+                    );
+                    assert!(o.mounted(list, 0), "{list}");
+                }
+            },
+        },
+        Case {
+            // rawPodWithsecCompProfile
+            name: "a container's seccomp profile is kept and asks for no fsGroup",
+            pod: pod(
+                json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}]}),
+            ),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders", "containers": [{"name": "app", "image": "app:1",
+                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                        "env": vars(&role_vars(ARN)), "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // windowsPodWithoutVolumes
+            name: "a Windows pod reads the token at the C: path, mounted at the Linux path",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "nodeSelector": {"kubernetes.io/os": "windows", "kubernetes.io/arch": "amd64"},
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_spec(
+                    o,
+                    json!({"serviceAccountName": "orders",
+                    "nodeSelector": {"kubernetes.io/os": "windows", "kubernetes.io/arch": "amd64"},
+                    "containers": [{"name": "app", "image": "app:1",
+                        "env": vars(&[("AWS_ROLE_ARN", ARN), ("AWS_WEB_IDENTITY_TOKEN_FILE", WINDOWS_TOKEN_FILE)]),
+                        "volumeMounts": [token_mount()]}],
+                    "volumes": [token_volume(86_400)]}),
+                )
+            },
+        },
+        Case {
+            // betaWindowsPodWithoutVolumes
+            name: "a Windows pod by the beta os label, likewise",
+            pod: pod(json!({"serviceAccountName": "orders",
+                "nodeSelector": {"beta.kubernetes.io/os": "windows"},
+                "containers": [{"name": "app", "image": "app:1"}]})),
+            sa: role(),
+            binding: None,
+            configure: keep,
+            check: |o| {
+                assert_eq!(
+                    o.container("containers", 0)["env"],
+                    vars(&[
+                        ("AWS_ROLE_ARN", ARN),
+                        ("AWS_WEB_IDENTITY_TOKEN_FILE", WINDOWS_TOKEN_FILE)
+                    ])
+                );
+                assert!(o.mounted("containers", 0));
+                assert_eq!(o.token_volumes(), [&token_volume(86_400)]);
+            },
+        },
+    ]
+}
+
+#[test]
+fn go_webhook_fixture_parity() {
+    let failures: Vec<String> = go_parity_cases()
+        .iter()
+        .filter_map(|case| check(case).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
