@@ -86,14 +86,20 @@ TOY = {
     "h.rs": """
         pub struct H;
     """,
-    # Through the re-export in lib.rs to h.rs; from sub/ up to the top: it climbs.
+    # Through the re-export in lib.rs to h.rs, a sibling module: it does not climb.
+    # sub/up.rs reaches into sub/mod.rs, the module it sits in: it climbs.
     "sub/mod.rs": """
         mod inner;
+        mod up;
         use self::inner::Inner;
+        pub struct Top;
     """,
     "sub/inner.rs": """
         use crate::H;
         pub struct Inner;
+    """,
+    "sub/up.rs": """
+        use super::Top;
     """,
     "sub/deeper/x.rs": """
         pub fn x() {}
@@ -118,7 +124,7 @@ class ControllerLayoutTest(unittest.TestCase):
             result = layout_script.layout(root)
         self.assertEqual(result["files"], len(TOY))
         self.assertEqual(result["floors"], 3)
-        self.assertEqual(result["files_per_floor"], {"1": 9, "2": 2, "3": 1})
+        self.assertEqual(result["files_per_floor"], {"1": 9, "2": 3, "3": 1})
 
     def test_circles_of_three_and_two_are_found_and_test_imports_make_none(self):
         with toy_crate() as root:
@@ -142,12 +148,12 @@ class ControllerLayoutTest(unittest.TestCase):
         self.assertEqual((test["name"], test["lines"]), ("a_test_that_is_long", 7))
         self.assertNotIn("a_test_that_is_long", [f["name"] for f in result["longest_functions"]])
 
-    def test_an_import_climbing_back_up_is_counted_through_the_reexport(self):
+    def test_only_an_import_into_a_containing_module_climbs(self):
         with toy_crate() as root:
             result = layout_script.layout(root)
         self.assertEqual(
             result["climbing_import_list"],
-            [{"file": "sub/inner.rs", "line": 1, "path": "crate::H", "to": "h.rs"}],
+            [{"file": "sub/up.rs", "line": 1, "path": "super::Top", "to": "sub/mod.rs"}],
         )
 
     def test_max_circle_fails_only_above_the_limit(self):

@@ -16,7 +16,7 @@ use podidentity_iam::namespace_policy::AppliedPolicy;
 
 use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
-use super::memory::{Applied, Blocked, Memory, RoleFacts, fingerprint};
+use super::memory::{Applied, Blocked, Memory, PERMANENT_ERROR_RETRY, RoleFacts, fingerprint};
 use super::readiness;
 use super::report::{self, Found, Note, recorded_role};
 use super::revoke::revoke;
@@ -373,7 +373,7 @@ async fn still_stalled(
     if !still_missing {
         return Ok(None);
     }
-    let recheck_in = left.unwrap_or(super::PERMANENT_ERROR_RETRY);
+    let recheck_in = left.unwrap_or(PERMANENT_ERROR_RETRY);
     let missing_policies = applied.missing_policies.clone();
     if left.is_none() {
         pass.memory.remember_applied(
@@ -468,7 +468,7 @@ fn role_made(
     pass.memory.remember_blocked(&uid, None);
     // The ARN and id IAM answered with, not ones computed here.
     let made = facts(&made);
-    let recheck_in = (!missing_policies.is_empty()).then_some(super::PERMANENT_ERROR_RETRY);
+    let recheck_in = (!missing_policies.is_empty()).then_some(PERMANENT_ERROR_RETRY);
     pass.memory.remember_applied(
         &uid,
         Some(Applied {
@@ -531,7 +531,7 @@ fn role_failed(
                 generation,
                 fingerprint: wanted,
                 assessment: assessment.clone(),
-                recheck_at: std::time::Instant::now() + super::PERMANENT_ERROR_RETRY,
+                recheck_at: std::time::Instant::now() + PERMANENT_ERROR_RETRY,
             }),
         );
     }

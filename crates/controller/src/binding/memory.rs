@@ -14,6 +14,10 @@ use podidentity_api::PodIdentityBinding;
 use super::conditions::Assessment;
 use crate::context::jitter;
 
+/// How long a binding waits after a permanent AWS error (or on a managed policy IAM does
+/// not have) before asking again by itself.
+pub const PERMANENT_ERROR_RETRY: Duration = Duration::from_secs(600);
+
 /// One binding's memory.
 #[derive(Clone, Debug, Default)]
 pub struct Record {

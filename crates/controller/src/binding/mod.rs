@@ -28,7 +28,6 @@ pub mod service_account;
 pub mod short_form;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -38,13 +37,10 @@ use podidentity_api::PodIdentityBinding;
 
 use self::apply::Pass;
 use self::finalizer::Stage;
-use self::memory::Memory;
+use self::memory::{Memory, PERMANENT_ERROR_RETRY};
 use crate::caches::Watched;
 use crate::context::Context;
 use crate::error::Error;
-
-/// How long a binding waits after a permanent AWS error before trying again by itself.
-pub(crate) const PERMANENT_ERROR_RETRY: Duration = Duration::from_secs(600);
 
 /// What the binding controller runs with: the shared handles, and the wing's memory.
 pub struct Reconciler {
