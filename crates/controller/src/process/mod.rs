@@ -1,6 +1,7 @@
 //! The process: `run` starts everything; `startup` checks the CRDs and completes the
 //! configuration; `leader` holds the Lease; `fence` refuses writes without it; `health`
-//! and `metrics` serve probes and figures; `watches` are the streams the controllers run on.
+//! and `metrics` serve probes and figures; `watches` are the streams the controllers run on,
+//! and `wiring` what each is wired to.
 
 pub mod check;
 pub mod fence;
@@ -10,3 +11,4 @@ pub mod metrics;
 pub mod run;
 pub mod startup;
 pub mod watches;
+pub mod wiring;
