@@ -9,8 +9,6 @@ pub const AUDIENCE: &str = "eks.amazonaws.com/audience";
 pub const STS_REGIONAL_ENDPOINTS: &str = "eks.amazonaws.com/sts-regional-endpoints";
 /// ServiceAccount or pod: lifetime of the projected token in seconds.
 pub const TOKEN_EXPIRATION: &str = "eks.amazonaws.com/token-expiration";
-/// Pod: comma-separated container names the webhook leaves alone.
-pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 
 /// The pod webhook's defaults: annotations equal to these are not written.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";

@@ -14,7 +14,6 @@ pub mod managed;
 pub mod namespace_policy;
 pub mod naming;
 pub mod ownership;
-pub mod pod_credentials;
 pub mod policy;
 pub mod short_form;
 pub mod trust;

@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod mutation;
 pub mod pod;
+pub mod pod_credentials;
 pub mod policies;
 pub mod server;
 pub mod validation;

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use crate::pod::{AdmittedPod, ContainerView, PodSpecView};
 
-pub use podidentity_iam::pod_credentials::{
+pub use crate::pod_credentials::{
     DEFAULT_REGION_ENV, REGION_ENV, ROLE_ARN_ENV, STS_REGIONAL_ENDPOINTS_ENV, TOKEN_FILE_ENV,
     sets_own_aws_env,
 };
-use podidentity_iam::pod_credentials::{TOKEN_MOUNT_PATH, TOKEN_VOLUME};
+use crate::pod_credentials::{TOKEN_MOUNT_PATH, TOKEN_VOLUME, skipped_containers};
 /// The API server refuses projected tokens that live shorter than this.
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 
@@ -273,16 +273,7 @@ fn containers_to_skip<'a>(
     annotations: &'a BTreeMap<String, String>,
     config: &MutationConfig,
 ) -> BTreeSet<&'a str> {
-    annotations
-        .get(&config.key("skip-containers"))
-        .map(|names| {
-            names
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+    skipped_containers(Some(annotations), &config.annotation_prefix)
 }
 
 fn container_ops(

@@ -8,8 +8,10 @@ use podidentity_api::conditions::READY;
 use podidentity_aws::ErrorKind;
 use podidentity_iam::assume::{Verdict, evaluate};
 use podidentity_iam::ownership::service_account_owner;
-use podidentity_iam::pod_credentials::{TOKEN_MOUNT_PATH, containers, token_volume};
 use podidentity_iam::trust::provider_host_path;
+use podidentity_webhook::pod_credentials::{
+    DEFAULT_ANNOTATION_PREFIX, TOKEN_MOUNT_PATH, containers, token_volume,
+};
 use serde::Serialize;
 
 use super::gather::Facts;
@@ -591,7 +593,7 @@ pub fn judge_pod(
 ) -> Link {
     const NAME: &str = "pod";
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let listed = containers(pod);
+    let listed = containers(pod, DEFAULT_ANNOTATION_PREFIX);
     let skipped_names: Vec<&str> = listed
         .iter()
         .filter(|c| c.skipped)

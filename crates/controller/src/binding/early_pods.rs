@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use podidentity_api::FIELD_MANAGER;
-use podidentity_iam::pod_credentials::needs_restart;
+use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, needs_restart};
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
@@ -63,7 +63,7 @@ pub async fn survey(
     let found = listed
         .items
         .iter()
-        .filter(|pod| needs_restart(pod, role_arn))
+        .filter(|pod| needs_restart(pod, role_arn, DEFAULT_ANNOTATION_PREFIX))
         .map(|pod| EarlyPod {
             name: pod.metadata.name.clone().unwrap_or_default(),
             owner: pod_owner(pod),

@@ -1,13 +1,15 @@
 //! What a pod's containers were given of a role: the environment and the projected token
 //! the pod webhook injects at admission (amazon-eks-pod-identity-webhook's contract). A
 //! pod admitted before its ServiceAccount was annotated has none of it and keeps running
-//! without the role until it is restarted. Read by the controller (which pods need a
-//! restart) and by `doctor` (what a pod is missing).
+//! without the role until it is restarted. Written by the mutation beside it; read by the
+//! controller (which pods need a restart) and by `doctor` (what a pod is missing).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use podidentity_api::annotations::SKIP_CONTAINERS;
+
+/// The annotation prefix of the original webhook's contract (`--annotation-prefix`).
+pub const DEFAULT_ANNOTATION_PREFIX: &str = "eks.amazonaws.com";
 
 pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
 pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
@@ -66,13 +68,14 @@ pub fn sets_own_aws_env<'a>(env_names: impl IntoIterator<Item = &'a str>) -> boo
     identity && region && sts
 }
 
-/// The containers of a pod (init containers first, as they start) with what they carry.
-pub fn containers(pod: &Pod) -> Vec<ContainerCredentials> {
-    let skipped: BTreeSet<&str> = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SKIP_CONTAINERS))
+/// The containers a pod's `<prefix>/skip-containers` annotation names (comma-separated):
+/// the webhook leaves them alone.
+pub fn skipped_containers<'a>(
+    annotations: Option<&'a BTreeMap<String, String>>,
+    prefix: &str,
+) -> BTreeSet<&'a str> {
+    annotations
+        .and_then(|a| a.get(&format!("{prefix}/skip-containers")))
         .map(|names| {
             names
                 .split(',')
@@ -80,7 +83,13 @@ pub fn containers(pod: &Pod) -> Vec<ContainerCredentials> {
                 .filter(|n| !n.is_empty())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The containers of a pod (init containers first, as they start) with what they carry;
+/// `prefix`: the webhook's annotation prefix.
+pub fn containers(pod: &Pod, prefix: &str) -> Vec<ContainerCredentials> {
+    let skipped = skipped_containers(pod.metadata.annotations.as_ref(), prefix);
     let Some(spec) = &pod.spec else {
         return Vec::new();
     };
@@ -141,7 +150,7 @@ pub fn token_volume(pod: &Pod) -> Option<TokenVolume> {
 /// Whether a running pod of the role's ServiceAccount must be restarted to get the role:
 /// some container it should reach lacks `AWS_ROLE_ARN` or carries another role's.
 /// Finished pods and pods on their way out need nothing.
-pub fn needs_restart(pod: &Pod, role_arn: &str) -> bool {
+pub fn needs_restart(pod: &Pod, role_arn: &str, prefix: &str) -> bool {
     let finished = pod
         .status
         .as_ref()
@@ -150,7 +159,9 @@ pub fn needs_restart(pod: &Pod, role_arn: &str) -> bool {
     if finished || pod.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    containers(pod).iter().any(|c| !c.has_role(role_arn))
+    containers(pod, prefix)
+        .iter()
+        .any(|c| !c.has_role(role_arn))
 }
 
 #[cfg(test)]
@@ -175,13 +186,13 @@ mod tests {
     fn a_pod_without_the_role_needs_a_restart_and_one_with_it_does_not() {
         let bare = pod(json!({"metadata": {"name": "p"},
             "spec": {"containers": [{"name": "app", "image": "x"}]}}));
-        assert!(needs_restart(&bare, ARN));
+        assert!(needs_restart(&bare, ARN, DEFAULT_ANNOTATION_PREFIX));
         let good = pod(
             json!({"metadata": {"name": "p"}, "spec": {"containers": [mutated(ARN)],
             "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken":
                 {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}]}}),
         );
-        assert!(!needs_restart(&good, ARN));
+        assert!(!needs_restart(&good, ARN, DEFAULT_ANNOTATION_PREFIX));
         assert_eq!(
             token_volume(&good),
             Some(TokenVolume {
@@ -191,7 +202,11 @@ mod tests {
             })
         );
         assert!(
-            needs_restart(&good, "arn:aws:iam::111122223333:role/other"),
+            needs_restart(
+                &good,
+                "arn:aws:iam::111122223333:role/other",
+                DEFAULT_ANNOTATION_PREFIX
+            ),
             "another role's ARN"
         );
     }
@@ -234,11 +249,14 @@ mod tests {
         let skipped = pod(json!({"metadata": {"name": "p",
                 "annotations": {"eks.amazonaws.com/skip-containers": "sidecar, other"}},
             "spec": {"containers": [mutated(ARN), {"name": "sidecar", "image": "x"}]}}));
-        assert!(!needs_restart(&skipped, ARN));
+        assert!(!needs_restart(&skipped, ARN, DEFAULT_ANNOTATION_PREFIX));
         let init = pod(json!({"metadata": {"name": "p"},
             "spec": {"initContainers": [{"name": "setup", "image": "x"}], "containers": [mutated(ARN)]}}));
-        assert!(needs_restart(&init, ARN), "the init container lacks it");
-        let listed = containers(&init);
+        assert!(
+            needs_restart(&init, ARN, DEFAULT_ANNOTATION_PREFIX),
+            "the init container lacks it"
+        );
+        let listed = containers(&init, DEFAULT_ANNOTATION_PREFIX);
         assert_eq!(
             listed
                 .iter()
@@ -248,6 +266,24 @@ mod tests {
         );
         let done = pod(json!({"metadata": {"name": "p"},
             "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Succeeded"}}));
-        assert!(!needs_restart(&done, ARN));
+        assert!(!needs_restart(&done, ARN, DEFAULT_ANNOTATION_PREFIX));
+    }
+
+    #[test]
+    fn skip_containers_is_read_under_the_webhooks_annotation_prefix() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {"acme.io/skip-containers": " proxy ,"}},
+            "spec": {"containers": [{"name": "app"}, {"name": "proxy"}]},
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        let skipped = |prefix| -> Vec<String> {
+            containers(&pod, prefix)
+                .into_iter()
+                .filter(|c| c.skipped)
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(skipped("acme.io"), ["proxy"]);
+        assert!(skipped(DEFAULT_ANNOTATION_PREFIX).is_empty());
     }
 }
