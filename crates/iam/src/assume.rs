@@ -8,9 +8,9 @@
 
 use serde_json::Value;
 
+use crate::document::{statements, strings};
 use crate::effort::Effort;
 use crate::glob;
-use crate::policy::{statements, strings};
 use crate::trust::{ASSUME_ROLE_WITH_WEB_IDENTITY, provider_host_path};
 
 /// What AssumeRoleWithWebIdentity presents of a ServiceAccount token.

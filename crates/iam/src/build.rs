@@ -13,10 +13,10 @@ use podidentity_api::{DeletionPolicy, PodIdentityBindingSpec, TrustPolicySize};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::document::{OneOrMany, PolicyDocument, PolicyStatement};
 use crate::error::{Error, Violation};
 use crate::guardrails::{Guardrails, RuleSet};
 use crate::naming;
-use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement};
 use crate::trust::trust_policy_for;
 use crate::validate::validate;
 

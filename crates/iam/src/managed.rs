@@ -10,12 +10,12 @@
 use serde_json::Value;
 
 use crate::compare::parse_document;
+use crate::document::{statements, strings};
 use crate::effort::{Effort, Judgement};
 use crate::error::Violation;
 use crate::glob;
 use crate::guardrails::{RuleSet, few};
 use crate::namespace_policy::AppliedPolicy;
-use crate::policy::{statements, strings};
 
 /// A managed policy version as read from IAM.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 use podidentity_api::Effect;
 use serde_json::{Map, Value};
 
-use crate::policy::{OneOrMany, PolicyDocument, PolicyStatement, Principal};
+use crate::document::{OneOrMany, PolicyDocument, PolicyStatement, Principal};
 
 pub const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
 

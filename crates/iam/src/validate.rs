@@ -14,10 +14,10 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_api::{KEY_PREFIX, PodIdentityBindingSpec, Statement};
 use regex::Regex;
 
+use crate::document::PolicyDocument;
 use crate::error::{Violation, ViolationKind};
 use crate::guardrails::RuleSet;
 use crate::naming::MAX_ROLE_NAME_LEN;
-use crate::policy::PolicyDocument;
 
 /// IAM: an inline role policy holds at most 10,240 characters, whitespace not counted.
 pub const MAX_INLINE_POLICY_CHARS: usize = 10_240;
