@@ -183,5 +183,57 @@ mod tests {
             let any_alive = claims.iter().any(|(_, _, deleting)| !deleting);
             prop_assert_eq!(first.is_some(), any_alive);
         }
+
+        /// The queue's count of places ahead of a binding is the rule written out plainly
+        /// (older, not being deleted, allowed, owning its ServiceAccount among all), both as
+        /// the controller asks it (over the older ones only) and as `plan` ranks the whole
+        /// namespace.
+        #[test]
+        fn the_quota_queue_counts_as_the_rule_says(
+            claims in proptest::collection::vec(
+                (proptest::option::of(0i64..4), "[a-c]{1,2}", "[xyz]", any::<bool>(), any::<bool>()),
+                1..10,
+            ),
+        ) {
+            let bindings: Vec<PodIdentityBinding> = claims
+                .iter()
+                .enumerate()
+                .map(|(i, (created, name, sa, deleting, _))| {
+                    let mut b = binding(&format!("{name}{i}"), sa, *created, *deleting);
+                    b.metadata.uid = Some(format!("uid-{i}"));
+                    b
+                })
+                .collect();
+            let allowed = |b: &PodIdentityBinding| {
+                let i = bindings.iter().position(|o| o.metadata.uid == b.metadata.uid);
+                i.is_some_and(|i| claims[i].4)
+            };
+            let owns = |b: &PodIdentityBinding| {
+                service_account_owner(&bindings, "shop", &b.spec.service_account_name)
+                    .is_some_and(|o| o.metadata.uid == b.metadata.uid)
+            };
+            let holds_place = |b: &PodIdentityBinding| {
+                b.metadata.deletion_timestamp.is_none() && allowed(b) && owns(b)
+            };
+            let all: Vec<&PodIdentityBinding> = bindings.iter().collect();
+            let whole = quota_queue("shop", &all, |b| b, |b| allowed(b));
+            for b in &bindings {
+                let plainly = bindings
+                    .iter()
+                    .filter(|o| o.metadata.uid != b.metadata.uid)
+                    .filter(|o| claim_order(o) < claim_order(b))
+                    .filter(|o| holds_place(o))
+                    .count();
+                let older: Vec<&PodIdentityBinding> = bindings
+                    .iter()
+                    .filter(|o| o.metadata.uid != b.metadata.uid && claim_order(o) < claim_order(b))
+                    .collect();
+                prop_assert_eq!(quota_queue("shop", &older, |o| o, |o| allowed(o)).len(), plainly);
+                if holds_place(b) {
+                    let rank = whole.iter().position(|o| o.metadata.uid == b.metadata.uid);
+                    prop_assert_eq!(rank, Some(plainly));
+                }
+            }
+        }
     }
 }
