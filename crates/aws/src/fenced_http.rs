@@ -15,8 +15,8 @@ use aws_smithy_types::body::SdkBody;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::sdk::{WriteGate, is_write_action};
 use crate::wire_fence::FencedConnector;
+use crate::write_gate::{WriteGate, is_write_action};
 
 /// The SDK's own default for a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);

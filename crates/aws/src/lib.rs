@@ -11,6 +11,7 @@ pub mod s3;
 pub mod sdk;
 pub mod testing;
 pub mod wire_fence;
+pub mod write_gate;
 
 pub use api::{
     AssumedRole, Iam, IamApi, IamRequest, IamResponse, NewOidcProvider, NewRole, OidcProvider,

@@ -1,7 +1,6 @@
 //! The aws-sdk-iam (and STS) adapter: the only code that talks to AWS.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -25,17 +24,8 @@ use crate::api::{
 use crate::error::{AwsError, ErrorKind};
 use crate::fenced_http::FencedHttpClient;
 use crate::wire_fence::WriteFenced;
-
-/// Says whether an IAM write may be sent now (leader election: only the leader, within
-/// its renew deadline, writes).
-#[derive(Clone)]
-pub struct WriteGate(pub Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl std::fmt::Debug for WriteGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WriteGate")
-    }
-}
+pub use crate::write_gate::WriteGate;
+use crate::write_gate::is_write_action;
 
 /// Refuses a write attempt the gate closes, checked right before each attempt is sent
 /// (retries included), not when the call began: a process stopped or cut off in the
@@ -49,16 +39,6 @@ pub(crate) struct Fence {
 
 fn is_iam_write(request: &aws_smithy_runtime_api::http::Request) -> bool {
     is_write_action(request.body().bytes().unwrap_or_default())
-}
-
-/// IAM's reads are the Get* and List* actions.
-pub(crate) fn is_write_action(form_body: &[u8]) -> bool {
-    let body = String::from_utf8_lossy(form_body);
-    let action = body
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("Action="))
-        .unwrap_or_default();
-    !(action.starts_with("Get") || action.starts_with("List"))
 }
 
 impl Intercept for Fence {

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 
-use crate::sdk::WriteGate;
+use crate::write_gate::WriteGate;
 
 /// What a refused socket write fails with.
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::binding::DeletionPolicy;
 
 mod oidc_management;
+mod problem;
 mod validate;
 pub use oidc_management::ConnectTo;
-pub use validate::ConfigProblem;
+pub use problem::ConfigProblem;
 
 pub const DEFAULT_TRUST_POLICY_MAX_BYTES: usize = 2048;
 /// IAM's hard ceiling for the trust policy quota.

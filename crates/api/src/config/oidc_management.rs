@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::validate::Problems;
-use super::{ConfigProblem, OperatorConfig};
+use super::OperatorConfig;
+use super::problem::{ConfigProblem, Problems};
 use crate::annotations::DEFAULT_AUDIENCE;
 
 const DEFAULT_CHECK_INTERVAL: &str = "1m";

@@ -3,20 +3,8 @@
 
 use std::time::Duration;
 
+use super::problem::{ConfigProblem, Problems};
 use super::{MAX_MANAGED_POLICIES_CEILING, OperatorConfig, TRUST_POLICY_MAX_BYTES_CEILING};
-
-/// One bad setting: the setting's path and what to change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub setting: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.setting, self.message)
-    }
-}
 
 impl OperatorConfig {
     /// Every problem with these settings, each naming the setting and the fix.
@@ -308,16 +296,6 @@ impl OperatorConfig {
                 format!("{partition:?} is not an AWS partition: use aws, aws-cn or aws-us-gov"),
             );
         }
-    }
-}
-
-/// Problems found so far.
-#[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<ConfigProblem>);
-
-impl Problems {
-    pub(super) fn bad(&mut self, setting: &'static str, message: String) {
-        self.0.push(ConfigProblem { setting, message });
     }
 }
 
