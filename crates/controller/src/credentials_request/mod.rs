@@ -2,7 +2,7 @@
 //! desired state through the same engine and guardrails (`podidentity_iam::
 //! credentials_request`), one role per request made and kept in line by the same code as
 //! a binding's, the Secret it names written in ccoctl's format (`secret`), and the status
-//! written back as the Cloud Credential Operator writes it (`status`). Only with
+//! written back as the Cloud Credential Operator writes it (`report`). Only with
 //! `credentialsRequests.enabled`, only for requests in `credentialsRequests.namespaces`,
 //! and only where the CRD is installed: elsewhere the controller never starts.
 

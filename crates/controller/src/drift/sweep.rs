@@ -1,7 +1,7 @@
 //! The drift sweep's reading: every role under the operator's path read in pages of up to
 //! 1,000 (GetAccountAuthorizationDetails) and compared with what the bindings want. N roles
 //! cost about N/1000 reads, not three calls per role. Putting drift back is the binding
-//! reconciler's job (see `drift`).
+//! reconciler's job (see the `drift` module).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,7 @@
 //! `oidc.manage`: the cluster's IAM OIDC provider and, with `oidc.publish.s3Bucket`, the
 //! issuer's discovery document and keys in S3, kept in line by the leader on a timer.
 //! `documents` works out what the bucket should hold, `provider` puts the provider right,
-//! `fetch` reaches the issuer's host (the thumbprint), `status` reports in a ConfigMap.
+//! `fetch` reaches the issuer's host (the thumbprint), `status_map` reports in a ConfigMap.
 
 pub mod documents;
 pub mod fetch;
