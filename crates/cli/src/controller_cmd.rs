@@ -206,11 +206,10 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         },
         false => None,
     };
-    let ctx = Context::new(client, iam, config);
+    let ctx = Context::new(client, iam, config).with_metrics(metrics);
     let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(
         ctx,
-        metrics,
         RunSettings {
             health_listen: args.health_listen,
             election,

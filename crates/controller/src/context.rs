@@ -1,5 +1,5 @@
 //! The handles every wing shares, built once: the Kubernetes client, IAM, the
-//! configuration, the event recorder, and the named caches. What a binding's passes
+//! configuration, the event recorder, the metrics, and the named caches. What a binding's passes
 //! remember between them is the binding wing's (`binding::memory`), not here.
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::binding::quota::SiblingVerdicts;
 use crate::caches::{Bindings, Secrets, Watched};
 use crate::policy::view::{NamespaceMeta, PolicyView, WatchedPolicy};
 use crate::process::check::Check;
+use crate::process::metrics::Metrics;
 
 pub struct Context {
     pub client: Client,
@@ -30,6 +31,8 @@ pub struct Context {
     pub managed_policies: ManagedPolicyDocuments,
     /// One recorder for the process (it deduplicates and aggregates events).
     pub recorder: Recorder,
+    /// The process's metrics (`/metrics`).
+    pub metrics: Arc<Metrics>,
     /// Where bindings are read from (the ServiceAccount ownership rule, the quota).
     pub bindings: Bindings,
     /// Where the operator's credentials Secrets are read from.
@@ -55,10 +58,17 @@ impl Context {
             policies,
             managed_policies: ManagedPolicyDocuments::default(),
             recorder,
+            metrics: Arc::new(Metrics::new()),
             bindings: Bindings::Live,
             secrets: Secrets::Live,
             sibling_verdicts: SiblingVerdicts::default(),
         }
+    }
+
+    /// Counts into these metrics (the ones `/metrics` serves).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reads bindings from the controller's watch cache instead of listing them.

@@ -652,7 +652,6 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     use kube::runtime::{reflector, watcher};
     use podidentity_controller::caches::Watched;
     use podidentity_controller::drift::sweep_once;
-    use podidentity_controller::process::metrics::Metrics;
 
     let Some(endpoint) = endpoint() else { return };
     let policy = format!(
@@ -694,7 +693,7 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(b.clone()))));
     let (wake, mut woken) = futures::channel::mpsc::unbounded();
     w.log.reset();
-    let survey = sweep_once(&w.ctx, &w.memory, &store, &wake, &Metrics::default())
+    let survey = sweep_once(&w.ctx, &w.memory, &store, &wake)
         .await
         .unwrap_or_else(|| panic!("the sweep failed"));
     drop(wake);

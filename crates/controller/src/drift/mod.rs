@@ -20,7 +20,6 @@ use crate::caches::Watched;
 use crate::context::{Context, jitter};
 use crate::drift::sweep::{Finding, Survey, survey_each};
 use crate::process::health::Check;
-use crate::process::metrics::Metrics;
 
 /// One sweep: flags and wakes every binding whose role needs attention.
 pub async fn sweep_once(
@@ -28,7 +27,6 @@ pub async fn sweep_once(
     memory: &Memory,
     store: &Store<Watched>,
     triggers: &UnboundedSender<ObjectRef<Watched>>,
-    metrics: &Metrics,
 ) -> Option<Survey> {
     // Role name → its binding (namespace and name only); what each role should be is
     // worked out again when its page arrives, so no list of 10,000 desired roles is held
@@ -93,7 +91,7 @@ pub async fn sweep_once(
             continue;
         };
         if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
-            metrics.drift_corrections.inc();
+            ctx.metrics.drift_corrections.inc();
         }
         let namespace = key.namespace.as_deref().unwrap_or_default();
         tracing::info!(%role, ?finding, binding = %key.name, %namespace, "drift found; reconciling");
@@ -133,7 +131,6 @@ pub async fn sweep_loop(
     store: Store<Watched>,
     mut listed: Check,
     triggers: UnboundedSender<ObjectRef<Watched>>,
-    metrics: Arc<Metrics>,
 ) {
     let interval = ctx
         .config
@@ -143,7 +140,7 @@ pub async fn sweep_loop(
         return;
     }
     loop {
-        sweep_once(&ctx, &memory, &store, &triggers, &metrics).await;
+        sweep_once(&ctx, &memory, &store, &triggers).await;
         tokio::time::sleep(interval + jitter(interval / 10)).await;
     }
 }

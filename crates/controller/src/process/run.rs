@@ -15,7 +15,6 @@ use crate::context::Context;
 use crate::oidc::OidcKeeper;
 use crate::process::health::{self, Health};
 use crate::process::leader::{Elector, Lost};
-use crate::process::metrics::Metrics;
 use crate::process::wiring::{self, Caches, Checks, Wakes};
 
 pub struct RunSettings {
@@ -56,11 +55,8 @@ async fn shutdown_signal() {
 
 /// Runs until a signal, a lost lease, or a failed listener. With leader election the
 /// replica is a standby (ready, reconciling nothing) until it holds the lease.
-pub async fn run(
-    ctx: Context,
-    metrics: Arc<Metrics>,
-    mut settings: RunSettings,
-) -> Result<(), RunError> {
+pub async fn run(ctx: Context, mut settings: RunSettings) -> Result<(), RunError> {
+    let metrics = ctx.metrics.clone();
     let (bindings, bindings_writer) = reflector::store::<Watched>();
     let health = Arc::new(Health::new(
         Vec::new(),
@@ -120,7 +116,6 @@ pub async fn run(
         caches.bindings.clone(),
         checks.bindings.clone(),
         wakes.wake,
-        metrics.clone(),
     ));
 
     let outcome = {
