@@ -6,6 +6,8 @@
 mod chain;
 #[cfg(test)]
 mod chain_tests;
+#[cfg(test)]
+mod discover_tests;
 mod gather;
 
 use std::path::PathBuf;
