@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use podidentity_api::config::ConnectTo;
+use podidentity_api::config::{ConnectTo, OperatorConfig};
 use podidentity_controller::oidc::fetch::Fetcher;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::gather::discover;
+use super::settings::{issuer_fetcher, issuer_routes};
 
 const HOST: &str = "issuer.podidentity.test";
 
@@ -93,9 +94,7 @@ impl ApiServerLike {
     }
 
     fn fetcher(&self) -> Fetcher {
-        let route: ConnectTo = format!("{HOST}:443:127.0.0.1:{}", self.port)
-            .parse()
-            .expect("connect-to");
+        let route: ConnectTo = self.route().parse().expect("connect-to");
         Fetcher::new(Some(self.ca_pem.as_bytes()), vec![route]).expect("fetcher")
     }
 }
@@ -175,5 +174,73 @@ async fn the_api_servers_own_key_set_is_read_despite_its_content_type() {
         seen.iter().all(|a| accepts(Some(a), "application/json")
             && accepts(Some(a), "application/jwk-set+json")),
         "{seen:?}"
+    );
+}
+
+impl ApiServerLike {
+    fn route(&self) -> String {
+        format!("{HOST}:443:127.0.0.1:{}", self.port)
+    }
+}
+
+/// The documents through a fetcher built as `doctor` builds it.
+async fn read_with(fetcher: Result<Fetcher, String>) -> Result<Vec<String>, String> {
+    discover(&fetcher?, &format!("https://{HOST}"))
+        .await
+        .map(|found| found.key_ids)
+}
+
+#[tokio::test]
+async fn the_configurations_issuer_ca_and_connect_to_reach_the_issuer() {
+    let server = ApiServerLike::start().await;
+    let mut config = OperatorConfig::default();
+    config.oidc.issuer_ca = Some(server.ca_pem.clone());
+    config.oidc.connect_to = vec![server.route()];
+    let fetcher = issuer_fetcher(None, &config, &[], issuer_routes(&[], &config));
+    assert_eq!(read_with(fetcher).await, Ok(vec!["key-1".to_string()]));
+}
+
+#[tokio::test]
+async fn the_flags_win_over_the_configuration() {
+    let server = ApiServerLike::start().await;
+    let mut config = OperatorConfig::default();
+    // The configuration's route and CA lead nowhere; the flags' reach the host.
+    config.oidc.connect_to = vec![format!("{HOST}:443:127.0.0.1:1")];
+    config.oidc.issuer_ca = Some(ApiServerLike::start().await.ca_pem);
+    let flag: ConnectTo = server.route().parse().expect("route");
+    let fetcher = issuer_fetcher(
+        Some(("ca.pem", server.ca_pem.as_bytes())),
+        &config,
+        &[],
+        issuer_routes(&[flag], &config),
+    );
+    assert_eq!(read_with(fetcher).await, Ok(vec!["key-1".to_string()]));
+}
+
+#[tokio::test]
+async fn the_clusters_own_ca_is_trusted_for_an_issuer_under_it() {
+    let server = ApiServerLike::start().await;
+    let config = OperatorConfig::default();
+    let flag: ConnectTo = server.route().parse().expect("route");
+    let without = issuer_fetcher(None, &config, &[], vec![flag.clone()]);
+    let err = read_with(without).await.err().unwrap_or_default();
+    assert!(err.contains("TLS"), "{err}");
+    let with = issuer_fetcher(None, &config, server.ca_pem.as_bytes(), vec![flag]);
+    assert_eq!(read_with(with).await, Ok(vec!["key-1".to_string()]));
+}
+
+#[test]
+fn an_issuer_ca_without_a_certificate_names_where_it_came_from() {
+    let mut config = OperatorConfig::default();
+    let flag = issuer_fetcher(Some(("ca.pem", b"not a certificate")), &config, &[], vec![]);
+    assert_eq!(
+        flag.err(),
+        Some("--issuer-ca ca.pem: holds no PEM certificate".to_string())
+    );
+    config.oidc.issuer_ca = Some("nothing here".into());
+    let setting = issuer_fetcher(None, &config, &[], vec![]);
+    assert_eq!(
+        setting.err(),
+        Some("oidc.issuerCa: holds no PEM certificate".to_string())
     );
 }
