@@ -127,11 +127,12 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid YAML: {message}")]
-    Yaml { path: String, message: String },
-    #[error("config file {path}: {field}: {message}")]
+    /// `origin`: where the text came from ("config file PATH", a ConfigMap).
+    #[error("{origin} is not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin}: {field}: {message}")]
     Field {
-        path: String,
+        origin: String,
         field: String,
         message: String,
     },
@@ -142,10 +143,21 @@ pub enum ConfigError {
 impl ConfigArgs {
     /// The merged, checked configuration.
     pub fn load(&self) -> Result<OperatorConfig, ConfigError> {
-        let mut config = match &self.config {
+        let config = match &self.config {
             Some(path) => read_file(path)?,
             None => OperatorConfig::default(),
         };
+        self.finish(config)
+    }
+
+    /// As `load`, with `text` (read from `origin`) in the place of the `--config` file:
+    /// defaults < `text` < environment < flags.
+    pub fn load_text(&self, origin: &str, text: &str) -> Result<OperatorConfig, ConfigError> {
+        self.finish(parse_text(origin, text)?)
+    }
+
+    /// The environment and flags over `config`, checked.
+    fn finish(&self, mut config: OperatorConfig) -> Result<OperatorConfig, ConfigError> {
         self.apply_overrides(&mut config);
         let problems = config.problems();
         if problems.is_empty() {
@@ -251,13 +263,17 @@ fn read_file(path: &Path) -> Result<OperatorConfig, ConfigError> {
         path: shown.clone(),
         source,
     })?;
-    podidentity_plan::config_file::parse(&text).map_err(|err| match err {
+    parse_text(&format!("config file {shown}"), &text)
+}
+
+fn parse_text(origin: &str, text: &str) -> Result<OperatorConfig, ConfigError> {
+    podidentity_plan::config_file::parse(text).map_err(|err| match err {
         ConfigTextError::Yaml(message) => ConfigError::Yaml {
-            path: shown,
+            origin: origin.to_string(),
             message,
         },
         ConfigTextError::Field { field, message } => ConfigError::Field {
-            path: shown,
+            origin: origin.to_string(),
             field,
             message,
         },

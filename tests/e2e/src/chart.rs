@@ -1,6 +1,6 @@
 //! The Helm chart, rendered by the real Helm library (through `render_chart.py` and the
-//! test virtualenv): its RBAC is installed as is, and its Deployments' arguments and
-//! ConfigMap are what the operator's processes are started with.
+//! test virtualenv): its RBAC and its ConfigMap are installed as is, and its Deployments'
+//! arguments and the ConfigMap's file are what the operator's processes are started with.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -73,6 +73,7 @@ pub async fn render(values: &Value) -> Result<Rendered, HarnessError> {
 fn api_resource(kind: &str) -> Option<ApiResource> {
     let (group, version, plural) = match kind {
         "ServiceAccount" => ("", "v1", "serviceaccounts"),
+        "ConfigMap" => ("", "v1", "configmaps"),
         "ClusterRole" => ("rbac.authorization.k8s.io", "v1", "clusterroles"),
         "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
         "Role" => ("rbac.authorization.k8s.io", "v1", "roles"),
@@ -156,6 +157,13 @@ impl Rendered {
             .iter()
             .filter_map(|a| a.as_str().map(str::to_string))
             .collect())
+    }
+
+    /// The chart's ConfigMap holding the operator configuration file.
+    pub fn config_map(&self) -> Result<&Value, HarnessError> {
+        let name = format!("{RELEASE}-config");
+        self.find("ConfigMap", &name)
+            .ok_or_else(|| HarnessError::new(format!("the chart rendered no ConfigMap {name}")))
     }
 
     /// The operator configuration file the chart mounts.

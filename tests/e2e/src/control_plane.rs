@@ -507,6 +507,83 @@ impl ControlPlane {
     }
 }
 
+/// A second kube-apiserver of the same cluster (same etcd, keys and CA, as an HA control
+/// plane runs several) whose tokens name its own URL as their issuer: the API server is
+/// its own OIDC issuer, as kubeadm, k3s and kind are when their discovery is served
+/// directly. The cluster's first issuer is still accepted. Stopped when dropped.
+pub struct OwnIssuerApiServer {
+    /// `https://127.0.0.1:PORT`: its URL and its tokens' issuer.
+    pub url: String,
+    /// An admin kubeconfig for it.
+    pub kubeconfig: PathBuf,
+    _process: Process,
+}
+
+impl ControlPlane {
+    /// Starts an `OwnIssuerApiServer` and waits until it serves and authorizes.
+    pub async fn start_own_issuer_apiserver(&self) -> Result<OwnIssuerApiServer, HarnessError> {
+        let port = free_port()?;
+        let url = format!("https://127.0.0.1:{port}");
+        let current = self.current_apiserver_args();
+        let issuers: Vec<String> = current
+            .iter()
+            .filter(|a| a.starts_with("--service-account-issuer="))
+            .cloned()
+            .collect();
+        let mut args: Vec<String> = current
+            .into_iter()
+            .filter(|a| {
+                !a.starts_with("--secure-port=")
+                    && !a.starts_with("--service-account-issuer=")
+                    && !a.starts_with("--audit-log-path=")
+            })
+            .collect();
+        args.push(arg("secure-port", port));
+        // The first issuer signs; the others are accepted.
+        args.push(arg("service-account-issuer", &url));
+        args.extend(issuers);
+        args.push(arg(
+            "audit-log-path",
+            self.dir.join("audit-own-issuer.log").display(),
+        ));
+        // The `kubernetes` Service stays the first API server's.
+        args.push(arg("endpoint-reconciler-type", "none"));
+        let mut process = Process::start(
+            "kube-apiserver (own issuer)",
+            &self.apiserver_program,
+            &args,
+            &[],
+            self.dir.join("kube-apiserver-own-issuer.log"),
+        )?;
+        let text = std::fs::read_to_string(&self.admin_kubeconfig)
+            .map_err(|e| HarnessError::new(format!("admin kubeconfig: {e}")))?
+            .replace(&self.url, &url);
+        let kubeconfig = write(&self.dir, "admin-own-issuer.kubeconfig", &text)?;
+        let client = crate::cluster::client_from(&kubeconfig).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rbac_answers(&client).await {
+            if !process.running() {
+                return Err(HarnessError::new(format!(
+                    "the second kube-apiserver exited:\n{}",
+                    process.log_tail(30)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::new(format!(
+                    "the second kube-apiserver not ready after 60 s:\n{}",
+                    process.log_tail(30)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(OwnIssuerApiServer {
+            url,
+            kubeconfig,
+            _process: process,
+        })
+    }
+}
+
 /// Whether the API server answers `/readyz`.
 async fn ready(client: &kube::Client) -> bool {
     match http::Request::get("/readyz").body(Vec::new()) {

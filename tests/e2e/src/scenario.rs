@@ -100,7 +100,8 @@ impl Scenario {
     }
 
     /// Renders the chart with this scenario's values merged with `overrides`, and installs
-    /// its RBAC (ServiceAccounts, roles and bindings) exactly as rendered.
+    /// its RBAC (ServiceAccounts, roles and bindings) and its ConfigMap exactly as rendered
+    /// (the ConfigMap, as `helm upgrade` would, replacing the last install's).
     pub async fn install(&self, overrides: Value) -> Rendered {
         let mut values = self.values();
         merge(&mut values, overrides);
@@ -110,6 +111,10 @@ impl Scenario {
                 .await
                 .expect("install the chart's RBAC");
         }
+        let config_map = rendered.config_map().expect("the chart's ConfigMap");
+        chart::apply(&self.cluster.client, config_map)
+            .await
+            .expect("install the chart's ConfigMap");
         rendered
     }
 
@@ -223,20 +228,30 @@ impl Scenario {
             .unwrap_or_else(|err| panic!("register webhook configuration {name}: {err}"));
     }
 
-    /// `podidentity doctor ARGS -o json` as an admin runs it, with the chart's rendered
-    /// configuration; its exit code and report.
+    /// `podidentity doctor ARGS -o json` as an admin runs it, handed the chart's rendered
+    /// configuration (`--config`); its exit code and report.
     pub async fn doctor(&self, rendered: &Rendered, args: &[&str]) -> (i32, Value) {
         let config = self.dir.join("doctor-config.yaml");
         std::fs::write(&config, rendered.config_yaml().expect("config")).expect("write config");
+        let config = config.display().to_string();
+        let mut all = args.to_vec();
+        all.extend(["--config", config.as_str()]);
+        self.doctor_on(&self.cluster.admin_kubeconfig, &all).await
+    }
+
+    /// `podidentity doctor ARGS -o json` as an admin of the API server `kubeconfig` names
+    /// runs it, with nothing but `args`: the configuration is what doctor finds in the
+    /// cluster (the chart's ConfigMap). Its exit code and report (or its output).
+    pub async fn doctor_on(&self, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, Value) {
         let output = tokio::process::Command::new(&self.cluster.binary)
             .arg("doctor")
             .args(args)
-            .args(["-o", "json", "--config"])
-            .arg(&config)
-            .env("KUBECONFIG", &self.cluster.admin_kubeconfig)
+            .args(["-o", "json"])
+            .env("KUBECONFIG", kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("PODIDENTITY_CONFIG")
             .output()
             .await
             .expect("run doctor");

@@ -504,6 +504,11 @@ fn oidc_provider(facts: &Facts) -> Link {
     )
 }
 
+/// The issuer's host answered, but not to an anonymous reader (as STS is).
+fn refused(fetch_error: &str) -> bool {
+    fetch_error.contains(" answered 401") || fetch_error.contains(" answered 403")
+}
+
 fn discovery(facts: &Facts) -> Link {
     const NAME: &str = "discovery";
     let (Some(found), Ok((_, token))) = (&facts.discovery, &facts.token) else {
@@ -511,6 +516,14 @@ fn discovery(facts: &Facts) -> Link {
     };
     let published = match found {
         Ok(published) => published,
+        Err(err) if refused(err) => {
+            return broken(
+                NAME,
+                "Forbidden",
+                err.clone(),
+                "STS reads the issuer's documents without credentials: serve them to anonymous readers. When the issuer is the API server itself: kubectl create clusterrolebinding oidc-discovery-anonymous --clusterrole=system:service-account-issuer-discovery --group=system:unauthenticated (its default binding admits ServiceAccounts only; keep --anonymous-auth on)".into(),
+            );
+        }
         Err(err) => {
             return broken(
                 NAME,

@@ -230,6 +230,24 @@ fn each_broken_link_is_found_first_with_its_reason() {
             ("discovery", "KeyMissing"),
         ),
         (
+            "issuer refuses anonymous readers",
+            Box::new(|f| {
+                f.discovery = Some(Err(format!(
+                    "GET {ISSUER}/.well-known/openid-configuration answered 403 Forbidden"
+                )));
+            }),
+            ("discovery", "Forbidden"),
+        ),
+        (
+            "issuer unreachable",
+            Box::new(|f| {
+                f.discovery = Some(Err(format!(
+                    "cannot connect to oidc.example.com:443 for {ISSUER}: refused"
+                )));
+            }),
+            ("discovery", "Unreachable"),
+        ),
+        (
             "pod before the annotation",
             Box::new(|f| f.pod = Some(Ok(Some(pod("2026-11-23T09:30:00Z", false))))),
             ("pod", "StartedBeforeAnnotation"),

@@ -254,7 +254,7 @@ async fn request_token(
 }
 
 /// The issuer's discovery document and its key set.
-async fn discover(fetcher: &Fetcher, issuer: &str) -> Result<Discovery, String> {
+pub(super) async fn discover(fetcher: &Fetcher, issuer: &str) -> Result<Discovery, String> {
     let base = issuer.trim_end_matches('/');
     let url = format!("{base}/.well-known/openid-configuration");
     let document: Value = serde_json::from_slice(&fetcher.get(&url).await?)

@@ -6,7 +6,12 @@
 mod chain;
 #[cfg(test)]
 mod chain_tests;
+#[cfg(test)]
+mod discover_tests;
 mod gather;
+mod settings;
+#[cfg(test)]
+mod settings_tests;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +25,7 @@ use crate::config_load::ConfigArgs;
 use chain::{Health, Link};
 use gather::{Reach, Target};
 use podidentity_api::config::ConnectTo;
-use podidentity_controller::oidc::fetch::Fetcher;
+use settings::SettingsError;
 
 #[derive(Args, Debug, Clone)]
 pub struct DoctorArgs {
@@ -32,14 +37,24 @@ pub struct DoctorArgs {
     pub assume: bool,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Extra CA certificates (PEM) to trust when fetching the issuer's documents.
+    /// Extra CA certificates (PEM) to trust when fetching the issuer's documents, instead
+    /// of the configuration's oidc.issuerCa (the cluster's CA is trusted as well).
     #[arg(long, value_name = "FILE")]
     pub issuer_ca: Option<PathBuf>,
     /// HOST:PORT:TARGET_HOST:TARGET_PORT: fetch the issuer's documents for HOST:PORT from
-    /// the target instead (as curl's --connect-to).
+    /// the target instead (as curl's --connect-to); over oidc.connectTo for that HOST:PORT.
     #[arg(long, value_name = "HOST:PORT:TARGET_HOST:TARGET_PORT")]
     pub connect_to: Vec<ConnectTo>,
-    /// The operator's configuration, as the controller reads it.
+    /// The operator's namespace, where the chart's ConfigMap is read (without --config).
+    #[arg(long, default_value = "podidentity-system")]
+    pub namespace: String,
+    /// The chart's release name: its ConfigMap is <release>-pod-identity-operator-config
+    /// (or <release>-config when the release name contains pod-identity-operator). Without
+    /// it, the one ConfigMap of the chart in --namespace.
+    #[arg(long)]
+    pub release: Option<String>,
+    /// The operator's configuration, as the controller reads it; without --config, the
+    /// chart's ConfigMap in the cluster is the file.
     #[command(flatten)]
     pub operator: ConfigArgs,
 }
@@ -55,34 +70,65 @@ fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+fn unreachable_api(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
+    ExitCode::from(1)
+}
+
 pub async fn run(args: &DoctorArgs) -> ExitCode {
     let target: Target = match args.target.parse() {
         Ok(target) => target,
         Err(err) => return bad_input(err),
     };
-    let mut config = match args.operator.load() {
+    let kube_config = match kube::Config::infer().await {
         Ok(config) => config,
-        Err(err) => return bad_input(err),
+        Err(err) => return unreachable_api(err),
     };
-    let extra_ca = match &args.issuer_ca {
+    // The cluster's CA: an issuer that is the API server itself serves its documents
+    // under it.
+    let cluster_ca = match (&kube_config.root_cert, &kube_config.root_cert_file) {
+        (Some(ders), _) => settings::pem_of(ders),
+        (None, Some(file)) => std::fs::read(file).unwrap_or_default(),
+        (None, None) => Vec::new(),
+    };
+    let client = match kube::Client::try_from(kube_config) {
+        Ok(client) => client,
+        Err(err) => return unreachable_api(err),
+    };
+    let loaded = settings::load(
+        &args.operator,
+        &client,
+        &args.namespace,
+        args.release.as_deref(),
+    )
+    .await;
+    let mut config = match loaded {
+        Ok(config) => config,
+        Err(SettingsError::BadInput(message)) => return bad_input(message),
+        Err(SettingsError::Unreachable(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let issuer_ca = match &args.issuer_ca {
         Some(path) => match std::fs::read(path) {
-            Ok(pem) => Some(pem),
+            Ok(pem) => Some((path.display().to_string(), pem)),
             Err(err) => {
                 return bad_input(format!("--issuer-ca {}: {err}", path.display()));
             }
         },
         None => None,
     };
-    let fetcher = match Fetcher::new(extra_ca.as_deref(), args.connect_to.clone()) {
+    let fetcher = match settings::issuer_fetcher(
+        issuer_ca
+            .as_ref()
+            .map(|(name, pem)| (name.as_str(), pem.as_slice())),
+        &config,
+        &cluster_ca,
+        settings::issuer_routes(&args.connect_to, &config),
+    ) {
         Ok(fetcher) => fetcher,
         Err(err) => return bad_input(err),
-    };
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
-        Err(err) => {
-            eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
-            return ExitCode::from(1);
-        }
     };
     let iam = SdkIam::connect(&AwsSettings {
         region: config.aws.region.clone(),

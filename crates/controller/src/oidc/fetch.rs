@@ -19,6 +19,11 @@ use tokio_rustls::client::TlsStream;
 /// Discovery documents and key sets are small; anything larger is not one.
 const MAX_BODY: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// What a GET asks for. A key set's own type first: kube-apiserver serves `/openid/v1/jwks`
+/// only as `application/jwk-set+json` and answers `406 Not Acceptable` to an `Accept`
+/// that admits neither it nor `*/*`; the discovery document is `application/json`; S3
+/// and CDNs serve whatever type the object was stored with.
+const ACCEPT: &str = "application/jwk-set+json, application/json;q=0.9, */*;q=0.8";
 
 /// Where and how to fetch.
 #[derive(Clone)]
@@ -131,7 +136,7 @@ impl Fetcher {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let request = http::Request::get(path)
             .header("host", &host)
-            .header("accept", "application/json")
+            .header("accept", ACCEPT)
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let response = sender

@@ -2,6 +2,7 @@
 //! and moto: a healthy chain, then each broken link produced for real and found first.
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
 use podidentity_aws::api::IamRequest;
 use podidentity_e2e::Scenario;
@@ -135,6 +136,33 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
         .expect("assume link");
     assert_eq!(assumed["health"], json!("ok"), "{assumed}");
 
+    // Not handed the configuration: doctor reads the chart's ConfigMap the install put in
+    // the cluster, and finds the same.
+    let admin = s.cluster.admin_kubeconfig.clone();
+    let pod_target = format!("pod/{ns}/app-1");
+    let mut args = vec![pod_target.as_str()];
+    args.extend_from_slice(&reach);
+    let (code, report) = s.doctor_on(&admin, &args).await;
+    assert_eq!(code, 0, "{report:#}");
+    // The issuer's host reached as the configuration says (oidc.connectTo, oidc.issuerCa),
+    // without doctor's own flags.
+    let reaching = s
+        .install(json!({"oidc": {"connectTo": [connect_to.clone()], "issuerCa": s.cluster.ca_pem}}))
+        .await;
+    let (code, report) = s.doctor_on(&admin, &[pod_target.as_str()]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let discovery = report["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link"] == json!("discovery"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(discovery["health"], json!("ok"), "{report:#}");
+    // The same configuration as a file: the ConfigMap is then not read.
+    let (code, report) = s.doctor(&reaching, &[pod_target.as_str()]).await;
+    assert_eq!(code, 0, "{report:#}");
+
     // A ServiceAccount nobody annotated.
     s.create_service_account(&ns, "bare", json!({})).await;
     let (code, report) = doctor(format!("{ns}/bare"), vec![]).await;
@@ -235,6 +263,21 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
         first_broken(&report),
         ("issuer".into(), "IssuerMismatch".into())
     );
+    // The cluster's ConfigMap now says so too, and doctor reads it unasked.
+    let app_target = format!("{ns}/app");
+    let mut args = vec![app_target.as_str()];
+    args.extend_from_slice(&reach);
+    let (code, report) = s.doctor_on(&admin, &args).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("issuer".into(), "IssuerMismatch".into())
+    );
+    // Flags win over the ConfigMap.
+    let issuer_flag = format!("--oidc-issuer-url={issuer_url}");
+    args.push(issuer_flag.as_str());
+    let (code, report) = s.doctor_on(&admin, &args).await;
+    assert_eq!(code, 0, "{report:#}");
 
     // No IAM OIDC provider for the issuer.
     raw.delete_open_id_connect_provider()
@@ -249,6 +292,29 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
         ("oidcProvider".into(), "NotFound".into())
     );
 
+    // No chart's ConfigMap where doctor is told to look: it says what it tried and what
+    // to pass.
+    for (flags, tried) in [
+        (
+            vec!["--namespace", "nowhere"],
+            "no ConfigMap of the pod-identity-operator chart in namespace nowhere",
+        ),
+        (
+            vec!["--release", "other"],
+            "ConfigMap podidentity-system/other-pod-identity-operator-config",
+        ),
+    ] {
+        let mut args = vec![app_target.as_str()];
+        args.extend(flags);
+        let (code, report) = s.doctor_on(&admin, &args).await;
+        assert_eq!(code, 2, "{report:#}");
+        let stderr = report["stderr"].as_str().unwrap_or_default();
+        assert!(
+            stderr.contains(tried) && stderr.contains("--config FILE"),
+            "{report:#}"
+        );
+    }
+
     // Bad input changes nothing and says what to write.
     let (code, report) = doctor("not a target".into(), vec![]).await;
     assert_eq!(code, 2, "{report:#}");
@@ -257,6 +323,118 @@ pub async fn each_broken_link_is_found_on_a_real_cluster(s: Scenario) {
             .as_str()
             .unwrap_or_default()
             .contains("NAMESPACE/SERVICEACCOUNT"),
+        "{report:#}"
+    );
+}
+
+/// kube-apiserver as its own OIDC issuer (kubeadm, k3s, kind serving their discovery
+/// directly): doctor reads `/.well-known/openid-configuration` and `/openid/v1/jwks` from
+/// the API server as STS would, anonymously, trusting the cluster's CA from its
+/// kubeconfig, with no flag and no configuration handed to it.
+pub async fn the_api_servers_own_discovery_is_read_as_sts_reads_it(s: Scenario) {
+    let plane = s.cluster.plane.as_ref().expect("own plane");
+    let own = plane
+        .start_own_issuer_apiserver()
+        .await
+        .expect("an API server that is its own issuer");
+    let (_rendered, _controller) = s
+        .start_controller(json!({"oidc": {"issuerUrl": own.url}}))
+        .await;
+    let shared = podidentity_aws::sdk::sdk_config(&podidentity_aws::testing::emulator_settings(
+        &s.cluster.moto,
+    ))
+    .await;
+    let raw = aws_sdk_iam::Client::new(&shared);
+    let provider_arn = format!(
+        "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
+        own.url.trim_start_matches("https://")
+    );
+    let _ = raw
+        .delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(&provider_arn)
+        .send()
+        .await;
+    raw.create_open_id_connect_provider()
+        .url(&own.url)
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("create the OIDC provider");
+    let ns = s.namespace("own-issuer").await;
+    s.create_service_account(&ns, "app", json!({})).await;
+    s.create_binding(&ns, "app", spec("app")).await;
+    s.wait_ready(&ns, "app").await;
+    let target = format!("{ns}/app");
+
+    // Kubernetes' default RBAC lets ServiceAccounts read the discovery documents, not
+    // anonymous readers such as STS.
+    let bindings: Api<ClusterRoleBinding> = Api::all(s.client());
+    let default = bindings
+        .get("system:service-account-issuer-discovery")
+        .await
+        .expect("the default ClusterRoleBinding");
+    let subjects: Vec<String> = default
+        .subjects
+        .iter()
+        .flatten()
+        .map(|subject| format!("{}:{}", subject.kind, subject.name))
+        .collect();
+    assert_eq!(subjects, vec!["Group:system:serviceaccounts".to_string()]);
+    let (code, report) = s.doctor_on(&own.kubeconfig, &[target.as_str()]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("discovery".into(), "Forbidden".into()),
+        "{report:#}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("--group=system:unauthenticated"),
+        "{report:#}"
+    );
+
+    // Opened to anonymous readers, as the fix says: the whole chain holds, the key set
+    // read from the API server itself.
+    let name = format!("{}-oidc-discovery-anonymous", s.tag);
+    let open: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": "system:service-account-issuer-discovery"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+            "name": "system:unauthenticated"}],
+    }))
+    .expect("ClusterRoleBinding");
+    bindings
+        .create(&PostParams::default(), &open)
+        .await
+        .expect("open the discovery documents to anonymous readers");
+    // RBAC's caches take the new binding in a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let opened = loop {
+        let (code, report) = s.doctor_on(&own.kubeconfig, &[target.as_str()]).await;
+        if first_broken(&report).0 != "discovery" || std::time::Instant::now() > deadline {
+            break (code, report);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let _ = bindings.delete(&name, &Default::default()).await;
+    let (code, report) = opened;
+    assert_eq!(code, 0, "{report:#}");
+    let discovery = report["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link"] == json!("discovery"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(discovery["health"], json!("ok"), "{report:#}");
+    assert!(
+        discovery["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{}/openid/v1/jwks", own.url)),
         "{report:#}"
     );
 }
