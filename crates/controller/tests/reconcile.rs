@@ -742,3 +742,33 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
         ("True".into(), "Synced".into())
     );
 }
+
+/// A deleted binding leaves nothing in the controller's memory: the pass that removes its
+/// finalizer (and any after) makes no record again.
+#[tokio::test]
+async fn a_deleted_binding_leaves_nothing_in_memory() {
+    let Some(endpoint) = endpoint() else { return };
+    let created = world(
+        endpoint.clone(),
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    created.settle("orders-s3").await;
+    let uid = created
+        .get("orders-s3")
+        .await
+        .metadata
+        .uid
+        .unwrap_or_default();
+    let w = deleting(&created, endpoint, "orders-s3").await;
+    let deleted = w.get("orders-s3").await;
+    reconcile_binding(&deleted, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let uid_here = deleted.metadata.uid.clone().unwrap_or(uid);
+    assert!(
+        !w.memory.holds(&uid_here),
+        "the deleted binding's record is gone"
+    );
+}

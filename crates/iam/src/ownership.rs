@@ -48,11 +48,16 @@ pub fn service_account_taken_by<'a>(
     (!same_binding(owner, binding)).then_some(owner)
 }
 
-/// Two readings of one binding: the same uid, or (manifests, which carry none) the same
+/// Two readings of one binding: the same uid, namespace and name (a manifest copied from
+/// a cluster under another name keeps its uid), or (manifests, which carry none) the same
 /// object.
 fn same_binding(a: &PodIdentityBinding, b: &PodIdentityBinding) -> bool {
     match (&a.metadata.uid, &b.metadata.uid) {
-        (Some(a), Some(b)) => a == b,
+        (Some(uid_a), Some(uid_b)) => {
+            uid_a == uid_b
+                && a.metadata.namespace == b.metadata.namespace
+                && a.metadata.name == b.metadata.name
+        }
         _ => std::ptr::eq(a, b),
     }
 }
@@ -158,6 +163,22 @@ mod tests {
             binding("m", "orders", None, false),
         ];
         assert_eq!(owner(&bindings), Some("m"));
+    }
+
+    #[test]
+    fn a_copy_under_another_name_is_another_binding_for_its_service_account() {
+        let mut original = binding("orders", "app", Some(1), false);
+        original.metadata.uid = Some("uid-1".into());
+        let mut copy = original.clone();
+        copy.metadata.name = Some("orders-copy".into());
+        let both = [original.clone(), copy.clone()];
+        let taken = service_account_taken_by(&copy, "shop", &both).map(|o| o.metadata.name.clone());
+        assert_eq!(
+            taken,
+            Some(Some("orders".to_string())),
+            "the copy waits for the original"
+        );
+        assert!(service_account_taken_by(&original, "shop", &both).is_none());
     }
 
     proptest! {

@@ -18,7 +18,7 @@ use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::memory::{Applied, Blocked, Memory, PERMANENT_ERROR_RETRY, RoleFacts, fingerprint};
 use super::readiness;
-use super::report::{self, Found, Note, recorded_role};
+use super::report::{self, Found, Note, When, recorded_role};
 use super::revoke::revoke;
 use super::role::{Known, RoleError, RoleOutcome, ensure_role};
 use super::secret::{SecretOutcome, apply_secret, delete_stale_secrets};
@@ -185,7 +185,8 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
     found
         .events
         .extend(early.map(|early| readiness::note(pass.ctx, pass.binding, early)));
-    if !made.missing_policies.is_empty() {
+    // A pass that waits on STS says what needs a change once it is through.
+    if !not_assumable && !made.missing_policies.is_empty() {
         found.events.push(Note::warning(
             reason::MANAGED_POLICY_NOT_FOUND,
             format!(
@@ -194,7 +195,7 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
             ),
         ));
     }
-    if let Some(name) = foreign_secret {
+    if let Some(name) = foreign_secret.filter(|_| !not_assumable) {
         found.events.push(Note::warning(
             reason::CREDENTIALS_SECRET_CONFLICT,
             format!("Secret {name} exists and is not this binding's; it was left untouched"),
@@ -429,10 +430,11 @@ fn role_made(
             ));
         }
         RoleOutcome::Created(made) => {
-            events.push(Note::always(
+            events.push(Note::new(
                 EventType::Normal,
                 "Created",
                 format!("created IAM role {}", made.arn),
+                When::Always,
             ));
             made
         }
@@ -448,10 +450,11 @@ fn role_made(
                 } else {
                     ("Updated", "updated")
                 };
-                events.push(Note::always(
+                events.push(Note::new(
                     EventType::Normal,
                     reason,
                     format!("IAM role {} {verb}: {}", made.arn, what.join(", ")),
+                    When::Always,
                 ));
             }
             made

@@ -112,10 +112,24 @@ impl Memory {
             .unwrap_or_default()
     }
 
-    /// Changes the binding's record in place.
+    /// Changes the binding's record in place (making it if it has none).
     pub fn update<T>(&self, uid: &str, change: impl FnOnce(&mut Record) -> T) -> Option<T> {
         let mut records = self.records.lock().ok()?;
         Some(change(records.entry(uid.to_string()).or_default()))
+    }
+
+    /// Changes the binding's record if it has one: what only clears makes no record (a
+    /// binding deleted and forgotten stays forgotten).
+    fn update_existing<T>(&self, uid: &str, change: impl FnOnce(&mut Record) -> T) -> Option<T> {
+        let mut records = self.records.lock().ok()?;
+        records.get_mut(uid).map(change)
+    }
+
+    /// Whether the binding has a record (a deleted binding has none).
+    pub fn holds(&self, uid: &str) -> bool {
+        self.records
+            .lock()
+            .is_ok_and(|records| records.contains_key(uid))
     }
 
     pub fn applied(&self, uid: &str) -> Option<Applied> {
@@ -152,14 +166,24 @@ impl Memory {
 
     /// Whether the sweep flagged this binding; clears the flag.
     pub fn take_drifted(&self, uid: &str) -> bool {
-        self.update(uid, |r| std::mem::take(&mut r.drifted))
+        self.update_existing(uid, |r| std::mem::take(&mut r.drifted))
             .unwrap_or(false)
     }
 
+    /// This process created the Secret for this binding (and for no other: the last
+    /// creator is its maker).
     pub fn remember_secret(&self, uid: &str, namespace: &str, name: &str) {
-        self.update(uid, |r| {
-            r.secrets_made.insert(format!("{namespace}/{name}"))
-        });
+        let key = format!("{namespace}/{name}");
+        if let Ok(mut records) = self.records.lock() {
+            for record in records.values_mut() {
+                record.secrets_made.remove(&key);
+            }
+            records
+                .entry(uid.to_string())
+                .or_default()
+                .secrets_made
+                .insert(key);
+        }
     }
 
     /// Whether this process created that Secret for that binding.
@@ -185,7 +209,7 @@ impl Memory {
 
     /// A successful pass resets the backoff.
     pub fn succeeded(&self, uid: &str) {
-        self.update(uid, |r| r.failures = 0);
+        self.update_existing(uid, |r| r.failures = 0);
     }
 
     /// Forgets everything about a binding that is gone.
@@ -264,5 +288,26 @@ mod tests {
         assert!(memory.take_drifted("uid-kept"));
         let elsewhere = ObjectRef::new("other").within("shop");
         assert_eq!(memory.waiting_in("shop", &elsewhere), vec![kept]);
+    }
+
+    #[test]
+    fn a_forgotten_binding_stays_forgotten_through_the_passes_after_its_deletion() {
+        let memory = Memory::default();
+        let key = ObjectRef::new("gone").within("shop");
+        memory.mark_drifted("uid-gone");
+        memory.forget_binding("uid-gone", &key);
+        // The pass that removed the finalizer succeeds; later passes find it done.
+        memory.succeeded("uid-gone");
+        assert!(!memory.take_drifted("uid-gone"));
+        assert!(!memory.holds("uid-gone"), "no record comes back");
+    }
+
+    #[test]
+    fn a_secret_is_the_last_creators() {
+        let memory = Memory::default();
+        memory.remember_secret("uid-a", "shop", "creds");
+        memory.remember_secret("uid-b", "shop", "creds");
+        assert!(!memory.made_secret("uid-a", "shop", "creds"));
+        assert!(memory.made_secret("uid-b", "shop", "creds"));
     }
 }

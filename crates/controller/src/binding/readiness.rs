@@ -7,7 +7,7 @@ use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::reason;
 
 use super::memory::RoleFacts;
-use super::report::Note;
+use super::report::{Note, When};
 use crate::binding::assumable::{self, Assumability};
 use crate::binding::conditions::Synced;
 use crate::binding::early_pods::{self, EarlyPod, Restarts};
@@ -84,5 +84,10 @@ pub fn note(ctx: &Context, binding: &PodIdentityBinding, found: EarlyFound) -> N
         found.restarts.as_ref(),
         ctx.config.allow_pod_restarts,
     );
-    Note::always(EventType::Warning, reason::PODS_NEED_RESTART, message)
+    Note::new(
+        EventType::Warning,
+        reason::PODS_NEED_RESTART,
+        message,
+        When::StatusWritten,
+    )
 }

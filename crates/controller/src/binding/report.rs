@@ -34,28 +34,34 @@ pub struct Note {
     pub type_: EventType,
     pub reason: String,
     pub message: String,
-    /// Published only when the status changed: it repeats what the status says, and a
-    /// pass that finds the same again says nothing new.
-    pub with_status_change: bool,
+    pub when: When,
+}
+
+/// When a pass's Event is published.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Whatever becomes of the status: something was done (a role made or changed,
+    /// permissions revoked), and it happened.
+    Always,
+    /// Once the status is written or found as it is: what a pass found (pods to restart)
+    /// is said again by the next pass if this one could not write.
+    StatusWritten,
+    /// Only when the status changed: it repeats what the status says, and a pass that
+    /// finds the same again says nothing new.
+    StatusChanged,
 }
 
 impl Note {
     pub fn warning(reason: &str, message: String) -> Self {
-        Self {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            message,
-            with_status_change: true,
-        }
+        Self::new(EventType::Warning, reason, message, When::StatusChanged)
     }
 
-    /// Published whatever the status does (something was done: a role made, a change).
-    pub fn always(type_: EventType, reason: &str, message: String) -> Self {
+    pub fn new(type_: EventType, reason: &str, message: String, when: When) -> Self {
         Self {
             type_,
             reason: reason.into(),
             message,
-            with_status_change: false,
+            when,
         }
     }
 }
@@ -84,7 +90,7 @@ impl Found {
 
 /// Publishes Events of a pass that ends without a status to write (it failed part way).
 pub async fn publish(ctx: &Context, binding: &PodIdentityBinding, events: Vec<Note>) {
-    for note in events.into_iter().filter(|n| !n.with_status_change) {
+    for note in events.into_iter().filter(|n| n.when == When::Always) {
         ctx.event(binding, note.type_, &note.reason, note.message)
             .await;
     }
@@ -107,9 +113,13 @@ pub async fn report(
         found.desired.as_ref(),
     )
     .await;
-    let changed = matches!(wrote, Ok(true));
     for note in found.events {
-        if changed || !note.with_status_change {
+        let publish = match note.when {
+            When::Always => true,
+            When::StatusWritten => wrote.is_ok(),
+            When::StatusChanged => matches!(wrote, Ok(true)),
+        };
+        if publish {
             ctx.event(binding, note.type_, &note.reason, note.message)
                 .await;
         }

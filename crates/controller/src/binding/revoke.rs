@@ -11,7 +11,7 @@ use podidentity_iam::namespace_policy::{AppliedPolicy, over_quota};
 
 use super::cleanup::role_identity;
 use super::memory::{Applied, Memory};
-use super::report::{Note, recorded_role};
+use super::report::{Note, When, recorded_role};
 use super::role::revoke_permissions;
 use crate::context::Context;
 use crate::error::Error;
@@ -66,7 +66,7 @@ pub async fn revoke(
         }),
     );
     let note = (taken > 0).then(|| {
-        Note::always(
+        Note::new(
             EventType::Warning,
             "PermissionsRevoked",
             format!(
@@ -74,6 +74,7 @@ pub async fn revoke(
                  (onViolation: Revoke): took {taken} policies from IAM role {}",
                 policy.name, role.arn
             ),
+            When::Always,
         )
     });
     Ok((true, note))
