@@ -555,15 +555,21 @@ impl OperatorConfig {
     }
 }
 
+/// The smallest configuration that passes its checks, for the tests of each module.
+#[cfg(test)]
+pub(crate) fn valid_for_tests() -> OperatorConfig {
+    OperatorConfig {
+        cluster_name: "prod".into(),
+        ..OperatorConfig::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn valid() -> OperatorConfig {
-        OperatorConfig {
-            cluster_name: "prod".into(),
-            ..OperatorConfig::default()
-        }
+        valid_for_tests()
     }
 
     #[test]

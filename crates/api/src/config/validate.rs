@@ -331,10 +331,7 @@ mod tests {
     use super::*;
 
     fn valid() -> OperatorConfig {
-        OperatorConfig {
-            cluster_name: "prod".into(),
-            ..OperatorConfig::default()
-        }
+        super::super::valid_for_tests()
     }
 
     #[test]
