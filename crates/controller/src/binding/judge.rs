@@ -39,34 +39,41 @@ pub struct Judgement<'r> {
     pub waits_on_siblings: bool,
 }
 
-/// Judges `binding` of `namespace` among `siblings` (the namespace's bindings, itself
-/// included or not) under `rules`.
-pub fn judge<'r>(
+/// Judges the spec alone under `rules`: the state it wants, or its refusal (which needs
+/// nothing of the namespace's other bindings, so none are read for it).
+pub fn judge_spec<'r>(
     binding: &PodIdentityBinding,
     namespace: &str,
+    config: &OperatorConfig,
+    rules: &'r RuleSet,
+) -> Result<DesiredState, Judgement<'r>> {
+    desired_state_under(
+        BindingRef::of(namespace, binding),
+        &binding.spec,
+        config,
+        rules,
+    )
+    .map_err(|refusal| Judgement {
+        verdict: Verdict::Refused {
+            revoking: revoking_policy(&rules.policies, &binding.spec, None),
+            refusal,
+        },
+        waits_on_siblings: false,
+    })
+}
+
+/// Judges a binding whose spec is allowed (`desired`) among `siblings` (the namespace's
+/// bindings, itself included or not): its ServiceAccount's owner and the quota's queue.
+pub fn judge_among<'r>(
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    desired: DesiredState,
     siblings: &[Arc<Watched>],
     config: &OperatorConfig,
     rules: &'r RuleSet,
     verdicts: &SiblingVerdicts,
 ) -> Judgement<'r> {
     let policies = &rules.policies;
-    let desired = match desired_state_under(
-        BindingRef::of(namespace, binding),
-        &binding.spec,
-        config,
-        rules,
-    ) {
-        Ok(desired) => desired,
-        Err(refusal) => {
-            return Judgement {
-                verdict: Verdict::Refused {
-                    revoking: revoking_policy(policies, &binding.spec, None),
-                    refusal,
-                },
-                waits_on_siblings: false,
-            };
-        }
-    };
     let readable: Vec<&PodIdentityBinding> =
         siblings.iter().filter_map(|b| b.0.as_ref().ok()).collect();
     // One ServiceAccount, one role: only its owner (the oldest binding naming it) goes on.

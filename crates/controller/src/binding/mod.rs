@@ -109,15 +109,22 @@ async fn pass(
         return Ok(Action::await_change());
     }
     let rules = ctx.policies.for_namespace(namespace).rules_for(namespace);
-    let siblings = ctx.bindings_in(namespace).await?;
-    let judgement = judge::judge(
-        binding,
-        namespace,
-        &siblings,
-        &ctx.config,
-        &rules,
-        &ctx.sibling_verdicts,
-    );
+    let mut siblings = Vec::new();
+    let judgement = match judge::judge_spec(binding, namespace, &ctx.config, &rules) {
+        Err(refused) => refused,
+        Ok(desired) => {
+            siblings = ctx.bindings_in(namespace).await?;
+            judge::judge_among(
+                binding,
+                namespace,
+                desired,
+                &siblings,
+                &ctx.config,
+                &rules,
+                &ctx.sibling_verdicts,
+            )
+        }
+    };
     memory.set_waiting(&ObjectRef::from_obj(binding), judgement.waits_on_siblings);
     let pass = Pass {
         ctx,
