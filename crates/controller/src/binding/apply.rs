@@ -16,6 +16,7 @@ use podidentity_iam::namespace_policy::AppliedPolicy;
 
 use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
+use super::managed_policies::none_exist;
 use super::memory::{Applied, Blocked, Memory, PERMANENT_ERROR_RETRY, RoleFacts, fingerprint};
 use super::readiness;
 use super::report::{self, Found, Note, When, recorded_role};
@@ -369,7 +370,7 @@ async fn still_stalled(
         .filter(|left| !left.is_zero());
     let still_missing = match left {
         Some(_) => true,
-        None => none_exist(pass.ctx, &applied.missing_policies).await?,
+        None => none_exist(pass.ctx.iam.as_ref(), &applied.missing_policies).await?,
     };
     if !still_missing {
         return Ok(None);
@@ -390,19 +391,6 @@ async fn still_stalled(
         recheck_in: Some(recheck_in),
         ..MadeRole::untouched(role)
     }))
-}
-
-/// Whether IAM still has none of these managed policies (GetPolicy, reads only).
-async fn none_exist(ctx: &Context, arns: &[String]) -> Result<bool, Error> {
-    let iam = podidentity_aws::api::Iam::new(ctx.iam.as_ref());
-    for arn in arns {
-        match iam.policy_default_version(arn).await {
-            Ok(_) => return Ok(false),
-            Err(err) if err.kind == podidentity_aws::error::ErrorKind::NotFound => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(true)
 }
 
 /// IAM answered: the role is made or converged (or is not ours).

@@ -69,3 +69,17 @@ impl ManagedPolicyDocuments {
         Ok(violations)
     }
 }
+
+/// Whether IAM has none of these managed policies (GetPolicy, reads only): a binding
+/// stalled on them asks this on its slow schedule.
+pub async fn none_exist(api: &dyn IamApi, arns: &[String]) -> Result<bool, AwsError> {
+    let iam = Iam::new(api);
+    for arn in arns {
+        match iam.policy_default_version(arn).await {
+            Ok(_) => return Ok(false),
+            Err(err) if err.kind == ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
