@@ -90,9 +90,27 @@ impl Found {
 
 /// Publishes Events of a pass that ends without a status to write (it failed part way).
 pub async fn publish(ctx: &Context, binding: &PodIdentityBinding, events: Vec<Note>) {
-    for note in events.into_iter().filter(|n| n.when == When::Always) {
-        ctx.event(binding, note.type_, &note.reason, note.message)
-            .await;
+    publish_as(ctx, binding, events, None).await;
+}
+
+/// Publishes the Events that are due given how the status write went (`None`: no status
+/// was written).
+async fn publish_as(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    events: Vec<Note>,
+    wrote: Option<&Result<bool, Error>>,
+) {
+    for note in events {
+        let due = match note.when {
+            When::Always => true,
+            When::StatusWritten => wrote.is_some_and(Result::is_ok),
+            When::StatusChanged => wrote.is_some_and(|w| matches!(w, Ok(true))),
+        };
+        if due {
+            ctx.event(binding, note.type_, &note.reason, note.message)
+                .await;
+        }
     }
 }
 
@@ -113,17 +131,7 @@ pub async fn report(
         found.desired.as_ref(),
     )
     .await;
-    for note in found.events {
-        let publish = match note.when {
-            When::Always => true,
-            When::StatusWritten => wrote.is_ok(),
-            When::StatusChanged => matches!(wrote, Ok(true)),
-        };
-        if publish {
-            ctx.event(binding, note.type_, &note.reason, note.message)
-                .await;
-        }
-    }
+    publish_as(ctx, binding, found.events, Some(&wrote)).await;
     wrote?;
     found.next
 }
