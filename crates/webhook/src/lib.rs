@@ -2,7 +2,8 @@
 //! is pure (`mutation`, over the fields of `pod`); `identity` decides which annotations count (including roles
 //! predicted from PodIdentityBindings); `lookup` reads them from watch caches; `admission`
 //! speaks AdmissionReview; `validation` admits PodIdentityBindings; `policies` holds the
-//! PodIdentityPolicies both judge by; `server` serves both over HTTPS.
+//! PodIdentityPolicies both judge by; `server` serves both over HTTPS; `watch` is the
+//! watcher both processes use (it lists again when a watch answer cannot be read).
 
 pub mod admission;
 pub mod binding_cache;
@@ -15,6 +16,7 @@ pub mod pod_credentials;
 pub mod policies;
 pub mod server;
 pub mod validation;
+pub mod watch;
 
 pub use mutation::{MutationConfig, TokenAccess};
 

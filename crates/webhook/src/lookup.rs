@@ -336,7 +336,7 @@ pub fn watch_cluster(
             sa_writer,
             // Annotations are all it needs; managedFields and kubectl's applied copy can
             // be most of an object.
-            watcher(sa_api, watcher::Config::default())
+            crate::watch::relisting_watcher(sa_api, watcher::Config::default())
                 .modify(|sa| podidentity_api::slim_metadata(&mut sa.metadata)),
         )
         .default_backoff()
@@ -347,7 +347,7 @@ pub fn watch_cluster(
         }),
     );
     tokio::spawn(
-        watcher(binding_api, watcher::Config::default())
+        crate::watch::relisting_watcher(binding_api, watcher::Config::default())
             .default_backoff()
             .for_each(move |event| {
                 match event {

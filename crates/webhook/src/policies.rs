@@ -112,7 +112,7 @@ impl NamespaceRules {
         let (rules, watched) = Self::over(config, policies, namespaces);
         let seen = watched.clone();
         tokio::spawn(
-            watcher(
+            crate::watch::relisting_watcher(
                 Api::<WatchedPolicy>::all(client.clone()),
                 watcher::Config::default(),
             )
@@ -125,7 +125,7 @@ impl NamespaceRules {
         );
         let seen = watched.clone();
         tokio::spawn(
-            watcher(
+            crate::watch::relisting_watcher(
                 Api::<NamespaceMeta>::all(client),
                 watcher::Config::default(),
             )

@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use podidentity_api::PodIdentityBinding;
+use podidentity_webhook::watch::relisting_watcher;
 
 use crate::binding::Reconciler;
 use crate::binding::memory::Memory;
@@ -195,7 +196,7 @@ pub fn binding_watch(
     raise_when_listed(
         note_binding_changes(
             wake_waiting_siblings(
-                watcher(
+                relisting_watcher(
                     Api::<Watched>::all(ctx.client.clone()),
                     watcher::Config::default().page_size(BINDINGS_PAGE),
                 )
@@ -223,7 +224,7 @@ pub fn namespace_watch(
 ) -> impl std::future::Future<Output = ()> + use<> {
     raise_when_listed(
         wake_on_label_changes(
-            watcher(
+            relisting_watcher(
                 Api::<NamespaceMeta>::all(ctx.client.clone()),
                 watcher::Config::default(),
             )
@@ -252,7 +253,7 @@ pub fn policy_watch(
 ) -> impl Stream<Item = Result<WatchedPolicy, watcher::Error>> + use<> {
     raise_when_listed(
         wake_on_policy_changes(
-            watcher(
+            relisting_watcher(
                 Api::<WatchedPolicy>::all(ctx.client.clone()),
                 watcher::Config::default(),
             )
@@ -279,7 +280,7 @@ pub fn secret_watch(
     listed: Raise,
 ) -> impl Stream<Item = Result<Secret, watcher::Error>> + use<> {
     raise_when_listed(
-        watcher(
+        relisting_watcher(
             Api::<Secret>::all(ctx.client.clone()),
             watcher::Config::default().labels(&crate::caches::selector()),
         )
@@ -368,7 +369,7 @@ pub fn short_form_controller(
     let accounts = crate::binding::short_form::reflect_actionable(
         raise_when_listed(
             wake_owners(
-                watcher(
+                relisting_watcher(
                     Api::<PartialObjectMeta<ServiceAccount>>::all(ctx.client.clone()),
                     watcher::Config::default(),
                 )
