@@ -15,6 +15,9 @@ pub enum Error {
     /// says why.
     #[error("the role is not assumable yet (see the RoleAssumable condition)")]
     NotAssumable,
+    /// The binding's status could not be written: the binding no longer exists.
+    #[error("the binding no longer exists")]
+    Gone,
 }
 
 impl Error {
@@ -25,6 +28,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::NoNamespace => "InvalidSpec",
             Error::NotAssumable => podidentity_api::conditions::reason::NOT_ASSUMABLE,
+            Error::Gone => "Gone",
         }
     }
 
@@ -35,6 +39,7 @@ impl Error {
             Error::Kube(_) => false,
             Error::NoNamespace => true,
             Error::NotAssumable => false,
+            Error::Gone => false,
         }
     }
 }

@@ -8,11 +8,19 @@ use serde_json::json;
 
 /// Applies `status` to the object `name`; `Ok(false)` when the object is gone (deleted
 /// meanwhile: nothing to report on).
+/// What a status write came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    Written,
+    /// The object no longer exists.
+    Gone,
+}
+
 pub async fn apply_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl serde::Serialize,
-) -> Result<bool, kube::Error>
+) -> Result<StatusWrite, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -29,8 +37,8 @@ where
         )
         .await
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Ok(_) => Ok(StatusWrite::Written),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(StatusWrite::Gone),
         Err(err) => Err(err),
     }
 }

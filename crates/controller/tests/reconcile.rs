@@ -514,6 +514,36 @@ async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
     );
 }
 
+/// A binding deleted while its pass made its role, its finalizer not holding (a DELETE
+/// the API server decided on the object as read before the finalizer landed): the pass
+/// finds it gone when it writes the status, and cleans up as deletion would have.
+#[tokio::test]
+async fn a_binding_gone_during_its_pass_leaves_no_role_behind() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(endpoint, vec![], vec![service_account("orders")]).await;
+    // As the watch last saw it: finalizer on, not deleting; the API server has it no more.
+    let mut seen = binding("orders-s3", spec());
+    seen.metadata.finalizers = Some(vec![OTHER_FINALIZER.into(), FINALIZER.into()]);
+    seen.metadata.uid = Some("0b1d7f5e-0000-4000-8000-000000000001".into());
+    seen.metadata.resource_version = Some("7".into());
+    let outcome = reconcile_binding(&seen, &w.ctx, &w.memory).await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(
+        w.log.calls("CreateRole"),
+        1,
+        "the pass made the role before it found the binding gone"
+    );
+    assert_eq!(
+        Iam::new(w.iam())
+            .get_role(&w.role_name("orders-s3"))
+            .await
+            .err()
+            .map(|e| e.kind),
+        Some(ErrorKind::NotFound),
+        "the role it made is deleted again"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_cleanup_keeps_the_finalizer() {
     let Some(endpoint) = endpoint() else { return };

@@ -74,7 +74,10 @@ pub async fn reconcile_binding(
             .await
             .map(|_| Action::await_change())
             .map_err(Error::Kube),
-        Stage::Apply => pass(binding, &namespace, ctx, memory).await,
+        Stage::Apply => match pass(binding, &namespace, ctx, memory).await {
+            Err(Error::Gone) => vanished(binding, ctx, memory).await,
+            other => other,
+        },
         Stage::Cleanup => match cleanup::cleanup(binding, ctx, memory).await {
             Ok(()) => finalizer::remove(&api, binding)
                 .await
@@ -88,6 +91,21 @@ pub async fn reconcile_binding(
         memory.succeeded(&binding.uid().unwrap_or_default());
     }
     result
+}
+
+/// The binding went while its pass made its role, though it carried the finalizer: a
+/// kube-apiserver decides a DELETE on the object as it read it, and a finalizer added
+/// between that read and the delete's write does not hold it (seen end to end: finalizer
+/// added 8 ms before the DELETE returned, the object gone, no cleanup). What the pass made
+/// would be left behind: clean up as deletion would have.
+async fn vanished(
+    binding: &PodIdentityBinding,
+    ctx: &Context,
+    memory: &Memory,
+) -> Result<Action, Error> {
+    tracing::info!(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default(), "the binding was deleted during its pass without its finalizer holding; cleaning up what the pass made");
+    cleanup::cleanup(binding, ctx, memory).await?;
+    Ok(Action::await_change())
 }
 
 /// One pass over a binding that is not being deleted: read, judge, apply, report.

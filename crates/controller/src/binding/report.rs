@@ -15,7 +15,7 @@ use super::conditions::{Assessment, ServiceAccountState, next_status};
 use super::memory::{Memory, OwnWrite, RoleFacts};
 use crate::context::Context;
 use crate::error::Error;
-use crate::status_patch::apply_status;
+use crate::status_patch::{StatusWrite, apply_status};
 
 /// What a pass found, to be reported.
 pub struct Found {
@@ -191,15 +191,15 @@ pub async fn write_status(
     let over = binding.resource_version().unwrap_or_default();
     let namespace = binding.namespace().unwrap_or_default();
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
-    let wrote = apply_status(&api, &binding.name_any(), &status).await?;
-    if wrote {
-        memory.remember_own_write(
-            &uid,
-            OwnWrite {
-                over,
-                unreadable: false,
-            },
-        );
+    if apply_status(&api, &binding.name_any(), &status).await? == StatusWrite::Gone {
+        return Err(Error::Gone);
     }
-    Ok(wrote)
+    memory.remember_own_write(
+        &uid,
+        OwnWrite {
+            over,
+            unreadable: false,
+        },
+    );
+    Ok(true)
 }
