@@ -591,6 +591,46 @@ impl Scenario {
             .unwrap_or_default()
     }
 
+    /// What happened to one binding and its role, in time order: the IAM calls for the
+    /// role (through the proxy) and the API server's writes to objects of that name in the
+    /// namespace (audit log). For failure messages: a leftover role tells its own story.
+    pub fn story_of(&self, namespace: &str, binding: &str) -> String {
+        let role = self.role_name(namespace, binding);
+        let mut lines: Vec<(k8s_openapi::jiff::Timestamp, String)> = self
+            .iam
+            .calls()
+            .into_iter()
+            .filter(|c| c.role.as_deref() == Some(role.as_str()))
+            .map(|c| {
+                let fault = if c.faulted { " (injected)" } else { "" };
+                (c.wall, format!("IAM {} -> {}{fault}", c.action, c.status))
+            })
+            .collect();
+        if let Some(audit) = &self.cluster.audit {
+            lines.extend(
+                audit
+                    .since(self.audit_mark)
+                    .into_iter()
+                    .filter(|e| {
+                        e.is_write()
+                            && e.namespace.as_deref() == Some(namespace)
+                            && e.name.as_deref() == Some(binding)
+                    })
+                    .filter_map(|e| {
+                        let line =
+                            format!("k8s {} {} by {} -> {}", e.verb, e.kind(), e.user, e.code);
+                        Some((e.time()?, line))
+                    }),
+            );
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        lines
+            .into_iter()
+            .map(|(at, line)| format!("  {at} {line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub fn audit_now(&self) -> u64 {
         self.cluster.audit.as_ref().map(|a| a.mark()).unwrap_or(0)
     }

@@ -143,7 +143,18 @@ async fn converged(s: &Scenario, ns: &str, kept: &[String], deleted: &[String]) 
         Duration::from_secs(60),
         || async {
             let differences = s.roles_differing_from(&expected).await;
-            check(differences.is_empty(), || format!("{differences:?}"))
+            check(differences.is_empty(), || {
+                // Each deleted binding whose role is still there, with its history.
+                let stories: Vec<String> = deleted
+                    .iter()
+                    .filter(|b| {
+                        let role = s.role_name(ns, b);
+                        differences.iter().any(|d| d.contains(&role))
+                    })
+                    .map(|b| format!("{b}:\n{}", s.story_of(ns, b)))
+                    .collect();
+                format!("{differences:?}\n{}", stories.join("\n"))
+            })
         },
     )
     .await;
