@@ -76,5 +76,7 @@ seccompProfile:
 {{- with .Values.credentialsRequests.namespaces }}{{ $_ := set $requests "namespaces" . }}{{ end -}}
 {{- $_ := set $c "credentialsRequests" $requests -}}
 {{- $_ := set $c "allowPodRestarts" .Values.allowPodRestarts -}}
+{{- with .Values.identity.defaultMechanism }}{{ $_ := set $c "identity" (dict "defaultMechanism" .) }}{{ end -}}
+{{- with .Values.eks.clusterName }}{{ $_ := set $c "eks" (dict "clusterName" .) }}{{ end -}}
 {{- toYaml $c -}}
 {{- end -}}

@@ -106,6 +106,10 @@ pub struct PodIdentityBindingSpec {
     /// configured default (`Delete` unless changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// How pods get the role: IAM Roles for Service Accounts or EKS Pod Identity.
+    #[serde(default, skip_serializing_if = "IdentitySpec::is_unset")]
+    pub identity: IdentitySpec,
 }
 
 fn default_audience() -> String {
@@ -125,6 +129,7 @@ impl Default for PodIdentityBindingSpec {
             injection: InjectionSpec::default(),
             credentials_secret: None,
             deletion_policy: None,
+            identity: IdentitySpec::default(),
         }
     }
 }
@@ -329,6 +334,85 @@ fn default_token_path() -> String {
     DEFAULT_TOKEN_PATH.to_string()
 }
 
+/// How pods of the ServiceAccount get the role's credentials.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Mechanism {
+    /// IAM Roles for Service Accounts: the role trusts the cluster's OIDC provider for the
+    /// ServiceAccount's token; the ServiceAccount is annotated with the role's ARN.
+    #[default]
+    #[serde(rename = "IRSA")]
+    Irsa,
+    /// EKS Pod Identity: the role trusts `pods.eks.amazonaws.com` for this cluster,
+    /// namespace and ServiceAccount; an EKS association names the ServiceAccount.
+    PodIdentity,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mechanism::Irsa => "IRSA",
+            Mechanism::PodIdentity => "PodIdentity",
+        })
+    }
+}
+
+/// An IAM role ARN (role chaining's target; IAM checks the rest).
+pub const ROLE_ARN_PATTERN: &str = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-9]{12}:role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]+$";
+
+/// The identity mechanism and, for Pod Identity, the association's options.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.policy) || (has(self.disableSessionTags) && self.disableSessionTags)",
+     "message": "identity.policy needs identity.disableSessionTags: true (EKS refuses a session policy while session tags are on): set it, or drop the policy"},
+    {"rule": "!has(self.mechanism) || self.mechanism != 'IRSA' || (!has(self.targetRoleArn) && !has(self.policy) && !(has(self.disableSessionTags) && self.disableSessionTags))",
+     "message": "identity.targetRoleArn, identity.disableSessionTags and identity.policy are Pod Identity options: set identity.mechanism: PodIdentity, or drop them"}
+]))]
+pub struct IdentitySpec {
+    /// `IRSA` or `PodIdentity`. Unset: the operator's `identity.defaultMechanism` (`IRSA`
+    /// unless configured). Changing it on a Ready binding migrates its pods without a
+    /// moment where their credentials stop working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<Mechanism>,
+
+    /// Pod Identity only: a role (in any account the operator's rules allow) that pods'
+    /// credentials are for, assumed from this binding's role (role chaining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = ROLE_ARN_PATTERN))]
+    pub target_role_arn: Option<String>,
+
+    /// Pod Identity only: EKS adds no session tags (kubernetes-namespace, ...). The role's
+    /// trust can then pin only the account, not the namespace and ServiceAccount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_session_tags: bool,
+
+    /// Pod Identity only: a session policy narrowing what pods' sessions may do (needs
+    /// `disableSessionTags: true`). Judged like the inline policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<SessionPolicy>,
+}
+
+impl IdentitySpec {
+    pub fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The mechanism in force, given the operator's default.
+    pub fn effective_mechanism(&self, operator_default: Mechanism) -> Mechanism {
+        self.mechanism.unwrap_or(operator_default)
+    }
+}
+
+/// A session policy: statements as in `permissions.statements`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionPolicy {
+    /// The policy's statements (Allow narrows nothing beyond the role; what no statement
+    /// allows, the session cannot do).
+    #[schemars(length(min = 1, max = 100))]
+    pub statements: Vec<Statement>,
+}
+
 /// What happens to the IAM role when its binding is deleted.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -367,11 +451,27 @@ pub struct PodIdentityBindingStatus {
     /// restarted. Counted while the binding is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods_needing_restart: Option<i64>,
+    /// The mechanism the binding's pods use now (during a migration: the one being left
+    /// until the new one is in place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<Mechanism>,
+    /// The EKS Pod Identity association (Pod Identity only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association: Option<AssociationStatus>,
     /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound, and
     /// RoleAssumable with the operator's `verifyAssumable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// An EKS Pod Identity association the operator keeps.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationStatus {
+    /// EKS's id (`a-...`).
+    pub id: String,
+    pub arn: String,
 }
 
 /// Size of the minified trust policy in bytes, and the quota it must fit in.

@@ -48,10 +48,13 @@ pub mod reason {
     pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
     /// Event: pods of the ServiceAccount started without the role.
     pub const PODS_NEED_RESTART: &str = "PodsNeedRestart";
+    /// An EKS Pod Identity association for the ServiceAccount names another role (or an
+    /// AWS service owns it): the operator leaves it alone.
+    pub const ASSOCIATION_CONFLICT: &str = "AssociationConflict";
 }
 
 /// Every reason the operator writes.
-pub const ALL_REASONS: [&str; 17] = [
+pub const ALL_REASONS: [&str; 18] = [
     reason::SYNCED,
     reason::INVALID_SPEC,
     reason::GUARDRAIL_VIOLATION,
@@ -69,6 +72,7 @@ pub const ALL_REASONS: [&str; 17] = [
     reason::ASSUMED,
     reason::NOT_ASSUMABLE,
     reason::TOKEN_REQUEST_FAILED,
+    reason::ASSOCIATION_CONFLICT,
 ];
 
 /// A condition's type, status or reason: one of the operator's own words, held as a

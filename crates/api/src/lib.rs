@@ -12,8 +12,9 @@ pub mod credentials_request;
 pub mod policy;
 
 pub use binding::{
-    CredentialsSecretSpec, DeletionPolicy, Effect, InjectionSpec, Permissions, PodIdentityBinding,
-    PodIdentityBindingSpec, PodIdentityBindingStatus, RoleSpec, Statement, TrustPolicySize,
+    AssociationStatus, CredentialsSecretSpec, DeletionPolicy, Effect, IdentitySpec, InjectionSpec,
+    Mechanism, Permissions, PodIdentityBinding, PodIdentityBindingSpec, PodIdentityBindingStatus,
+    RoleSpec, SessionPolicy, Statement, TrustPolicySize,
 };
 pub use policy::{OnViolation, PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
 

@@ -60,11 +60,19 @@ impl ErrorKind {
     /// Kind for an AWS error code (the `Code` of IAM's and STS's error responses).
     pub fn from_code(code: &str, message: &str) -> Self {
         match code {
-            "NoSuchEntity" | "NoSuchEntityException" | "NoSuchKey" | "NoSuchBucket" => {
-                ErrorKind::NotFound
+            "NoSuchEntity"
+            | "NoSuchEntityException"
+            | "NoSuchKey"
+            | "NoSuchBucket"
+            | "ResourceNotFoundException"
+            | "NotFoundException" => ErrorKind::NotFound,
+            // EKS: an association for that ServiceAccount exists already.
+            "EntityAlreadyExists" | "EntityAlreadyExistsException" | "ResourceInUseException" => {
+                ErrorKind::AlreadyExists
             }
-            "EntityAlreadyExists" | "EntityAlreadyExistsException" => ErrorKind::AlreadyExists,
-            "LimitExceeded" | "LimitExceededException" => ErrorKind::LimitExceeded,
+            "LimitExceeded" | "LimitExceededException" | "ResourceLimitExceededException" => {
+                ErrorKind::LimitExceeded
+            }
             "DeleteConflict"
             | "DeleteConflictException"
             | "ConcurrentModification"
@@ -88,8 +96,12 @@ impl ErrorKind {
             | "MalformedPolicyDocumentException"
             | "InvalidInput"
             | "InvalidInputException"
-            | "ValidationError" => ErrorKind::Malformed,
+            | "ValidationError"
+            | "InvalidParameterException"
+            | "InvalidRequestException"
+            | "BadRequestException" => ErrorKind::Malformed,
             "ServiceFailure"
+            | "ServerException"
             | "ServiceFailureException"
             | "InternalFailure"
             | "ServiceUnavailable" => ErrorKind::Unavailable,

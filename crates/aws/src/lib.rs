@@ -1,9 +1,11 @@
 //! The only code that talks to AWS. `api` is the request vocabulary and the `IamApi`
-//! trait; `sdk` the aws-sdk adapter; `budget`, `counting` and `faults` wrap any `IamApi`.
+//! trait; `sdk` the aws-sdk adapter (`s3` and `eks` beside it); `budget`, `counting` and
+//! `faults` wrap any `IamApi`.
 
 pub mod api;
 pub mod budget;
 pub mod counting;
+pub mod eks;
 pub mod error;
 pub mod faults;
 pub mod fenced_http;

@@ -206,7 +206,10 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         },
         false => None,
     };
-    let ctx = Context::new(client, iam, config).with_metrics(metrics);
+    let associations = Arc::new(podidentity_aws::eks::SdkEks::from_config(&shared, &aws));
+    let ctx = Context::new(client, iam, config)
+        .with_metrics(metrics)
+        .with_associations(associations);
     let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(
         ctx,

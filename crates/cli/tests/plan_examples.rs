@@ -17,7 +17,7 @@ fn table_output_of_the_examples() {
     );
     assert!(
         run.stdout
-            .ends_with("6 binding(s): 6 valid, 0 refused; 1 other document(s) ignored\n")
+            .ends_with("7 binding(s): 7 valid, 0 refused; 1 other document(s) ignored\n")
     );
     assert_golden("plan-examples.txt", &run.stdout);
 }
@@ -28,7 +28,7 @@ fn json_output_of_the_examples() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("not JSON: {err}"));
-    assert_eq!(plan["summary"]["valid"], 6);
+    assert_eq!(plan["summary"]["valid"], 7);
     let shop = plan["bindings"]
         .as_array()
         .and_then(|b| b.iter().find(|b| b["name"] == "orders-s3"))
@@ -52,10 +52,10 @@ fn recursive_reading_includes_the_refused_examples() {
     assert_eq!(run.code, 1);
     let plan: serde_json::Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}"));
-    // 6 examples, the two bindings whose names met in the legacy format, two refused
+    // 7 examples, the two bindings whose names met in the legacy format, two refused
     // only with the five-cluster config they name (the long trust policy, and a short form,
     // off there), and the team binding of examples/policies/.
-    assert_eq!(plan["summary"]["valid"], 11);
+    assert_eq!(plan["summary"]["valid"], 12);
     assert!(plan["summary"]["refused"].as_u64().unwrap_or(0) >= 10);
 }
 

@@ -13,6 +13,7 @@ use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::{MAX_EVENT_NOTE, shortened};
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
+use podidentity_aws::eks::AssociationApi;
 
 use crate::binding::managed_policies::ManagedPolicyDocuments;
 use crate::binding::quota::SiblingVerdicts;
@@ -39,6 +40,9 @@ pub struct Context {
     pub secrets: Secrets,
     /// The quota's verdicts on siblings, each judged once per change.
     pub sibling_verdicts: SiblingVerdicts,
+    /// EKS Pod Identity associations (`None`: no EKS client; Pod Identity bindings fail
+    /// with that said).
+    pub associations: Option<Arc<dyn AssociationApi>>,
 }
 
 impl Context {
@@ -62,7 +66,14 @@ impl Context {
             bindings: Bindings::Live,
             secrets: Secrets::Live,
             sibling_verdicts: SiblingVerdicts::default(),
+            associations: None,
         }
+    }
+
+    /// Keeps EKS Pod Identity associations through this client.
+    pub fn with_associations(mut self, associations: Arc<dyn AssociationApi>) -> Self {
+        self.associations = Some(associations);
+        self
     }
 
     /// Counts into these metrics (the ones `/metrics` serves).

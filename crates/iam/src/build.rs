@@ -9,7 +9,7 @@ use podidentity_api::annotations::{
 };
 use podidentity_api::binding::is_dns_name;
 use podidentity_api::config::OperatorConfig;
-use podidentity_api::{DeletionPolicy, PodIdentityBindingSpec, TrustPolicySize};
+use podidentity_api::{DeletionPolicy, Mechanism, PodIdentityBindingSpec, TrustPolicySize};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -17,7 +17,7 @@ use crate::document::{OneOrMany, PolicyDocument, PolicyStatement};
 use crate::error::{Error, Violation};
 use crate::guardrails::{Guardrails, RuleSet};
 use crate::naming;
-use crate::trust::trust_policy_for;
+use crate::trust::{PodIdentitySubject, pod_identity_statement, trust_policy_for};
 use crate::validate::validate;
 
 /// Name of the role's one inline policy.
@@ -56,9 +56,27 @@ pub struct DesiredSecret {
     pub credentials: String,
 }
 
+/// The EKS Pod Identity association a binding in Pod Identity mode keeps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredAssociation {
+    pub cluster: String,
+    pub namespace: String,
+    pub service_account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
+    pub disable_session_tags: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyDocument>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredState {
+    pub mechanism: Mechanism,
+    /// Pod Identity only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association: Option<DesiredAssociation>,
     pub role: DesiredRole,
     pub trust_policy_size: TrustPolicySize,
     pub service_account: DesiredServiceAccount,
@@ -183,13 +201,28 @@ pub fn desired_state_trusting(
     rules: &RuleSet,
     service_accounts: &[String],
 ) -> Result<DesiredState, Error> {
-    let trust = trust_policy_for(
-        &config.all_provider_arns(),
-        binding.namespace,
-        service_accounts,
-        &spec.audience,
-    );
-    let inline = inline_policy(spec);
+    let mechanism = spec
+        .identity
+        .effective_mechanism(config.identity.default_mechanism);
+    let trust = match (mechanism, service_accounts) {
+        (Mechanism::PodIdentity, [service_account]) => {
+            PolicyDocument::new(vec![pod_identity_statement(PodIdentitySubject {
+                account_id: config.account_id_or_placeholder(),
+                cluster_arn: &config.eks_cluster_arn(),
+                namespace: binding.namespace,
+                service_account,
+                session_tags: !spec.identity.disable_session_tags,
+            })])
+        }
+        // A CredentialsRequest (several ServiceAccounts) is IRSA's.
+        _ => trust_policy_for(
+            &config.all_provider_arns(),
+            binding.namespace,
+            service_accounts,
+            &spec.audience,
+        ),
+    };
+    let inline = with_role_chaining(inline_policy(spec), spec, mechanism);
     let mut violations: Vec<Violation> = binding.problems();
     let prefix = config.role_name_prefix();
     if let Some(name) = spec.role.name.as_deref().filter(|name| !name.is_empty())
@@ -247,10 +280,27 @@ fn build(
         bytes: i64::try_from(trust.minified_bytes()).unwrap_or(i64::MAX),
         limit: i64::try_from(config.trust_policy.max_bytes).unwrap_or(i64::MAX),
     };
+    let mechanism = spec
+        .identity
+        .effective_mechanism(config.identity.default_mechanism);
+    // Under Pod Identity no IRSA annotation: the IRSA webhook would inject variables
+    // the SDKs prefer over Pod Identity's.
+    let annotations = match mechanism {
+        Mechanism::Irsa => service_account_annotations(spec, &arn),
+        Mechanism::PodIdentity => BTreeMap::new(),
+    };
+    let association = (mechanism == Mechanism::PodIdentity).then(|| DesiredAssociation {
+        cluster: config.eks_cluster_name().to_string(),
+        namespace: binding.namespace.to_string(),
+        service_account: spec.service_account_name.clone(),
+        target_role_arn: spec.identity.target_role_arn.clone(),
+        disable_session_tags: spec.identity.disable_session_tags,
+        policy: session_policy(spec),
+    });
     let service_account = DesiredServiceAccount {
         name: spec.service_account_name.clone(),
         create: spec.create_service_account,
-        annotations: service_account_annotations(spec, &arn),
+        annotations,
     };
     let credentials_secret = spec
         .credentials_secret
@@ -264,6 +314,8 @@ fn build(
             ),
         });
     DesiredState {
+        mechanism,
+        association,
         role: DesiredRole {
             name,
             path,
@@ -311,7 +363,43 @@ pub fn ownership_tags(
 
 /// The inline policy from `permissions.statements`, or none when there are none.
 pub fn inline_policy(spec: &PodIdentityBindingSpec) -> Option<PolicyDocument> {
-    let statements = &spec.permissions.statements;
+    policy_of(&spec.permissions.statements)
+}
+
+/// Role chaining (`identity.targetRoleArn`) needs the binding's role to assume and tag
+/// the target: the operator adds that one statement, for exactly that role, once the
+/// guardrail has allowed the target.
+fn with_role_chaining(
+    inline: Option<PolicyDocument>,
+    spec: &PodIdentityBindingSpec,
+    mechanism: Mechanism,
+) -> Option<PolicyDocument> {
+    let target = match (&spec.identity.target_role_arn, mechanism) {
+        (Some(target), Mechanism::PodIdentity) => target,
+        _ => return inline,
+    };
+    let chaining = PolicyStatement {
+        sid: None,
+        effect: podidentity_api::Effect::Allow,
+        principal: None,
+        action: OneOrMany::Many(vec![
+            crate::trust::ASSUME_ROLE.into(),
+            crate::trust::TAG_SESSION.into(),
+        ]),
+        resource: Some(OneOrMany::One(target.clone())),
+        condition: None,
+    };
+    let mut document = inline.unwrap_or_else(|| PolicyDocument::new(Vec::new()));
+    document.statement.push(chaining);
+    Some(document)
+}
+
+/// The Pod Identity session policy, or none.
+pub fn session_policy(spec: &PodIdentityBindingSpec) -> Option<PolicyDocument> {
+    policy_of(&spec.identity.policy.as_ref()?.statements)
+}
+
+fn policy_of(statements: &[podidentity_api::Statement]) -> Option<PolicyDocument> {
     if statements.is_empty() {
         return None;
     }
@@ -378,4 +466,184 @@ pub fn credentials_file(role_arn: &str, token_path: &str, sts_regional_endpoints
     lines.push(format!("role_arn = {role_arn}"));
     lines.push(format!("web_identity_token_file = {token_path}"));
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ViolationKind;
+    use podidentity_api::config::{AwsConfig, GuardrailsConfig};
+    use podidentity_api::{IdentitySpec, SessionPolicy, Statement};
+
+    fn config(allowed_targets: &[&str]) -> OperatorConfig {
+        OperatorConfig {
+            cluster_name: "prod".into(),
+            aws: AwsConfig {
+                region: Some("eu-west-1".into()),
+                account_id: Some("111122223333".into()),
+                ..Default::default()
+            },
+            guardrails: GuardrailsConfig {
+                allowed_target_role_arns: allowed_targets.iter().map(ToString::to_string).collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn spec(identity: IdentitySpec) -> PodIdentityBindingSpec {
+        let mut spec = PodIdentityBindingSpec {
+            service_account_name: "orders".into(),
+            identity,
+            ..Default::default()
+        };
+        spec.permissions.statements.push(Statement {
+            actions: vec!["s3:GetObject".into()],
+            resources: vec!["arn:aws:s3:::shop-orders/*".into()],
+            ..Default::default()
+        });
+        spec
+    }
+
+    fn pod_identity() -> IdentitySpec {
+        IdentitySpec {
+            mechanism: Some(Mechanism::PodIdentity),
+            ..Default::default()
+        }
+    }
+
+    fn build_for(
+        spec: &PodIdentityBindingSpec,
+        config: &OperatorConfig,
+    ) -> Result<DesiredState, Error> {
+        let rules = RuleSet::from_config(config);
+        desired_state_under(BindingRef::new("shop", "orders"), spec, config, &rules)
+    }
+
+    fn refusals(result: Result<DesiredState, Error>) -> Vec<(String, ViolationKind)> {
+        match result {
+            Err(Error::Refused(violations)) => {
+                violations.into_iter().map(|v| (v.field, v.kind)).collect()
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pod_identity_trusts_the_service_keeps_an_association_and_annotates_nothing() {
+        let desired =
+            build_for(&spec(pod_identity()), &config(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(desired.mechanism, Mechanism::PodIdentity);
+        assert!(desired.service_account.annotations.is_empty());
+        let association = desired
+            .association
+            .unwrap_or_else(|| panic!("no association"));
+        assert_eq!(
+            (
+                association.cluster.as_str(),
+                association.namespace.as_str(),
+                association.service_account.as_str()
+            ),
+            ("prod", "shop", "orders")
+        );
+        let trust = desired.role.trust_policy.minified();
+        assert!(
+            trust.contains(r#""Service":"pods.eks.amazonaws.com""#),
+            "{trust}"
+        );
+        assert!(trust.contains(r#""aws:RequestTag/eks-cluster-arn":"arn:aws:eks:eu-west-1:111122223333:cluster/prod""#), "{trust}");
+        assert!(!trust.contains("Federated"), "{trust}");
+    }
+
+    #[test]
+    fn the_default_mechanism_is_irsa_and_the_configuration_can_change_it() {
+        let irsa = build_for(&spec(IdentitySpec::default()), &config(&[]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(irsa.mechanism, Mechanism::Irsa);
+        assert!(irsa.association.is_none());
+        assert!(
+            irsa.service_account
+                .annotations
+                .contains_key("eks.amazonaws.com/role-arn")
+        );
+        let mut by_default = config(&[]);
+        by_default.identity.default_mechanism = Mechanism::PodIdentity;
+        let pod = build_for(&spec(IdentitySpec::default()), &by_default)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pod.mechanism, Mechanism::PodIdentity);
+    }
+
+    #[test]
+    fn a_session_policy_needs_session_tags_off_and_irsa_takes_no_pod_identity_options() {
+        let mut identity = pod_identity();
+        identity.policy = Some(SessionPolicy {
+            statements: spec(IdentitySpec::default()).permissions.statements,
+        });
+        let refused = refusals(build_for(&spec(identity.clone()), &config(&[])));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.policy".to_string(),
+                ViolationKind::InvalidSpec
+            )]
+        );
+        identity.disable_session_tags = true;
+        let allowed = build_for(&spec(identity), &config(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let association = allowed
+            .association
+            .unwrap_or_else(|| panic!("no association"));
+        assert!(association.policy.is_some() && association.disable_session_tags);
+        assert!(!allowed.role.trust_policy.minified().contains("RequestTag"));
+
+        let irsa = IdentitySpec {
+            mechanism: Some(Mechanism::Irsa),
+            target_role_arn: Some("arn:aws:iam::111122223333:role/x".into()),
+            ..Default::default()
+        };
+        let refused = refusals(build_for(
+            &spec(irsa),
+            &config(&["arn:aws:iam::111122223333:role/*"]),
+        ));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.targetRoleArn".to_string(),
+                ViolationKind::InvalidSpec
+            )]
+        );
+    }
+
+    #[test]
+    fn role_chaining_only_into_allowed_roles_and_then_the_role_may_assume_exactly_that_one() {
+        let mut identity = pod_identity();
+        identity.target_role_arn = Some("arn:aws:iam::444455556666:role/reports-reader".into());
+        let refused = refusals(build_for(&spec(identity.clone()), &config(&[])));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.targetRoleArn".to_string(),
+                ViolationKind::GuardrailViolation
+            )]
+        );
+        // A pattern for another account's roles does not reach it, whatever its shape.
+        let refused = refusals(build_for(
+            &spec(identity.clone()),
+            &config(&["arn:aws:iam::111122223333:role/*"]),
+        ));
+        assert_eq!(refused.len(), 1);
+        let allowed = build_for(
+            &spec(identity),
+            &config(&["arn:aws:iam::444455556666:role/reports-*"]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let inline = allowed
+            .role
+            .inline_policy
+            .unwrap_or_else(|| panic!("no inline policy"))
+            .minified();
+        assert!(
+            inline.contains(r#"{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"arn:aws:iam::444455556666:role/reports-reader"}"#),
+            "{inline}"
+        );
+    }
 }

@@ -33,7 +33,26 @@ pub struct PolicyStatement {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Principal {
-    pub federated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl Principal {
+    pub fn federated(arn: impl Into<String>) -> Self {
+        Self {
+            federated: Some(arn.into()),
+            service: None,
+        }
+    }
+
+    pub fn service(name: impl Into<String>) -> Self {
+        Self {
+            federated: None,
+            service: Some(name.into()),
+        }
+    }
 }
 
 /// IAM accepts a single string or a list wherever it accepts several values.

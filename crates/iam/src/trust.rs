@@ -65,9 +65,7 @@ pub fn trust_policy_for(
             PolicyStatement {
                 sid: None,
                 effect: Effect::Allow,
-                principal: Some(Principal {
-                    federated: provider_arn.clone(),
-                }),
+                principal: Some(Principal::federated(provider_arn.clone())),
                 action: OneOrMany::One(ASSUME_ROLE_WITH_WEB_IDENTITY.into()),
                 resource: None,
                 condition: Some(condition),
@@ -77,9 +75,113 @@ pub fn trust_policy_for(
     PolicyDocument::new(statements)
 }
 
+/// The service principal EKS Pod Identity's agent assumes roles as.
+pub const POD_IDENTITY_SERVICE: &str = "pods.eks.amazonaws.com";
+pub const ASSUME_ROLE: &str = "sts:AssumeRole";
+/// EKS tags every Pod Identity session, so the trust must allow tagging.
+pub const TAG_SESSION: &str = "sts:TagSession";
+
+/// Who the Pod Identity statement admits.
+#[derive(Clone, Copy, Debug)]
+pub struct PodIdentitySubject<'a> {
+    /// The cluster's account: `aws:SourceAccount`, so an association made in another
+    /// account cannot use the role.
+    pub account_id: &'a str,
+    /// The cluster's ARN, as EKS tags it (`eks-cluster-arn`).
+    pub cluster_arn: &'a str,
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+    /// Whether EKS tags the session. Without tags no tag condition can hold (a key missing
+    /// from the request makes the condition false), so only the account is pinned.
+    pub session_tags: bool,
+}
+
+/// The statement trusting EKS Pod Identity for one ServiceAccount of this cluster: the
+/// service principal, `sts:AssumeRole` and `sts:TagSession`, and the session tags EKS
+/// sets (EKS user guide, "pod-id-abac": `eks-cluster-arn`, `kubernetes-namespace`,
+/// `kubernetes-service-account`) pinned to this cluster, namespace and ServiceAccount.
+pub fn pod_identity_statement(subject: PodIdentitySubject<'_>) -> PolicyStatement {
+    let mut string_equals = Map::new();
+    string_equals.insert(
+        "aws:SourceAccount".into(),
+        Value::String(subject.account_id.into()),
+    );
+    if subject.session_tags {
+        for (tag, value) in [
+            ("eks-cluster-arn", subject.cluster_arn),
+            ("kubernetes-namespace", subject.namespace),
+            ("kubernetes-service-account", subject.service_account),
+        ] {
+            string_equals.insert(format!("aws:RequestTag/{tag}"), Value::String(value.into()));
+        }
+    }
+    let mut condition = Map::new();
+    condition.insert("StringEquals".into(), Value::Object(string_equals));
+    PolicyStatement {
+        sid: None,
+        effect: Effect::Allow,
+        principal: Some(Principal::service(POD_IDENTITY_SERVICE)),
+        action: OneOrMany::Many(vec![ASSUME_ROLE.into(), TAG_SESSION.into()]),
+        resource: None,
+        condition: Some(condition),
+    }
+}
+
+/// Whether a statement of a trust policy is Pod Identity's (its principal is the service).
+pub fn is_pod_identity_statement(statement: &PolicyStatement) -> bool {
+    statement
+        .principal
+        .as_ref()
+        .and_then(|p| p.service.as_deref())
+        == Some(POD_IDENTITY_SERVICE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_identity_statement_pins_cluster_namespace_and_service_account() {
+        let statement = pod_identity_statement(PodIdentitySubject {
+            account_id: "111122223333",
+            cluster_arn: "arn:aws:eks:eu-west-1:111122223333:cluster/prod",
+            namespace: "shop",
+            service_account: "orders",
+            session_tags: true,
+        });
+        assert_eq!(
+            PolicyDocument::new(vec![statement]).minified(),
+            concat!(
+                r#"{"Version":"2012-10-17","Statement":[{"#,
+                r#""Effect":"Allow","#,
+                r#""Principal":{"Service":"pods.eks.amazonaws.com"},"#,
+                r#""Action":["sts:AssumeRole","sts:TagSession"],"#,
+                r#""Condition":{"StringEquals":{"#,
+                r#""aws:SourceAccount":"111122223333","#,
+                r#""aws:RequestTag/eks-cluster-arn":"arn:aws:eks:eu-west-1:111122223333:cluster/prod","#,
+                r#""aws:RequestTag/kubernetes-namespace":"shop","#,
+                r#""aws:RequestTag/kubernetes-service-account":"orders"}}}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn without_session_tags_only_the_account_is_pinned() {
+        let statement = pod_identity_statement(PodIdentitySubject {
+            account_id: "111122223333",
+            cluster_arn: "arn:aws:eks:eu-west-1:111122223333:cluster/prod",
+            namespace: "shop",
+            service_account: "orders",
+            session_tags: false,
+        });
+        assert!(is_pod_identity_statement(&statement));
+        let text = PolicyDocument::new(vec![statement]).minified();
+        assert!(
+            text.contains(r#""aws:SourceAccount":"111122223333""#),
+            "{text}"
+        );
+        assert!(!text.contains("RequestTag"), "{text}");
+    }
 
     const PROVIDER: &str = "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC";
 

@@ -8,10 +8,11 @@ use std::sync::LazyLock;
 use podidentity_api::binding::{
     ACTION_PATTERN, DNS_SUBDOMAIN_PATTERN, MANAGED_POLICY_ARN_PATTERN, MAX_SESSION_SECONDS,
     MAX_TOKEN_EXPIRATION_SECONDS, MAX_USER_TAGS, MIN_SESSION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS,
-    RESOURCE_PATTERN, ROLE_NAME_PATTERN, SID_PATTERN, TAG_PATTERN, TOKEN_PATH_PATTERN,
+    RESOURCE_PATTERN, ROLE_ARN_PATTERN, ROLE_NAME_PATTERN, SID_PATTERN, TAG_PATTERN,
+    TOKEN_PATH_PATTERN,
 };
 use podidentity_api::config::OperatorConfig;
-use podidentity_api::{KEY_PREFIX, PodIdentityBindingSpec, Statement};
+use podidentity_api::{KEY_PREFIX, Mechanism, PodIdentityBindingSpec, Statement};
 use regex::Regex;
 
 use crate::document::PolicyDocument;
@@ -31,6 +32,7 @@ struct Patterns {
     resource: Regex,
     managed_policy_arn: Regex,
     role_name: Regex,
+    role_arn: Regex,
     sid: Regex,
     tag: Regex,
     token_path: Regex,
@@ -48,6 +50,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         resource: compile(RESOURCE_PATTERN),
         managed_policy_arn: compile(MANAGED_POLICY_ARN_PATTERN),
         role_name: compile(ROLE_NAME_PATTERN),
+        role_arn: compile(ROLE_ARN_PATTERN),
         sid: compile(SID_PATTERN),
         tag: compile(TAG_PATTERN),
         token_path: compile(TOKEN_PATH_PATTERN),
@@ -90,7 +93,12 @@ pub fn check_spec(spec: &PodIdentityBindingSpec, config: &OperatorConfig) -> Vec
         );
     }
 
-    check_statements(&mut c, &spec.permissions.statements);
+    check_statements(
+        &mut c,
+        "spec.permissions.statements",
+        &spec.permissions.statements,
+    );
+    check_identity(&mut c, spec, config);
 
     let managed = &spec.permissions.managed_policy_arns;
     let max_managed = config.roles.max_managed_policies;
@@ -198,11 +206,81 @@ pub fn check_spec(spec: &PodIdentityBindingSpec, config: &OperatorConfig) -> Vec
     c.violations
 }
 
-fn check_statements(c: &mut Checker, statements: &[Statement]) {
+/// STS: a session policy holds at most 2,048 characters, whitespace not counted.
+pub const MAX_SESSION_POLICY_CHARS: usize = 2_048;
+
+/// `spec.identity`: Pod Identity's options only under Pod Identity, a session policy only
+/// without session tags (EKS's rule), a target role only where the operator allows one
+/// (role chaining is a way out of the account).
+fn check_identity(c: &mut Checker, spec: &PodIdentityBindingSpec, config: &OperatorConfig) {
+    let identity = &spec.identity;
+    let mechanism = identity.effective_mechanism(config.identity.default_mechanism);
+    if mechanism == Mechanism::Irsa {
+        let set = [
+            ("targetRoleArn", identity.target_role_arn.is_some()),
+            ("disableSessionTags", identity.disable_session_tags),
+            ("policy", identity.policy.is_some()),
+        ];
+        for (field, _) in set.iter().filter(|(_, set)| *set) {
+            c.invalid(
+                format!("spec.identity.{field}"),
+                "is a Pod Identity option, and this binding uses IRSA: set \
+                 spec.identity.mechanism: PodIdentity, or drop it",
+            );
+        }
+    }
+    if let Some(policy) = &identity.policy {
+        if !identity.disable_session_tags {
+            c.invalid(
+                "spec.identity.policy",
+                "needs spec.identity.disableSessionTags: true (EKS refuses a session policy \
+                 while session tags are on): set it, or drop the policy",
+            );
+        }
+        if policy.statements.is_empty() {
+            c.invalid(
+                "spec.identity.policy.statements",
+                "needs at least one statement (or leave the policy out)",
+            );
+        }
+        check_statements(c, "spec.identity.policy.statements", &policy.statements);
+    }
+    if let Some(target) = &identity.target_role_arn {
+        if target.len() > 2048 || !PATTERNS.role_arn.is_match(target) {
+            c.invalid(
+                "spec.identity.targetRoleArn",
+                format!("{target:?} is not a role ARN: write arn:aws:iam::<account>:role/<name>"),
+            );
+        } else {
+            let allowed = &config.guardrails.allowed_target_role_arns;
+            let effort = crate::effort::Effort::for_judgement();
+            let fits = allowed.iter().any(|pattern| {
+                crate::glob::matches(pattern, target, false, &effort).unwrap_or(false)
+            });
+            if !fits {
+                c.violations.push(Violation::guardrail(
+                    "spec.identity.targetRoleArn",
+                    format!(
+                        "{target} is not among the target roles the operator allows \
+                         (guardrails.allowedTargetRoleArns: {}): role chaining leaves this \
+                         role for another; ask the platform team to allow it",
+                        if allowed.is_empty() {
+                            "none".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn check_statements(c: &mut Checker, field: &str, statements: &[Statement]) {
     let p = &*PATTERNS;
     if statements.len() > 100 {
         c.invalid(
-            "spec.permissions.statements",
+            field,
             format!(
                 "{} statements; at most 100: merge statements that share resources",
                 statements.len()
@@ -211,7 +289,7 @@ fn check_statements(c: &mut Checker, statements: &[Statement]) {
     }
     let mut sids = BTreeSet::new();
     for (s, statement) in statements.iter().enumerate() {
-        let at = format!("spec.permissions.statements[{s}]");
+        let at = format!("{field}[{s}]");
         if let Some(sid) = statement.sid.as_deref().filter(|sid| !sid.is_empty()) {
             if sid.len() > 128 || !p.sid.is_match(sid) {
                 c.invalid(

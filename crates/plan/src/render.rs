@@ -62,6 +62,7 @@ fn write_binding(out: &mut String, binding: &BindingPlan) {
     let row = |out: &mut String, label: &str, value: &str| {
         let _ = writeln!(out, "  {label:<20} {value}");
     };
+    row(out, "mechanism", &desired.mechanism.to_string());
     row(out, "role", &role.name);
     row(out, "arn", &role.arn);
     row(out, "description", &role.description);
@@ -121,6 +122,35 @@ fn write_binding(out: &mut String, binding: &BindingPlan) {
     row(out, "service account", &format!("{}{created}", sa.name));
     for (key, value) in &sa.annotations {
         row(out, "", &format!("{key}: {value}"));
+    }
+    if let Some(association) = &desired.association {
+        row(
+            out,
+            "association",
+            &format!(
+                "EKS Pod Identity: cluster {}, {}/{} -> {}",
+                association.cluster, association.namespace, association.service_account, role.arn
+            ),
+        );
+        if let Some(target) = &association.target_role_arn {
+            row(out, "", &format!("target role: {target}"));
+        }
+        row(
+            out,
+            "",
+            &format!(
+                "session tags: {}",
+                if association.disable_session_tags {
+                    "off"
+                } else {
+                    "on"
+                }
+            ),
+        );
+        if let Some(policy) = &association.policy {
+            row(out, "", "session policy:");
+            indented(out, &pretty(&policy.to_value()));
+        }
     }
     match &desired.credentials_secret {
         Some(secret) => {

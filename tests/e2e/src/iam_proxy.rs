@@ -33,9 +33,16 @@ pub struct Call {
 impl Call {
     /// Reads and anything else that changes nothing.
     pub fn is_read(&self) -> bool {
-        ["Get", "List", "S3:Get", "S3:Head"]
-            .iter()
-            .any(|p| self.action.starts_with(p))
+        [
+            "Get",
+            "List",
+            "S3:Get",
+            "S3:Head",
+            "EKS:Describe",
+            "EKS:List",
+        ]
+        .iter()
+        .any(|p| self.action.starts_with(p))
     }
 }
 
@@ -149,12 +156,17 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, String> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    let params = form(&body);
-    // IAM and STS name their action in the form; S3's object calls are named here by
-    // their method.
+    let mut params = form(&body);
+    if eks_action(parts.method.as_str(), parts.uri.path()).is_some() {
+        // EKS's calls say what they touch in their path (and a JSON body).
+        params = BTreeMap::from([("Path".to_string(), parts.uri.path().to_string())]);
+    }
+    // IAM and STS name their action in the form; EKS's association calls and S3's
+    // object calls are named here by their path and method.
     let action = params
         .get("Action")
         .cloned()
+        .or_else(|| eks_action(parts.method.as_str(), parts.uri.path()))
         .unwrap_or_else(|| match parts.method.as_str() {
             "GET" => "S3:GetObject".to_string(),
             "PUT" => "S3:PutObject".to_string(),
@@ -211,6 +223,21 @@ async fn handle(
             Ok(response)
         }
     }
+}
+
+/// The EKS Pod Identity call a REST request is (`/clusters/<name>/pod-identity-associations[/<id>]`).
+pub fn eks_action(method: &str, path: &str) -> Option<String> {
+    let (_, rest) = path.split_once("/pod-identity-associations")?;
+    let one = !rest.trim_matches('/').is_empty();
+    let operation = match (method, one) {
+        ("POST", false) => "CreatePodIdentityAssociation",
+        ("GET", false) => "ListPodIdentityAssociations",
+        ("GET", true) => "DescribePodIdentityAssociation",
+        ("POST", true) => "UpdatePodIdentityAssociation",
+        ("DELETE", true) => "DeletePodIdentityAssociation",
+        _ => return None,
+    };
+    Some(format!("EKS:{operation}"))
 }
 
 /// IAM's marker for "the next page starts at this role"; ours is the offset.

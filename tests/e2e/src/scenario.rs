@@ -641,6 +641,51 @@ impl Scenario {
         forbidden_since(&self.cluster, since)
     }
 
+    /// This scenario's EKS cluster in moto (named `clusterName`, as the chart's default
+    /// `eks.clusterName`), made once: Pod Identity associations need one.
+    pub async fn eks_cluster(&self) -> String {
+        let shared = podidentity_aws::sdk::sdk_config(&emulator_settings(&self.cluster.moto)).await;
+        let eks = aws_sdk_eks::Client::new(&shared);
+        let made = eks
+            .create_cluster()
+            .name(&self.cluster_name)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/eks-cluster"))
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-e2e")
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(err) = made {
+            let exists = err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception());
+            assert!(exists, "create the EKS cluster in moto: {err:?}");
+        }
+        self.cluster_name.clone()
+    }
+
+    /// The EKS Pod Identity association of a ServiceAccount, as moto holds it.
+    pub async fn association(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<podidentity_aws::eks::Association> {
+        use podidentity_aws::eks::{AssociationApi, AssociationKey, SdkEks};
+        let eks = SdkEks::connect(&emulator_settings(&self.cluster.moto)).await;
+        let key = AssociationKey {
+            cluster: self.cluster_name.clone(),
+            namespace: namespace.into(),
+            service_account: service_account.into(),
+        };
+        let ids = eks.find(&key).await.expect("list associations");
+        let id = ids.first()?;
+        eks.describe(&self.cluster_name, id)
+            .await
+            .expect("describe the association")
+    }
+
     /// The role as moto holds it.
     pub async fn iam_role(&self, name: &str) -> Option<podidentity_aws::api::RoleState> {
         Iam::new(&self.moto).get_role(name).await.ok()

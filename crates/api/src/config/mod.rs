@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binding::DeletionPolicy;
+use crate::binding::{DeletionPolicy, Mechanism};
 
 mod oidc_management;
 mod problem;
@@ -70,6 +70,10 @@ pub struct OperatorConfig {
     pub allow_pod_restarts: bool,
     #[serde(default)]
     pub credentials_requests: CredentialsRequestsConfig,
+    #[serde(default, skip_serializing_if = "IdentityConfig::is_unset")]
+    pub identity: IdentityConfig,
+    #[serde(default, skip_serializing_if = "EksConfig::is_unset")]
+    pub eks: EksConfig,
     /// Not a setting: the uid of this cluster's kube-system namespace, which the controller
     /// reads at start and tags roles with. Unknown to `plan` and the webhook.
     #[serde(skip)]
@@ -128,6 +132,36 @@ pub struct OidcConfig {
     pub check_interval: Option<String>,
     #[serde(default, skip_serializing_if = "PublishConfig::is_unset")]
     pub publish: PublishConfig,
+}
+
+/// Which identity mechanism bindings use when they do not say.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// `IRSA` (the default) or `PodIdentity`.
+    #[serde(default)]
+    pub default_mechanism: Mechanism,
+}
+
+impl IdentityConfig {
+    fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// The EKS cluster, for Pod Identity associations.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EksConfig {
+    /// The cluster's name in EKS; default `clusterName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+}
+
+impl EksConfig {
+    fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// OpenShift's CredentialsRequests, reconciled like bindings (one role and one ccoctl
@@ -226,6 +260,11 @@ pub struct GuardrailsConfig {
     /// role tagged `team=payments` is payments' role.
     #[serde(default)]
     pub denied_tag_keys: Vec<String>,
+    /// Glob patterns of the role ARNs a Pod Identity binding may name as
+    /// `identity.targetRoleArn` (role chaining leaves the binding's role for that one,
+    /// possibly in another account). Empty, the default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_target_role_arns: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -358,6 +397,8 @@ impl Default for OperatorConfig {
             verify_assumable: false,
             allow_pod_restarts: false,
             credentials_requests: CredentialsRequestsConfig::default(),
+            identity: IdentityConfig::default(),
+            eks: EksConfig::default(),
             cluster_uid: None,
         }
     }
@@ -385,6 +426,7 @@ impl Default for GuardrailsConfig {
             require_boundary: false,
             require_policy: false,
             denied_tag_keys: Vec::new(),
+            allowed_target_role_arns: Vec::new(),
         }
     }
 }
@@ -442,6 +484,25 @@ impl OperatorConfig {
             .account_id
             .as_deref()
             .unwrap_or(ACCOUNT_PLACEHOLDER)
+    }
+
+    /// The cluster's name in EKS (for Pod Identity associations).
+    pub fn eks_cluster_name(&self) -> &str {
+        self.eks
+            .cluster_name
+            .as_deref()
+            .unwrap_or(&self.cluster_name)
+    }
+
+    /// The EKS cluster's ARN, as EKS puts it in the `eks-cluster-arn` session tag.
+    pub fn eks_cluster_arn(&self) -> String {
+        format!(
+            "arn:{}:eks:{}:{}:cluster/{}",
+            self.partition(),
+            self.aws.region.as_deref().unwrap_or(REGION_PLACEHOLDER),
+            self.account_id_or_placeholder(),
+            self.eks_cluster_name()
+        )
     }
 
     /// Host and path of the issuer, the way IAM names providers and condition keys.

@@ -7,13 +7,15 @@
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use podidentity_api::PodIdentityBinding;
 use podidentity_api::conditions::reason;
+use podidentity_api::{Mechanism, PodIdentityBinding};
 use podidentity_aws::api::RoleState;
+use podidentity_aws::eks::AssociationKey;
 use podidentity_iam::RuleSet;
 use podidentity_iam::build::DesiredState;
 use podidentity_iam::namespace_policy::AppliedPolicy;
 
+use super::association::{delete_association, ensure_association};
 use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
@@ -159,15 +161,46 @@ async fn around_the_role(
     let keep = desired.credentials_secret.as_ref().map(|s| s.name.as_str());
     delete_stale_secrets(ctx, binding, namespace, keep).await?;
 
+    // Pod Identity's association, for the role as IAM named it; under IRSA, none left.
+    let association = match (&desired.association, &made.role) {
+        (Some(wanted), Some(role)) => {
+            Some(ensure_association(ctx, binding, wanted, &role.arn, &desired.role.tags).await?)
+        }
+        (None, role) => {
+            let recorded = binding.status.as_ref().and_then(|s| s.association.as_ref());
+            if recorded.is_some() {
+                let key = AssociationKey {
+                    cluster: ctx.config.eks_cluster_name().to_string(),
+                    namespace: namespace.to_string(),
+                    service_account: binding
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .unwrap_or_else(|| desired.service_account.name.clone()),
+                };
+                let arn = role.as_ref().map(|r| r.arn.as_str());
+                delete_association(ctx, binding, &key, arn).await?;
+            }
+            None
+        }
+        (Some(_), None) => None,
+    };
+
     let mut synced = Synced {
         service_account,
         missing_policies: made.missing_policies.clone(),
         foreign_secret: foreign_secret.clone(),
         assumable: None,
         pods_needing_restart: None,
+        association,
     };
+    // The readiness checks are IRSA's: a web identity token exchanged with STS, and
+    // pods counted by the role ARN the IRSA webhook put in them.
     let early = match &made.role {
-        Some(role) if synced.service_account == ServiceAccountState::Bound => {
+        Some(role)
+            if synced.service_account == ServiceAccountState::Bound
+                && desired.mechanism == Mechanism::Irsa =>
+        {
             readiness::check(ctx, binding, namespace, role, made.changed, &mut synced).await?
         }
         _ => None,

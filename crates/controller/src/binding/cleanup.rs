@@ -6,10 +6,12 @@
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use podidentity_api::{DeletionPolicy, PodIdentityBinding};
+use podidentity_api::{DeletionPolicy, Mechanism, PodIdentityBinding};
+use podidentity_aws::eks::AssociationKey;
 use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
 
+use super::association::delete_association;
 use super::conditions::Assessment;
 use super::memory::Memory;
 use super::report::write_status;
@@ -32,6 +34,27 @@ pub(super) fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> Role
     RoleIdentity::new(role_name, ownership_tags(&ctx.config, reference))
 }
 
+/// The ServiceAccount the binding last bound (else the one its spec names).
+fn bound_service_account(binding: &PodIdentityBinding) -> String {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| binding.spec.service_account_name.clone())
+}
+
+/// Whether the binding may have an association: it recorded one, or it was (or asks to
+/// be) in Pod Identity mode. IRSA bindings cost EKS nothing on deletion.
+fn used_pod_identity(binding: &PodIdentityBinding, ctx: &Context) -> bool {
+    let status = binding.status.as_ref();
+    status.is_some_and(|s| s.association.is_some() || s.mechanism == Some(Mechanism::PodIdentity))
+        || binding
+            .spec
+            .identity
+            .effective_mechanism(ctx.config.identity.default_mechanism)
+            == Mechanism::PodIdentity
+}
+
 pub async fn cleanup(
     binding: &PodIdentityBinding,
     ctx: &Context,
@@ -44,21 +67,27 @@ pub async fn cleanup(
         .await
         .ok();
     let role = role_identity(binding, ctx);
-    let result = match binding
+    let policy = binding
         .spec
-        .effective_deletion_policy(ctx.config.deletion_policy)
-    {
+        .effective_deletion_policy(ctx.config.deletion_policy);
+    // The association first: one left behind would name a role that is gone.
+    if policy == DeletionPolicy::Delete && used_pod_identity(binding, ctx) {
+        let key = AssociationKey {
+            cluster: ctx.config.eks_cluster_name().to_string(),
+            namespace: namespace.clone(),
+            service_account: bound_service_account(binding),
+        };
+        let role_arn = binding.status.as_ref().and_then(|s| s.role_arn.as_deref());
+        delete_association(ctx, binding, &key, role_arn).await?;
+    }
+    let result = match policy {
         DeletionPolicy::Delete => delete_role(ctx.iam.as_ref(), &role).await,
         DeletionPolicy::Retain => retain_role(ctx.iam.as_ref(), &role).await,
     };
     // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
     result?;
     let siblings = ctx.bindings_in(&namespace).await?;
-    let bound = binding
-        .status
-        .as_ref()
-        .and_then(|s| s.service_account_name.clone())
-        .unwrap_or_else(|| binding.spec.service_account_name.clone());
+    let bound = bound_service_account(binding);
     release_service_account(ctx, binding, &namespace, &bound, &siblings).await?;
     memory.forget_binding(&binding.uid().unwrap_or_default(), &key);
     ctx.event(

@@ -4,6 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podidentity_api::PodIdentityBindingStatus;
+
+use super::association::AssociationState;
 use podidentity_api::conditions::{self, reason};
 use podidentity_api::conditions::{Condition, MAX_CONDITION_MESSAGE, Word, shortened, word};
 
@@ -57,6 +59,8 @@ pub struct Synced {
     pub assumable: Option<Assumability>,
     /// Pods of the ServiceAccount running without the role (`None`: not counted).
     pub pods_needing_restart: Option<usize>,
+    /// The EKS Pod Identity association (`None`: IRSA).
+    pub association: Option<AssociationState>,
 }
 
 impl Synced {
@@ -71,6 +75,7 @@ impl Synced {
             && self.assumable.as_ref().is_none_or(Assumability::is_assumed)
             && self.missing_policies.is_empty()
             && self.foreign_secret.is_none()
+            && !matches!(self.association, Some(AssociationState::Conflict { .. }))
     }
 
     pub fn with(service_account: ServiceAccountState) -> Self {
@@ -78,6 +83,7 @@ impl Synced {
             service_account,
             missing_policies: Vec::new(),
             foreign_secret: None,
+            association: None,
             assumable: None,
             pods_needing_restart: None,
         }
@@ -302,6 +308,15 @@ fn synced_rows(synced: &Synced) -> Vec<Row> {
         needs_change.push((
             reason::CREDENTIALS_SECRET_CONFLICT,
             foreign_secret_message(name),
+        ));
+    }
+    if let Some(AssociationState::Conflict { id, why }) = &synced.association {
+        needs_change.push((
+            reason::ASSOCIATION_CONFLICT,
+            format!(
+                "the ServiceAccount's EKS Pod Identity association {id} is not this binding's \
+                 ({why}): it was left untouched; delete it, or use another ServiceAccount"
+            ),
         ));
     }
     let waiting = match (&synced.service_account, &synced.assumable) {

@@ -9,6 +9,7 @@
 //! and `early_pods` are the apply step's hands.
 
 mod apply;
+pub mod association;
 pub mod assumable;
 mod cleanup;
 pub mod conditions;

@@ -11,6 +11,7 @@ use kube::runtime::events::EventType;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
+use super::association::AssociationState;
 use super::conditions::{Assessment, ServiceAccountState, next_status};
 use super::memory::{Memory, OwnWrite, RoleFacts};
 use crate::context::Context;
@@ -181,6 +182,15 @@ pub async fn write_status(
             status.service_account_name = match synced.service_account {
                 ServiceAccountState::Bound => Some(desired.service_account.name.clone()),
                 ServiceAccountState::NotFound { .. } => None,
+            };
+            status.mechanism = Some(desired.mechanism);
+            status.association = match (&desired.association, &synced.association) {
+                // IRSA: the pass took any association of ours away.
+                (None, _) => None,
+                (Some(_), Some(AssociationState::Kept(kept))) => Some(kept.clone()),
+                // A conflict keeps what was recorded: an association of ours, if any,
+                // stays known for its deletion.
+                (Some(_), _) => status.association.take(),
             };
         }
     }

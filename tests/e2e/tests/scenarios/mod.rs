@@ -15,6 +15,7 @@ mod leadership;
 mod lifecycle;
 mod oidc;
 mod ownership;
+mod pod_identity;
 mod pods;
 mod policies;
 mod races;
@@ -49,6 +50,14 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(escapes::what_the_adversarial_pass_found_is_refused, Cluster),
         scenario!(
             admission::bindings_are_judged_at_admission_for_their_author,
+            Cluster
+        ),
+        scenario!(
+            pod_identity::a_binding_gets_its_association_trust_and_no_irsa_annotation,
+            Cluster
+        ),
+        scenario!(
+            pod_identity::a_foreign_association_is_refused_and_retain_keeps_ours,
             Cluster
         ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
