@@ -275,7 +275,7 @@ mod tests {
         );
     }
 
-    const RECORDED_FINGERPRINT: u64 = 6427243512595975470;
+    const RECORDED_FINGERPRINT: u64 = 18220450364451336701;
 
     fn fnv1a(bytes: &[u8]) -> u64 {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {

@@ -92,6 +92,17 @@ pub struct PodIdentityPolicySpec {
     /// over the limit are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bindings_per_namespace: Option<u32>,
+    /// The identity mechanisms these namespaces' bindings may use (`IRSA`,
+    /// `PodIdentity`): one to require it, the other to forbid it. Empty: either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub mechanisms: Vec<crate::binding::Mechanism>,
+    /// ARN patterns with templates (`arn:aws:iam::444455556666:role/${namespace}.*`) a Pod
+    /// Identity `identity.targetRoleArn` must match (and the configuration's
+    /// `guardrails.allowedTargetRoleArns` too). Empty: the configuration decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "templated_patterns_schema")]
+    pub allowed_target_role_arns: Vec<String>,
     /// What happens to the role of a binding this policy comes to refuse (after the
     /// policy, or the namespace's labels, changed): `Keep` (the default) leaves the role
     /// as it was and only reports; `Revoke` also detaches its managed policies and deletes

@@ -38,6 +38,8 @@ pub struct RuleSet {
     pub protected_resources: Vec<String>,
     /// Tag keys a role may not carry from a binding (`guardrails.deniedTagKeys`).
     pub denied_tag_keys: Vec<String>,
+    /// The mechanism of bindings that do not name one (`identity.defaultMechanism`).
+    pub default_mechanism: podidentity_api::Mechanism,
 }
 
 impl RuleSet {
@@ -67,6 +69,7 @@ impl RuleSet {
                 })
                 .collect(),
             denied_tag_keys: config.guardrails.denied_tag_keys.clone(),
+            default_mechanism: config.identity.default_mechanism,
         }
     }
 
@@ -291,8 +294,10 @@ impl RuleSet {
         if let Err(conflict) = required_boundary(&self.policies) {
             judgement.refuse(conflict);
         }
+        let mechanism = spec.identity.effective_mechanism(self.default_mechanism);
         for policy in &self.policies {
             policy.judge(spec, judgement);
+            policy.judge_identity(spec, mechanism, judgement);
         }
     }
 }

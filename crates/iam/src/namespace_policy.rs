@@ -230,6 +230,7 @@ impl NamespacePolicy {
         let templated = [
             ("spec.allowedResources", &spec.allowed_resources),
             ("spec.roleNameOverride", &spec.role_name_override),
+            ("spec.allowedTargetRoleArns", &spec.allowed_target_role_arns),
         ];
         for (field, patterns) in templated {
             for (i, pattern) in patterns.iter().enumerate() {
@@ -332,6 +333,8 @@ impl NamespacePolicy {
             denied_managed_policy_arns: spec.denied_managed_policy_arns.clone(),
             permissions_boundary_arn: spec.permissions_boundary_arn.clone(),
             role_name_override: expand_all(&spec.role_name_override),
+            mechanisms: spec.mechanisms.clone(),
+            allowed_target_role_arns: expand_all(&spec.allowed_target_role_arns),
             max_bindings_per_namespace: spec.max_bindings_per_namespace,
             on_violation: spec.on_violation,
             unusable: (!self.problems.is_empty()).then(|| {
@@ -356,6 +359,8 @@ pub struct AppliedPolicy {
     pub denied_managed_policy_arns: Vec<String>,
     pub permissions_boundary_arn: Option<String>,
     pub role_name_override: Vec<String>,
+    pub mechanisms: Vec<podidentity_api::Mechanism>,
+    pub allowed_target_role_arns: Vec<String>,
     pub max_bindings_per_namespace: Option<u32>,
     pub on_violation: podidentity_api::OnViolation,
     /// Why the policy cannot be applied, when it cannot: it then refuses every binding.
@@ -511,6 +516,61 @@ impl AppliedPolicy {
                     ),
                 ));
             }
+        }
+    }
+}
+
+impl AppliedPolicy {
+    /// The identity the binding asks for (`mechanism`: the one in force, the spec's or
+    /// the configuration's default) against this policy's mechanisms and target roles.
+    pub(crate) fn judge_identity(
+        &self,
+        spec: &PodIdentityBindingSpec,
+        mechanism: podidentity_api::Mechanism,
+        judgement: &mut Judgement<'_>,
+    ) {
+        if self.unusable.is_some() {
+            return;
+        }
+        if !self.mechanisms.is_empty() && !self.mechanisms.contains(&mechanism) {
+            let allowed: Vec<String> = self.mechanisms.iter().map(ToString::to_string).collect();
+            judgement.refuse(Violation::guardrail(
+                "spec.identity.mechanism",
+                format!(
+                    "{mechanism} is not a mechanism {} allows here ({}): set \
+                     spec.identity.mechanism to {}",
+                    self.field("mechanisms"),
+                    allowed.join(", "),
+                    allowed.join(" or ")
+                ),
+            ));
+        }
+        let Some(target) = spec.identity.target_role_arn.as_deref() else {
+            return;
+        };
+        if self.allowed_target_role_arns.is_empty() {
+            return;
+        }
+        let field = "spec.identity.targetRoleArn";
+        let effort = judgement.effort;
+        // ARNs compare with their letter case: a target written otherwise is refused, never
+        // let through.
+        let mut matched = Some(false);
+        for pattern in &self.allowed_target_role_arns {
+            matched = judgement.answer(field, glob::matches(pattern, target, false, effort));
+            if matched != Some(false) {
+                break;
+            }
+        }
+        if matched == Some(false) {
+            judgement.refuse(Violation::guardrail(
+                field,
+                format!(
+                    "{target} matches none of the target roles {} allows here ({})",
+                    self.field("allowedTargetRoleArns"),
+                    few(&self.allowed_target_role_arns)
+                ),
+            ));
         }
     }
 }

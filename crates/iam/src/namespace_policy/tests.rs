@@ -662,3 +662,86 @@ proptest! {
         }
     }
 }
+
+/// A policy that requires Pod Identity in its namespaces and lets them chain only into
+/// their own roles of the data account.
+fn pod_identity_only() -> NamespacePolicy {
+    policy(
+        "pod-identity-only",
+        json!({
+            "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]},
+            "mechanisms": ["PodIdentity"],
+            "allowedTargetRoleArns": ["arn:aws:iam::444455556666:role/${namespace}.*"],
+        }),
+    )
+}
+
+fn identity(spec: &mut PodIdentityBindingSpec, value: serde_json::Value) {
+    spec.identity = serde_json::from_value(value).unwrap_or_else(|err| panic!("{err}"));
+}
+
+fn refused_fields(violations: &[Violation]) -> Vec<&str> {
+    violations.iter().map(|v| v.field.as_str()).collect()
+}
+
+#[test]
+fn a_policy_requires_a_mechanism_and_confines_target_roles_to_the_namespace() {
+    let guardrails = guardrails(vec![pod_identity_only()]);
+    let rules = guardrails.rules_for("shop");
+    // The configuration's default (IRSA) is not what the policy allows.
+    let mut spec = statement(&["s3:GetObject"], &["arn:aws:s3:::shop.x/*"]);
+    let refused = rules.check(&spec);
+    assert_eq!(
+        refused_fields(&refused),
+        ["spec.identity.mechanism"],
+        "{refused:?}"
+    );
+    assert!(
+        refused[0].message.contains("PodIdentity"),
+        "{}",
+        refused[0].message
+    );
+
+    identity(&mut spec, json!({"mechanism": "PodIdentity"}));
+    assert!(rules.check(&spec).is_empty());
+
+    // Its own namespace's role in the data account: allowed by the policy.
+    identity(
+        &mut spec,
+        json!({"mechanism": "PodIdentity", "targetRoleArn": "arn:aws:iam::444455556666:role/shop.reader"}),
+    );
+    assert!(rules.check(&spec).is_empty());
+    // A namespace whose name continues ours, another account, another letter case: not.
+    for target in [
+        "arn:aws:iam::444455556666:role/shop-admin.reader",
+        "arn:aws:iam::444455556666:role/blog.reader",
+        "arn:aws:iam::777788889999:role/shop.reader",
+        "arn:aws:iam::444455556666:role/SHOP.reader",
+    ] {
+        identity(
+            &mut spec,
+            json!({"mechanism": "PodIdentity", "targetRoleArn": target}),
+        );
+        let refused = rules.check(&spec);
+        assert_eq!(
+            refused_fields(&refused),
+            ["spec.identity.targetRoleArn"],
+            "{target}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn a_target_role_template_that_leaves_the_namespace_open_makes_the_policy_unusable() {
+    let spec: PodIdentityPolicySpec = serde_json::from_value(json!({
+        "namespaceSelector": {},
+        "allowedTargetRoleArns": ["arn:aws:iam::444455556666:role/${namespace}-*"],
+    }))
+    .unwrap_or_else(|err| panic!("{err}"));
+    let read = NamespacePolicy::read(&PodIdentityPolicy::new("open", spec));
+    let fields: Vec<&str> = read.problems().iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"spec.allowedTargetRoleArns[0]"),
+        "{fields:?}"
+    );
+}

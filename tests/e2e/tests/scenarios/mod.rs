@@ -60,6 +60,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             pod_identity::a_foreign_association_is_refused_and_retain_keeps_ours,
             Cluster
         ),
+        scenario!(
+            pod_identity::a_policy_requiring_pod_identity_refuses_irsa_with_no_write,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,

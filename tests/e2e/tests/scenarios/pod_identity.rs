@@ -301,3 +301,46 @@ pub async fn a_foreign_association_is_refused_and_retain_keeps_ours(s: Scenario)
     let ops: BTreeSet<String> = eks_calls(&s).into_iter().map(|(op, _)| op).collect();
     assert!(!ops.contains("EKS:DeletePodIdentityAssociation"), "{ops:?}");
 }
+
+pub async fn a_policy_requiring_pod_identity_refuses_irsa_with_no_write(s: Scenario) {
+    s.eks_cluster().await;
+    let (_rendered, _controller) = s.start_controller(json!({})).await;
+    let ns = s
+        .namespace_labelled("podidpolicy", json!({"podid-e2e": s.tag}))
+        .await;
+    s.apply_policy(
+        "podid-only",
+        json!({
+            "namespaceSelector": {"matchLabels": {"podid-e2e": s.tag}},
+            "mechanisms": ["PodIdentity"],
+        }),
+    )
+    .await;
+    s.create_service_account(&ns, "app", json!({})).await;
+    // No mechanism: the configuration's default, IRSA, which the policy forbids here.
+    s.create_binding(&ns, "app", pod_identity_spec("app", json!({})))
+        .await;
+    let binding = s
+        .wait_condition(&ns, "app", "Ready", "False", Some("GuardrailViolation"))
+        .await;
+    let message = podidentity_e2e::scenario::condition(&binding, "Ready")
+        .map(|c| c.message.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.identity.mechanism") && message.contains("PodIdentity"),
+        "{message}"
+    );
+    let role = s.role_name(&ns, "app");
+    assert!(s.calls_for(&role).is_empty(), "{:?}", s.calls_for(&role));
+    assert!(s.association(&ns, "app").await.is_none());
+
+    // As the policy asks: made.
+    s.patch_spec(
+        &ns,
+        "app",
+        json!({"identity": {"mechanism": "PodIdentity"}}),
+    )
+    .await;
+    s.wait_ready(&ns, "app").await;
+    assert!(s.association(&ns, "app").await.is_some());
+}
