@@ -370,8 +370,9 @@ pub const ROLE_ARN_PATTERN: &str = r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::[0-
 ]))]
 pub struct IdentitySpec {
     /// `IRSA` or `PodIdentity`. Unset: the operator's `identity.defaultMechanism` (`IRSA`
-    /// unless configured). Changing it on a Ready binding migrates its pods without a
-    /// moment where their credentials stop working.
+    /// unless configured). Changing it switches the role's trust and the ServiceAccount's
+    /// annotation or association at once: restart the pods (a stepwise migration is being
+    /// built; see docs/pod-identity.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<Mechanism>,
 
@@ -387,7 +388,8 @@ pub struct IdentitySpec {
     pub disable_session_tags: bool,
 
     /// Pod Identity only: a session policy narrowing what pods' sessions may do (needs
-    /// `disableSessionTags: true`). Judged like the inline policy.
+    /// `disableSessionTags: true`; at most 2,048 characters). It can only take away from
+    /// what the role allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<SessionPolicy>,
 }
@@ -451,8 +453,7 @@ pub struct PodIdentityBindingStatus {
     /// restarted. Counted while the binding is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods_needing_restart: Option<i64>,
-    /// The mechanism the binding's pods use now (during a migration: the one being left
-    /// until the new one is in place).
+    /// The mechanism the operator last put in place for the binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<Mechanism>,
     /// The EKS Pod Identity association (Pod Identity only).

@@ -646,4 +646,52 @@ mod tests {
             "{inline}"
         );
     }
+
+    #[test]
+    fn pod_identity_refuses_a_credentials_secret_a_missing_region_and_a_long_session_policy() {
+        let mut with_secret = spec(pod_identity());
+        with_secret.credentials_secret = Some(podidentity_api::CredentialsSecretSpec {
+            name: "creds".into(),
+            token_path: "/var/run/token".into(),
+        });
+        let refused = refusals(build_for(&with_secret, &config(&[])));
+        assert_eq!(
+            refused,
+            [(
+                "spec.credentialsSecret".to_string(),
+                ViolationKind::InvalidSpec
+            )]
+        );
+
+        let mut no_region = config(&[]);
+        no_region.aws.region = None;
+        let refused = refusals(build_for(&spec(pod_identity()), &no_region));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.mechanism".to_string(),
+                ViolationKind::InvalidSpec
+            )]
+        );
+
+        let mut identity = pod_identity();
+        identity.disable_session_tags = true;
+        identity.policy = Some(SessionPolicy {
+            statements: (0..60)
+                .map(|i| Statement {
+                    actions: vec!["s3:GetObject".into()],
+                    resources: vec![format!("arn:aws:s3:::bucket-{i}/*")],
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        let refused = refusals(build_for(&spec(identity), &config(&[])));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.policy".to_string(),
+                ViolationKind::InvalidSpec
+            )]
+        );
+    }
 }

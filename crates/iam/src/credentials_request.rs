@@ -178,6 +178,11 @@ fn binding_spec(
                 .filter(|path| !path.is_empty())
                 .unwrap_or_else(|| DEFAULT_CLOUD_TOKEN_PATH.to_string()),
         }),
+        // A ccoctl Secret is a web identity login: IRSA, whatever the default mechanism.
+        identity: podidentity_api::IdentitySpec {
+            mechanism: Some(podidentity_api::Mechanism::Irsa),
+            ..Default::default()
+        },
         ..PodIdentityBindingSpec::default()
     };
     (binding, violations)

@@ -229,7 +229,37 @@ fn check_identity(c: &mut Checker, spec: &PodIdentityBindingSpec, config: &Opera
             );
         }
     }
+    if mechanism == Mechanism::PodIdentity {
+        if spec.credentials_secret.is_some() {
+            c.invalid(
+                "spec.credentialsSecret",
+                "is a web identity login, which a Pod Identity role does not trust (and a \
+                 mounted profile would win over Pod Identity's credentials): drop it, or use \
+                 spec.identity.mechanism: IRSA",
+            );
+        }
+        if config.aws.region.is_none() {
+            c.invalid(
+                "spec.identity.mechanism",
+                "PodIdentity needs the cluster's region for the trust policy's \
+                 eks-cluster-arn, and the operator knows none: set aws.region in its \
+                 configuration",
+            );
+        }
+    }
     if let Some(policy) = &identity.policy {
+        if let Some(document) = crate::build::session_policy(spec) {
+            let chars = document.non_whitespace_chars();
+            if chars > MAX_SESSION_POLICY_CHARS {
+                c.invalid(
+                    "spec.identity.policy",
+                    format!(
+                        "the session policy is {chars} characters, over STS's limit of \
+                         {MAX_SESSION_POLICY_CHARS}: use wildcards or fewer statements"
+                    ),
+                );
+            }
+        }
         if !identity.disable_session_tags {
             c.invalid(
                 "spec.identity.policy",

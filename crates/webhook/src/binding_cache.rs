@@ -331,6 +331,30 @@ mod tests {
         assert!(!updated[0].has_prediction());
     }
 
+    /// Pods of a Pod Identity binding's ServiceAccount get no IRSA variables from the
+    /// prediction: the SDKs would prefer them over Pod Identity's credentials.
+    #[test]
+    fn a_pod_identity_binding_predicts_no_irsa_role() {
+        let mut operator = crate::test_operator();
+        operator.aws.region = Some("eu-west-1".into());
+        let predictor = Predictor::new(operator, "eks.amazonaws.com");
+        let mut watched = binding("a", "orders");
+        if let Ok(b) = &mut watched.0 {
+            b.spec.identity.mechanism = Some(podidentity_api::Mechanism::PodIdentity);
+        }
+        let cache = BindingCache::new();
+        cache.apply(Event::Apply(watched));
+        let covering = cache.covering("shop", "orders");
+        let predicted = covering[0].prediction(&predictor);
+        assert_eq!(predicted, Some(BTreeMap::new()));
+        let effective =
+            predictor.effective_annotations_predicted("shop", "orders", None, predicted.as_ref());
+        assert!(
+            !effective.as_ref().is_some_and(|a| predictor.names_role(a)),
+            "{effective:?}"
+        );
+    }
+
     /// A role made before revision 3 keeps its legacy name, and pods get that ARN, not
     /// the one the controller would derive for a new binding.
     #[test]

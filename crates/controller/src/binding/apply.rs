@@ -15,7 +15,7 @@ use podidentity_iam::RuleSet;
 use podidentity_iam::build::DesiredState;
 use podidentity_iam::namespace_policy::AppliedPolicy;
 
-use super::association::{delete_association, ensure_association};
+use super::association::{delete_association, ensure_association, ownership_of};
 use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
@@ -178,8 +178,11 @@ async fn around_the_role(
                         .and_then(|s| s.service_account_name.clone())
                         .unwrap_or_else(|| desired.service_account.name.clone()),
                 };
-                let arn = role.as_ref().map(|r| r.arn.as_str());
-                delete_association(ctx, binding, &key, arn).await?;
+                let arn = role
+                    .as_ref()
+                    .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());
+                let ownership = ownership_of(&desired.role.tags);
+                delete_association(ctx, binding, &key, arn, &ownership).await?;
             }
             None
         }

@@ -77,8 +77,21 @@ pub async fn cleanup(
             namespace: namespace.clone(),
             service_account: bound_service_account(binding),
         };
-        let role_arn = binding.status.as_ref().and_then(|s| s.role_arn.as_deref());
-        delete_association(ctx, binding, &key, role_arn).await?;
+        // The ARN the status records, else the one the role's name makes (a binding gone
+        // before its first status write).
+        let role_arn = binding
+            .status
+            .as_ref()
+            .and_then(|s| s.role_arn.clone())
+            .unwrap_or_else(|| {
+                podidentity_iam::naming::role_arn(
+                    &ctx.config.partition(),
+                    ctx.config.account_id_or_placeholder(),
+                    &ctx.config.role_path(),
+                    &role.name,
+                )
+            });
+        delete_association(ctx, binding, &key, &role_arn, &role.ownership).await?;
     }
     let result = match policy {
         DeletionPolicy::Delete => delete_role(ctx.iam.as_ref(), &role).await,

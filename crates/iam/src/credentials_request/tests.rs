@@ -179,3 +179,15 @@ fn another_clouds_request_is_ignored() {
     let rules = Guardrails::from_config(&config).rules_for("openshift-image-registry");
     assert!(desired_state("ns", "gcp", &request.spec, &config, &rules).is_none());
 }
+
+/// A ccoctl Secret is a web identity login: a request stays IRSA when the operator's
+/// default mechanism is Pod Identity.
+#[test]
+fn a_request_is_irsa_whatever_the_default_mechanism() {
+    let mut config = openshift_config();
+    config.identity.default_mechanism = podidentity_api::Mechanism::PodIdentity;
+    let desired = plan(&fixture("image-registry"), &config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(desired.mechanism, podidentity_api::Mechanism::Irsa);
+    assert!(desired.association.is_none());
+    assert!(desired.role.trust_policy.minified().contains("Federated"));
+}

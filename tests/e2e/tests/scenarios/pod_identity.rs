@@ -164,6 +164,25 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
         eks_calls(&s).iter().map(|(op, _)| op).collect::<Vec<_>>()
     );
 
+    // Another ServiceAccount: its association is made, the old one's taken away (it would
+    // go on giving the old ServiceAccount's pods the role).
+    s.create_service_account(&ns, "reports-v2", json!({})).await;
+    s.patch_spec(&ns, "reports", json!({"serviceAccountName": "reports-v2"}))
+        .await;
+    s.wait_ready(&ns, "reports").await;
+    until(
+        "the association follows the ServiceAccount",
+        Duration::from_secs(60),
+        || async {
+            let old = s.association(&ns, "reports").await;
+            let new = s.association(&ns, "reports-v2").await;
+            check(old.is_none() && new.is_some(), || {
+                format!("{old:?} {new:?}")
+            })
+        },
+    )
+    .await;
+
     // Back to IRSA (the safe, stepwise migration is not built yet): the association goes,
     // the annotation and the OIDC trust come.
     s.patch_spec(&ns, "reports", json!({"identity": null}))
@@ -173,13 +192,13 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
         "the association taken away",
         Duration::from_secs(60),
         || async {
-            let now = s.association(&ns, "reports").await;
+            let now = s.association(&ns, "reports-v2").await;
             check(now.is_none(), || format!("{now:?}"))
         },
     )
     .await;
     assert_eq!(
-        s.annotations(&ns, "reports")
+        s.annotations(&ns, "reports-v2")
             .await
             .get("eks.amazonaws.com/role-arn"),
         Some(&arn)
