@@ -70,6 +70,14 @@ impl World {
             .map(|c| (c.status.to_string(), c.reason.to_string()))
             .unwrap_or_default()
     }
+    /// How IAM answers GetRole for the binding's role (`None`: it exists).
+    async fn role_error(&self, binding: &str) -> Option<ErrorKind> {
+        Iam::new(self.iam())
+            .get_role(&self.role_name(binding))
+            .await
+            .err()
+            .map(|e| e.kind)
+    }
     fn role_name(&self, binding: &str) -> String {
         format!("{}-shop.{binding}", self.cluster)
     }
@@ -312,14 +320,7 @@ async fn a_refused_spec_makes_no_iam_call_and_says_why() {
         c.message
             .contains("spec.permissions.statements[0].actions[0]")
     }));
-    assert_eq!(
-        Iam::new(w.iam())
-            .get_role(&w.role_name("bad"))
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::NotFound)
-    );
+    assert_eq!(w.role_error("bad").await, Some(ErrorKind::NotFound));
 }
 
 #[tokio::test]
@@ -486,14 +487,7 @@ async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
     w.pass("orders-s3")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(
-        Iam::new(w.iam())
-            .get_role(&w.role_name("orders-s3"))
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::NotFound)
-    );
+    assert_eq!(w.role_error("orders-s3").await, Some(ErrorKind::NotFound));
     let gone_or_released = match w
         .bindings()
         .get_opt("orders-s3")
@@ -534,11 +528,7 @@ async fn a_binding_gone_during_its_pass_leaves_no_role_behind() {
         "the pass made the role before it found the binding gone"
     );
     assert_eq!(
-        Iam::new(w.iam())
-            .get_role(&w.role_name("orders-s3"))
-            .await
-            .err()
-            .map(|e| e.kind),
+        w.role_error("orders-s3").await,
         Some(ErrorKind::NotFound),
         "the role it made is deleted again"
     );
@@ -579,14 +569,7 @@ async fn a_failed_cleanup_keeps_the_finalizer() {
     w.pass("orders-s3")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(
-        Iam::new(w.iam())
-            .get_role(&w.role_name("orders-s3"))
-            .await
-            .err()
-            .map(|e| e.kind),
-        Some(ErrorKind::NotFound)
-    );
+    assert_eq!(w.role_error("orders-s3").await, Some(ErrorKind::NotFound));
 }
 
 #[tokio::test]

@@ -51,6 +51,7 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
     )
     .await;
     let binding = s.wait_ready(&ns, "reports").await;
+    let made = s.iam.calls().len();
     let status = binding.status.clone().unwrap_or_default();
     let arn = s.role_arn(&ns, "reports");
     assert_eq!(status.role_arn.as_deref(), Some(arn.as_str()));
@@ -137,6 +138,7 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
     .expect("the association");
     assert_eq!(updated.id, association.id, "updated, not made again");
     s.wait_ready(&ns, "reports").await;
+    let updated_at = s.iam.calls().len();
     let trust = trust_of(&s, &role).await;
     let pinned = &trust["Statement"][0]["Condition"]["StringEquals"];
     assert_eq!(pinned["aws:SourceAccount"], json!(ACCOUNT));
@@ -159,9 +161,17 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
         .map(|c| c.action.clone())
         .collect();
     assert!(writes.is_empty(), "idle writes: {writes:?}");
+    let calls = s.iam.calls();
+    let (create, update) = (&calls[..made], &calls[made..updated_at]);
+    let tally = |calls: &[podidentity_e2e::iam_proxy::Call]| {
+        let writes = calls.iter().filter(|c| !c.is_read()).count();
+        let names: Vec<&str> = calls.iter().map(|c| c.action.as_str()).collect();
+        format!("{writes} writes, {} reads: {names:?}", calls.len() - writes)
+    };
     eprintln!(
-        "    pod identity: calls for one binding (create, one update): {:?}",
-        eks_calls(&s).iter().map(|(op, _)| op).collect::<Vec<_>>()
+        "    pod identity: create {}; options update {}; idle 15 s: 0 writes",
+        tally(create),
+        tally(update)
     );
 
     // Another ServiceAccount: its association is made, the old one's taken away (it would
