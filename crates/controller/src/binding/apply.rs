@@ -10,12 +10,13 @@ use kube::runtime::events::EventType;
 use podidentity_api::conditions::reason;
 use podidentity_api::{Mechanism, PodIdentityBinding};
 use podidentity_aws::api::RoleState;
-use podidentity_aws::eks::AssociationKey;
 use podidentity_iam::RuleSet;
 use podidentity_iam::build::DesiredState;
 use podidentity_iam::namespace_policy::AppliedPolicy;
 
-use super::association::{delete_association, ensure_association, ownership_of};
+use super::association::{
+    bound_association_key, delete_association, ensure_association, ownership_of,
+};
 use super::conditions::{Assessment, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
@@ -169,15 +170,7 @@ async fn around_the_role(
         (None, role) => {
             let recorded = binding.status.as_ref().and_then(|s| s.association.as_ref());
             if recorded.is_some() {
-                let key = AssociationKey {
-                    cluster: ctx.config.eks_cluster_name().to_string(),
-                    namespace: namespace.to_string(),
-                    service_account: binding
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.service_account_name.clone())
-                        .unwrap_or_else(|| desired.service_account.name.clone()),
-                };
+                let key = bound_association_key(ctx, binding, namespace);
                 let arn = role
                     .as_ref()
                     .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());

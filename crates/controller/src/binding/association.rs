@@ -14,26 +14,9 @@ use podidentity_aws::eks::{
 use podidentity_aws::{AwsError, ErrorKind};
 use podidentity_iam::build::DesiredAssociation;
 
+use super::conditions::AssociationState;
 use crate::context::Context;
 use crate::error::Error;
-
-/// What the association step found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AssociationState {
-    /// In line (made, updated, adopted, or already so).
-    Kept(AssociationStatus),
-    /// The ServiceAccount's association is not this binding's to change.
-    Conflict { id: String, why: String },
-}
-
-impl AssociationState {
-    pub fn kept(&self) -> Option<&AssociationStatus> {
-        match self {
-            AssociationState::Kept(status) => Some(status),
-            AssociationState::Conflict { .. } => None,
-        }
-    }
-}
 
 fn client<'a>(ctx: &'a Context, operation: &'static str) -> Result<&'a dyn AssociationApi, Error> {
     ctx.associations.as_deref().ok_or_else(|| {
@@ -201,6 +184,19 @@ pub async fn ensure_association(
             }
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// Where the binding's association is: its ServiceAccount as last bound.
+pub fn bound_association_key(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+) -> AssociationKey {
+    AssociationKey {
+        cluster: ctx.config.eks_cluster_name().to_string(),
+        namespace: namespace.to_string(),
+        service_account: super::service_account::bound_service_account(binding),
     }
 }
 

@@ -7,16 +7,15 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use podidentity_api::{DeletionPolicy, Mechanism, PodIdentityBinding};
-use podidentity_aws::eks::AssociationKey;
 use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
 
-use super::association::delete_association;
+use super::association::{bound_association_key, delete_association};
 use super::conditions::Assessment;
 use super::memory::Memory;
 use super::report::write_status;
 use super::role::{RoleIdentity, delete_role, retain_role};
-use super::service_account::release_service_account;
+use super::service_account::{bound_service_account, release_service_account};
 use crate::context::Context;
 use crate::error::Error;
 
@@ -32,15 +31,6 @@ pub(super) fn role_identity(binding: &PodIdentityBinding, ctx: &Context) -> Role
         .or_else(|| binding.spec.role.name.clone().filter(|n| !n.is_empty()))
         .unwrap_or_else(|| reference.derived_role_name(&ctx.config));
     RoleIdentity::new(role_name, ownership_tags(&ctx.config, reference))
-}
-
-/// The ServiceAccount the binding last bound (else the one its spec names).
-fn bound_service_account(binding: &PodIdentityBinding) -> String {
-    binding
-        .status
-        .as_ref()
-        .and_then(|s| s.service_account_name.clone())
-        .unwrap_or_else(|| binding.spec.service_account_name.clone())
 }
 
 /// Whether the binding may have an association: it recorded one, or it was (or asks to
@@ -72,11 +62,7 @@ pub async fn cleanup(
         .effective_deletion_policy(ctx.config.deletion_policy);
     // The association first: one left behind would name a role that is gone.
     if policy == DeletionPolicy::Delete && used_pod_identity(binding, ctx) {
-        let key = AssociationKey {
-            cluster: ctx.config.eks_cluster_name().to_string(),
-            namespace: namespace.clone(),
-            service_account: bound_service_account(binding),
-        };
+        let key = bound_association_key(ctx, binding, &namespace);
         // The ARN the status records, else the one the role's name makes (a binding gone
         // before its first status write).
         let role_arn = binding

@@ -3,11 +3,9 @@
 //! identical status and the operator writes nothing.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podidentity_api::PodIdentityBindingStatus;
-
-use super::association::AssociationState;
 use podidentity_api::conditions::{self, reason};
 use podidentity_api::conditions::{Condition, MAX_CONDITION_MESSAGE, Word, shortened, word};
+use podidentity_api::{AssociationStatus, PodIdentityBindingStatus};
 
 /// What one pass found, in the order things can fail.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +43,24 @@ pub enum Assessment {
 pub enum ServiceAccountState {
     Bound,
     NotFound { name: String },
+}
+
+/// What the association step found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AssociationState {
+    /// In line (made, updated, adopted, or already so).
+    Kept(AssociationStatus),
+    /// The ServiceAccount's association is not this binding's to change.
+    Conflict { id: String, why: String },
+}
+
+impl AssociationState {
+    pub fn kept(&self) -> Option<&AssociationStatus> {
+        match self {
+            AssociationState::Kept(status) => Some(status),
+            AssociationState::Conflict { .. } => None,
+        }
+    }
 }
 
 /// A pass that got the role made: the ServiceAccount's state, and what needs a change of

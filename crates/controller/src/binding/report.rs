@@ -11,8 +11,7 @@ use kube::runtime::events::EventType;
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
-use super::association::AssociationState;
-use super::conditions::{Assessment, ServiceAccountState, next_status};
+use super::conditions::{Assessment, AssociationState, ServiceAccountState, next_status};
 use super::memory::{Memory, OwnWrite, RoleFacts};
 use crate::context::Context;
 use crate::error::Error;

@@ -172,3 +172,12 @@ async fn unbind_service_account(
         Err(err) => Err(err.into()),
     }
 }
+
+/// The ServiceAccount the binding last bound (else the one its spec names).
+pub(super) fn bound_service_account(binding: &PodIdentityBinding) -> String {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| binding.spec.service_account_name.clone())
+}
