@@ -19,6 +19,8 @@ pub const DEFAULT_STS_REGIONAL_ENDPOINTS: bool = false;
 pub const SHORT_FORM_MANAGED_POLICY_ARNS: &str = "podidentity.io/managed-policy-arns";
 /// ServiceAccount short form: an IAM policy document (JSON) with the inline statements.
 pub const SHORT_FORM_INLINE_POLICY: &str = "podidentity.io/inline-policy";
+/// ServiceAccount short form: `IRSA` or `PodIdentity` (`spec.identity.mechanism`).
+pub const SHORT_FORM_MECHANISM: &str = "podidentity.io/mechanism";
 /// Label on bindings generated from a ServiceAccount's short-form annotations.
 pub const FROM_SERVICE_ACCOUNT_LABEL: &str = "podidentity.io/from-service-account";
 

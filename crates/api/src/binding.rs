@@ -347,6 +347,16 @@ pub enum Mechanism {
     PodIdentity,
 }
 
+impl Mechanism {
+    /// The mechanism a binding moves away from when it moves to this one.
+    pub fn other(self) -> Mechanism {
+        match self {
+            Mechanism::Irsa => Mechanism::PodIdentity,
+            Mechanism::PodIdentity => Mechanism::Irsa,
+        }
+    }
+}
+
 impl std::fmt::Display for Mechanism {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -456,9 +466,14 @@ pub struct PodIdentityBindingStatus {
     /// The mechanism the operator last put in place for the binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<Mechanism>,
-    /// The EKS Pod Identity association (Pod Identity only).
+    /// The EKS Pod Identity association (Pod Identity only, and while a migration away
+    /// from Pod Identity waits for its pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association: Option<AssociationStatus>,
+    /// A change of mechanism under way: the role trusts both until no running pod uses
+    /// the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
     /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound, and
     /// RoleAssumable with the operator's `verifyAssumable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -473,6 +488,23 @@ pub struct AssociationStatus {
     /// EKS's id (`a-...`).
     pub id: String,
     pub arn: String,
+    /// The association gives sessions no tags (the trust pins no tag then; a migration
+    /// away keeps trusting what the running pods' sessions carry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_session_tags: bool,
+}
+
+/// A change of mechanism under way (see the `Migrating` condition).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// The mechanism pods are moving away from; the role still trusts it.
+    pub from: Mechanism,
+    /// The mechanism new pods get.
+    pub to: Mechanism,
+    /// Running pods of the ServiceAccount that still use `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_remaining: Option<i64>,
 }
 
 /// Size of the minified trust policy in bytes, and the quota it must fit in.

@@ -9,9 +9,11 @@ pub const ROLE_SYNCED: &str = "RoleSynced";
 pub const SERVICE_ACCOUNT_BOUND: &str = "ServiceAccountBound";
 /// With `verifyAssumable`: a token of the ServiceAccount was exchanged for the role.
 pub const ROLE_ASSUMABLE: &str = "RoleAssumable";
+/// While the binding's mechanism changes: True until no running pod uses the old one.
+pub const MIGRATING: &str = "Migrating";
 
 /// Every condition type the operator writes, in display order.
-pub const ALL_TYPES: [&str; 7] = [
+pub const ALL_TYPES: [&str; 8] = [
     READY,
     RECONCILING,
     STALLED,
@@ -19,6 +21,7 @@ pub const ALL_TYPES: [&str; 7] = [
     ROLE_SYNCED,
     SERVICE_ACCOUNT_BOUND,
     ROLE_ASSUMABLE,
+    MIGRATING,
 ];
 
 pub mod reason {
@@ -51,10 +54,17 @@ pub mod reason {
     /// An EKS Pod Identity association for the ServiceAccount names another role (or an
     /// AWS service owns it): the operator leaves it alone.
     pub const ASSOCIATION_CONFLICT: &str = "AssociationConflict";
+    /// Migrating: the role trusts both mechanisms and new pods get the new one; running
+    /// pods still use the old one.
+    pub const WAITING_FOR_PODS: &str = "WaitingForPods";
+    /// Event: a change of mechanism began (the role trusts both).
+    pub const MIGRATION_STARTED: &str = "MigrationStarted";
+    /// Event: no running pod uses the old mechanism; the role trusts the new one only.
+    pub const MIGRATION_COMPLETE: &str = "MigrationComplete";
 }
 
 /// Every reason the operator writes.
-pub const ALL_REASONS: [&str; 18] = [
+pub const ALL_REASONS: [&str; 19] = [
     reason::SYNCED,
     reason::INVALID_SPEC,
     reason::GUARDRAIL_VIOLATION,
@@ -73,6 +83,7 @@ pub const ALL_REASONS: [&str; 18] = [
     reason::NOT_ASSUMABLE,
     reason::TOKEN_REQUEST_FAILED,
     reason::ASSOCIATION_CONFLICT,
+    reason::WAITING_FOR_PODS,
 ];
 
 /// A condition's type, status or reason: one of the operator's own words, held as a

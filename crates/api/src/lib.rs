@@ -13,8 +13,8 @@ pub mod policy;
 
 pub use binding::{
     AssociationStatus, CredentialsSecretSpec, DeletionPolicy, Effect, IdentitySpec, InjectionSpec,
-    Mechanism, Permissions, PodIdentityBinding, PodIdentityBindingSpec, PodIdentityBindingStatus,
-    RoleSpec, SessionPolicy, Statement, TrustPolicySize,
+    Mechanism, MigrationStatus, Permissions, PodIdentityBinding, PodIdentityBindingSpec,
+    PodIdentityBindingStatus, RoleSpec, SessionPolicy, Statement, TrustPolicySize,
 };
 pub use policy::{OnViolation, PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use podidentity_api::Mechanism;
 use podidentity_plan::manifests::{InputProblem, read_inputs};
 use podidentity_plan::{build_plan, render};
 
@@ -35,8 +36,20 @@ pub struct PlanArgs {
     /// `table` for people, `json` (stable) for CI.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Show, instead of the plan, which bindings would move if each were set to this
+    /// mechanism (`IRSA` or `PodIdentity`), and what each step of the migration changes.
+    #[arg(long = "migrate-to", value_name = "MECHANISM", value_parser = parse_mechanism)]
+    pub migrate_to: Option<Mechanism>,
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+fn parse_mechanism(text: &str) -> Result<Mechanism, String> {
+    match text {
+        "IRSA" => Ok(Mechanism::Irsa),
+        "PodIdentity" => Ok(Mechanism::PodIdentity),
+        other => Err(format!("{other:?}: write IRSA or PodIdentity")),
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +86,26 @@ pub fn run(args: &PlanArgs) -> ExitCode {
     if !inputs.problems.is_empty() {
         report_input_problems(&inputs.problems);
         return ExitCode::from(2);
+    }
+    if let Some(to) = args.migrate_to {
+        let plan = podidentity_plan::migration::build_migration_plan(
+            inputs.documents,
+            inputs.ignored_documents,
+            &args.namespace,
+            &config,
+            args.namespace_labels.iter().cloned().collect(),
+            to,
+        );
+        let rendered = match args.output {
+            OutputFormat::Table => podidentity_plan::migration::table(&plan),
+            OutputFormat::Json => podidentity_plan::migration::json(&plan),
+        };
+        print!("{rendered}");
+        return if plan.moves.iter().any(|m| !m.valid) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let plan = build_plan(
         inputs.documents,

@@ -205,15 +205,15 @@ pub fn desired_state_trusting(
         .identity
         .effective_mechanism(config.identity.default_mechanism);
     let trust = match (mechanism, service_accounts) {
-        (Mechanism::PodIdentity, [service_account]) => {
-            PolicyDocument::new(vec![pod_identity_statement(PodIdentitySubject {
-                account_id: config.account_id_or_placeholder(),
-                cluster_arn: &config.eks_cluster_arn(),
-                namespace: binding.namespace,
+        (Mechanism::PodIdentity, [service_account]) => mechanism_trust(
+            binding.namespace,
+            spec,
+            config,
+            MechanismTrust::PodIdentity {
                 service_account,
                 session_tags: !spec.identity.disable_session_tags,
-            })])
-        }
+            },
+        ),
         // A CredentialsRequest (several ServiceAccounts) is IRSA's.
         _ => trust_policy_for(
             &config.all_provider_arns(),
@@ -246,6 +246,60 @@ pub fn desired_state_trusting(
     // Policies requiring different boundaries were refused by the check above.
     let boundary = rules.permissions_boundary().unwrap_or_default();
     Ok(build(binding, spec, config, trust, inline, boundary))
+}
+
+/// What one mechanism's trust admits: the ServiceAccount, and for Pod Identity whether
+/// its sessions are tagged.
+#[derive(Clone, Copy, Debug)]
+pub enum MechanismTrust<'a> {
+    Irsa {
+        service_account: &'a str,
+    },
+    PodIdentity {
+        service_account: &'a str,
+        session_tags: bool,
+    },
+}
+
+/// The trust statements of one mechanism for one ServiceAccount of `namespace`.
+pub fn mechanism_trust(
+    namespace: &str,
+    spec: &PodIdentityBindingSpec,
+    config: &OperatorConfig,
+    trust: MechanismTrust<'_>,
+) -> PolicyDocument {
+    match trust {
+        MechanismTrust::Irsa { service_account } => trust_policy_for(
+            &config.all_provider_arns(),
+            namespace,
+            &[service_account.to_string()],
+            &spec.audience,
+        ),
+        MechanismTrust::PodIdentity {
+            service_account,
+            session_tags,
+        } => PolicyDocument::new(vec![pod_identity_statement(PodIdentitySubject {
+            account_id: config.account_id_or_placeholder(),
+            cluster_arn: &config.eks_cluster_arn(),
+            namespace,
+            service_account,
+            session_tags,
+        })]),
+    }
+}
+
+impl DesiredState {
+    /// Keeps trusting what `also` admits besides the mechanism in force (a migration
+    /// waiting for pods of the old one): its statements are added to the trust policy.
+    pub fn trusting_also(&mut self, also: PolicyDocument) {
+        for statement in also.statement {
+            if !self.role.trust_policy.statement.contains(&statement) {
+                self.role.trust_policy.statement.push(statement);
+            }
+        }
+        self.trust_policy_size.bytes =
+            i64::try_from(self.role.trust_policy.minified_bytes()).unwrap_or(i64::MAX);
+    }
 }
 
 fn build(

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use podidentity_api::annotations::{SHORT_FORM_INLINE_POLICY, SHORT_FORM_MANAGED_POLICY_ARNS};
-use podidentity_api::{Effect, PodIdentityBindingSpec, Statement};
+use podidentity_api::annotations::{
+    SHORT_FORM_INLINE_POLICY, SHORT_FORM_MANAGED_POLICY_ARNS, SHORT_FORM_MECHANISM,
+};
+use podidentity_api::{Effect, Mechanism, PodIdentityBindingSpec, Statement};
 use serde_json::Value;
 
 use crate::error::Violation;
@@ -41,6 +43,18 @@ pub fn spec_from_annotations(
             Ok(statements) => spec.permissions.statements = statements,
             Err(violations) => return Some(Err(violations)),
         }
+    }
+    if let Some(text) = annotations.get(SHORT_FORM_MECHANISM) {
+        spec.identity.mechanism = Some(match text.trim() {
+            "IRSA" => Mechanism::Irsa,
+            "PodIdentity" => Mechanism::PodIdentity,
+            other => {
+                return Some(Err(vec![Violation::invalid(
+                    format!("metadata.annotations[\"{SHORT_FORM_MECHANISM}\"]"),
+                    format!("{other:?} is not a mechanism: write IRSA or PodIdentity"),
+                )]));
+            }
+        });
     }
     Some(Ok(spec))
 }
@@ -224,6 +238,41 @@ mod tests {
         assert_eq!(
             principal[0].field,
             "metadata.annotations[\"podidentity.io/inline-policy\"].Statement[0].Principal"
+        );
+    }
+
+    #[test]
+    fn the_mechanism_annotation_sets_the_mechanism_and_a_wrong_one_is_named() {
+        let with = |value: &str| {
+            let annotations: BTreeMap<String, String> = [
+                (
+                    SHORT_FORM_MANAGED_POLICY_ARNS.to_string(),
+                    "arn:aws:iam::aws:policy/ReadOnlyAccess".to_string(),
+                ),
+                (SHORT_FORM_MECHANISM.to_string(), value.to_string()),
+            ]
+            .into();
+            spec_from_annotations("app", &annotations)
+        };
+        let spec = with("PodIdentity")
+            .and_then(Result::ok)
+            .map(|s| s.identity.mechanism);
+        assert_eq!(spec, Some(Some(Mechanism::PodIdentity)));
+        let spec = with(" IRSA ")
+            .and_then(Result::ok)
+            .map(|s| s.identity.mechanism);
+        assert_eq!(spec, Some(Some(Mechanism::Irsa)));
+        let refused = with("pod-identity")
+            .and_then(Result::err)
+            .unwrap_or_default();
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].field.contains(SHORT_FORM_MECHANISM),
+            "{refused:?}"
+        );
+        assert!(
+            refused[0].message.contains("IRSA or PodIdentity"),
+            "{refused:?}"
         );
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub mod config_file;
 pub mod manifests;
+pub mod migration;
 pub mod render;
 
 use manifests::{Document, Source};

@@ -16,6 +16,12 @@ pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
 pub const REGION_ENV: &str = "AWS_REGION";
 pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
 pub const STS_REGIONAL_ENDPOINTS_ENV: &str = "AWS_STS_REGIONAL_ENDPOINTS";
+/// What EKS Pod Identity's webhook gives a container: where the agent serves credentials
+/// and the token file to present to it.
+pub const CONTAINER_CREDENTIALS_FULL_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const CONTAINER_AUTHORIZATION_TOKEN_FILE_ENV: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+/// Pod Identity's projected token volume (audience `pods.eks.amazonaws.com`).
+pub const POD_IDENTITY_TOKEN_VOLUME: &str = "eks-pod-identity-token";
 /// The projected volume and where the webhook mounts it.
 pub const TOKEN_VOLUME: &str = "aws-iam-token";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
@@ -32,12 +38,26 @@ pub struct ContainerCredentials {
     pub token_file: Option<String>,
     /// Where the projected token volume is mounted in it, if it is.
     pub token_mount: Option<String>,
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`: EKS Pod Identity's agent, if set.
+    pub container_credentials_uri: Option<String>,
 }
 
 impl ContainerCredentials {
     /// Whether this container runs as `role_arn` (skipped containers count as fine).
     pub fn has_role(&self, role_arn: &str) -> bool {
         self.skipped || self.role_arn.as_deref() == Some(role_arn)
+    }
+
+    /// Whether the SDKs in it take IRSA's web identity (both variables set): they prefer
+    /// it over container credentials.
+    pub fn uses_web_identity(&self) -> bool {
+        !self.skipped && self.role_arn.is_some() && self.token_file.is_some()
+    }
+
+    /// Whether the SDKs in it take EKS Pod Identity's container credentials: the agent's
+    /// URI is set and no web identity comes first.
+    pub fn uses_pod_identity(&self) -> bool {
+        !self.skipped && self.container_credentials_uri.is_some() && !self.uses_web_identity()
     }
 }
 
@@ -114,6 +134,7 @@ pub fn containers(pod: &Pod, prefix: &str) -> Vec<ContainerCredentials> {
                 .flatten()
                 .find(|m| m.name == TOKEN_VOLUME)
                 .map(|m| m.mount_path.clone()),
+            container_credentials_uri: env(CONTAINER_CREDENTIALS_FULL_URI_ENV),
         }
     };
     spec.init_containers
@@ -151,17 +172,40 @@ pub fn token_volume(pod: &Pod) -> Option<TokenVolume> {
 /// some container it should reach lacks `AWS_ROLE_ARN` or carries another role's.
 /// Finished pods and pods on their way out need nothing.
 pub fn needs_restart(pod: &Pod, role_arn: &str, prefix: &str) -> bool {
-    let finished = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    if finished || pod.metadata.deletion_timestamp.is_some() {
+    if !running(pod) {
         return false;
     }
     containers(pod, prefix)
         .iter()
         .any(|c| !c.has_role(role_arn))
+}
+
+/// Whether a pod still runs: finished pods and pods on their way out use nothing.
+fn running(pod: &Pod) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    !finished && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// How a running pod's containers reach AWS, as far as a change of mechanism goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodUse {
+    /// Some container takes IRSA's web identity for the role.
+    Irsa,
+    /// Some container takes EKS Pod Identity's container credentials.
+    PodIdentity,
+}
+
+/// Whether a running pod has a container that uses `how` (for IRSA: with `role_arn`).
+pub fn uses(pod: &Pod, how: PodUse, role_arn: &str, prefix: &str) -> bool {
+    running(pod)
+        && containers(pod, prefix).iter().any(|c| match how {
+            PodUse::Irsa => c.uses_web_identity() && c.role_arn.as_deref() == Some(role_arn),
+            PodUse::PodIdentity => c.uses_pod_identity(),
+        })
 }
 
 #[cfg(test)]
@@ -285,5 +329,47 @@ mod tests {
         };
         assert_eq!(skipped("acme.io"), ["proxy"]);
         assert!(skipped(DEFAULT_ANNOTATION_PREFIX).is_empty());
+    }
+
+    /// A pod counts as using IRSA only with both variables for the role, and as using Pod
+    /// Identity only when no web identity comes first (the SDKs' order).
+    #[test]
+    fn a_pod_uses_the_mechanism_its_sdks_would_pick() {
+        let pod_with = |env: serde_json::Value| {
+            pod(json!({"metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "app", "image": "x", "env": env}]}}))
+        };
+        let pod_identity = json!({"name": CONTAINER_CREDENTIALS_FULL_URI_ENV,
+            "value": "http://169.254.170.23/v1/credentials"});
+        let irsa = mutated(ARN)["env"].clone();
+        let irsa_pod = pod_with(irsa.clone());
+        let agent_pod = pod_with(json!([pod_identity]));
+        let both = {
+            let mut env = irsa.as_array().cloned().unwrap_or_default();
+            env.push(pod_identity.clone());
+            pod_with(serde_json::Value::Array(env))
+        };
+        let arn_only = pod_with(json!([{"name": ROLE_ARN_ENV, "value": ARN}, pod_identity]));
+        let p = DEFAULT_ANNOTATION_PREFIX;
+        assert!(uses(&irsa_pod, PodUse::Irsa, ARN, p));
+        assert!(!uses(
+            &irsa_pod,
+            PodUse::Irsa,
+            "arn:aws:iam::111122223333:role/other",
+            p
+        ));
+        assert!(!uses(&irsa_pod, PodUse::PodIdentity, ARN, p));
+        assert!(uses(&agent_pod, PodUse::PodIdentity, ARN, p));
+        assert!(!uses(&agent_pod, PodUse::Irsa, ARN, p));
+        assert!(uses(&both, PodUse::Irsa, ARN, p));
+        assert!(!uses(&both, PodUse::PodIdentity, ARN, p));
+        // AWS_ROLE_ARN without the token file is no web identity: Pod Identity wins.
+        assert!(uses(&arn_only, PodUse::PodIdentity, ARN, p));
+        let mut gone = agent_pod.clone();
+        gone.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        });
+        assert!(!uses(&gone, PodUse::PodIdentity, ARN, p));
     }
 }

@@ -11,16 +11,20 @@ use podidentity_api::conditions::reason;
 use podidentity_api::{Mechanism, PodIdentityBinding};
 use podidentity_aws::api::RoleState;
 use podidentity_iam::RuleSet;
-use podidentity_iam::build::DesiredState;
+use podidentity_iam::build::{DesiredState, service_account_annotations};
 use podidentity_iam::namespace_policy::AppliedPolicy;
 
 use super::association::{
     bound_association_key, delete_association, ensure_association, ownership_of,
 };
-use super::conditions::{Assessment, ServiceAccountState, Synced};
+use super::conditions::{
+    Assessment, AssociationState, MigrationState, ServiceAccountState, Synced,
+};
+use super::early_pods;
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
 use super::memory::{Applied, Blocked, Memory, PERMANENT_ERROR_RETRY, RoleFacts, fingerprint};
+use super::migration;
 use super::readiness;
 use super::report::{self, Found, Note, When, recorded_role};
 use super::revoke::revoke;
@@ -108,12 +112,50 @@ fn service_account_taken(pass: &Pass<'_>, owner: &str) -> Found {
 }
 
 /// The role, the ServiceAccount, the credentials Secret, and the readiness checks.
-async fn allowed(pass: &Pass<'_>, desired: DesiredState) -> Result<Found, Error> {
+async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Error> {
+    // A change of mechanism keeps the old one's trust until no running pod uses it.
+    let migration = migration::under_way(pass.binding, desired.mechanism);
+    let finishing = match &migration {
+        Some(m) if m.delivered => old_pods(pass, &desired, m)
+            .await
+            .is_some_and(|pods| pods.is_empty()),
+        _ => false,
+    };
+    migration::trust_in_force(
+        pass.binding,
+        pass.namespace,
+        &pass.ctx.config,
+        &mut desired,
+        finishing,
+    );
+    let moving = migration.filter(|_| !finishing);
     let mut made = match role_step(pass, &desired).await? {
         RoleStep::Made(made) => made,
         RoleStep::Over(found) => return Ok(*found),
     };
-    match around_the_role(pass, &desired, &made).await {
+    if let Some(m) = migration.filter(|m| !m.delivered) {
+        made.events.push(Note::new(
+            EventType::Normal,
+            reason::MIGRATION_STARTED,
+            format!(
+                "moving from {} to {}: the role trusts both; new pods get {}",
+                m.from, m.to, m.to
+            ),
+            When::Always,
+        ));
+    }
+    if let Some(m) = migration.filter(|_| finishing) {
+        made.events.push(Note::new(
+            EventType::Normal,
+            reason::MIGRATION_COMPLETE,
+            format!(
+                "no running pod uses {} any more: the role trusts {} only",
+                m.from, m.to
+            ),
+            When::Always,
+        ));
+    }
+    match around_the_role(pass, &desired, &made, moving).await {
         Ok(around) => Ok(synced(pass, desired, made, around)),
         Err(err) => {
             // What was done to the role is said even when the pass fails after it.
@@ -127,6 +169,92 @@ async fn allowed(pass: &Pass<'_>, desired: DesiredState) -> Result<Found, Error>
 struct Around {
     synced: Synced,
     early: Option<readiness::EarlyFound>,
+    /// What a migration waiting for pods has to say.
+    migration_note: Option<Note>,
+}
+
+/// The ServiceAccount a migration's pods run as: the one the status records as bound.
+fn migrating_account(binding: &PodIdentityBinding) -> &str {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .unwrap_or(&binding.spec.service_account_name)
+}
+
+/// Running pods still using the mechanism a migration leaves (`None`: they could not
+/// be listed; the migration waits).
+async fn old_pods(
+    pass: &Pass<'_>,
+    desired: &DesiredState,
+    migration: &migration::Migration,
+) -> Option<Vec<early_pods::EarlyPod>> {
+    let role_arn = recorded_role(pass.binding).map_or(desired.role.arn.clone(), |r| r.arn);
+    let account = migrating_account(pass.binding);
+    match migration::pods_on(pass.ctx, pass.namespace, account, migration.from, &role_arn).await {
+        Ok(pods) => Some(pods),
+        Err(err) => {
+            tracing::warn!(namespace = %pass.namespace, service_account = %account, error = %err, "cannot list the ServiceAccount's pods; the migration waits");
+            None
+        }
+    }
+}
+
+/// A migration after the new mechanism is delivered: its old pods counted (and their
+/// workloads rolled once, with `restartPods`).
+async fn migration_wait(
+    pass: &Pass<'_>,
+    desired: &DesiredState,
+    migration: &migration::Migration,
+) -> Result<(MigrationState, Option<Note>), Error> {
+    let pods = old_pods(pass, desired, migration).await;
+    let account = migrating_account(pass.binding).to_string();
+    let ctx = pass.ctx;
+    let restarts = match &pods {
+        Some(pods)
+            if !pods.is_empty()
+                && pass.binding.spec.injection.restart_pods
+                && ctx.config.allow_pod_restarts =>
+        {
+            let key = migration::restart_key(&desired.role.arn, migration.to);
+            Some(early_pods::restart(ctx, pass.namespace, pods, &key).await?)
+        }
+        _ => None,
+    };
+    let before = pass
+        .binding
+        .status
+        .as_ref()
+        .and_then(|s| s.migration.as_ref())
+        .and_then(|m| m.pods_remaining);
+    let count = pods.as_ref().map(Vec::len);
+    let changed = count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)) != before
+        || restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
+    let note = pods
+        .as_ref()
+        .filter(|pods| changed && !pods.is_empty())
+        .map(|pods| {
+            let message = migration::waiting_note(
+                migration,
+                &account,
+                pods,
+                restarts.as_ref(),
+                ctx.config.allow_pod_restarts,
+            );
+            Note::new(
+                EventType::Normal,
+                reason::WAITING_FOR_PODS,
+                message,
+                When::StatusWritten,
+            )
+        });
+    let state = MigrationState {
+        from: migration.from,
+        to: migration.to,
+        service_account: account,
+        pods_remaining: count,
+    };
+    Ok((state, note))
 }
 
 /// The ServiceAccount, the credentials Secret and the readiness checks, once the role
@@ -135,12 +263,45 @@ async fn around_the_role(
     pass: &Pass<'_>,
     desired: &DesiredState,
     made: &MadeRole,
+    moving: Option<migration::Migration>,
 ) -> Result<Around, Error> {
     let (ctx, binding, namespace) = (pass.ctx, pass.binding, pass.namespace);
 
-    // The ServiceAccount; and the one it named before, if the spec moved on from it.
-    let service_account =
-        bind_service_account(ctx, binding, namespace, &desired.service_account).await?;
+    // Pod Identity's association, for the role as IAM named it, before the ServiceAccount
+    // (a migration from IRSA takes the annotation away only once it exists); under IRSA,
+    // none left, unless a migration from Pod Identity waits for its pods.
+    let leaving_pod_identity = moving.is_some_and(|m| m.from == Mechanism::PodIdentity);
+    let association = match (&desired.association, &made.role) {
+        (Some(wanted), Some(role)) => {
+            Some(ensure_association(ctx, binding, wanted, &role.arn, &desired.role.tags).await?)
+        }
+        (None, role) if !leaving_pod_identity => {
+            let recorded = binding.status.as_ref().and_then(|s| s.association.as_ref());
+            if recorded.is_some() {
+                let key = bound_association_key(ctx, binding, namespace);
+                let arn = role
+                    .as_ref()
+                    .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());
+                let ownership = ownership_of(&desired.role.tags);
+                delete_association(ctx, binding, &key, arn, &ownership).await?;
+            }
+            None
+        }
+        _ => None,
+    };
+
+    // The ServiceAccount; and the one it named before, if the spec moved on from it. A
+    // migration from IRSA whose association is not in place keeps the annotation.
+    let association_kept = matches!(association, Some(AssociationState::Kept(_)));
+    let mut account = desired.service_account.clone();
+    if moving.is_some_and(|m| m.from == Mechanism::Irsa) && !association_kept {
+        let arn = made
+            .role
+            .as_ref()
+            .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());
+        account.annotations = service_account_annotations(&binding.spec, arn);
+    }
+    let service_account = bind_service_account(ctx, binding, namespace, &account).await?;
     let before = binding
         .status
         .as_ref()
@@ -162,26 +323,6 @@ async fn around_the_role(
     let keep = desired.credentials_secret.as_ref().map(|s| s.name.as_str());
     delete_stale_secrets(ctx, binding, namespace, keep).await?;
 
-    // Pod Identity's association, for the role as IAM named it; under IRSA, none left.
-    let association = match (&desired.association, &made.role) {
-        (Some(wanted), Some(role)) => {
-            Some(ensure_association(ctx, binding, wanted, &role.arn, &desired.role.tags).await?)
-        }
-        (None, role) => {
-            let recorded = binding.status.as_ref().and_then(|s| s.association.as_ref());
-            if recorded.is_some() {
-                let key = bound_association_key(ctx, binding, namespace);
-                let arn = role
-                    .as_ref()
-                    .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());
-                let ownership = ownership_of(&desired.role.tags);
-                delete_association(ctx, binding, &key, arn, &ownership).await?;
-            }
-            None
-        }
-        (Some(_), None) => None,
-    };
-
     let mut synced = Synced {
         service_account,
         missing_policies: made.missing_policies.clone(),
@@ -189,24 +330,51 @@ async fn around_the_role(
         assumable: None,
         pods_needing_restart: None,
         association,
+        migration: None,
     };
     // The readiness checks are IRSA's: a web identity token exchanged with STS, and
-    // pods counted by the role ARN the IRSA webhook put in them.
+    // pods counted by the role ARN the IRSA webhook put in them (a migration counts its
+    // own pods instead).
     let early = match &made.role {
         Some(role)
             if synced.service_account == ServiceAccountState::Bound
                 && desired.mechanism == Mechanism::Irsa =>
         {
-            readiness::check(ctx, binding, namespace, role, made.changed, &mut synced).await?
+            let count_early = moving.is_none();
+            readiness::check(
+                ctx,
+                binding,
+                namespace,
+                role,
+                made.changed,
+                count_early,
+                &mut synced,
+            )
+            .await?
         }
         _ => None,
     };
-    Ok(Around { synced, early })
+    let mut migration_note = None;
+    if let Some(m) = &moving {
+        let (state, note) = migration_wait(pass, desired, m).await?;
+        synced.migration = Some(state);
+        migration_note = note;
+    }
+    Ok(Around {
+        synced,
+        early,
+        migration_note,
+    })
 }
 
 /// The report of a pass that got the role made.
 fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around) -> Found {
-    let Around { synced, early } = around;
+    let Around {
+        synced,
+        early,
+        migration_note,
+    } = around;
+    let migrating = synced.migration.is_some();
     let not_assumable = synced.assumable.as_ref().is_some_and(|a| !a.is_assumed());
     let foreign_secret = synced.foreign_secret.clone();
     let mut found = Found::new(Assessment::Synced(synced), made.role.clone());
@@ -215,6 +383,7 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
     found
         .events
         .extend(early.map(|early| readiness::note(pass.ctx, pass.binding, early)));
+    found.events.extend(migration_note);
     // A pass that waits on STS says what needs a change once it is through.
     if !not_assumable && !made.missing_policies.is_empty() {
         found.events.push(Note::warning(
@@ -234,6 +403,12 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
     found.next = if not_assumable {
         // Retried with the binding's backoff (IAM takes seconds to apply a change).
         Err(Error::NotAssumable)
+    } else if migrating {
+        // Pods are not watched: a migration counts them again shortly.
+        Ok(Action::requeue(
+            made.recheck_in
+                .map_or(migration::RECHECK, |r| r.min(migration::RECHECK)),
+        ))
     } else {
         // Stalled on managed policies IAM does not have: asked again on the slow schedule
         // (a change of the spec or the configuration wakes it sooner).
@@ -282,6 +457,9 @@ fn status_in_line(binding: &PodIdentityBinding, desired: &DesiredState) -> bool 
             && s.role_name.as_deref() == Some(desired.role.name.as_str())
             // The ARN IAM gave: another path, account or partition is not in line.
             && s.role_arn.as_deref() == Some(desired.role.arn.as_str())
+            // The trust as applied: a migration widens it, then narrows it, within one
+            // generation.
+            && s.trust_policy.as_ref().map(|t| t.bytes) == Some(desired.trust_policy_size.bytes)
             && s.conditions.iter().any(|c| {
                 c.type_ == podidentity_api::conditions::ROLE_SYNCED && c.status == "True"
             })

@@ -50,6 +50,7 @@ fn status_of(association: &Association) -> AssociationStatus {
     AssociationStatus {
         id: association.id.clone(),
         arn: association.arn.clone(),
+        disable_session_tags: association.options.disable_session_tags,
     }
 }
 

@@ -77,6 +77,19 @@ pub struct Synced {
     pub pods_needing_restart: Option<usize>,
     /// The EKS Pod Identity association (`None`: IRSA).
     pub association: Option<AssociationState>,
+    /// A change of mechanism waiting for pods of the old one (`None`: none under way, or
+    /// it finished in this pass).
+    pub migration: Option<MigrationState>,
+}
+
+/// A change of mechanism waiting for the pods of the old one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationState {
+    pub from: podidentity_api::Mechanism,
+    pub to: podidentity_api::Mechanism,
+    pub service_account: String,
+    /// Running pods still using `from` (`None`: they could not be listed).
+    pub pods_remaining: Option<usize>,
 }
 
 impl Synced {
@@ -102,6 +115,7 @@ impl Synced {
             association: None,
             assumable: None,
             pods_needing_restart: None,
+            migration: None,
         }
     }
 }
@@ -391,7 +405,33 @@ fn synced_rows(synced: &Synced) -> Vec<Row> {
     if let Some(assumable) = &synced.assumable {
         rows.push(assumable_row(assumable));
     }
+    if let Some(migration) = &synced.migration {
+        rows.push(migrating_row(migration));
+    }
     rows
+}
+
+fn migrating_row(migration: &MigrationState) -> Row {
+    let MigrationState {
+        from,
+        to,
+        service_account,
+        pods_remaining,
+    } = migration;
+    let pods = match pods_remaining {
+        Some(1) => "1 running pod still uses it".to_string(),
+        Some(n) => format!("{n} running pods still use it"),
+        None => "its pods could not be listed".to_string(),
+    };
+    row(
+        conditions::MIGRATING,
+        "True",
+        conditions::reason::WAITING_FOR_PODS,
+        &format!(
+            "ServiceAccount {service_account} moves from {from} to {to}: new pods get {to}; the \
+             role trusts {from} too while {pods}"
+        ),
+    )
 }
 
 fn assumable_row(assumable: &Assumability) -> Row {

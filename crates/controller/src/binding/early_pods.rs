@@ -54,6 +54,19 @@ pub async fn survey(
     service_account: &str,
     role_arn: &str,
 ) -> Result<Vec<EarlyPod>, kube::Error> {
+    survey_where(ctx, namespace, service_account, |pod| {
+        needs_restart(pod, role_arn, DEFAULT_ANNOTATION_PREFIX)
+    })
+    .await
+}
+
+/// The pods of `namespace/service_account` that `wanted` picks.
+pub async fn survey_where(
+    ctx: &Context,
+    namespace: &str,
+    service_account: &str,
+    wanted: impl Fn(&Pod) -> bool,
+) -> Result<Vec<EarlyPod>, kube::Error> {
     // One list in memory at a time: concurrent passes would otherwise hold as many pod
     // lists at once, and the heap keeps that high-water mark.
     let _one_at_a_time = SURVEYS.acquire().await;
@@ -63,7 +76,7 @@ pub async fn survey(
     let found = listed
         .items
         .iter()
-        .filter(|pod| needs_restart(pod, role_arn, DEFAULT_ANNOTATION_PREFIX))
+        .filter(|pod| wanted(pod))
         .map(|pod| EarlyPod {
             name: pod.metadata.name.clone().unwrap_or_default(),
             owner: pod_owner(pod),
@@ -110,7 +123,8 @@ pub struct Restarts {
     pub by_hand: Vec<String>,
 }
 
-/// Restarts the workloads of `pods` that were not restarted for `role_arn` yet.
+/// Restarts the workloads of `pods` that were not restarted for `role_arn` yet (any
+/// string that names what the restart is for: a role, or a role and a mechanism).
 pub async fn restart(
     ctx: &Context,
     namespace: &str,

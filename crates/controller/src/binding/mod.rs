@@ -5,8 +5,9 @@
 //! that, the status written once, the Events published once). `memory` is what passes
 //! remember between them; `cleanup` undoes a binding on deletion; `invalid` reports an
 //! object the operator cannot read; `short_form` makes bindings from annotated
-//! ServiceAccounts. `role`, `service_account`, `secret`, `managed_policies`, `assumable`
-//! and `early_pods` are the apply step's hands.
+//! ServiceAccounts. `role`, `service_account`, `secret`, `association`,
+//! `managed_policies`, `assumable` and `early_pods` are the apply step's hands;
+//! `migration` is what a change of mechanism adds to a pass.
 
 mod apply;
 pub mod association;
@@ -19,6 +20,7 @@ mod invalid;
 pub mod judge;
 pub mod managed_policies;
 pub mod memory;
+pub mod migration;
 pub mod quota;
 mod readiness;
 mod report;

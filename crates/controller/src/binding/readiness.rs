@@ -28,6 +28,7 @@ pub async fn check(
     namespace: &str,
     role: &RoleFacts,
     role_changed: bool,
+    count_early: bool,
     synced: &mut Synced,
 ) -> Result<Option<EarlyFound>, Error> {
     let account = &binding.spec.service_account_name;
@@ -41,7 +42,7 @@ pub async fn check(
             assumable::verify(ctx, namespace, account, &binding.spec.audience, &role.arn).await
         });
     }
-    if !synced.is_ready() {
+    if !synced.is_ready() || !count_early {
         return Ok(None);
     }
     let pods = match early_pods::survey(ctx, namespace, account, &role.arn).await {

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use podidentity_api::{PodIdentityBinding, PodIdentityBindingStatus};
+use podidentity_api::{Mechanism, MigrationStatus, PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
 use super::conditions::{Assessment, AssociationState, ServiceAccountState, next_status};
@@ -183,7 +183,20 @@ pub async fn write_status(
                 ServiceAccountState::NotFound { .. } => None,
             };
             status.mechanism = Some(desired.mechanism);
+            let leaving_pod_identity = synced
+                .migration
+                .as_ref()
+                .is_some_and(|m| m.from == Mechanism::PodIdentity);
+            status.migration = synced.migration.as_ref().map(|m| MigrationStatus {
+                from: m.from,
+                to: m.to,
+                pods_remaining: m
+                    .pods_remaining
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            });
             status.association = match (&desired.association, &synced.association) {
+                // Moving to IRSA: the association stays while pods still use it.
+                (None, _) if leaving_pod_identity => status.association.take(),
                 // IRSA: the pass took any association of ours away.
                 (None, _) => None,
                 (Some(_), Some(AssociationState::Kept(kept))) => Some(kept.clone()),

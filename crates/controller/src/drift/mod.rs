@@ -114,14 +114,22 @@ fn desired_role(
     binding: &podidentity_api::PodIdentityBinding,
 ) -> Option<podidentity_iam::build::DesiredRole> {
     let namespace = binding.namespace().unwrap_or_default();
-    desired_state(
+    let mut desired = desired_state(
         BindingRef::of(&namespace, binding),
         &binding.spec,
         &ctx.config,
         guardrails,
     )
-    .ok()
-    .map(|state| state.role)
+    .ok()?;
+    // A migration's role trusts both mechanisms until its pass finds no old pods.
+    crate::binding::migration::trust_in_force(
+        binding,
+        &namespace,
+        &ctx.config,
+        &mut desired,
+        false,
+    );
+    Some(desired.role)
 }
 
 /// Sweeps once the bindings are listed, then every interval, until dropped.

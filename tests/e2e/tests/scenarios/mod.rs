@@ -13,6 +13,7 @@ mod iam_identity;
 mod iam_work;
 mod leadership;
 mod lifecycle;
+mod migration;
 mod oidc;
 mod ownership;
 mod pod_identity;
@@ -62,6 +63,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         ),
         scenario!(
             pod_identity::a_policy_requiring_pod_identity_refuses_irsa_with_no_write,
+            Cluster
+        ),
+        scenario!(
+            migration::a_deployment_moves_to_pod_identity_and_back_with_trust_for_every_pod,
             Cluster
         ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),

@@ -193,17 +193,28 @@ pub async fn a_binding_gets_its_association_trust_and_no_irsa_annotation(s: Scen
     )
     .await;
 
-    // Back to IRSA (the safe, stepwise migration is not built yet): the association goes,
-    // the annotation and the OIDC trust come.
+    // Back to IRSA (a migration: no pod uses Pod Identity, so it finishes at once): the
+    // association goes, the annotation and the OIDC trust come.
     s.patch_spec(&ns, "reports", json!({"identity": null}))
         .await;
     s.wait_ready(&ns, "reports").await;
     until(
-        "the association taken away",
+        "the association taken away and the migration over",
         Duration::from_secs(60),
         || async {
             let now = s.association(&ns, "reports-v2").await;
-            check(now.is_none(), || format!("{now:?}"))
+            let binding = s
+                .bindings(&ns)
+                .get("reports")
+                .await
+                .map_err(|e| e.to_string())?;
+            let over = binding
+                .status
+                .as_ref()
+                .is_some_and(|s| s.migration.is_none());
+            check(now.is_none() && over, || {
+                format!("{now:?} {:?}", binding.status)
+            })
         },
     )
     .await;
