@@ -57,6 +57,8 @@ pub mod reason {
     /// Migrating: the role trusts both mechanisms and new pods get the new one; running
     /// pods still use the old one.
     pub const WAITING_FOR_PODS: &str = "WaitingForPods";
+    /// Event: a migration rolled the workloads of pods still on the old mechanism.
+    pub const PODS_RESTARTED: &str = "PodsRestarted";
     /// Event: a change of mechanism began (the role trusts both).
     pub const MIGRATION_STARTED: &str = "MigrationStarted";
     /// Event: no running pod uses the old mechanism; the role trusts the new one only.

@@ -121,6 +121,33 @@ impl Context {
             .await;
     }
 
+    /// An Event on a binding with its own `action`. Events alike in type, reason and action
+    /// are kept as one series whose note is the first one's; a distinct action keeps a
+    /// distinct note (a migration's direction).
+    pub async fn event_for_action(
+        &self,
+        binding: &PodIdentityBinding,
+        type_: EventType,
+        action: &str,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(shortened(note, MAX_EVENT_NOTE)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(err) = self
+            .recorder
+            .publish(&event, &binding.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %err, reason, "could not publish an Event");
+        }
+    }
+
     /// Publishes an Event on any object; a failure to publish is logged, never fatal.
     pub async fn event_on(
         &self,

@@ -134,26 +134,32 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         RoleStep::Over(found) => return Ok(*found),
     };
     if let Some(m) = migration.filter(|m| !m.delivered) {
-        made.events.push(Note::new(
-            EventType::Normal,
-            reason::MIGRATION_STARTED,
-            format!(
-                "moving from {} to {}: the role trusts both; new pods get {}",
-                m.from, m.to, m.to
-            ),
-            When::Always,
-        ));
+        made.events.push(
+            Note::new(
+                EventType::Normal,
+                reason::MIGRATION_STARTED,
+                format!(
+                    "moving from {} to {}: the role trusts both; new pods get {}",
+                    m.from, m.to, m.to
+                ),
+                When::Always,
+            )
+            .for_action(migration::action(m.to)),
+        );
     }
     if let Some(m) = migration.filter(|_| finishing) {
-        made.events.push(Note::new(
-            EventType::Normal,
-            reason::MIGRATION_COMPLETE,
-            format!(
-                "no running pod uses {} any more: the role trusts {} only",
-                m.from, m.to
-            ),
-            When::Always,
-        ));
+        made.events.push(
+            Note::new(
+                EventType::Normal,
+                reason::MIGRATION_COMPLETE,
+                format!(
+                    "no running pod uses {} any more: the role trusts {} only",
+                    m.from, m.to
+                ),
+                When::Always,
+            )
+            .for_action(migration::action(m.to)),
+        );
     }
     match around_the_role(pass, &desired, &made, moving).await {
         Ok(around) => Ok(synced(pass, desired, made, around)),
@@ -230,6 +236,14 @@ async fn migration_wait(
     let count = pods.as_ref().map(Vec::len);
     let changed = count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)) != before
         || restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
+    // Its own reason when something was rolled: Events of one reason are kept as a series
+    // whose note is the first one's.
+    let restarted = restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
+    let why = if restarted {
+        reason::PODS_RESTARTED
+    } else {
+        reason::WAITING_FOR_PODS
+    };
     let note = pods
         .as_ref()
         .filter(|pods| changed && !pods.is_empty())
@@ -241,12 +255,8 @@ async fn migration_wait(
                 restarts.as_ref(),
                 ctx.config.allow_pod_restarts,
             );
-            Note::new(
-                EventType::Normal,
-                reason::WAITING_FOR_PODS,
-                message,
-                When::StatusWritten,
-            )
+            Note::new(EventType::Normal, why, message, When::StatusWritten)
+                .for_action(migration::action(migration.to))
         });
     let state = MigrationState {
         from: migration.from,

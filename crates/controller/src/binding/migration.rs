@@ -126,6 +126,12 @@ pub async fn pods_on(
     .await
 }
 
+/// The action of a migration's Events: one series per direction, so each direction's
+/// note stays its own.
+pub fn action(to: Mechanism) -> String {
+    format!("MigrateTo{to}")
+}
+
 /// What restarts for a migration are recorded as on a pod template: once per role and
 /// mechanism moved to.
 pub fn restart_key(role_arn: &str, to: Mechanism) -> String {

@@ -35,6 +35,8 @@ pub struct Note {
     pub reason: String,
     pub message: String,
     pub when: When,
+    /// The Event's action, when not the pass's `Reconcile`.
+    pub action: Option<String>,
 }
 
 /// When a pass's Event is published.
@@ -62,7 +64,14 @@ impl Note {
             reason: reason.into(),
             message,
             when,
+            action: None,
         }
+    }
+
+    /// The same Note published under its own action (see [`Context::event_for_action`]).
+    pub fn for_action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
     }
 }
 
@@ -108,8 +117,16 @@ async fn publish_as(
             When::StatusChanged => wrote.is_some_and(|w| matches!(w, Ok(true))),
         };
         if due {
-            ctx.event(binding, note.type_, &note.reason, note.message)
-                .await;
+            match &note.action {
+                Some(action) => {
+                    ctx.event_for_action(binding, note.type_, action, &note.reason, note.message)
+                        .await
+                }
+                None => {
+                    ctx.event(binding, note.type_, &note.reason, note.message)
+                        .await
+                }
+            }
         }
     }
 }

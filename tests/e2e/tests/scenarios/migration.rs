@@ -140,58 +140,52 @@ async fn mix(s: &Scenario, ns: &str, role_arn: &str) -> Vec<(Uses, usize)> {
     counts.into_iter().collect()
 }
 
-/// Moves the binding to `to` (`Value::Null`: the default, IRSA) and polls until the
-/// migration is over, checking every pod at every poll. Returns the steps the status
-/// showed, in order, without repeats.
-async fn migrate(s: &Scenario, ns: &str, role: &str, role_arn: &str, to: Value) -> Vec<String> {
-    let mechanism = if to.is_null() {
-        Mechanism::Irsa
-    } else {
-        Mechanism::PodIdentity
-    };
-    s.patch_spec(ns, "web", json!({"identity": {"mechanism": to}}))
-        .await;
+/// One line for what the status shows of a migration.
+fn step_of(binding: &PodIdentityBinding) -> String {
+    let status = binding.status.clone().unwrap_or_default();
+    let migrating = condition(binding, "Migrating")
+        .map(|c| format!("Migrating={} {}: {}", c.status, c.reason, c.message));
+    format!(
+        "mechanism {:?}, migration {:?}, {}",
+        status.mechanism.map(|m| m.to_string()),
+        status
+            .migration
+            .map(|m| (m.from.to_string(), m.to.to_string(), m.pods_remaining)),
+        migrating.unwrap_or_else(|| "no Migrating condition".into())
+    )
+}
+
+/// Polls until the binding satisfies `done`, checking every pod at every poll; returns
+/// the steps the status showed, in order, without repeats.
+async fn watch_until(
+    s: &Scenario,
+    ns: &str,
+    (role, role_arn): (&str, &str),
+    what: &str,
+    done: impl Fn(&PodIdentityBinding) -> bool,
+) -> Vec<String> {
     // Locked between awaits only: the polls run one at a time.
     let seen = std::sync::Mutex::new((Vec::<String>::new(), Vec::<String>::new()));
     let api = s.bindings(ns);
-    let step_of = |binding: &PodIdentityBinding| {
-        let status = binding.status.clone().unwrap_or_default();
-        let migrating = condition(binding, "Migrating")
-            .map(|c| format!("Migrating={} {}: {}", c.status, c.reason, c.message));
-        format!(
-            "mechanism {:?}, migration {:?}, {}",
-            status.mechanism.map(|m| m.to_string()),
-            status
-                .migration
-                .map(|m| (m.from.to_string(), m.to.to_string(), m.pods_remaining)),
-            migrating.unwrap_or_else(|| "no Migrating condition".into())
-        )
-    };
-    until(
-        &format!("the migration to {mechanism}"),
-        Duration::from_secs(120),
-        || async {
-            let wrong = unadmitted(s, ns, role, role_arn).await;
-            let binding = api.get("web").await.map_err(|e| e.to_string())?;
-            let step = step_of(&binding);
-            {
-                let mut seen = seen
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                seen.1.extend(wrong);
-                if seen.0.last() != Some(&step) {
-                    seen.0.push(step.clone());
-                }
+    until(what, Duration::from_secs(120), || async {
+        let wrong = unadmitted(s, ns, role, role_arn).await;
+        let binding = api.get("web").await.map_err(|e| e.to_string())?;
+        let step = step_of(&binding);
+        {
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.1.extend(wrong);
+            if seen.0.last() != Some(&step) {
+                seen.0.push(step.clone());
             }
-            let status = binding.status.clone().unwrap_or_default();
-            let done = status.observed_generation == binding.metadata.generation
-                && status.mechanism == Some(mechanism)
-                && status.migration.is_none()
-                && condition(&binding, "Migrating").is_none()
-                && condition(&binding, "Ready").is_some_and(|c| c.status == "True");
-            check(done, || step)
-        },
-    )
+        }
+        let current = binding
+            .status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == binding.metadata.generation);
+        check(current && done(&binding), || step)
+    })
     .await;
     let (steps, violations) = seen
         .into_inner()
@@ -201,6 +195,28 @@ async fn migrate(s: &Scenario, ns: &str, role: &str, role_arn: &str, to: Value) 
         "pods whose credentials no trust statement admitted: {violations:#?}\nsteps: {steps:#?}"
     );
     steps
+}
+
+/// The migration to `mechanism` is over: recorded, no Migrating condition, Ready.
+fn migrated_to(mechanism: Mechanism) -> impl Fn(&PodIdentityBinding) -> bool {
+    move |binding| {
+        let status = binding.status.clone().unwrap_or_default();
+        status.mechanism == Some(mechanism)
+            && status.migration.is_none()
+            && condition(binding, "Migrating").is_none()
+            && condition(binding, "Ready").is_some_and(|c| c.status == "True")
+    }
+}
+
+/// Waiting for `n` pods of the old mechanism, as the status shows it.
+fn waiting_for(n: i64) -> impl Fn(&PodIdentityBinding) -> bool {
+    move |binding| {
+        let status = binding.status.clone().unwrap_or_default();
+        status.migration.and_then(|m| m.pods_remaining) == Some(n)
+            && condition(binding, "Migrating")
+                .is_some_and(|c| c.status == "True" && c.reason == "WaitingForPods")
+            && condition(binding, "Ready").is_some_and(|c| c.status == "True")
+    }
 }
 
 fn tally(calls: &[podidentity_e2e::iam_proxy::Call]) -> String {
@@ -228,7 +244,6 @@ pub async fn a_deployment_moves_to_pod_identity_and_back_with_trust_for_every_po
         "web",
         json!({
             "serviceAccountName": "web",
-            "injection": {"restartPods": true},
             "permissions": {"statements": [{"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::web/*"]}]},
         }),
     )
@@ -261,17 +276,49 @@ pub async fn a_deployment_moves_to_pod_identity_and_back_with_trust_for_every_po
     let (irsa_only, _) = trusts(&s, &role, &ns, "web").await;
     assert!(irsa_only.irsa && !irsa_only.pod_identity);
 
-    // IRSA → Pod Identity.
+    // IRSA → Pod Identity, first without restarts: the migration waits for the two pods.
     let before = s.iam.calls().len();
-    let steps = migrate(&s, &ns, &role, &arn, json!("PodIdentity")).await;
+    let names = (role.as_str(), arn.as_str());
+    s.patch_spec(
+        &ns,
+        "web",
+        json!({"identity": {"mechanism": "PodIdentity"}}),
+    )
+    .await;
+    let mut steps = watch_until(&s, &ns, names, "waiting for the IRSA pods", waiting_for(2)).await;
+    let (both, document) = trusts(&s, &role, &ns, "web").await;
+    assert!(
+        both.irsa && both.pod_identity,
+        "both trusted while waiting: {document}"
+    );
+    assert!(
+        s.association(&ns, "web").await.is_some(),
+        "delivered: the association"
+    );
+    assert!(
+        !s.annotations(&ns, "web")
+            .await
+            .contains_key("eks.amazonaws.com/role-arn"),
+        "the IRSA annotation is gone from the ServiceAccount"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still = s.bindings(&ns).get("web").await.expect("binding");
+    assert!(waiting_for(2)(&still), "still waiting: {}", step_of(&still));
+    // With restartPods the Deployment is rolled once and the migration finishes.
+    s.patch_spec(&ns, "web", json!({"injection": {"restartPods": true}}))
+        .await;
+    steps.extend(
+        watch_until(
+            &s,
+            &ns,
+            names,
+            "the migration to Pod Identity",
+            migrated_to(Mechanism::PodIdentity),
+        )
+        .await,
+    );
     let calls = s.iam.calls();
     let to_pod_identity = tally(&calls[before..]);
-    assert!(
-        steps
-            .iter()
-            .any(|step| step.contains("Migrating=True WaitingForPods")),
-        "the status showed the migration waiting for pods: {steps:#?}"
-    );
     let (trust, document) = trusts(&s, &role, &ns, "web").await;
     assert!(
         trust.pod_identity && !trust.irsa,
@@ -301,29 +348,67 @@ pub async fn a_deployment_moves_to_pod_identity_and_back_with_trust_for_every_po
     );
     let events = s.events(&ns, "web").await;
     let reasons = event_reasons(&events);
-    for wanted in ["MigrationStarted", "WaitingForPods", "MigrationComplete"] {
+    for wanted in [
+        "MigrationStarted",
+        "WaitingForPods",
+        "PodsRestarted",
+        "MigrationComplete",
+    ] {
         assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
     }
-    let waiting = events
+    let waiting: Vec<String> = events
         .iter()
-        .find(|e| e.reason.as_deref() == Some("WaitingForPods"))
-        .and_then(|e| e.note.clone())
-        .unwrap_or_default();
+        .filter(|e| e.reason.as_deref() == Some("WaitingForPods"))
+        .filter_map(|e| e.note.clone())
+        .collect();
     assert!(
-        waiting.contains("still use IRSA") && waiting.contains("Restarted: Deployment/web"),
-        "{waiting}"
+        waiting
+            .iter()
+            .any(|n| n.contains("2 running pods still use IRSA")
+                && n.contains("set spec.injection.restartPods: true")),
+        "{waiting:#?}"
+    );
+    let restarted: Vec<String> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("PodsRestarted"))
+        .filter_map(|e| e.note.clone())
+        .collect();
+    assert!(
+        restarted
+            .iter()
+            .any(|n| n.contains("still use IRSA") && n.contains("Restarted: Deployment/web")),
+        "{restarted:#?}"
     );
 
-    // Pod Identity → IRSA.
+    // Pod Identity → IRSA, with restarts on: the pods on Pod Identity are rolled at once.
     let before = s.iam.calls().len();
-    let back_steps = migrate(&s, &ns, &role, &arn, Value::Null).await;
+    s.patch_spec(&ns, "web", json!({"identity": {"mechanism": null}}))
+        .await;
+    let back_steps = watch_until(
+        &s,
+        &ns,
+        names,
+        "the migration to IRSA",
+        migrated_to(Mechanism::Irsa),
+    )
+    .await;
     let calls = s.iam.calls();
     let to_irsa = tally(&calls[before..]);
+    let events = s.events(&ns, "web").await;
+    let completions = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("MigrationComplete"))
+        .count();
+    assert_eq!(completions, 2, "{:?}", event_reasons(&events));
+    let waiting_back = events
+        .iter()
+        .filter_map(|e| e.note.clone())
+        .find(|note| note.contains("still use PodIdentity"))
+        .unwrap_or_default();
     assert!(
-        back_steps
-            .iter()
-            .any(|step| step.contains("Migrating=True WaitingForPods")),
-        "{back_steps:#?}"
+        waiting_back.contains("Restarted: Deployment/web"),
+        "{waiting_back}: {:?}",
+        event_reasons(&events)
     );
     let (trust, document) = trusts(&s, &role, &ns, "web").await;
     assert!(
