@@ -277,6 +277,13 @@ def test_the_short_form_is_off_unless_the_values_turn_it_on():
     assert on["shortForm"] == {"enabled": True, "namespaces": ["shop"]}
 
 
+def test_the_association_quota_reaches_the_configuration_only_when_lowered():
+    default = yaml.safe_load(find(render({}), "ConfigMap")["data"]["config.yaml"])
+    assert "maxAssociations" not in default.get("eks", {})
+    lowered = yaml.safe_load(find(render({"eks": {"maxAssociations": 100}}), "ConfigMap")["data"]["config.yaml"])
+    assert lowered["eks"]["maxAssociations"] == 100
+
+
 def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
     # The examples include a ServiceAccount short form, which is off unless turned on.
     config = find(render({"roles": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"}, "shortForm": {"enabled": True}}), "ConfigMap")
@@ -301,8 +308,9 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"shortForm": {"namespaces": ["Shop_1"]}}, "Shop_1"),
         ({"oidc": {"publish": {"s3Bucket": "Prod_OIDC"}}}, "Prod_OIDC"),
         ({"oidc": {"thumbprints": ["abc"]}}, "abc"),
+        ({"eks": {"maxAssociations": 6000}}, "maxAssociations"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))

@@ -77,6 +77,9 @@ seccompProfile:
 {{- $_ := set $c "credentialsRequests" $requests -}}
 {{- $_ := set $c "allowPodRestarts" .Values.allowPodRestarts -}}
 {{- with .Values.identity.defaultMechanism }}{{ $_ := set $c "identity" (dict "defaultMechanism" .) }}{{ end -}}
-{{- with .Values.eks.clusterName }}{{ $_ := set $c "eks" (dict "clusterName" .) }}{{ end -}}
+{{- $eks := dict -}}
+{{- with .Values.eks.clusterName }}{{ $_ := set $eks "clusterName" . }}{{ end -}}
+{{- if and .Values.eks.maxAssociations (ne (int .Values.eks.maxAssociations) 5000) }}{{ $_ := set $eks "maxAssociations" (int .Values.eks.maxAssociations) }}{{ end -}}
+{{- if $eks }}{{ $_ := set $c "eks" $eks }}{{ end -}}
 {{- toYaml $c -}}
 {{- end -}}

@@ -54,6 +54,9 @@ pub mod reason {
     /// An EKS Pod Identity association for the ServiceAccount names another role (or an
     /// AWS service owns it): the operator leaves it alone.
     pub const ASSOCIATION_CONFLICT: &str = "AssociationConflict";
+    /// The cluster has as many EKS Pod Identity associations as it may
+    /// (`eks.maxAssociations`): a binding needing a new one is refused before any call.
+    pub const ASSOCIATION_QUOTA_EXCEEDED: &str = "AssociationQuotaExceeded";
     /// Migrating: the role trusts both mechanisms and new pods get the new one; running
     /// pods still use the old one.
     pub const WAITING_FOR_PODS: &str = "WaitingForPods";
@@ -66,7 +69,7 @@ pub mod reason {
 }
 
 /// Every reason the operator writes.
-pub const ALL_REASONS: [&str; 19] = [
+pub const ALL_REASONS: [&str; 20] = [
     reason::SYNCED,
     reason::INVALID_SPEC,
     reason::GUARDRAIL_VIOLATION,
@@ -86,6 +89,7 @@ pub const ALL_REASONS: [&str; 19] = [
     reason::TOKEN_REQUEST_FAILED,
     reason::ASSOCIATION_CONFLICT,
     reason::WAITING_FOR_PODS,
+    reason::ASSOCIATION_QUOTA_EXCEEDED,
 ];
 
 /// A condition's type, status or reason: one of the operator's own words, held as a

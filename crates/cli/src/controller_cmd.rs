@@ -161,6 +161,9 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .eks_association_quota
+        .set(i64::from(config.eks_max_associations()));
     let aws = AwsSettings {
         region: config.aws.region.clone(),
         endpoint_url: config.aws.endpoint_url.clone(),

@@ -15,6 +15,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 use podidentity_aws::eks::AssociationApi;
 
+use crate::binding::association_quota::AssociationCount;
 use crate::binding::managed_policies::ManagedPolicyDocuments;
 use crate::binding::quota::SiblingVerdicts;
 use crate::caches::{Bindings, Secrets, Watched};
@@ -43,6 +44,8 @@ pub struct Context {
     /// EKS Pod Identity associations (`None`: no EKS client; Pod Identity bindings fail
     /// with that said).
     pub associations: Option<Arc<dyn AssociationApi>>,
+    /// The cluster's Pod Identity associations, against `eks.maxAssociations`.
+    pub association_count: AssociationCount,
 }
 
 impl Context {
@@ -67,6 +70,7 @@ impl Context {
             secrets: Secrets::Live,
             sibling_verdicts: SiblingVerdicts::default(),
             associations: None,
+            association_count: AssociationCount::default(),
         }
     }
 

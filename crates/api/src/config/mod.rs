@@ -156,7 +156,14 @@ pub struct EksConfig {
     /// The cluster's name in EKS; default `clusterName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
+    /// Pod Identity associations the cluster may have (EKS's quota: 5,000, not raisable);
+    /// a binding whose association would be past it is refused before any call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_associations: Option<u32>,
 }
+
+/// EKS's quota of Pod Identity associations per cluster (not raisable).
+pub const EKS_ASSOCIATIONS_QUOTA: u32 = 5_000;
 
 impl EksConfig {
     fn is_unset(&self) -> bool {
@@ -492,6 +499,11 @@ impl OperatorConfig {
             .cluster_name
             .as_deref()
             .unwrap_or(&self.cluster_name)
+    }
+
+    /// How many Pod Identity associations the cluster may have (`eks.maxAssociations`).
+    pub fn eks_max_associations(&self) -> u32 {
+        self.eks.max_associations.unwrap_or(EKS_ASSOCIATIONS_QUOTA)
     }
 
     /// The EKS cluster's ARN, as EKS puts it in the `eks-cluster-arn` session tag.

@@ -260,6 +260,17 @@ impl OperatorConfig {
             ),
             Ok(_) => {}
         }
+        let associations = self.eks_max_associations();
+        if !(1..=super::EKS_ASSOCIATIONS_QUOTA).contains(&associations) {
+            problems.bad(
+                "eks.maxAssociations",
+                format!(
+                    "{associations} is out of range: use 1 to {} (EKS's quota per cluster, \
+                     which it does not raise)",
+                    super::EKS_ASSOCIATIONS_QUOTA
+                ),
+            );
+        }
     }
 
     /// `aws.*`.
@@ -386,6 +397,7 @@ mod tests {
         config.oidc.issuer_url = Some("http://insecure".into());
         config.drift_interval = "soon".into();
         config.aws.account_id = Some("12345".into());
+        config.eks.max_associations = Some(6000);
         let settings: Vec<_> = config.problems().iter().map(|p| p.setting).collect();
         assert_eq!(
             settings,
@@ -396,6 +408,7 @@ mod tests {
                 "oidc.issuerUrl",
                 "trustPolicy.maxBytes",
                 "driftInterval",
+                "eks.maxAssociations",
                 "aws.accountId"
             ]
         );
@@ -410,5 +423,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("write it like 10m"), "{text}");
+        assert!(
+            text.contains("eks.maxAssociations: 6000 is out of range: use 1 to 5000"),
+            "{text}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use podidentity_iam::namespace_policy::AppliedPolicy;
 use super::association::{
     bound_association_key, delete_association, ensure_association, ownership_of,
 };
+use super::association_quota::over_quota;
 use super::conditions::{
     Assessment, AssociationState, MigrationState, ServiceAccountState, Synced,
 };
@@ -129,6 +130,9 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         finishing,
     );
     let moving = migration.filter(|_| !finishing);
+    if let Some(found) = past_association_quota(pass, &desired).await? {
+        return Ok(found);
+    }
     let mut made = match role_step(pass, &desired).await? {
         RoleStep::Made(made) => made,
         RoleStep::Over(found) => return Ok(*found),
@@ -170,6 +174,52 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         }
     }
 }
+
+/// A binding that needs a new association while the cluster has as many as it may: refused
+/// before any call for it, and asked again on the slow schedule (an association deleted
+/// elsewhere makes room).
+async fn past_association_quota(
+    pass: &Pass<'_>,
+    desired: &DesiredState,
+) -> Result<Option<Found>, Error> {
+    let ctx = pass.ctx;
+    let recorded = pass
+        .binding
+        .status
+        .as_ref()
+        .is_some_and(|s| s.association.is_some());
+    let (Some(wanted), Some(api), false) = (&desired.association, &ctx.associations, recorded)
+    else {
+        return Ok(None);
+    };
+    let associations = ctx
+        .association_count
+        .current(api.as_ref(), &wanted.cluster)
+        .await?;
+    ctx.metrics
+        .eks_associations
+        .set(i64::try_from(associations).unwrap_or(i64::MAX));
+    let Some(message) = over_quota(
+        associations,
+        ctx.config.eks_max_associations(),
+        &wanted.cluster,
+    ) else {
+        return Ok(None);
+    };
+    let assessment = Assessment::Refused {
+        reason: reason::ASSOCIATION_QUOTA_EXCEEDED.into(),
+        message,
+        revoked: false,
+    };
+    let note = refusal_note(&assessment);
+    let mut found = Found::new(assessment, recorded_role(pass.binding))
+        .then(Ok(Action::requeue(ASSOCIATION_QUOTA_RECHECK)));
+    found.events.extend(note);
+    Ok(Some(found))
+}
+
+/// How often a binding refused for the association quota asks again.
+const ASSOCIATION_QUOTA_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the steps after the role found.
 struct Around {

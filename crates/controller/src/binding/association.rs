@@ -166,6 +166,7 @@ pub async fn ensure_association(
         && foreign(&old, role_arn, &ownership).is_none()
     {
         api.delete(&key.cluster, &old.id).await?;
+        ctx.association_count.removed();
     }
     if let Some(found) = found {
         return Ok(converge(api, found, &options, &key.cluster, &ownership).await?);
@@ -176,7 +177,10 @@ pub async fn ensure_association(
         tags: tags.clone(),
     };
     match api.create(&new).await {
-        Ok(made) => Ok(AssociationState::Kept(status_of(&made))),
+        Ok(made) => {
+            ctx.association_count.made();
+            Ok(AssociationState::Kept(status_of(&made)))
+        }
         // Made meanwhile (by another writer, or by a call whose answer was lost).
         Err(err) if err.kind == ErrorKind::AlreadyExists => {
             match existing(api, binding, &key).await?.0 {
@@ -219,6 +223,7 @@ pub async fn delete_association(
             continue;
         }
         api.delete(&key.cluster, &found.id).await?;
+        ctx.association_count.removed();
         deleted = true;
     }
     Ok(deleted)

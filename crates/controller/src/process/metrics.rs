@@ -40,6 +40,11 @@ pub struct Metrics {
     pub drift_corrections: Counter,
     pub bindings: Family<ReadyLabel, Gauge>,
     pub reconcile_duration: Histogram,
+    /// The cluster's EKS Pod Identity associations, as last counted (with this process's
+    /// own writes since).
+    pub eks_associations: Gauge,
+    /// How many it may have (`eks.maxAssociations`).
+    pub eks_association_quota: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,7 +88,21 @@ impl Metrics {
             "Time of one reconcile pass",
             reconcile_duration.clone(),
         );
+        let eks_associations = Gauge::default();
+        registry.register(
+            "eks_pod_identity_associations",
+            "The cluster's EKS Pod Identity associations, as last counted",
+            eks_associations.clone(),
+        );
+        let eks_association_quota = Gauge::default();
+        registry.register(
+            "eks_pod_identity_association_quota",
+            "How many EKS Pod Identity associations the cluster may have (eks.maxAssociations)",
+            eks_association_quota.clone(),
+        );
         Self {
+            eks_associations,
+            eks_association_quota,
             registry,
             reconciles,
             errors,

@@ -69,6 +69,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             migration::a_deployment_moves_to_pod_identity_and_back_with_trust_for_every_pod,
             Cluster
         ),
+        scenario!(
+            pod_identity::the_association_quota_refuses_before_any_call,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,

@@ -384,3 +384,66 @@ pub async fn a_policy_requiring_pod_identity_refuses_irsa_with_no_write(s: Scena
     s.wait_ready(&ns, "app").await;
     assert!(s.association(&ns, "app").await.is_some());
 }
+
+pub async fn the_association_quota_refuses_before_any_call(s: Scenario) {
+    s.eks_cluster().await;
+    // The chart's value, lowered from EKS's 5,000 so the test reaches it.
+    let (_rendered, _controller) = s
+        .start_controller(json!({"eks": {"maxAssociations": 2}}))
+        .await;
+    let ns = s.namespace("podidquota").await;
+    for name in ["one", "two", "three"] {
+        s.create_service_account(&ns, name, json!({})).await;
+    }
+    for name in ["one", "two"] {
+        s.create_binding(
+            &ns,
+            name,
+            pod_identity_spec(name, json!({"mechanism": "PodIdentity"})),
+        )
+        .await;
+        s.wait_ready(&ns, name).await;
+    }
+    let creates_before = eks_calls(&s)
+        .iter()
+        .filter(|(op, _)| op == "EKS:CreatePodIdentityAssociation")
+        .count();
+    s.create_binding(
+        &ns,
+        "three",
+        pod_identity_spec("three", json!({"mechanism": "PodIdentity"})),
+    )
+    .await;
+    let refused = s
+        .wait_condition(
+            &ns,
+            "three",
+            "Ready",
+            "False",
+            Some("AssociationQuotaExceeded"),
+        )
+        .await;
+    let message = podidentity_e2e::scenario::condition(&refused, "Ready")
+        .map(|c| c.message.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("has 2 Pod Identity associations")
+            && message.contains("eks.maxAssociations"),
+        "{message}"
+    );
+    // Nothing was made for it: no IAM call for its role, no association.
+    let role = s.role_name(&ns, "three");
+    assert!(s.calls_for(&role).is_empty(), "{:?}", s.calls_for(&role));
+    assert!(s.association(&ns, "three").await.is_none());
+    let creates_after = eks_calls(&s)
+        .iter()
+        .filter(|(op, _)| op == "EKS:CreatePodIdentityAssociation")
+        .count();
+    assert_eq!(creates_after, creates_before);
+
+    // One goes: there is room, and the refused binding gets its association.
+    s.delete_binding(&ns, "one").await;
+    s.wait_gone(&ns, "one").await;
+    s.wait_ready(&ns, "three").await;
+    assert!(s.association(&ns, "three").await.is_some());
+}
