@@ -40,6 +40,8 @@ pub struct ContainerCredentials {
     pub token_mount: Option<String>,
     /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`: EKS Pod Identity's agent, if set.
     pub container_credentials_uri: Option<String>,
+    /// Where Pod Identity's token volume (`eks-pod-identity-token`) is mounted, if it is.
+    pub pod_identity_token_mount: Option<String>,
 }
 
 impl ContainerCredentials {
@@ -135,6 +137,12 @@ pub fn containers(pod: &Pod, prefix: &str) -> Vec<ContainerCredentials> {
                 .find(|m| m.name == TOKEN_VOLUME)
                 .map(|m| m.mount_path.clone()),
             container_credentials_uri: env(CONTAINER_CREDENTIALS_FULL_URI_ENV),
+            pod_identity_token_mount: container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == POD_IDENTITY_TOKEN_VOLUME)
+                .map(|m| m.mount_path.clone()),
         }
     };
     spec.init_containers

@@ -38,7 +38,12 @@ pub struct Link {
     pub fix: Option<String>,
 }
 
-fn link(name: &'static str, health: Health, reason: &'static str, detail: String) -> Link {
+pub(super) fn link(
+    name: &'static str,
+    health: Health,
+    reason: &'static str,
+    detail: String,
+) -> Link {
     Link {
         link: name,
         health,
@@ -48,19 +53,28 @@ fn link(name: &'static str, health: Health, reason: &'static str, detail: String
     }
 }
 
-fn broken(name: &'static str, reason: &'static str, detail: String, fix: String) -> Link {
+pub(super) fn broken(
+    name: &'static str,
+    reason: &'static str,
+    detail: String,
+    fix: String,
+) -> Link {
     Link {
         fix: Some(fix),
         ..link(name, Health::Broken, reason, detail)
     }
 }
 
-fn skipped(name: &'static str, why: &str) -> Link {
+pub(super) fn skipped(name: &'static str, why: &str) -> Link {
     link(name, Health::Skipped, "Skipped", why.to_string())
 }
 
-/// Every link, in the order a token travels.
+/// Every link, in the order a token travels (Pod Identity's chain when the binding uses
+/// it).
 pub fn judge(facts: &Facts) -> Vec<Link> {
+    if let Some(pi) = &facts.pod_identity {
+        return super::pod_identity::judge(facts, pi);
+    }
     vec![
         service_account(facts),
         binding(facts),
@@ -144,7 +158,7 @@ fn ready(binding: &PodIdentityBinding) -> Result<(), String> {
     }
 }
 
-fn binding(facts: &Facts) -> Link {
+pub(super) fn binding(facts: &Facts) -> Link {
     const NAME: &str = "binding";
     let bindings = match &facts.bindings {
         Ok(bindings) => bindings,

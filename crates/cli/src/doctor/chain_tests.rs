@@ -112,6 +112,7 @@ fn pod(created: &str, mutated: bool) -> k8s_openapi::api::core::v1::Pod {
 fn healthy() -> Facts {
     let account = service_account(true);
     Facts {
+        pod_identity: None,
         config: config(),
         namespace: "shop".into(),
         service_account_name: "orders".into(),

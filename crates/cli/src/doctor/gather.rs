@@ -2,17 +2,20 @@
 //! TokenRequest, which the API server answers without storing anything). Each read keeps
 //! its failure as text: a link that cannot be read is reported, not fatal.
 
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
-use podidentity_api::PodIdentityBinding;
 use podidentity_api::annotations::{AUDIENCE, DEFAULT_AUDIENCE, ROLE_ARN};
 use podidentity_api::config::OperatorConfig;
+use podidentity_api::{Mechanism, PodIdentityBinding};
+use podidentity_aws::eks::{Association, AssociationApi, AssociationKey};
 use podidentity_aws::{
     AssumedRole, AwsError, Iam, IamApi, OidcProvider, RoleState, WebIdentityToken,
 };
 use podidentity_controller::binding::assumable::service_account_token;
 use podidentity_iam::assume::{TokenFacts, read_token};
+use podidentity_iam::ownership::service_account_owner;
 use serde_json::Value;
 
 use podidentity_controller::oidc::fetch::Fetcher;
@@ -84,6 +87,24 @@ pub struct Facts {
     pub discovery: Option<Result<Discovery, String>>,
     /// `None`: not asked (`--assume`), or nothing to assume.
     pub assumed: Option<Result<AssumedRole, AwsError>>,
+    /// What EKS Pod Identity's chain depends on, when the ServiceAccount's binding uses it.
+    pub pod_identity: Option<PodIdentityFacts>,
+}
+
+/// The name and namespace of EKS Pod Identity's agent (the EKS add-on's DaemonSet).
+pub const AGENT_DAEMON_SET: (&str, &str) = ("kube-system", "eks-pod-identity-agent");
+
+/// The Pod Identity chain's facts.
+pub struct PodIdentityFacts {
+    /// The EKS cluster the association is in (`eks.clusterName`).
+    pub cluster: String,
+    /// The role the binding records.
+    pub role_arn: Option<String>,
+    pub role: Option<Result<RoleState, AwsError>>,
+    /// The ServiceAccount's association, or why it could not be read.
+    pub association: Result<Option<Association>, String>,
+    /// The agent's DaemonSet: (desired, ready) pods, `None` when it does not exist.
+    pub agent: Result<Option<(i32, i32)>, String>,
 }
 
 impl Facts {
@@ -125,6 +146,7 @@ fn annotation_time(account: &ServiceAccount) -> Option<Timestamp> {
 pub struct Reach<'a> {
     pub client: &'a kube::Client,
     pub iam: &'a dyn IamApi,
+    pub eks: &'a dyn AssociationApi,
     pub fetcher: &'a Fetcher,
     pub assume: bool,
 }
@@ -208,7 +230,28 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
         ),
         _ => None,
     };
+    let owner = bindings
+        .as_ref()
+        .ok()
+        .and_then(|b: &Vec<PodIdentityBinding>| {
+            service_account_owner(b.iter(), &namespace, &service_account_name)
+        });
+    let pod_identity = match owner {
+        Some(owner)
+            if owner
+                .spec
+                .identity
+                .effective_mechanism(config.identity.default_mechanism)
+                == Mechanism::PodIdentity =>
+        {
+            Some(
+                gather_pod_identity(reach, &config, owner, &namespace, &service_account_name).await,
+            )
+        }
+        _ => None,
+    };
     Facts {
+        pod_identity,
         config,
         namespace,
         service_account_name,
@@ -223,6 +266,62 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
         provider,
         discovery,
         assumed,
+    }
+}
+
+/// The association, the role the binding records, and the agent.
+async fn gather_pod_identity(
+    reach: &Reach<'_>,
+    config: &OperatorConfig,
+    owner: &PodIdentityBinding,
+    namespace: &str,
+    service_account: &str,
+) -> PodIdentityFacts {
+    let cluster = config.eks_cluster_name().to_string();
+    let key = AssociationKey {
+        cluster: cluster.clone(),
+        namespace: namespace.into(),
+        service_account: service_account.into(),
+    };
+    let association = async {
+        for id in reach.eks.find(&key).await.map_err(|e| e.to_string())? {
+            if let Some(found) = reach
+                .eks
+                .describe(&cluster, &id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+    .await;
+    let role_arn = owner.status.as_ref().and_then(|s| s.role_arn.clone());
+    let role = match &role_arn {
+        Some(arn) => {
+            let name = arn.rsplit('/').next().unwrap_or_default();
+            Some(Iam::new(reach.iam).get_role(name).await)
+        }
+        None => None,
+    };
+    let (agent_namespace, agent_name) = AGENT_DAEMON_SET;
+    let agent = Api::<DaemonSet>::namespaced(reach.client.clone(), agent_namespace)
+        .get_opt(agent_name)
+        .await
+        .map(|found| {
+            found.map(|d| {
+                let status = d.status.unwrap_or_default();
+                (status.desired_number_scheduled, status.number_ready)
+            })
+        })
+        .map_err(|e| e.to_string());
+    PodIdentityFacts {
+        cluster,
+        role_arn,
+        role,
+        association,
+        agent,
     }
 }
 

@@ -9,6 +9,7 @@ mod chain_tests;
 #[cfg(test)]
 mod discover_tests;
 mod gather;
+mod pod_identity;
 mod settings;
 #[cfg(test)]
 mod settings_tests;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use podidentity_aws::eks::SdkEks;
 use podidentity_aws::sdk::{AwsSettings, SdkIam};
 use podidentity_controller::process::startup::api_server_issuer;
 
@@ -152,9 +154,19 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
     {
         config.aws.account_id = Some(account);
     }
+    let eks = SdkEks::connect(&AwsSettings {
+        region: config.aws.region.clone(),
+        endpoint_url: config.aws.endpoint_url.clone(),
+        max_attempts: 3,
+        call_timeout: Some(Duration::from_secs(20)),
+        static_credentials: None,
+        write_gate: None,
+    })
+    .await;
     let reach = Reach {
         client: &client,
         iam: &iam,
+        eks: &eks,
         fetcher: &fetcher,
         assume: args.assume,
     };

@@ -438,3 +438,123 @@ pub async fn the_api_servers_own_discovery_is_read_as_sts_reads_it(s: Scenario) 
         "{report:#}"
     );
 }
+
+/// The link of `name` in a report: its health and reason.
+fn link_of(report: &Value, name: &str) -> (String, String) {
+    report["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["link"] == json!(name))
+        .map(|l| {
+            (
+                l["health"].as_str().unwrap_or_default().to_string(),
+                l["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+pub async fn a_pod_identity_binding_is_judged_on_its_own_chain(s: Scenario) {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    s.eks_cluster().await;
+    let (rendered, _controller) = s.start_controller(json!({})).await;
+    let ns = s.namespace("docpodid").await;
+    s.create_service_account(&ns, "reports", json!({})).await;
+    let mut binding = spec("reports");
+    binding["identity"] = json!({"mechanism": "PodIdentity"});
+    s.create_binding(&ns, "reports", binding).await;
+    s.wait_ready(&ns, "reports").await;
+
+    // No agent on this cluster: the chain holds up to it.
+    let (code, report) = run(&s, &rendered, format!("{ns}/reports"), &[], vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        first_broken(&report),
+        ("agent".into(), "NotInstalled".into()),
+        "{report:#}"
+    );
+    for (name, reason) in [
+        ("serviceAccount", "NoIrsaAnnotation"),
+        ("binding", "Ready"),
+        ("association", "Associated"),
+        ("role", "Exists"),
+        ("trustPolicy", "AdmitsPodIdentity"),
+    ] {
+        assert_eq!(
+            link_of(&report, name),
+            ("ok".into(), reason.into()),
+            "{name}: {report:#}"
+        );
+    }
+    assert!(
+        link_of(&report, "token").0.is_empty(),
+        "IRSA's links are not judged: {report:#}"
+    );
+
+    // The agent's DaemonSet, as the EKS add-on names it.
+    let agent: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "eks-pod-identity-agent", "namespace": "kube-system"},
+        "spec": {"selector": {"matchLabels": {"app": "eks-pod-identity-agent"}},
+            "template": {"metadata": {"labels": {"app": "eks-pod-identity-agent"}},
+                "spec": {"containers": [{"name": "agent", "image": "registry.example/agent:1"}]}}},
+    }))
+    .expect("daemonset");
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(s.client(), "kube-system");
+    match daemon_sets.create(&PostParams::default(), &agent).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create the agent's DaemonSet: {e}"),
+    }
+
+    // A pod as EKS's webhook leaves it: healthy.
+    let with_agent = |name: &str, irsa: bool| {
+        let mut env = vec![
+            json!({"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"}),
+            json!({"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"}),
+        ];
+        if irsa {
+            env.push(json!({"name": "AWS_ROLE_ARN", "value": s.role_arn(&ns, "reports")}));
+            env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}));
+        }
+        serde_json::from_value::<Pod>(json!({
+            "metadata": {"name": name},
+            "spec": {"serviceAccountName": "reports", "containers": [{"name": "app",
+                "image": "registry.example/app:1", "env": env,
+                "volumeMounts": [{"name": "eks-pod-identity-token",
+                    "mountPath": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"}]}],
+                "volumes": [{"name": "eks-pod-identity-token", "projected": {"sources": [
+                    {"serviceAccountToken": {"audience": "pods.eks.amazonaws.com",
+                        "expirationSeconds": 86400, "path": "eks-pod-identity-token"}}]}}]},
+        }))
+        .expect("pod")
+    };
+    let pods: Api<Pod> = Api::namespaced(s.client(), &ns);
+    for (name, irsa) in [("fine", false), ("both", true)] {
+        pods.create(&PostParams::default(), &with_agent(name, irsa))
+            .await
+            .unwrap_or_else(|e| panic!("create pod {name}: {e}"));
+    }
+    let (code, report) = run(&s, &rendered, format!("pod/{ns}/fine"), &[], vec![]).await;
+    let removed = daemon_sets
+        .delete("eks-pod-identity-agent", &Default::default())
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(link_of(&report, "agent"), ("ok".into(), "Installed".into()));
+    assert_eq!(
+        link_of(&report, "pod"),
+        ("ok".into(), "PodIdentityInjected".into())
+    );
+    removed.expect("delete the agent's DaemonSet");
+
+    // A pod that also carries IRSA's variables: the SDKs would take those.
+    let (code, report) = run(&s, &rendered, format!("pod/{ns}/both"), &[], vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        link_of(&report, "pod"),
+        ("broken".into(), "IrsaVariablesWin".into()),
+        "{report:#}"
+    );
+}

@@ -138,6 +138,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         scenario!(readiness::pods_that_started_early_get_one_rollout, Cluster),
         scenario!(doctor::each_broken_link_is_found_on_a_real_cluster, Cluster),
         scenario!(
+            doctor::a_pod_identity_binding_is_judged_on_its_own_chain,
+            Cluster
+        ),
+        scenario!(
             doctor::the_api_servers_own_discovery_is_read_as_sts_reads_it,
             OwnControlPlane
         ),
