@@ -174,11 +174,35 @@ impl RuleSet {
     }
 
     fn judge(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
-        for (s, statement) in spec.permissions.statements.iter().enumerate() {
+        self.judge_statements(
+            "spec.permissions.statements",
+            &spec.permissions.statements,
+            judgement,
+        );
+        // A session policy is judged like the role's own statements.
+        if let Some(policy) = &spec.identity.policy {
+            self.judge_statements(
+                "spec.identity.policy.statements",
+                &policy.statements,
+                judgement,
+            );
+        }
+        self.judge_rest(spec, judgement);
+    }
+
+    /// The configuration's denied actions, protected resources and named-resource rule, on
+    /// `statements` at `prefix`.
+    fn judge_statements(
+        &self,
+        prefix: &str,
+        statements: &[podidentity_api::Statement],
+        judgement: &mut Judgement<'_>,
+    ) {
+        for (s, statement) in statements.iter().enumerate() {
             if statement.effect == Effect::Deny {
                 continue;
             }
-            let at = format!("spec.permissions.statements[{s}]");
+            let at = format!("{prefix}[{s}]");
             let reach = self.reach(&statement.actions, &statement.resources, &at, judgement);
             for (a, reached) in &reach.denied {
                 judgement.refuse(Violation::guardrail(
@@ -212,6 +236,10 @@ impl RuleSet {
                 ));
             }
         }
+    }
+
+    /// Everything but the statements.
+    fn judge_rest(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
         for (i, arn) in spec.permissions.managed_policy_arns.iter().enumerate() {
             let field = format!("spec.permissions.managedPolicyArns[{i}]");
             let verdict = judge_arn(

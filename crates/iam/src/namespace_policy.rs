@@ -390,25 +390,21 @@ impl AppliedPolicy {
         self.on_violation == podidentity_api::OnViolation::Revoke && self.unusable.is_none()
     }
 
-    pub(crate) fn judge(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
-        if let Some(problems) = &self.unusable {
-            judgement.refuse(Violation::guardrail(
-                "metadata.namespace",
-                format!(
-                    "PodIdentityPolicy {} selects this namespace but cannot be applied \
-                     ({problems}): its bindings are refused until the platform team fixes it",
-                    self.name
-                ),
-            ));
-            return;
-        }
+    /// The allowed and denied actions and the allowed resources, on `statements` at
+    /// `prefix`.
+    fn judge_statements(
+        &self,
+        prefix: &str,
+        statements: &[podidentity_api::Statement],
+        judgement: &mut Judgement<'_>,
+    ) {
         let effort = judgement.effort;
-        for (s, statement) in spec.permissions.statements.iter().enumerate() {
+        for (s, statement) in statements.iter().enumerate() {
             if statement.effect == Effect::Deny {
                 continue;
             }
             for (a, action) in statement.actions.iter().enumerate() {
-                let field = format!("spec.permissions.statements[{s}].actions[{a}]");
+                let field = format!("{prefix}[{s}].actions[{a}]");
                 let within = self.allowed_actions.is_empty()
                     || self.allowed_actions.iter().any(|allowed| {
                         judgement.answer(&field, glob::covers(allowed, action, true, effort))
@@ -442,7 +438,7 @@ impl AppliedPolicy {
                 continue;
             }
             for (r, resource) in statement.resources.iter().enumerate() {
-                let field = format!("spec.permissions.statements[{s}].resources[{r}]");
+                let field = format!("{prefix}[{s}].resources[{r}]");
                 let inside = self.allowed_resources.iter().any(|allowed| {
                     judgement.answer(&field, glob::covers(allowed, resource, false, effort))
                         == Some(true)
@@ -459,6 +455,34 @@ impl AppliedPolicy {
                     ));
                 }
             }
+        }
+    }
+
+    pub(crate) fn judge(&self, spec: &PodIdentityBindingSpec, judgement: &mut Judgement<'_>) {
+        if let Some(problems) = &self.unusable {
+            judgement.refuse(Violation::guardrail(
+                "metadata.namespace",
+                format!(
+                    "PodIdentityPolicy {} selects this namespace but cannot be applied \
+                     ({problems}): its bindings are refused until the platform team fixes it",
+                    self.name
+                ),
+            ));
+            return;
+        }
+        let effort = judgement.effort;
+        self.judge_statements(
+            "spec.permissions.statements",
+            &spec.permissions.statements,
+            judgement,
+        );
+        // A session policy is judged like the role's own statements.
+        if let Some(policy) = &spec.identity.policy {
+            self.judge_statements(
+                "spec.identity.policy.statements",
+                &policy.statements,
+                judgement,
+            );
         }
         for (i, arn) in spec.permissions.managed_policy_arns.iter().enumerate() {
             let field = format!("spec.permissions.managedPolicyArns[{i}]");

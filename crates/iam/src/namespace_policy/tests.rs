@@ -745,3 +745,49 @@ fn a_target_role_template_that_leaves_the_namespace_open_makes_the_policy_unusab
         "{fields:?}"
     );
 }
+
+/// A session policy is judged like the role's own statements, by the configuration's
+/// guardrails and by the namespace's policies, each refusal naming the session policy's
+/// own field.
+#[test]
+fn a_session_policy_is_judged_like_the_roles_statements() {
+    let mut spec = statement(&["s3:GetObject"], &["arn:aws:s3:::shop.reports/*"]);
+    spec.identity = podidentity_api::IdentitySpec {
+        mechanism: Some(podidentity_api::Mechanism::PodIdentity),
+        disable_session_tags: true,
+        policy: Some(podidentity_api::SessionPolicy {
+            statements: vec![
+                Statement {
+                    actions: vec!["s3:GetObject".into()],
+                    resources: vec!["arn:aws:s3:::shop.reports/2026/*".into()],
+                    ..Statement::default()
+                },
+                // Denied by the configuration (iam:*), outside the teams' actions (s3, sqs)
+                // and their resources.
+                Statement {
+                    actions: vec!["iam:PassRole".into()],
+                    resources: vec!["arn:aws:iam::111122223333:role/admin".into()],
+                    ..Statement::default()
+                },
+            ],
+        }),
+        ..Default::default()
+    };
+    let g = guardrails(vec![teams()]);
+    let mut refused = fields(&g, "shop", &spec);
+    refused.sort();
+    refused.dedup();
+    assert_eq!(
+        refused,
+        [
+            "spec.identity.policy.statements[1].actions[0]",
+            "spec.identity.policy.statements[1].resources[0]",
+        ]
+    );
+    // The configuration's guardrails alone refuse the denied action too.
+    let alone = Guardrails::from_config(&config());
+    assert_eq!(
+        fields(&alone, "shop", &spec),
+        ["spec.identity.policy.statements[1].actions[0]"]
+    );
+}
