@@ -72,6 +72,8 @@ pub trait AssociationApi: Send + Sync {
     fn find<'a>(&'a self, key: &'a AssociationKey) -> BoxFuture<'a, Result<Vec<String>, AwsError>>;
     /// How many associations the cluster has (its quota is 5,000, not raisable).
     fn count<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<usize, AwsError>>;
+    /// The ids of every association of the cluster (pages of 100).
+    fn ids<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>>;
 }
 
 /// EKS's reads are GET.
@@ -290,5 +292,8 @@ impl AssociationApi for SdkEks {
     }
     fn count<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<usize, AwsError>> {
         Box::pin(async move { Ok(self.list(cluster, None, None).await?.len()) })
+    }
+    fn ids<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {
+        Box::pin(self.list(cluster, None, None))
     }
 }

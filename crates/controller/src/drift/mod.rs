@@ -104,7 +104,65 @@ pub async fn sweep_once(
         findings = found.findings.len(),
         "drift sweep done"
     );
+    sweep_associations(ctx, memory, store, triggers).await;
     Some(found)
+}
+
+/// The bindings whose recorded EKS Pod Identity association is not among the cluster's
+/// (`ids`): deleted outside the operator.
+fn missing_associations<'a>(
+    bindings: impl IntoIterator<Item = &'a podidentity_api::PodIdentityBinding>,
+    ids: &std::collections::BTreeSet<String>,
+) -> Vec<&'a podidentity_api::PodIdentityBinding> {
+    bindings
+        .into_iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter(|b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.association.as_ref())
+                .is_some_and(|a| !ids.contains(&a.id))
+        })
+        .collect()
+}
+
+/// Associations deleted outside the operator: one list of the cluster's (pages of 100),
+/// only when some binding records one; each binding whose association is gone is flagged
+/// and woken, and its pass makes it again. (A changed association is put right by the
+/// binding's next pass, which reads it.)
+async fn sweep_associations(
+    ctx: &Context,
+    memory: &Memory,
+    store: &Store<Watched>,
+    triggers: &UnboundedSender<ObjectRef<Watched>>,
+) {
+    let Some(api) = &ctx.associations else { return };
+    let state = store.state();
+    let bindings: Vec<&podidentity_api::PodIdentityBinding> =
+        state.iter().filter_map(|w| w.0.as_ref().ok()).collect();
+    let recorded = bindings
+        .iter()
+        .any(|b| b.status.as_ref().is_some_and(|s| s.association.is_some()));
+    if !recorded {
+        return;
+    }
+    let cluster = ctx.config.eks_cluster_name();
+    let ids = match api.ids(cluster).await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "association sweep failed; trying again next interval");
+            return;
+        }
+    };
+    for binding in missing_associations(bindings, &ids) {
+        let (Some(uid), Some(namespace)) = (binding.uid(), binding.namespace()) else {
+            continue;
+        };
+        ctx.metrics.drift_corrections.inc();
+        tracing::info!(binding = %binding.name_any(), %namespace, "association deleted outside the operator; reconciling");
+        memory.mark_drifted(&uid);
+        let _ = triggers.unbounded_send(ObjectRef::new(&binding.name_any()).within(&namespace));
+    }
 }
 
 /// The role a binding wants, if it validates.
@@ -150,5 +208,39 @@ pub async fn sweep_loop(
     loop {
         sweep_once(&ctx, &memory, &store, &triggers).await;
         tokio::time::sleep(interval + jitter(interval / 10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podidentity_api::{AssociationStatus, PodIdentityBinding, PodIdentityBindingStatus};
+
+    fn binding(name: &str, association: Option<&str>) -> PodIdentityBinding {
+        let mut b = PodIdentityBinding::new(name, Default::default());
+        b.status = Some(PodIdentityBindingStatus {
+            association: association.map(|id| AssociationStatus {
+                id: id.into(),
+                arn: format!("arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod/{id}"),
+                disable_session_tags: false,
+            }),
+            ..Default::default()
+        });
+        b
+    }
+
+    #[test]
+    fn only_bindings_whose_recorded_association_is_gone_are_flagged() {
+        let bindings = [
+            binding("kept", Some("a-kept")),
+            binding("gone", Some("a-gone")),
+            binding("irsa", None),
+        ];
+        let ids = ["a-kept".to_string(), "a-someone-elses".to_string()].into();
+        let missing: Vec<String> = missing_associations(&bindings, &ids)
+            .into_iter()
+            .map(|b| b.name_any())
+            .collect();
+        assert_eq!(missing, ["gone"]);
     }
 }

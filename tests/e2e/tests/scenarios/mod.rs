@@ -73,6 +73,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             pod_identity::the_association_quota_refuses_before_any_call,
             Cluster
         ),
+        scenario!(
+            pod_identity::an_association_deleted_by_hand_is_made_again,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,

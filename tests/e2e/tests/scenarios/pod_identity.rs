@@ -447,3 +447,51 @@ pub async fn the_association_quota_refuses_before_any_call(s: Scenario) {
     s.wait_ready(&ns, "three").await;
     assert!(s.association(&ns, "three").await.is_some());
 }
+
+pub async fn an_association_deleted_by_hand_is_made_again(s: Scenario) {
+    s.eks_cluster().await;
+    let (_rendered, _controller) = s.start_controller(json!({"driftInterval": "10s"})).await;
+    let ns = s.namespace("podiddrift").await;
+    s.create_service_account(&ns, "app", json!({})).await;
+    s.create_binding(
+        &ns,
+        "app",
+        pod_identity_spec("app", json!({"mechanism": "PodIdentity"})),
+    )
+    .await;
+    s.wait_ready(&ns, "app").await;
+    let first = s.association(&ns, "app").await.expect("the association");
+    let eks = podidentity_aws::eks::SdkEks::connect(&podidentity_aws::testing::emulator_settings(
+        &s.cluster.moto,
+    ))
+    .await;
+    eks.delete(&s.cluster_name, &first.id)
+        .await
+        .expect("delete the association by hand");
+    let again = until(
+        "the association made again by the sweep",
+        Duration::from_secs(60),
+        || async {
+            let now = s.association(&ns, "app").await;
+            check(now.as_ref().is_some_and(|a| a.id != first.id), || {
+                format!("{now:?}")
+            })?;
+            Ok(now)
+        },
+    )
+    .await
+    .expect("the association");
+    assert_eq!(again.options.role_arn, s.role_arn(&ns, "app"));
+    until("the status records it", Duration::from_secs(30), || async {
+        let binding = s
+            .bindings(&ns)
+            .get("app")
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = binding.status.and_then(|s| s.association).map(|a| a.id);
+        check(id.as_deref() == Some(again.id.as_str()), || {
+            format!("{id:?}")
+        })
+    })
+    .await;
+}
