@@ -16,7 +16,7 @@ use podidentity_controller::oidc::OidcKeeper;
 use podidentity_controller::oidc::fetch::Fetcher;
 use podidentity_controller::process::fence::{FenceLayer, write_service};
 use podidentity_controller::process::leader::{Elector, Leadership, LeaseSettings};
-use podidentity_controller::process::metrics::{Metered, Metrics};
+use podidentity_controller::process::metrics::{Metered, MeteredEks, Metrics};
 use podidentity_controller::process::run::{RunSettings, run as run_controller};
 use podidentity_controller::process::startup::{check_crds, complete_config};
 
@@ -209,7 +209,10 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         },
         false => None,
     };
-    let associations = Arc::new(podidentity_aws::eks::SdkEks::from_config(&shared, &aws));
+    let associations = Arc::new(MeteredEks::new(
+        podidentity_aws::eks::SdkEks::from_config(&shared, &aws),
+        metrics.clone(),
+    ));
     let ctx = Context::new(client, iam, config)
         .with_metrics(metrics)
         .with_associations(associations);

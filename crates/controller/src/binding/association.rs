@@ -167,6 +167,7 @@ pub async fn ensure_association(
     {
         api.delete(&key.cluster, &old.id).await?;
         ctx.association_count.removed();
+        show_count(ctx);
     }
     if let Some(found) = found {
         return Ok(converge(api, found, &options, &key.cluster, &ownership).await?);
@@ -179,6 +180,7 @@ pub async fn ensure_association(
     match api.create(&new).await {
         Ok(made) => {
             ctx.association_count.made();
+            show_count(ctx);
             Ok(AssociationState::Kept(status_of(&made)))
         }
         // Made meanwhile (by another writer, or by a call whose answer was lost).
@@ -189,6 +191,15 @@ pub async fn ensure_association(
             }
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// The count as this process knows it, in `/metrics`.
+fn show_count(ctx: &Context) {
+    if let Some(n) = ctx.association_count.last() {
+        ctx.metrics
+            .eks_associations
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -224,6 +235,7 @@ pub async fn delete_association(
         }
         api.delete(&key.cluster, &found.id).await?;
         ctx.association_count.removed();
+        show_count(ctx);
         deleted = true;
     }
     Ok(deleted)

@@ -1,8 +1,12 @@
-//! Controller metrics: reconciles, errors by reason, IAM calls by operation and outcome,
-//! drift corrections, bindings by Ready status, reconcile duration.
+//! Controller metrics: reconciles, errors by reason, IAM and EKS calls by operation and
+//! outcome, drift corrections, bindings by Ready status, reconcile duration, the cluster's
+//! Pod Identity associations against their quota.
 
 use futures::future::BoxFuture;
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
+use podidentity_aws::eks::{
+    Association, AssociationApi, AssociationKey, AssociationOptions, NewAssociation,
+};
 use podidentity_aws::error::AwsError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,7 +75,7 @@ impl Metrics {
         let iam_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "iam_calls",
-            "IAM and STS calls by operation and outcome",
+            "IAM, STS and EKS calls by operation (EKS's prefixed EKS:) and outcome",
             iam_calls.clone(),
         );
         let drift_corrections = Counter::default();
@@ -145,6 +149,93 @@ impl<A: IamApi> IamApi for Metered<A> {
                 .iam_calls
                 .get_or_create(&CallLabels { operation, outcome })
                 .inc();
+            result
+        })
+    }
+}
+
+/// Counts every EKS call into the metrics (`iam_calls`, operations `EKS:...`).
+pub struct MeteredEks<A> {
+    inner: A,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl<A: AssociationApi> MeteredEks<A> {
+    pub fn new(inner: A, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn count<T>(&self, operation: &'static str, result: &Result<T, AwsError>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(err) => format!("{:?}", err.kind),
+        };
+        self.metrics
+            .iam_calls
+            .get_or_create(&CallLabels { operation, outcome })
+            .inc();
+    }
+}
+
+impl<A: AssociationApi> AssociationApi for MeteredEks<A> {
+    fn create<'a>(
+        &'a self,
+        new: &'a NewAssociation,
+    ) -> BoxFuture<'a, Result<Association, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.create(new).await;
+            self.count("EKS:CreatePodIdentityAssociation", &result);
+            result
+        })
+    }
+    fn describe<'a>(
+        &'a self,
+        cluster: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Association>, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.describe(cluster, id).await;
+            self.count("EKS:DescribePodIdentityAssociation", &result);
+            result
+        })
+    }
+    fn update<'a>(
+        &'a self,
+        cluster: &'a str,
+        id: &'a str,
+        options: &'a AssociationOptions,
+    ) -> BoxFuture<'a, Result<Association, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.update(cluster, id, options).await;
+            self.count("EKS:UpdatePodIdentityAssociation", &result);
+            result
+        })
+    }
+    fn delete<'a>(&'a self, cluster: &'a str, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.delete(cluster, id).await;
+            self.count("EKS:DeletePodIdentityAssociation", &result);
+            result
+        })
+    }
+    fn find<'a>(&'a self, key: &'a AssociationKey) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.find(key).await;
+            self.count("EKS:ListPodIdentityAssociations", &result);
+            result
+        })
+    }
+    fn count<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<usize, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.count(cluster).await;
+            MeteredEks::count(self, "EKS:ListPodIdentityAssociations", &result);
+            result
+        })
+    }
+    fn ids<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {
+        Box::pin(async move {
+            let result = self.inner.ids(cluster).await;
+            self.count("EKS:ListPodIdentityAssociations", &result);
             result
         })
     }

@@ -388,7 +388,7 @@ pub async fn a_policy_requiring_pod_identity_refuses_irsa_with_no_write(s: Scena
 pub async fn the_association_quota_refuses_before_any_call(s: Scenario) {
     s.eks_cluster().await;
     // The chart's value, lowered from EKS's 5,000 so the test reaches it.
-    let (_rendered, _controller) = s
+    let (_rendered, controller) = s
         .start_controller(json!({"eks": {"maxAssociations": 2}}))
         .await;
     let ns = s.namespace("podidquota").await;
@@ -446,6 +446,34 @@ pub async fn the_association_quota_refuses_before_any_call(s: Scenario) {
     s.wait_gone(&ns, "one").await;
     s.wait_ready(&ns, "three").await;
     assert!(s.association(&ns, "three").await.is_some());
+
+    // /metrics: the quota, the count, and the EKS calls by operation.
+    let metrics = controller.metrics().await;
+    let sample = |series: &str| podidentity_e2e::operator::sample(&metrics, series);
+    assert_eq!(
+        sample("podidentity_eks_pod_identity_association_quota"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("podidentity_eks_pod_identity_associations"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            r#"podidentity_iam_calls_total{operation="EKS:CreatePodIdentityAssociation",outcome="ok"}"#
+        ),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            r#"podidentity_iam_calls_total{operation="EKS:DeletePodIdentityAssociation",outcome="ok"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 pub async fn an_association_deleted_by_hand_is_made_again(s: Scenario) {
