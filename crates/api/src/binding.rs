@@ -492,6 +492,9 @@ pub struct AssociationStatus {
     /// away keeps trusting what the running pods' sessions carry).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_session_tags: bool,
+    /// The role EKS chains into (`targetRoleArn`); a migration away keeps the role able to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
 }
 
 /// A change of mechanism under way (see the `Migrating` condition).
@@ -505,6 +508,9 @@ pub struct MigrationStatus {
     /// Running pods of the ServiceAccount that still use `from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods_remaining: Option<i64>,
+    /// The ServiceAccount whose pods use `from` (the one bound when the migration began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
 }
 
 /// Size of the minified trust policy in bytes, and the quota it must fit in.

@@ -432,7 +432,14 @@ fn with_role_chaining(
         (Some(target), Mechanism::PodIdentity) => target,
         _ => return inline,
     };
-    let chaining = PolicyStatement {
+    let mut document = inline.unwrap_or_else(|| PolicyDocument::new(Vec::new()));
+    document.statement.push(chaining_statement(target));
+    Some(document)
+}
+
+/// The statement letting the role chain into `target` (EKS assumes it as the role).
+fn chaining_statement(target: &str) -> PolicyStatement {
+    PolicyStatement {
         sid: None,
         effect: podidentity_api::Effect::Allow,
         principal: None,
@@ -440,12 +447,24 @@ fn with_role_chaining(
             crate::trust::ASSUME_ROLE.into(),
             crate::trust::TAG_SESSION.into(),
         ]),
-        resource: Some(OneOrMany::One(target.clone())),
+        resource: Some(OneOrMany::One(target.to_string())),
         condition: None,
-    };
-    let mut document = inline.unwrap_or_else(|| PolicyDocument::new(Vec::new()));
-    document.statement.push(chaining);
-    Some(document)
+    }
+}
+
+impl DesiredState {
+    /// Keeps the role able to chain into `target` (a migration away from Pod Identity
+    /// whose association, still naming that target, waits for its pods).
+    pub fn chaining_also(&mut self, target: &str) {
+        let statement = chaining_statement(target);
+        let document = self
+            .role
+            .inline_policy
+            .get_or_insert_with(|| PolicyDocument::new(Vec::new()));
+        if !document.statement.contains(&statement) {
+            document.statement.push(statement);
+        }
+    }
 }
 
 /// The Pod Identity session policy, or none.

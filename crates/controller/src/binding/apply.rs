@@ -17,11 +17,8 @@ use podidentity_iam::namespace_policy::AppliedPolicy;
 use super::association::{
     bound_association_key, delete_association, ensure_association, ownership_of,
 };
-use super::association_quota::over_quota;
-use super::conditions::{
-    Assessment, AssociationState, MigrationState, ServiceAccountState, Synced,
-};
-use super::early_pods;
+use super::association_quota::past_association_quota;
+use super::conditions::{Assessment, AssociationState, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
 use super::memory::{Applied, Blocked, Memory, PERMANENT_ERROR_RETRY, RoleFacts, fingerprint};
@@ -116,10 +113,13 @@ fn service_account_taken(pass: &Pass<'_>, owner: &str) -> Found {
 async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Error> {
     // A change of mechanism keeps the old one's trust until no running pod uses it.
     let migration = migration::under_way(pass.binding, desired.mechanism);
+    let role_arn = recorded_role(pass.binding).map_or(desired.role.arn.clone(), |r| r.arn);
     let finishing = match &migration {
-        Some(m) if m.delivered => old_pods(pass, &desired, m)
-            .await
-            .is_some_and(|pods| pods.is_empty()),
+        Some(m) if m.delivered => {
+            migration::old_pods(pass.ctx, pass.binding, pass.namespace, &role_arn, m)
+                .await
+                .is_some_and(|pods| pods.is_empty())
+        }
         _ => false,
     };
     migration::trust_in_force(
@@ -130,7 +130,7 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         finishing,
     );
     let moving = migration.filter(|_| !finishing);
-    if let Some(found) = past_association_quota(pass, &desired).await? {
+    if let Some(found) = past_association_quota(pass.ctx, pass.binding, &desired).await? {
         return Ok(found);
     }
     let mut made = match role_step(pass, &desired).await? {
@@ -138,32 +138,10 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         RoleStep::Over(found) => return Ok(*found),
     };
     if let Some(m) = migration.filter(|m| !m.delivered) {
-        made.events.push(
-            Note::new(
-                EventType::Normal,
-                reason::MIGRATION_STARTED,
-                format!(
-                    "moving from {} to {}: the role trusts both; new pods get {}",
-                    m.from, m.to, m.to
-                ),
-                When::Always,
-            )
-            .for_action(migration::action(m.to)),
-        );
+        made.events.push(migration::started(&m));
     }
     if let Some(m) = migration.filter(|_| finishing) {
-        made.events.push(
-            Note::new(
-                EventType::Normal,
-                reason::MIGRATION_COMPLETE,
-                format!(
-                    "no running pod uses {} any more: the role trusts {} only",
-                    m.from, m.to
-                ),
-                When::Always,
-            )
-            .for_action(migration::action(m.to)),
-        );
+        made.events.push(migration::complete(&m));
     }
     match around_the_role(pass, &desired, &made, moving).await {
         Ok(around) => Ok(synced(pass, desired, made, around)),
@@ -175,146 +153,12 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
     }
 }
 
-/// A binding that needs a new association while the cluster has as many as it may: refused
-/// before any call for it, and asked again on the slow schedule (an association deleted
-/// elsewhere makes room).
-async fn past_association_quota(
-    pass: &Pass<'_>,
-    desired: &DesiredState,
-) -> Result<Option<Found>, Error> {
-    let ctx = pass.ctx;
-    let recorded = pass
-        .binding
-        .status
-        .as_ref()
-        .is_some_and(|s| s.association.is_some());
-    let (Some(wanted), Some(api), false) = (&desired.association, &ctx.associations, recorded)
-    else {
-        return Ok(None);
-    };
-    let associations = ctx
-        .association_count
-        .current(api.as_ref(), &wanted.cluster)
-        .await?;
-    ctx.metrics
-        .eks_associations
-        .set(i64::try_from(associations).unwrap_or(i64::MAX));
-    let Some(message) = over_quota(
-        associations,
-        ctx.config.eks_max_associations(),
-        &wanted.cluster,
-    ) else {
-        return Ok(None);
-    };
-    let assessment = Assessment::Refused {
-        reason: reason::ASSOCIATION_QUOTA_EXCEEDED.into(),
-        message,
-        revoked: false,
-    };
-    let note = refusal_note(&assessment);
-    let mut found = Found::new(assessment, recorded_role(pass.binding))
-        .then(Ok(Action::requeue(ASSOCIATION_QUOTA_RECHECK)));
-    found.events.extend(note);
-    Ok(Some(found))
-}
-
-/// How often a binding refused for the association quota asks again.
-const ASSOCIATION_QUOTA_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// What the steps after the role found.
 struct Around {
     synced: Synced,
     early: Option<readiness::EarlyFound>,
     /// What a migration waiting for pods has to say.
     migration_note: Option<Note>,
-}
-
-/// The ServiceAccount a migration's pods run as: the one the status records as bound.
-fn migrating_account(binding: &PodIdentityBinding) -> &str {
-    binding
-        .status
-        .as_ref()
-        .and_then(|s| s.service_account_name.as_deref())
-        .unwrap_or(&binding.spec.service_account_name)
-}
-
-/// Running pods still using the mechanism a migration leaves (`None`: they could not
-/// be listed; the migration waits).
-async fn old_pods(
-    pass: &Pass<'_>,
-    desired: &DesiredState,
-    migration: &migration::Migration,
-) -> Option<Vec<early_pods::EarlyPod>> {
-    let role_arn = recorded_role(pass.binding).map_or(desired.role.arn.clone(), |r| r.arn);
-    let account = migrating_account(pass.binding);
-    match migration::pods_on(pass.ctx, pass.namespace, account, migration.from, &role_arn).await {
-        Ok(pods) => Some(pods),
-        Err(err) => {
-            tracing::warn!(namespace = %pass.namespace, service_account = %account, error = %err, "cannot list the ServiceAccount's pods; the migration waits");
-            None
-        }
-    }
-}
-
-/// A migration after the new mechanism is delivered: its old pods counted (and their
-/// workloads rolled once, with `restartPods`).
-async fn migration_wait(
-    pass: &Pass<'_>,
-    desired: &DesiredState,
-    migration: &migration::Migration,
-) -> Result<(MigrationState, Option<Note>), Error> {
-    let pods = old_pods(pass, desired, migration).await;
-    let account = migrating_account(pass.binding).to_string();
-    let ctx = pass.ctx;
-    let restarts = match &pods {
-        Some(pods)
-            if !pods.is_empty()
-                && pass.binding.spec.injection.restart_pods
-                && ctx.config.allow_pod_restarts =>
-        {
-            let key = migration::restart_key(&desired.role.arn, migration.to);
-            Some(early_pods::restart(ctx, pass.namespace, pods, &key).await?)
-        }
-        _ => None,
-    };
-    let before = pass
-        .binding
-        .status
-        .as_ref()
-        .and_then(|s| s.migration.as_ref())
-        .and_then(|m| m.pods_remaining);
-    let count = pods.as_ref().map(Vec::len);
-    let changed = count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)) != before
-        || restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
-    // Its own reason when something was rolled: Events of one reason are kept as a series
-    // whose note is the first one's.
-    let restarted = restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
-    let why = if restarted {
-        reason::PODS_RESTARTED
-    } else {
-        reason::WAITING_FOR_PODS
-    };
-    let note = pods
-        .as_ref()
-        .filter(|pods| changed && !pods.is_empty())
-        .map(|pods| {
-            let message = migration::waiting_note(
-                migration,
-                &account,
-                pods,
-                restarts.as_ref(),
-                ctx.config.allow_pod_restarts,
-            );
-            Note::new(EventType::Normal, why, message, When::StatusWritten)
-                .for_action(migration::action(migration.to))
-        });
-    let state = MigrationState {
-        from: migration.from,
-        to: migration.to,
-        service_account: account,
-        pods_remaining: count,
-    };
-    Ok((state, note))
 }
 
 /// The ServiceAccount, the credentials Secret and the readiness checks, once the role
@@ -416,7 +260,17 @@ async fn around_the_role(
     };
     let mut migration_note = None;
     if let Some(m) = &moving {
-        let (state, note) = migration_wait(pass, desired, m).await?;
+        let role_arn = made
+            .role
+            .as_ref()
+            .map_or(desired.role.arn.as_str(), |r| r.arn.as_str());
+        // Restarts only once new pods get the new mechanism.
+        let delivered = match m.to {
+            Mechanism::PodIdentity => association_kept,
+            Mechanism::Irsa => synced.service_account == ServiceAccountState::Bound,
+        };
+        let (state, note) =
+            migration::wait(ctx, binding, namespace, role_arn, m, delivered).await?;
         synced.migration = Some(state);
         migration_note = note;
     }
@@ -464,10 +318,10 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
         // Retried with the binding's backoff (IAM takes seconds to apply a change).
         Err(Error::NotAssumable)
     } else if migrating {
-        // Pods are not watched: a migration counts them again shortly.
+        // Pods are not watched: a migration counts them again, sooner while it is young.
+        let recheck = migration::recheck(pass.binding);
         Ok(Action::requeue(
-            made.recheck_in
-                .map_or(migration::RECHECK, |r| r.min(migration::RECHECK)),
+            made.recheck_in.map_or(recheck, |r| r.min(recheck)),
         ))
     } else {
         // Stalled on managed policies IAM does not have: asked again on the slow schedule

@@ -51,6 +51,7 @@ fn status_of(association: &Association) -> AssociationStatus {
         id: association.id.clone(),
         arn: association.arn.clone(),
         disable_session_tags: association.options.disable_session_tags,
+        target_role_arn: association.options.target_role_arn.clone(),
     }
 }
 

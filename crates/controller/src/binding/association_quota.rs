@@ -7,8 +7,17 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kube::runtime::controller::Action;
+use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::reason;
 use podidentity_aws::AwsError;
 use podidentity_aws::eks::AssociationApi;
+use podidentity_iam::build::DesiredState;
+
+use super::conditions::Assessment;
+use super::report::{Found, Note, recorded_role};
+use crate::context::Context;
+use crate::error::Error;
 
 /// How long a count from EKS stands (this process's own writes keep it current).
 const RECOUNT_AFTER: Duration = Duration::from_secs(60);
@@ -84,6 +93,52 @@ pub fn over_quota(associations: usize, quota: u32, cluster: &str) -> Option<Stri
              (spec.identity.mechanism: IRSA) or delete associations no longer needed"
         )
     })
+}
+
+/// How often a binding refused for the association quota asks again.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// A binding that needs a new association while the cluster has as many as it may: refused
+/// before any call for it, and asked again on the slow schedule (an association deleted
+/// elsewhere makes room).
+pub async fn past_association_quota(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    desired: &DesiredState,
+) -> Result<Option<Found>, Error> {
+    let recorded = binding
+        .status
+        .as_ref()
+        .is_some_and(|s| s.association.is_some());
+    let (Some(wanted), Some(api), false) = (&desired.association, &ctx.associations, recorded)
+    else {
+        return Ok(None);
+    };
+    let associations = ctx
+        .association_count
+        .current(api.as_ref(), &wanted.cluster)
+        .await?;
+    ctx.metrics
+        .eks_associations
+        .set(i64::try_from(associations).unwrap_or(i64::MAX));
+    let Some(message) = over_quota(
+        associations,
+        ctx.config.eks_max_associations(),
+        &wanted.cluster,
+    ) else {
+        return Ok(None);
+    };
+    let note = Note::warning(reason::ASSOCIATION_QUOTA_EXCEEDED, message.clone());
+    let assessment = Assessment::Refused {
+        reason: reason::ASSOCIATION_QUOTA_EXCEEDED.into(),
+        message,
+        revoked: false,
+    };
+    Ok(Some(
+        Found::new(assessment, recorded_role(binding))
+            .with_event(note)
+            .then(Ok(Action::requeue(RECHECK))),
+    ))
 }
 
 #[cfg(test)]

@@ -14,16 +14,30 @@
 //! Steps 1–3 happen in the first pass; the status then records `mechanism` (the new one)
 //! and `migration`; later passes count pods until none remain.
 
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::EventType;
+use podidentity_api::conditions::{MIGRATING, reason};
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{Mechanism, PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::{DesiredState, MechanismTrust, mechanism_trust};
 use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, PodUse, uses};
 
+use super::conditions::MigrationState;
 use super::early_pods::{self, EarlyPod};
+use super::report::{Note, When};
 use crate::context::Context;
+use crate::error::Error;
 
-/// How often a migration waiting for pods counts them again (pods are not watched).
-pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+/// How soon a migration waiting for pods counts them again at first (pods are not
+/// watched); the wait grows with the migration's age, up to [`LONGEST_RECHECK`].
+const FIRST_RECHECK: Duration = Duration::from_secs(5);
+const LONGEST_RECHECK: Duration = Duration::from_secs(300);
+
+/// Pods created this long after a migration began still count (a webhook's cache may lag
+/// the annotation's removal); later ones do not, so new pods cannot hold a migration open.
+const LATE_POD_GRACE: Duration = Duration::from_secs(60);
 
 /// A change of mechanism the status shows under way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,33 +77,68 @@ pub fn under_way(binding: &PodIdentityBinding, to: Mechanism) -> Option<Migratio
     })
 }
 
-/// Adds the old mechanism's trust, as the status records it was put in place (the
-/// ServiceAccount annotated last; whether the association's sessions were tagged).
-pub fn keep_old_trust(
+/// When the migration began: the `Migrating` condition's transition (`None`: this pass
+/// begins it).
+fn began(binding: &PodIdentityBinding) -> Option<Timestamp> {
+    binding
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == MIGRATING && c.status == "True")
+        .map(|c| c.last_transition_time.0)
+}
+
+/// How soon to count the pods again: a tenth of the migration's age, from 5 s to 5 min, so
+/// a migration that waits long (pods nobody restarts) costs little.
+pub fn recheck(binding: &PodIdentityBinding) -> Duration {
+    let age = began(binding)
+        .and_then(|at| Timestamp::now().duration_since(at).try_into().ok())
+        .unwrap_or(Duration::ZERO);
+    (age / 10).clamp(FIRST_RECHECK, LONGEST_RECHECK)
+}
+
+/// The ServiceAccount whose pods use the old mechanism: as the migration recorded it, or
+/// the one bound when it begins.
+pub fn migrating_account(binding: &PodIdentityBinding) -> &str {
+    let status = binding.status.as_ref();
+    status
+        .and_then(|s| s.migration.as_ref())
+        .and_then(|m| m.service_account_name.as_deref())
+        .or_else(|| status.and_then(|s| s.service_account_name.as_deref()))
+        .unwrap_or(&binding.spec.service_account_name)
+}
+
+/// Keeps what the old mechanism's running pods need, as the status records it was put in
+/// place: its trust statement (for the ServiceAccount the migration began with; whether
+/// the association's sessions were tagged) and, leaving Pod Identity, the role's right
+/// to chain into the association's target.
+pub fn keep_old_mechanism(
     binding: &PodIdentityBinding,
     namespace: &str,
     config: &OperatorConfig,
     desired: &mut DesiredState,
     from: Mechanism,
 ) {
-    let status = binding.status.as_ref();
-    let service_account = status
-        .and_then(|s| s.service_account_name.as_deref())
-        .unwrap_or(&binding.spec.service_account_name);
+    let association = binding.status.as_ref().and_then(|s| s.association.as_ref());
+    let service_account = migrating_account(binding);
     let trust = match from {
         Mechanism::Irsa => MechanismTrust::Irsa { service_account },
         Mechanism::PodIdentity => MechanismTrust::PodIdentity {
             service_account,
-            session_tags: !status
-                .and_then(|s| s.association.as_ref())
-                .is_some_and(|a| a.disable_session_tags),
+            session_tags: !association.is_some_and(|a| a.disable_session_tags),
         },
     };
     desired.trusting_also(mechanism_trust(namespace, &binding.spec, config, trust));
+    if from == Mechanism::PodIdentity
+        && let Some(target) = association.and_then(|a| a.target_role_arn.as_deref())
+    {
+        desired.chaining_also(target);
+    }
 }
 
-/// The role's trust as a pass (or the drift sweep) should find it: the old mechanism's
-/// statement kept while a migration is recorded and not finishing.
+/// The role as a pass (or the drift sweep) should find it: what the old mechanism needs
+/// kept while a migration is recorded and not finishing.
 pub fn trust_in_force(
     binding: &PodIdentityBinding,
     namespace: &str,
@@ -100,7 +149,7 @@ pub fn trust_in_force(
     if let Some(migration) = under_way(binding, desired.mechanism)
         && !finishing
     {
-        keep_old_trust(binding, namespace, config, desired, migration.from);
+        keep_old_mechanism(binding, namespace, config, desired, migration.from);
     }
 }
 
@@ -111,19 +160,131 @@ fn pod_use(mechanism: Mechanism) -> PodUse {
     }
 }
 
-/// Running pods of the ServiceAccount that still use `from` (for IRSA: with `role_arn`).
-pub async fn pods_on(
+/// Running pods of the ServiceAccount that still use `from` (for IRSA: with `role_arn`),
+/// created before `cutoff` (if any).
+async fn pods_on(
     ctx: &Context,
     namespace: &str,
     service_account: &str,
     from: Mechanism,
     role_arn: &str,
+    cutoff: Option<Timestamp>,
 ) -> Result<Vec<EarlyPod>, kube::Error> {
     let how = pod_use(from);
     early_pods::survey_where(ctx, namespace, service_account, |pod| {
-        uses(pod, how, role_arn, DEFAULT_ANNOTATION_PREFIX)
+        let early = match (cutoff, &pod.metadata.creation_timestamp) {
+            (Some(cutoff), Some(created)) => created.0 <= cutoff,
+            _ => true,
+        };
+        early && uses(pod, how, role_arn, DEFAULT_ANNOTATION_PREFIX)
     })
     .await
+}
+
+/// Running pods still using the mechanism a migration leaves (`None`: they could not
+/// be listed; the migration waits).
+pub async fn old_pods(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    role_arn: &str,
+    migration: &Migration,
+) -> Option<Vec<EarlyPod>> {
+    let account = migrating_account(binding);
+    let cutoff = began(binding).and_then(|at| at.checked_add(LATE_POD_GRACE).ok());
+    match pods_on(ctx, namespace, account, migration.from, role_arn, cutoff).await {
+        Ok(pods) => Some(pods),
+        Err(err) => {
+            tracing::warn!(%namespace, service_account = %account, error = %err, "cannot list the ServiceAccount's pods; the migration waits");
+            None
+        }
+    }
+}
+
+/// A migration's old pods counted (and, once the new mechanism is `delivered`, their
+/// workloads rolled once, with `restartPods`).
+pub async fn wait(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    role_arn: &str,
+    migration: &Migration,
+    delivered: bool,
+) -> Result<(MigrationState, Option<Note>), Error> {
+    let pods = old_pods(ctx, binding, namespace, role_arn, migration).await;
+    let account = migrating_account(binding).to_string();
+    let restarts = match &pods {
+        Some(pods)
+            if !pods.is_empty()
+                && delivered
+                && binding.spec.injection.restart_pods
+                && ctx.config.allow_pod_restarts =>
+        {
+            let key = restart_key(role_arn, migration.to);
+            Some(early_pods::restart(ctx, namespace, pods, &key).await?)
+        }
+        _ => None,
+    };
+    let before = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.migration.as_ref())
+        .and_then(|m| m.pods_remaining);
+    let count = pods.as_ref().map(Vec::len);
+    let restarted = restarts.as_ref().is_some_and(|r| !r.restarted.is_empty());
+    let changed = count.map(|n| i64::try_from(n).unwrap_or(i64::MAX)) != before || restarted;
+    // Its own reason when something was rolled: Events of one reason are kept as a series
+    // whose note is the first one's.
+    let why = if restarted {
+        reason::PODS_RESTARTED
+    } else {
+        reason::WAITING_FOR_PODS
+    };
+    let note = pods
+        .as_ref()
+        .filter(|pods| changed && !pods.is_empty())
+        .map(|pods| {
+            let message = waiting_note(
+                migration,
+                &account,
+                pods,
+                restarts.as_ref(),
+                ctx.config.allow_pod_restarts,
+            );
+            Note::new(EventType::Normal, why, message, When::StatusWritten)
+                .for_action(action(migration.to))
+        });
+    let state = MigrationState {
+        from: migration.from,
+        to: migration.to,
+        service_account: account,
+        pods_remaining: count,
+    };
+    Ok((state, note))
+}
+
+/// The Event of a migration's first pass.
+pub fn started(migration: &Migration) -> Note {
+    let Migration { from, to, .. } = migration;
+    Note::new(
+        EventType::Normal,
+        reason::MIGRATION_STARTED,
+        format!("moving from {from} to {to}: the role trusts both; new pods get {to}"),
+        When::Always,
+    )
+    .for_action(action(*to))
+}
+
+/// The Event of a migration's last pass (said once its status is written).
+pub fn complete(migration: &Migration) -> Note {
+    let Migration { from, to, .. } = migration;
+    Note::new(
+        EventType::Normal,
+        reason::MIGRATION_COMPLETE,
+        format!("no running pod uses {from} any more: the role trusts {to} only"),
+        When::StatusWritten,
+    )
+    .for_action(action(*to))
 }
 
 /// The action of a migration's Events: one series per direction, so each direction's
@@ -242,6 +403,7 @@ mod tests {
             from: Irsa,
             to: PodIdentity,
             pods_remaining: Some(2),
+            service_account_name: Some("orders".into()),
         });
         assert_eq!(
             under_way(&binding(Some(waiting.clone())), PodIdentity),
@@ -260,5 +422,124 @@ mod tests {
                 delivered: false
             })
         );
+    }
+
+    fn config() -> OperatorConfig {
+        OperatorConfig {
+            cluster_name: "prod".into(),
+            aws: podidentity_api::config::AwsConfig {
+                account_id: Some("111122223333".into()),
+                region: Some("eu-west-1".into()),
+                ..Default::default()
+            },
+            oidc: podidentity_api::config::OidcConfig {
+                issuer_url: Some("https://oidc.example.com/id/ABC".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn desired(b: &PodIdentityBinding) -> DesiredState {
+        let config = config();
+        podidentity_iam::desired_state(
+            podidentity_iam::BindingRef::of("shop", b),
+            &b.spec,
+            &config,
+            &podidentity_iam::Guardrails::from_config(&config),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The ServiceAccount named when the migration began keeps its trust after the spec
+    /// names another (status.serviceAccountName follows the spec; the migration does not).
+    #[test]
+    fn the_old_trust_is_for_the_service_account_the_migration_began_with() {
+        let mut status = placed(Some(Mechanism::PodIdentity));
+        status.service_account_name = Some("orders-v2".into());
+        status.migration = Some(MigrationStatus {
+            from: Mechanism::Irsa,
+            to: Mechanism::PodIdentity,
+            pods_remaining: Some(1),
+            service_account_name: Some("orders".into()),
+        });
+        let mut b = binding(Some(status));
+        b.spec.service_account_name = "orders-v2".into();
+        b.spec.identity.mechanism = Some(Mechanism::PodIdentity);
+        let mut want = desired(&b);
+        trust_in_force(&b, "shop", &config(), &mut want, false);
+        let trust = want.role.trust_policy.minified();
+        assert!(
+            trust.contains("system:serviceaccount:shop:orders\""),
+            "{trust}"
+        );
+        assert!(
+            !trust.contains("system:serviceaccount:shop:orders-v2"),
+            "{trust}"
+        );
+        assert_eq!(migrating_account(&b), "orders");
+        // Finishing: the new mechanism's alone.
+        let mut done = desired(&b);
+        trust_in_force(&b, "shop", &config(), &mut done, true);
+        assert!(!done.role.trust_policy.minified().contains("Federated"));
+    }
+
+    /// Leaving Pod Identity with a target role: the association (kept for the running
+    /// pods) still chains into it, so the role keeps the right to.
+    #[test]
+    fn leaving_pod_identity_keeps_the_chaining_its_association_needs() {
+        let target = "arn:aws:iam::444455556666:role/reports";
+        let mut status = placed(Some(Mechanism::PodIdentity));
+        status.association = Some(podidentity_api::AssociationStatus {
+            id: "a-1".into(),
+            arn: "arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod/a-1".into(),
+            disable_session_tags: true,
+            target_role_arn: Some(target.into()),
+        });
+        let b = binding(Some(status));
+        let mut want = desired(&b);
+        assert_eq!(want.mechanism, Mechanism::Irsa);
+        trust_in_force(&b, "shop", &config(), &mut want, false);
+        let inline = want
+            .role
+            .inline_policy
+            .as_ref()
+            .map(|p| p.minified())
+            .unwrap_or_default();
+        assert!(inline.contains(target), "{inline}");
+        let trust = want.role.trust_policy.minified();
+        assert!(trust.contains("pods.eks.amazonaws.com"), "{trust}");
+        // Session tags were off: the kept statement pins no tag the sessions lack.
+        assert!(!trust.contains("kubernetes-namespace"), "{trust}");
+    }
+
+    /// A young migration counts its pods every 5 s; an old one rarely.
+    #[test]
+    fn the_recount_slows_as_the_migration_ages() {
+        let with_age = |seconds: i64| {
+            let mut status = placed(Some(Mechanism::PodIdentity));
+            let at = Timestamp::now()
+                .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+                .unwrap_or_else(|e| panic!("{e}"));
+            status
+                .conditions
+                .push(podidentity_api::conditions::Condition {
+                    type_: MIGRATING.into(),
+                    status: "True".into(),
+                    reason: reason::WAITING_FOR_PODS.into(),
+                    message: String::new(),
+                    observed_generation: None,
+                    last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at),
+                });
+            recheck(&binding(Some(status)))
+        };
+        assert_eq!(recheck(&binding(Some(placed(None)))), FIRST_RECHECK);
+        assert_eq!(with_age(10), FIRST_RECHECK);
+        let middle = with_age(1_000);
+        assert!(
+            (Duration::from_secs(99)..=Duration::from_secs(101)).contains(&middle),
+            "{middle:?}"
+        );
+        assert_eq!(with_age(86_400), LONGEST_RECHECK);
     }
 }

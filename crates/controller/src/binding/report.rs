@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use podidentity_api::{Mechanism, MigrationStatus, PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::DesiredState;
 
-use super::conditions::{Assessment, AssociationState, ServiceAccountState, next_status};
+use super::conditions::{Assessment, AssociationState, ServiceAccountState, Synced, next_status};
 use super::memory::{Memory, OwnWrite, RoleFacts};
 use crate::context::Context;
 use crate::error::Error;
@@ -163,6 +163,26 @@ pub fn recorded_role(binding: &PodIdentityBinding) -> Option<RoleFacts> {
     })
 }
 
+/// The mechanism the status records after a synced pass. During a migration the new one
+/// counts as delivered only once it is in place (the association ours, or the
+/// ServiceAccount bound): with a conflict the old one stays recorded, so a later pass
+/// never finishes a migration that never delivered.
+fn recorded_mechanism(
+    wanted: Mechanism,
+    synced: &Synced,
+    before: Option<Mechanism>,
+) -> Option<Mechanism> {
+    let delivered = match wanted {
+        Mechanism::PodIdentity => matches!(synced.association, Some(AssociationState::Kept(_))),
+        Mechanism::Irsa => synced.service_account == ServiceAccountState::Bound,
+    };
+    if delivered || synced.migration.is_none() {
+        Some(wanted)
+    } else {
+        before
+    }
+}
+
 /// Writes the status when it differs from the current one; says whether it wrote.
 /// `role` and `desired` fill in the role and trust policy fields when known.
 pub async fn write_status(
@@ -199,7 +219,7 @@ pub async fn write_status(
                 ServiceAccountState::Bound => Some(desired.service_account.name.clone()),
                 ServiceAccountState::NotFound { .. } => None,
             };
-            status.mechanism = Some(desired.mechanism);
+            status.mechanism = recorded_mechanism(desired.mechanism, synced, status.mechanism);
             let leaving_pod_identity = synced
                 .migration
                 .as_ref()
@@ -210,6 +230,7 @@ pub async fn write_status(
                 pods_remaining: m
                     .pods_remaining
                     .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                service_account_name: Some(m.service_account.clone()),
             });
             status.association = match (&desired.association, &synced.association) {
                 // Moving to IRSA: the association stays while pods still use it.
@@ -241,4 +262,50 @@ pub async fn write_status(
         },
     );
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::conditions::MigrationState;
+
+    #[test]
+    fn a_migration_records_the_new_mechanism_only_once_delivered() {
+        let migrating = |association| Synced {
+            association,
+            migration: Some(MigrationState {
+                from: Mechanism::Irsa,
+                to: Mechanism::PodIdentity,
+                service_account: "web".into(),
+                pods_remaining: Some(0),
+            }),
+            ..Synced::bound()
+        };
+        let conflict = Some(AssociationState::Conflict {
+            id: "a-theirs".into(),
+            why: "it names another role".into(),
+        });
+        let kept = Some(AssociationState::Kept(
+            podidentity_api::AssociationStatus::default(),
+        ));
+        let before = Some(Mechanism::Irsa);
+        assert_eq!(
+            recorded_mechanism(Mechanism::PodIdentity, &migrating(conflict.clone()), before),
+            before,
+            "a conflict delivers nothing: the migration must not finish"
+        );
+        assert_eq!(
+            recorded_mechanism(Mechanism::PodIdentity, &migrating(kept), before),
+            Some(Mechanism::PodIdentity)
+        );
+        // No migration (a new binding): what it asks for, conflict or not.
+        let fresh = Synced {
+            association: conflict,
+            ..Synced::bound()
+        };
+        assert_eq!(
+            recorded_mechanism(Mechanism::PodIdentity, &fresh, None),
+            Some(Mechanism::PodIdentity)
+        );
+    }
 }

@@ -223,6 +223,7 @@ mod tests {
                 id: id.into(),
                 arn: format!("arn:aws:eks:eu-west-1:111122223333:podidentityassociation/prod/{id}"),
                 disable_session_tags: false,
+                target_role_arn: None,
             }),
             ..Default::default()
         });
