@@ -136,20 +136,8 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(shortened(note, MAX_EVENT_NOTE)),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(err) = self
-            .recorder
-            .publish(&event, &binding.object_ref(&()))
-            .await
-        {
-            tracing::warn!(error = %err, reason, "could not publish an Event");
-        }
+        self.publish(&binding.object_ref(&()), type_, action, reason, note)
+            .await;
     }
 
     /// Publishes an Event on any object; a failure to publish is logged, never fatal.
@@ -160,11 +148,23 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.publish(regarding, type_, "Reconcile", reason, note)
+            .await;
+    }
+
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        action: &str,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(shortened(note, MAX_EVENT_NOTE)),
-            action: "Reconcile".into(),
+            action: action.into(),
             secondary: None,
         };
         if let Err(err) = self.recorder.publish(&event, regarding).await {

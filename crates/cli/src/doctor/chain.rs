@@ -93,22 +93,35 @@ fn qualified(facts: &Facts) -> String {
     format!("{}/{}", facts.namespace, facts.service_account_name)
 }
 
-fn service_account(facts: &Facts) -> Link {
+/// The link of a ServiceAccount that cannot be read or does not exist (`None`: it does).
+pub(super) fn service_account_unread(facts: &Facts) -> Option<Link> {
     const NAME: &str = "serviceAccount";
     let account = qualified(facts);
     match &facts.service_account {
-        Err(err) => broken(
+        Err(err) => Some(broken(
             NAME,
             "Unreadable",
             format!("cannot read ServiceAccount {account}: {err}"),
             "check the kubeconfig and that you may get ServiceAccounts there".into(),
-        ),
-        Ok(None) => broken(
+        )),
+        Ok(None) => Some(broken(
             NAME,
             "NotFound",
             format!("ServiceAccount {account} does not exist"),
             "create it, or set spec.createServiceAccount: true on its PodIdentityBinding".into(),
-        ),
+        )),
+        Ok(Some(_)) => None,
+    }
+}
+
+fn service_account(facts: &Facts) -> Link {
+    const NAME: &str = "serviceAccount";
+    let account = qualified(facts);
+    if let Some(unread) = service_account_unread(facts) {
+        return unread;
+    }
+    match &facts.service_account {
+        Err(_) | Ok(None) => skipped(NAME, "unread"),
         Ok(Some(_)) => match facts.role_arn() {
             Some(arn) => link(
                 NAME,
@@ -581,29 +594,32 @@ fn discovery(facts: &Facts) -> Link {
     }
 }
 
+/// The pod asked about, or its link when there is none to judge.
+pub(super) fn target_pod(facts: &Facts) -> Result<&Pod, Link> {
+    const NAME: &str = "pod";
+    match &facts.pod {
+        None => Err(skipped(NAME, "asked about a ServiceAccount, not a pod")),
+        Some(Ok(Some(pod))) => Ok(pod),
+        Some(Ok(None)) => Err(broken(
+            NAME,
+            "NotFound",
+            "the pod does not exist".into(),
+            "name a pod that exists (kubectl get pods)".into(),
+        )),
+        Some(Err(err)) => Err(broken(
+            NAME,
+            "Unreadable",
+            format!("cannot read the pod: {err}"),
+            "check that you may get pods there".into(),
+        )),
+    }
+}
+
 fn pod(facts: &Facts) -> Link {
     const NAME: &str = "pod";
-    let Some(found) = &facts.pod else {
-        return skipped(NAME, "asked about a ServiceAccount, not a pod");
-    };
-    let pod = match found {
-        Ok(Some(pod)) => pod,
-        Ok(None) => {
-            return broken(
-                NAME,
-                "NotFound",
-                "the pod does not exist".into(),
-                "name a pod that exists (kubectl get pods)".into(),
-            );
-        }
-        Err(err) => {
-            return broken(
-                NAME,
-                "Unreadable",
-                format!("cannot read the pod: {err}"),
-                "check that you may get pods there".into(),
-            );
-        }
+    let pod = match target_pod(facts) {
+        Ok(pod) => pod,
+        Err(link) => return link,
     };
     let Some(arn) = facts.role_arn() else {
         return skipped(NAME, "the ServiceAccount names no role");

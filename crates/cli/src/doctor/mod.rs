@@ -132,15 +132,16 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
         Ok(fetcher) => fetcher,
         Err(err) => return bad_input(err),
     };
-    let iam = SdkIam::connect(&AwsSettings {
+    let aws = AwsSettings {
         region: config.aws.region.clone(),
         endpoint_url: config.aws.endpoint_url.clone(),
         max_attempts: 3,
         call_timeout: Some(Duration::from_secs(20)),
         static_credentials: None,
         write_gate: None,
-    })
-    .await;
+    };
+    let iam = SdkIam::connect(&aws).await;
+    let eks = SdkEks::connect(&aws).await;
     // As the controller completes it: the issuer from the API server, the account from
     // STS, where the configuration leaves them out.
     if config.oidc.issuer_url.is_none()
@@ -154,15 +155,6 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
     {
         config.aws.account_id = Some(account);
     }
-    let eks = SdkEks::connect(&AwsSettings {
-        region: config.aws.region.clone(),
-        endpoint_url: config.aws.endpoint_url.clone(),
-        max_attempts: 3,
-        call_timeout: Some(Duration::from_secs(20)),
-        static_credentials: None,
-        write_gate: None,
-    })
-    .await;
     let reach = Reach {
         client: &client,
         iam: &iam,

@@ -14,7 +14,9 @@ use podidentity_webhook::pod_credentials::{
 };
 use serde_json::Value;
 
-use super::chain::{Health, Link, binding, broken, link, skipped};
+use super::chain::{
+    Health, Link, binding, broken, link, service_account_unread, skipped, target_pod,
+};
 use super::gather::{AGENT_DAEMON_SET, Facts, PodIdentityFacts};
 
 /// Every link of the Pod Identity chain, in the order credentials travel.
@@ -37,19 +39,11 @@ fn qualified(facts: &Facts) -> String {
 fn service_account(facts: &Facts) -> Link {
     const NAME: &str = "serviceAccount";
     let account = qualified(facts);
+    if let Some(unread) = service_account_unread(facts) {
+        return unread;
+    }
     match &facts.service_account {
-        Err(err) => broken(
-            NAME,
-            "Unreadable",
-            format!("cannot read ServiceAccount {account}: {err}"),
-            "check the kubeconfig and that you may get ServiceAccounts there".into(),
-        ),
-        Ok(None) => broken(
-            NAME,
-            "NotFound",
-            format!("ServiceAccount {account} does not exist"),
-            "create it, or set spec.createServiceAccount: true on its PodIdentityBinding".into(),
-        ),
+        Err(_) | Ok(None) => skipped(NAME, "unread"),
         Ok(Some(_)) => match facts.role_arn() {
             Some(arn) => broken(
                 NAME,
@@ -289,28 +283,9 @@ fn agent(pi: &PodIdentityFacts) -> Link {
 }
 
 fn pod(facts: &Facts) -> Link {
-    const NAME: &str = "pod";
-    let Some(found) = &facts.pod else {
-        return skipped(NAME, "asked about a ServiceAccount, not a pod");
-    };
-    let pod = match found {
-        Ok(Some(pod)) => pod,
-        Ok(None) => {
-            return broken(
-                NAME,
-                "NotFound",
-                "the pod does not exist".into(),
-                "name a pod that exists (kubectl get pods)".into(),
-            );
-        }
-        Err(err) => {
-            return broken(
-                NAME,
-                "Unreadable",
-                format!("cannot read the pod: {err}"),
-                "check that you may get pods there".into(),
-            );
-        }
+    let pod = match target_pod(facts) {
+        Ok(pod) => pod,
+        Err(link) => return link,
     };
     judge_pod(pod)
 }

@@ -246,18 +246,30 @@ pub fn warning(
     restarts: Option<&Restarts>,
     restarts_allowed: bool,
 ) -> String {
+    format!(
+        "{} pod{} of ServiceAccount {service_account} run without role {role_arn} (started \
+         before the ServiceAccount was annotated): {}.{}",
+        pods.len(),
+        if pods.len() == 1 { "" } else { "s" },
+        names_shown(pods),
+        what_was_restarted(restarts, restarts_allowed)
+    )
+}
+
+/// The pods' names, the first ten.
+pub fn names_shown(pods: &[EarlyPod]) -> String {
     const SHOWN: usize = 10;
     let mut names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).take(SHOWN).collect();
     if pods.len() > SHOWN {
         names.push("…");
     }
-    let mut note = format!(
-        "{} pod{} of ServiceAccount {service_account} run without role {role_arn} (started \
-         before the ServiceAccount was annotated): {}.",
-        pods.len(),
-        if pods.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
+    names.join(", ")
+}
+
+/// What was restarted, what was before, and what a person must restart (or how to have
+/// it done).
+pub fn what_was_restarted(restarts: Option<&Restarts>, restarts_allowed: bool) -> String {
+    let mut note = String::new();
     match restarts {
         Some(done) => {
             if !done.restarted.is_empty() {

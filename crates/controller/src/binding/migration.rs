@@ -307,42 +307,17 @@ pub fn waiting_note(
     restarts: Option<&early_pods::Restarts>,
     restarts_allowed: bool,
 ) -> String {
-    const SHOWN: usize = 10;
-    let mut names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).take(SHOWN).collect();
-    if pods.len() > SHOWN {
-        names.push("…");
-    }
-    let mut note = format!(
-        "moving ServiceAccount {service_account} from {} to {}: {} running pod{} still use{} {} \
-         (the role trusts both until none do): {}.",
-        migration.from,
-        migration.to,
+    let Migration { from, to, .. } = migration;
+    let one = pods.len() == 1;
+    format!(
+        "moving ServiceAccount {service_account} from {from} to {to}: {} running pod{} still \
+         use{} {from} (the role trusts both until none do): {}.{}",
         pods.len(),
-        if pods.len() == 1 { "" } else { "s" },
-        if pods.len() == 1 { "s" } else { "" },
-        migration.from,
-        names.join(", ")
-    );
-    match restarts {
-        Some(done) => {
-            if !done.restarted.is_empty() {
-                note.push_str(&format!(" Restarted: {}.", done.restarted.join(", ")));
-            }
-            if !done.by_hand.is_empty() {
-                note.push_str(&format!(
-                    " Not owned by a Deployment, StatefulSet or DaemonSet, restart by hand: {}.",
-                    done.by_hand.join(", ")
-                ));
-            }
-        }
-        None if restarts_allowed => note.push_str(
-            " Restart them, or set spec.injection.restartPods: true to have their workloads restarted.",
-        ),
-        None => note.push_str(
-            " Restart them (spec.injection.restartPods needs the operator's allowPodRestarts).",
-        ),
-    }
-    note
+        if one { "" } else { "s" },
+        if one { "s" } else { "" },
+        early_pods::names_shown(pods),
+        early_pods::what_was_restarted(restarts, restarts_allowed)
+    )
 }
 
 #[cfg(test)]
