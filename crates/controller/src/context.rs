@@ -15,7 +15,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::api::IamApi;
 use podidentity_aws::eks::AssociationApi;
 
-use crate::binding::association_quota::AssociationCount;
+use crate::binding::association_count::AssociationCount;
 use crate::binding::managed_policies::ManagedPolicyDocuments;
 use crate::binding::quota::SiblingVerdicts;
 use crate::caches::{Bindings, Secrets, Watched};

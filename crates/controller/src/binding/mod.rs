@@ -11,6 +11,7 @@
 
 mod apply;
 pub mod association;
+pub mod association_count;
 pub mod association_quota;
 pub mod assumable;
 mod cleanup;
