@@ -277,6 +277,13 @@ def test_the_short_form_is_off_unless_the_values_turn_it_on():
     assert on["shortForm"] == {"enabled": True, "namespaces": ["shop"]}
 
 
+def test_allowed_mechanisms_reach_the_configuration():
+    default = yaml.safe_load(find(render({}), "ConfigMap")["data"]["config.yaml"])
+    assert "identity" not in default
+    only = yaml.safe_load(find(render({"identity": {"allowedMechanisms": ["PodIdentity"], "defaultMechanism": "PodIdentity"}}), "ConfigMap")["data"]["config.yaml"])
+    assert only["identity"] == {"defaultMechanism": "PodIdentity", "allowedMechanisms": ["PodIdentity"]}
+
+
 def test_the_association_quota_reaches_the_configuration_only_when_lowered():
     default = yaml.safe_load(find(render({}), "ConfigMap")["data"]["config.yaml"])
     assert "maxAssociations" not in default.get("eks", {})
@@ -309,8 +316,9 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"oidc": {"publish": {"s3Bucket": "Prod_OIDC"}}}, "Prod_OIDC"),
         ({"oidc": {"thumbprints": ["abc"]}}, "abc"),
         ({"eks": {"maxAssociations": 6000}}, "maxAssociations"),
+        ({"identity": {"allowedMechanisms": ["Kerberos"]}}, "Kerberos"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))

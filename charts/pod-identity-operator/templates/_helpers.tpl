@@ -76,7 +76,10 @@ seccompProfile:
 {{- with .Values.credentialsRequests.namespaces }}{{ $_ := set $requests "namespaces" . }}{{ end -}}
 {{- $_ := set $c "credentialsRequests" $requests -}}
 {{- $_ := set $c "allowPodRestarts" .Values.allowPodRestarts -}}
-{{- with .Values.identity.defaultMechanism }}{{ $_ := set $c "identity" (dict "defaultMechanism" .) }}{{ end -}}
+{{- $identity := dict -}}
+{{- with .Values.identity.defaultMechanism }}{{ $_ := set $identity "defaultMechanism" . }}{{ end -}}
+{{- with .Values.identity.allowedMechanisms }}{{ $_ := set $identity "allowedMechanisms" . }}{{ end -}}
+{{- if $identity }}{{ $_ := set $c "identity" $identity }}{{ end -}}
 {{- $eks := dict -}}
 {{- with .Values.eks.clusterName }}{{ $_ := set $eks "clusterName" . }}{{ end -}}
 {{- if and .Values.eks.maxAssociations (ne (int .Values.eks.maxAssociations) 5000) }}{{ $_ := set $eks "maxAssociations" (int .Values.eks.maxAssociations) }}{{ end -}}

@@ -646,6 +646,40 @@ mod tests {
         assert_eq!(pod.mechanism, Mechanism::PodIdentity);
     }
 
+    /// The configuration can forbid a mechanism everywhere: refused with the setting named,
+    /// and the default must be one it allows.
+    #[test]
+    fn the_configuration_can_allow_one_mechanism_only() {
+        let mut only_pod_identity = config(&[]);
+        only_pod_identity.identity.allowed_mechanisms = vec![Mechanism::PodIdentity];
+        let refused = refusals(build_for(
+            &spec(IdentitySpec {
+                mechanism: Some(Mechanism::Irsa),
+                ..IdentitySpec::default()
+            }),
+            &only_pod_identity,
+        ));
+        assert_eq!(
+            refused,
+            [(
+                "spec.identity.mechanism".to_string(),
+                ViolationKind::GuardrailViolation
+            )]
+        );
+        assert!(build_for(&spec(pod_identity()), &only_pod_identity).is_ok());
+        let problems: Vec<_> = only_pod_identity
+            .problems()
+            .iter()
+            .map(|p| p.setting)
+            .collect();
+        assert!(
+            problems.contains(&"identity.defaultMechanism"),
+            "{problems:?}"
+        );
+        only_pod_identity.identity.default_mechanism = Mechanism::PodIdentity;
+        assert!(only_pod_identity.problems().is_empty());
+    }
+
     #[test]
     fn a_session_policy_needs_session_tags_off_and_irsa_takes_no_pod_identity_options() {
         let mut identity = pod_identity();

@@ -215,6 +215,22 @@ pub const MAX_SESSION_POLICY_CHARS: usize = 2_048;
 fn check_identity(c: &mut Checker, spec: &PodIdentityBindingSpec, config: &OperatorConfig) {
     let identity = &spec.identity;
     let mechanism = identity.effective_mechanism(config.identity.default_mechanism);
+    if !config.identity.allows(mechanism) {
+        let allowed: Vec<String> = config
+            .identity
+            .allowed_mechanisms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        c.violations.push(Violation::guardrail(
+            "spec.identity.mechanism",
+            format!(
+                "{mechanism} is not allowed by this operator (identity.allowedMechanisms: {}): \
+                 set spec.identity.mechanism to one of them",
+                allowed.join(", ")
+            ),
+        ));
+    }
     if mechanism == Mechanism::Irsa {
         let set = [
             ("targetRoleArn", identity.target_role_arn.is_some()),

@@ -141,9 +141,18 @@ pub struct IdentityConfig {
     /// `IRSA` (the default) or `PodIdentity`.
     #[serde(default)]
     pub default_mechanism: Mechanism,
+    /// The mechanisms bindings may use anywhere (empty: both); PodIdentityPolicies narrow
+    /// it per namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_mechanisms: Vec<Mechanism>,
 }
 
 impl IdentityConfig {
+    /// Whether bindings may use `mechanism` under this configuration.
+    pub fn allows(&self, mechanism: Mechanism) -> bool {
+        self.allowed_mechanisms.is_empty() || self.allowed_mechanisms.contains(&mechanism)
+    }
+
     fn is_unset(&self) -> bool {
         self == &Self::default()
     }

@@ -177,6 +177,16 @@ impl OperatorConfig {
 
     /// `guardrails.*`.
     fn guardrail_problems(&self, problems: &mut Problems) {
+        if !self.identity.allows(self.identity.default_mechanism) {
+            problems.bad(
+                "identity.defaultMechanism",
+                format!(
+                    "{} is not among identity.allowedMechanisms, so every binding that does \
+                     not say would be refused: make the default one of them",
+                    self.identity.default_mechanism
+                ),
+            );
+        }
         if self.guardrails.require_boundary
             && self
                 .roles
