@@ -316,7 +316,7 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"oidc": {"publish": {"s3Bucket": "Prod_OIDC"}}}, "Prod_OIDC"),
         ({"oidc": {"thumbprints": ["abc"]}}, "abc"),
         ({"eks": {"maxAssociations": 6000}}, "maxAssociations"),
-        ({"identity": {"allowedMechanisms": ["Kerberos"]}}, "Kerberos"),
+        ({"identity": {"allowedMechanisms": ["Kerberos"]}}, "allowedMechanisms"),
     ],
     ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism"],
 )
