@@ -137,7 +137,8 @@ async fn allowed(pass: &Pass<'_>, mut desired: DesiredState) -> Result<Found, Er
         RoleStep::Made(made) => made,
         RoleStep::Over(found) => return Ok(*found),
     };
-    if let Some(m) = migration.filter(|m| !m.delivered) {
+    // Said by the pass that widened the trust (a pass waiting on a conflict says nothing).
+    if let Some(m) = migration.filter(|m| !m.delivered && made.changed) {
         made.events.push(migration::started(&m));
     }
     if let Some(m) = migration.filter(|_| finishing) {
