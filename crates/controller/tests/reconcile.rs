@@ -293,6 +293,43 @@ async fn an_idle_pass_makes_no_iam_call_and_no_write() {
     );
 }
 
+/// A pass that sees the binding as it was before its own last status write (the cache
+/// not caught up, as after a relist) writes nothing, and looks again shortly rather than
+/// waiting for an event that may already have been folded into the relist.
+#[tokio::test]
+async fn a_pass_on_a_stale_copy_looks_again_shortly() {
+    let Some(endpoint) = endpoint() else { return };
+    let w = world(
+        endpoint,
+        vec![binding("orders-s3", spec())],
+        vec![service_account("orders")],
+    )
+    .await;
+    // The finalizer pass, then the apply pass on the copy from before its status write.
+    w.pass("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stale = w.get("orders-s3").await;
+    reconcile_binding(&stale, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        w.get("orders-s3").await.status.is_some(),
+        "the apply pass wrote its status"
+    );
+    w.log.reset();
+    let again = reconcile_binding(&stale, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        again,
+        kube::runtime::controller::Action::requeue(
+            podidentity_controller::binding::OWN_WRITE_RECHECK
+        )
+    );
+    assert_eq!(w.log.total(), 0, "{:?}", w.log.snapshot());
+}
+
 #[tokio::test]
 async fn a_refused_spec_makes_no_iam_call_and_says_why() {
     let Some(endpoint) = endpoint() else { return };

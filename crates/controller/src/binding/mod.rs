@@ -113,6 +113,10 @@ async fn vanished(
     Ok(Action::await_change())
 }
 
+/// How soon a pass that saw the binding as it was before its own last status write looks
+/// again.
+pub const OWN_WRITE_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One pass over a binding that is not being deleted: read, judge, apply, report.
 async fn pass(
     binding: &PodIdentityBinding,
@@ -122,14 +126,17 @@ async fn pass(
 ) -> Result<Action, Error> {
     // A pass woken before the watch delivered this process's own last status write sees
     // the binding as it was before that pass: its work is done, and the write's own
-    // event brings the binding back as it is now.
+    // event brings the binding back as it is now. Looked at again shortly all the same:
+    // the controller reads the binding from its cache, which a relist after an outage
+    // swaps only once the whole list is in, after the relisted binding's own wake (seen
+    // end to end under load: a policy changed during an outage was never judged).
     let uid = binding.uid().unwrap_or_default();
     if memory
         .record(&uid)
         .own_write
         .is_some_and(|w| Some(&w.over) == binding.resource_version().as_ref())
     {
-        return Ok(Action::await_change());
+        return Ok(Action::requeue(OWN_WRITE_RECHECK));
     }
     let rules = ctx.policies.for_namespace(namespace).rules_for(namespace);
     let mut siblings = Vec::new();
