@@ -26,6 +26,9 @@ const TEMPLATE_RULE: &str = "self.all(p, p.matches('^([^$]|[$]+[^{$]|[$]+[{](nam
 /// `podidentity_iam::namespace_policy::open_namespace`.
 const NAMESPACE_BOUNDARY_RULE: &str = "self.all(p, !p.matches('[$][{]namespace[}][A-Za-z0-9*?$-]') && !p.matches('[*][^:]*[$][{]namespace[}]'))";
 
+/// An AWS account id: twelve digits.
+pub const ACCOUNT_ID_PATTERN: &str = "^[0-9]{12}$";
+
 /// Patterns per list: enough for any team layout, and a bound CEL's cost estimate needs.
 const MAX_PATTERNS: u32 = 100;
 
@@ -103,6 +106,14 @@ pub struct PodIdentityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "templated_patterns_schema")]
     pub allowed_target_role_arns: Vec<String>,
+    /// The AWS account these namespaces' roles live in: one of the operator's
+    /// `accounts`, which it acts in by assuming that account's role. Left out: the
+    /// operator's own account (unless another policy selecting the namespace names one).
+    /// Namespace owners cannot choose it; two policies placing one namespace in two
+    /// accounts refuse its bindings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ACCOUNT_ID_PATTERN))]
+    pub account: Option<String>,
     /// What happens to the role of a binding this policy comes to refuse (after the
     /// policy, or the namespace's labels, changed): `Keep` (the default) leaves the role
     /// as it was and only reports; `Revoke` also detaches its managed policies and deletes

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::binding::{DeletionPolicy, Mechanism};
 
+mod accounts;
 mod oidc_management;
 mod problem;
 mod validate;
@@ -74,6 +75,11 @@ pub struct OperatorConfig {
     pub identity: IdentityConfig,
     #[serde(default, skip_serializing_if = "EksConfig::is_unset")]
     pub eks: EksConfig,
+    /// Other AWS accounts the operator makes roles in, each by assuming a role there. A
+    /// PodIdentityPolicy places namespaces in one of them (`spec.account`); every other
+    /// namespace stays in the operator's own account (`aws.accountId`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountConfig>,
     /// Not a setting: the uid of this cluster's kube-system namespace, which the controller
     /// reads at start and tags roles with. Unknown to `plan` and the webhook.
     #[serde(skip)]
@@ -415,6 +421,7 @@ impl Default for OperatorConfig {
             credentials_requests: CredentialsRequestsConfig::default(),
             identity: IdentityConfig::default(),
             eks: EksConfig::default(),
+            accounts: Vec::new(),
             cluster_uid: None,
         }
     }
@@ -635,6 +642,28 @@ impl OperatorConfig {
                 .iter()
                 .any(|n| n == namespace)
     }
+}
+
+/// One account the operator makes roles in, by assuming `roleArn` there with its own
+/// credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The account's id (12 digits); PodIdentityPolicies name it in `spec.account`.
+    pub id: String,
+    /// The role in that account the operator assumes (STS AssumeRole) to act there.
+    pub role_arn: String,
+    /// This account's own request budget (IAM's rate limits are per account); unset:
+    /// `aws.maxRequestsPerSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_second: Option<f64>,
+}
+
+/// The account named in an IAM ARN (`arn:<partition>:iam::<account>:...`), when it is an
+/// account id (not `aws`, AWS's own managed policies).
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
 /// The smallest configuration that passes its checks, for the tests of each module.

@@ -17,6 +17,7 @@ impl OperatorConfig {
         self.guardrail_problems(&mut problems);
         self.limit_problems(&mut problems);
         self.aws_problems(&mut problems);
+        self.account_problems(&mut problems);
         self.short_form_problems(&mut problems);
         self.credentials_request_problems(&mut problems);
         problems.0
@@ -320,6 +321,64 @@ impl OperatorConfig {
     }
 }
 
+impl OperatorConfig {
+    /// `accounts[*]`.
+    fn account_problems(&self, problems: &mut Problems) {
+        let mut seen = std::collections::BTreeSet::new();
+        for account in &self.accounts {
+            let id = &account.id;
+            if !is_account_id(id) {
+                problems.bad(
+                    "accounts[].id",
+                    format!("{id:?} must be a 12-digit AWS account id"),
+                );
+            } else if !seen.insert(id.as_str()) {
+                problems.bad(
+                    "accounts[].id",
+                    format!("{id} is listed twice: keep one entry per account"),
+                );
+            } else if self.aws.account_id.as_deref() == Some(id) {
+                problems.bad(
+                    "accounts[].id",
+                    format!(
+                        "{id} is the operator's own account (aws.accountId), which needs no \
+                         entry: remove it"
+                    ),
+                );
+            }
+            match arn_parts(&account.role_arn, "role/") {
+                Some((owner, name)) if is_account_id(owner) && !name.is_empty() => {
+                    if owner != id {
+                        problems.bad(
+                            "accounts[].roleArn",
+                            format!(
+                                "{} is a role of account {owner}, not of {id}: name the role \
+                                 the operator assumes in account {id}",
+                                account.role_arn
+                            ),
+                        );
+                    }
+                }
+                _ => problems.bad(
+                    "accounts[].roleArn",
+                    format!(
+                        "{:?} is not a role ARN: write arn:aws:iam::{id}:role/<name>",
+                        account.role_arn
+                    ),
+                ),
+            }
+            if let Some(rps) = account.max_requests_per_second
+                && !(rps.is_finite() && rps > 0.0)
+            {
+                problems.bad(
+                    "accounts[].maxRequestsPerSecond",
+                    format!("{rps} must be a number above 0, e.g. 10"),
+                );
+            }
+        }
+    }
+}
+
 fn is_policy_arn(arn: &str) -> bool {
     arn_parts(arn, "policy/").is_some_and(|(account, name)| {
         (account == "aws" || is_account_id(account)) && !name.is_empty()
@@ -437,5 +496,61 @@ mod tests {
             text.contains("eks.maxAssociations: 6000 is out of range: use 1 to 5000"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_bad_account_is_named_by_its_setting() {
+        use super::super::AccountConfig;
+        let account = |id: &str, role: &str, rps: Option<f64>| AccountConfig {
+            id: id.into(),
+            role_arn: role.into(),
+            max_requests_per_second: rps,
+        };
+        let mut config = valid();
+        config.aws.account_id = Some("111122223333".into());
+        config.accounts = vec![
+            account(
+                "444455556666",
+                "arn:aws:iam::444455556666:role/ops",
+                Some(20.0),
+            ),
+            account("444455556666", "arn:aws:iam::444455556666:role/ops", None),
+            account("111122223333", "arn:aws:iam::111122223333:role/ops", None),
+            account("12345", "arn:aws:iam::12345:role/ops", None),
+            account("777788889999", "arn:aws:iam::444455556666:role/ops", None),
+            account("555566667777", "ops", Some(0.0)),
+        ];
+        let problems = config.problems();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems.iter().map(|p| p.setting).collect::<Vec<_>>(),
+            [
+                "accounts[].id",
+                "accounts[].id",
+                "accounts[].id",
+                "accounts[].roleArn",
+                "accounts[].roleArn",
+                "accounts[].roleArn",
+                "accounts[].maxRequestsPerSecond"
+            ],
+            "{text:#?}"
+        );
+        assert!(
+            text[0].contains("444455556666 is listed twice"),
+            "{text:#?}"
+        );
+        assert!(text[1].contains("the operator's own account"), "{text:#?}");
+        assert!(
+            text[2].contains("\"12345\" must be a 12-digit"),
+            "{text:#?}"
+        );
+        assert!(
+            text[4].contains("a role of account 444455556666, not of 777788889999"),
+            "{text:#?}"
+        );
+        assert!(text[5].contains("is not a role ARN"), "{text:#?}");
+        // The good one alone passes.
+        config.accounts.truncate(1);
+        assert_eq!(config.problems(), []);
     }
 }
