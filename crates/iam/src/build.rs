@@ -82,6 +82,10 @@ pub struct DesiredState {
     pub service_account: DesiredServiceAccount,
     pub credentials_secret: Option<DesiredSecret>,
     pub deletion_policy: DeletionPolicy,
+    /// The account the role lives in, when not the operator's own (the namespace's
+    /// PodIdentityPolicies place it in one of the configured `accounts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// Identifies a binding: where it lives and what it is called.
@@ -201,6 +205,8 @@ pub fn desired_state_trusting(
     rules: &RuleSet,
     service_accounts: &[String],
 ) -> Result<DesiredState, Error> {
+    // Everything is built as the namespace's account sees it: its ARNs, its provider.
+    let config = &*config.in_account(rules.account.as_deref());
     let mechanism = spec
         .identity
         .effective_mechanism(config.identity.default_mechanism);
@@ -239,13 +245,27 @@ pub fn desired_state_trusting(
             ),
         ));
     }
+    if mechanism == Mechanism::PodIdentity
+        && let Some(account) = &rules.account
+    {
+        violations.push(Violation::guardrail(
+            "spec.identity.mechanism",
+            format!(
+                "PodIdentity needs the role in the cluster's own account, and this namespace's \
+                 roles live in account {account} (its PodIdentityPolicy's spec.account): use \
+                 IRSA here, or a role in the cluster's account with identity.targetRoleArn"
+            ),
+        ));
+    }
     violations.extend(validate(spec, config, rules, &trust, inline.as_ref()));
     if !violations.is_empty() {
         return Err(Error::Refused(violations));
     }
     // Policies requiring different boundaries were refused by the check above.
     let boundary = rules.permissions_boundary().unwrap_or_default();
-    Ok(build(binding, spec, config, trust, inline, boundary))
+    let mut desired = build(binding, spec, config, trust, inline, boundary);
+    desired.account = rules.account.clone();
+    Ok(desired)
 }
 
 /// What one mechanism's trust admits: the ServiceAccount, and for Pod Identity whether
@@ -386,6 +406,7 @@ fn build(
         service_account,
         credentials_secret,
         deletion_policy: spec.effective_deletion_policy(config.deletion_policy),
+        account: None,
     }
 }
 

@@ -75,8 +75,13 @@ pub fn desired_state(
     // The release's own requests, honoured in the platform's namespaces only: the image
     // registry makes and manages its bucket on "*" as ccoctl grants it, so the guard on the
     // signing keys' bucket (written against namespace owners) is not theirs.
+    // Their roles stay in the operator's own account whatever account the Secret's
+    // namespace is placed in: the requests are the platform's, and what one was
+    // provisioned with records no account.
     let rules = RuleSet {
         protected_resources: Vec::new(),
+        account: None,
+        misplaced: None,
         ..rules.clone()
     };
     let rules = &rules;

@@ -11,6 +11,7 @@ use crate::effort::{Effort, Judgement, TooComplex};
 use crate::error::Violation;
 use crate::glob::{self, Shape};
 use crate::namespace_policy::{AppliedPolicy, NamespacePolicy, TemplateValues, required_boundary};
+use crate::placement::{Placement, place};
 
 /// The rules that apply to one namespace.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +41,12 @@ pub struct RuleSet {
     pub denied_tag_keys: Vec<String>,
     /// The mechanism of bindings that do not name one (`identity.defaultMechanism`).
     pub default_mechanism: podidentity_api::Mechanism,
+    /// The account the namespace's roles live in, when its policies place it in one of
+    /// the configured `accounts` (`None`: the operator's own).
+    pub account: Option<String>,
+    /// Set when the namespace's policies place it nowhere the operator acts (an account
+    /// not configured, or two accounts): every binding is refused with it.
+    pub misplaced: Option<Violation>,
 }
 
 impl RuleSet {
@@ -70,6 +77,8 @@ impl RuleSet {
                 .collect(),
             denied_tag_keys: config.guardrails.denied_tag_keys.clone(),
             default_mechanism: config.identity.default_mechanism,
+            account: None,
+            misplaced: None,
         }
     }
 
@@ -319,6 +328,9 @@ impl RuleSet {
                 ),
             ));
         }
+        if let Some(misplaced) = &self.misplaced {
+            judgement.refuse(misplaced.clone());
+        }
         if let Err(conflict) = required_boundary(&self.policies) {
             judgement.refuse(conflict);
         }
@@ -529,6 +541,8 @@ pub struct Guardrails {
     require_policy: bool,
     cluster: String,
     account: String,
+    /// The ids of the configured `accounts` (a policy may place namespaces there).
+    configured_accounts: Vec<String>,
     partition: String,
     region: String,
 }
@@ -556,6 +570,7 @@ impl Guardrails {
             require_policy: config.guardrails.require_policy,
             cluster: config.cluster_name.clone(),
             account: config.account_id_or_placeholder().to_string(),
+            configured_accounts: config.accounts.iter().map(|a| a.id.clone()).collect(),
             partition: config.partition(),
             region: config
                 .aws
@@ -585,29 +600,65 @@ impl Guardrails {
         self.namespace_labels.keys().map(String::as_str)
     }
 
-    fn values_for<'a>(&'a self, namespace: &'a str) -> TemplateValues<'a> {
+    /// `${account}` is the account the namespace's roles live in.
+    fn values_for<'a>(
+        &'a self,
+        namespace: &'a str,
+        placement: &'a Placement,
+    ) -> TemplateValues<'a> {
         TemplateValues {
             namespace,
             cluster: &self.cluster,
-            account: &self.account,
+            account: match placement {
+                Placement::Account(account) => account,
+                Placement::Own | Placement::Refused(_) => &self.account,
+            },
             partition: &self.partition,
             region: &self.region,
+        }
+    }
+
+    /// Where the policies selecting a namespace (of those with `labels`) place it.
+    fn placement(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Placement {
+        let selecting: Vec<(&str, Option<&str>)> = self
+            .policies
+            .iter()
+            .filter(|policy| policy.selects(labels))
+            .map(|policy| (policy.name.as_str(), policy.account()))
+            .collect();
+        let configured: Vec<&str> = self
+            .configured_accounts
+            .iter()
+            .map(String::as_str)
+            .collect();
+        place(namespace, &selecting, &self.account, &configured)
+    }
+
+    /// The account `namespace`'s roles live in (`None`: the operator's own, or placed
+    /// nowhere it may be).
+    pub fn account_for(&self, namespace: &str) -> Option<String> {
+        match self.placement(namespace, &self.labels_of(namespace)) {
+            Placement::Account(account) => Some(account),
+            Placement::Own | Placement::Refused(_) => None,
         }
     }
 
     /// One policy as it applies to `namespace`, if it selects it (without building the
     /// others': a policy's status asks this for every namespace).
     pub fn applied_to(&self, policy: &NamespacePolicy, namespace: &str) -> Option<AppliedPolicy> {
-        policy
-            .selects(&self.labels_of(namespace))
-            .then(|| policy.for_namespace(&self.values_for(namespace)))
+        let labels = self.labels_of(namespace);
+        policy.selects(&labels).then(|| {
+            let placement = self.placement(namespace, &labels);
+            policy.for_namespace(&self.values_for(namespace, &placement))
+        })
     }
 
-    /// The rules for `namespace`: the configuration's, and those of every policy that
-    /// selects it.
+    /// The rules for `namespace`: the configuration's, those of every policy that
+    /// selects it, and the account they place it in.
     pub fn rules_for(&self, namespace: &str) -> RuleSet {
         let labels = self.labels_of(namespace);
-        let values = self.values_for(namespace);
+        let placement = self.placement(namespace, &labels);
+        let values = self.values_for(namespace, &placement);
         let mut rules = self.default_rules.clone();
         rules.policies = self
             .policies
@@ -617,6 +668,11 @@ impl Guardrails {
             .collect();
         if self.require_policy && rules.policies.is_empty() {
             rules.unpoliced = Some(namespace.to_string());
+        }
+        match placement {
+            Placement::Own => {}
+            Placement::Account(account) => rules.account = Some(account),
+            Placement::Refused(refusal) => rules.misplaced = Some(refusal),
         }
         rules
     }

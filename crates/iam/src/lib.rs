@@ -15,6 +15,7 @@ pub mod managed;
 pub mod namespace_policy;
 pub mod naming;
 pub mod ownership;
+pub mod placement;
 pub mod short_form;
 pub mod trust;
 pub mod validate;

@@ -321,6 +321,11 @@ impl NamespacePolicy {
     }
 
     /// The policy with one namespace's values put in.
+    /// The account it places its namespaces in (`spec.account`).
+    pub fn account(&self) -> Option<&str> {
+        self.spec.account.as_deref()
+    }
+
     pub fn for_namespace(&self, values: &TemplateValues<'_>) -> AppliedPolicy {
         let spec = &self.spec;
         let expand_all = |patterns: &[String]| patterns.iter().map(|p| expand(p, values)).collect();
