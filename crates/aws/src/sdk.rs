@@ -154,6 +154,40 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     }
 }
 
+/// `shared` acting in another account: credentials from STS AssumeRole of `role_arn`
+/// with `shared`'s own, cached by each client and renewed before they expire. The
+/// session name says who acts (CloudTrail shows it): `podidentity-<cluster>`.
+pub async fn assumed_config(
+    shared: &aws_config::SdkConfig,
+    role_arn: &str,
+    cluster: &str,
+) -> aws_config::SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name(session_name(cluster))
+        .configure(shared)
+        .build()
+        .await;
+    shared
+        .to_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+            provider,
+        ))
+        .build()
+}
+
+/// An STS session name for the cluster: the characters STS takes (`[\w+=,.@-]`), at
+/// most 64.
+fn session_name(cluster: &str) -> String {
+    let cleaned: String = cluster
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '+' | '=' | ',' | '.' | '@' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    format!("podidentity-{cleaned}").chars().take(64).collect()
+}
+
 /// Whether the write fence (the interceptor, or a fenced connection) stopped the call.
 fn fenced(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(err);

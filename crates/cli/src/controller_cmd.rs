@@ -10,7 +10,7 @@ use podidentity_api::config::OperatorConfig;
 use podidentity_aws::IamApi;
 use podidentity_aws::budget::Budgeted;
 use podidentity_aws::s3::{ObjectStore, SdkS3};
-use podidentity_aws::sdk::{AwsSettings, SdkConfig, SdkIam, sdk_config};
+use podidentity_aws::sdk::{AwsSettings, SdkConfig, SdkIam, assumed_config, sdk_config};
 use podidentity_controller::Context;
 use podidentity_controller::oidc::OidcKeeper;
 use podidentity_controller::oidc::fetch::Fetcher;
@@ -213,9 +213,19 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
         podidentity_aws::eks::SdkEks::from_config(&shared, &aws),
         metrics.clone(),
     ));
-    let ctx = Context::new(client, iam, config)
-        .with_metrics(metrics)
+    let mut ctx = Context::new(client, iam, config.clone())
+        .with_metrics(metrics.clone())
         .with_associations(associations);
+    // Each other account: its own assumed credentials and its own request budget.
+    for account in &config.accounts {
+        let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
+        let iam = Arc::new(Budgeted::new(
+            Metered::new(SdkIam::from_config(&assumed, &aws), metrics.clone()),
+            config.requests_per_second_in(Some(&account.id)),
+        ));
+        tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");
+        ctx = ctx.with_account(&account.id, iam);
+    }
     let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(
         ctx,

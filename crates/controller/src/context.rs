@@ -2,6 +2,7 @@
 //! configuration, the event recorder, the metrics, and the named caches. What a binding's passes
 //! remember between them is the binding wing's (`binding::memory`), not here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +20,18 @@ use crate::binding::association_count::AssociationCount;
 use crate::binding::managed_policies::ManagedPolicyDocuments;
 use crate::binding::quota::SiblingVerdicts;
 use crate::caches::{Bindings, Secrets, Watched};
+use crate::error::Error;
 use crate::policy::view::{NamespaceMeta, PolicyView, WatchedPolicy};
 use crate::process::check::Check;
 use crate::process::metrics::Metrics;
 
 pub struct Context {
     pub client: Client,
+    /// IAM in the operator's own account.
     pub iam: Arc<dyn IamApi>,
+    /// IAM in each other configured account, by id, each with its own credentials
+    /// (assumed) and request budget.
+    pub account_iam: BTreeMap<String, Arc<dyn IamApi>>,
     pub config: OperatorConfig,
     /// The guardrails per namespace: the configuration's and its PodIdentityPolicies'.
     pub policies: PolicyView,
@@ -61,6 +67,7 @@ impl Context {
         Self {
             client,
             iam,
+            account_iam: BTreeMap::new(),
             config,
             policies,
             managed_policies: ManagedPolicyDocuments::default(),
@@ -72,6 +79,31 @@ impl Context {
             associations: None,
             association_count: AssociationCount::default(),
         }
+    }
+
+    /// Acts in account `id` through this client.
+    pub fn with_account(mut self, id: &str, iam: Arc<dyn IamApi>) -> Self {
+        self.account_iam.insert(id.to_string(), iam);
+        self
+    }
+
+    /// IAM in `account` (`None`, or the operator's own id: its own).
+    pub fn iam_in(&self, account: Option<&str>) -> Result<&dyn IamApi, Error> {
+        match account.filter(|id| self.config.aws.account_id.as_deref() != Some(*id)) {
+            None => Ok(self.iam.as_ref()),
+            Some(id) => self
+                .account_iam
+                .get(id)
+                .map(AsRef::as_ref)
+                .ok_or_else(|| Error::AccountNotConfigured(id.to_string())),
+        }
+    }
+
+    /// The account a role ARN names, as [`Context::iam_in`] takes it (`None`: the
+    /// operator's own, or no account in it).
+    pub fn account_of<'a>(&self, role_arn: &'a str) -> Option<&'a str> {
+        podidentity_api::config::account_of_arn(role_arn)
+            .filter(|id| self.config.aws.account_id.as_deref() != Some(*id))
     }
 
     /// Keeps EKS Pod Identity associations through this client.

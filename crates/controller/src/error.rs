@@ -18,6 +18,13 @@ pub enum Error {
     /// The binding's status could not be written: the binding no longer exists.
     #[error("the binding no longer exists")]
     Gone,
+    /// The role lives in an account the operator no longer acts in (removed from
+    /// `accounts`).
+    #[error(
+        "the role is in account {0}, which is not among the operator's accounts: add it back \
+         to the configuration's accounts so the operator can act there"
+    )]
+    AccountNotConfigured(String),
 }
 
 impl Error {
@@ -29,6 +36,7 @@ impl Error {
             Error::NoNamespace => "InvalidSpec",
             Error::NotAssumable => podidentity_api::conditions::reason::NOT_ASSUMABLE,
             Error::Gone => "Gone",
+            Error::AccountNotConfigured(_) => "AccountNotConfigured",
         }
     }
 
@@ -40,6 +48,7 @@ impl Error {
             Error::NoNamespace => true,
             Error::NotAssumable => false,
             Error::Gone => false,
+            Error::AccountNotConfigured(_) => true,
         }
     }
 }

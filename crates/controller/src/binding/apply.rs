@@ -9,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use podidentity_api::conditions::reason;
 use podidentity_api::{Mechanism, PodIdentityBinding};
-use podidentity_aws::api::RoleState;
+use podidentity_aws::api::{IamApi, RoleState};
 use podidentity_iam::RuleSet;
 use podidentity_iam::build::{DesiredState, service_account_annotations};
 use podidentity_iam::namespace_policy::AppliedPolicy;
@@ -426,13 +426,15 @@ async fn role_step(pass: &Pass<'_>, desired: &DesiredState) -> Result<RoleStep, 
             Found::new(blocked.assessment, role).then(Ok(Action::requeue(left))),
         )));
     }
+    // IAM in the account the namespace's roles live in.
+    let iam = pass.ctx.iam_in(desired.account.as_deref())?;
     if !drifted && (applied_here || status_in_line(binding, desired)) {
         let stalled =
             remembered.filter(|applied| applied_here && !applied.missing_policies.is_empty());
         match stalled {
             None => return Ok(RoleStep::Made(MadeRole::untouched(role))),
             Some(applied) => {
-                if let Some(waiting) = still_stalled(pass, applied, role.clone()).await? {
+                if let Some(waiting) = still_stalled(pass, iam, applied, role.clone()).await? {
                     return Ok(RoleStep::Made(waiting));
                 }
                 // One of them exists now: the role is converged (it gets attached).
@@ -445,9 +447,7 @@ async fn role_step(pass: &Pass<'_>, desired: &DesiredState) -> Result<RoleStep, 
         Ok(Vec::new())
     } else {
         let ctx = pass.ctx;
-        ctx.managed_policies
-            .judge(ctx.iam.as_ref(), pass.rules, arns)
-            .await
+        ctx.managed_policies.judge(iam, pass.rules, arns).await
     };
     let known = if role.is_some() {
         Known::Exists
@@ -466,7 +466,7 @@ async fn role_step(pass: &Pass<'_>, desired: &DesiredState) -> Result<RoleStep, 
             found.events.extend(note);
             return Ok(RoleStep::Over(Box::new(found)));
         }
-        Ok(_) => ensure_role(pass.ctx.iam.as_ref(), &desired.role, known).await,
+        Ok(_) => ensure_role(iam, &desired.role, known).await,
         Err(error) => Err(RoleError { error, role: None }),
     };
     match outcome {
@@ -482,6 +482,7 @@ async fn role_step(pass: &Pass<'_>, desired: &DesiredState) -> Result<RoleStep, 
 /// exists now).
 async fn still_stalled(
     pass: &Pass<'_>,
+    iam: &dyn IamApi,
     applied: Applied,
     role: Option<RoleFacts>,
 ) -> Result<Option<MadeRole>, Error> {
@@ -492,7 +493,7 @@ async fn still_stalled(
         .filter(|left| !left.is_zero());
     let still_missing = match left {
         Some(_) => true,
-        None => none_exist(pass.ctx.iam.as_ref(), &applied.missing_policies).await?,
+        None => none_exist(iam, &applied.missing_policies).await?,
     };
     if !still_missing {
         return Ok(None);

@@ -60,28 +60,34 @@ pub async fn cleanup(
     let policy = binding
         .spec
         .effective_deletion_policy(ctx.config.deletion_policy);
+    // The ARN the status records, else the one the role's name makes in the account the
+    // namespace is placed in (a binding gone before its first status write).
+    let role_arn = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.role_arn.clone())
+        .unwrap_or_else(|| {
+            let placed = ctx
+                .policies
+                .for_namespace(&namespace)
+                .account_for(&namespace);
+            let config = ctx.config.in_account(placed.as_deref());
+            podidentity_iam::naming::role_arn(
+                &config.partition(),
+                config.account_id_or_placeholder(),
+                &config.role_path(),
+                &role.name,
+            )
+        });
     // The association first: one left behind would name a role that is gone.
     if policy == DeletionPolicy::Delete && used_pod_identity(binding, ctx) {
         let key = bound_association_key(ctx, binding, &namespace);
-        // The ARN the status records, else the one the role's name makes (a binding gone
-        // before its first status write).
-        let role_arn = binding
-            .status
-            .as_ref()
-            .and_then(|s| s.role_arn.clone())
-            .unwrap_or_else(|| {
-                podidentity_iam::naming::role_arn(
-                    &ctx.config.partition(),
-                    ctx.config.account_id_or_placeholder(),
-                    &ctx.config.role_path(),
-                    &role.name,
-                )
-            });
         delete_association(ctx, binding, &key, &role_arn, &role.ownership).await?;
     }
+    let iam = ctx.iam_in(ctx.account_of(&role_arn))?;
     let result = match policy {
-        DeletionPolicy::Delete => delete_role(ctx.iam.as_ref(), &role).await,
-        DeletionPolicy::Retain => retain_role(ctx.iam.as_ref(), &role).await,
+        DeletionPolicy::Delete => delete_role(iam, &role).await,
+        DeletionPolicy::Retain => retain_role(iam, &role).await,
     };
     // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
     result?;

@@ -129,7 +129,9 @@ pub fn keep_old_mechanism(
             session_tags: !association.is_some_and(|a| a.disable_session_tags),
         },
     };
-    desired.trusting_also(mechanism_trust(namespace, &binding.spec, config, trust));
+    // The old trust as the role's own account names it.
+    let config = config.in_account(desired.account.as_deref());
+    desired.trusting_also(mechanism_trust(namespace, &binding.spec, &config, trust));
     if from == Mechanism::PodIdentity
         && let Some(target) = association.and_then(|a| a.target_role_arn.as_deref())
     {

@@ -54,7 +54,8 @@ pub async fn revoke(
     else {
         return Ok((false, None));
     };
-    let taken = revoke_permissions(ctx.iam.as_ref(), &role_identity(binding, ctx)).await?;
+    let iam = ctx.iam_in(ctx.account_of(&role.arn))?;
+    let taken = revoke_permissions(iam, &role_identity(binding, ctx)).await?;
     memory.remember_applied(
         &uid,
         Some(Applied {

@@ -21,17 +21,20 @@ use crate::context::{Context, jitter};
 use crate::drift::sweep::{Finding, Survey, survey_each};
 use crate::process::health::Check;
 
-/// One sweep: flags and wakes every binding whose role needs attention.
+/// One sweep: flags and wakes every binding whose role needs attention. Each account
+/// the bindings' roles live in is read on its own (its own client and budget), so one
+/// account's trouble leaves the others' sweeps as they are.
 pub async fn sweep_once(
     ctx: &Context,
     memory: &Memory,
     store: &Store<Watched>,
     triggers: &UnboundedSender<ObjectRef<Watched>>,
 ) -> Option<Survey> {
-    // Role name → its binding (namespace and name only); what each role should be is
-    // worked out again when its page arrives, so no list of 10,000 desired roles is held
-    // through the sweep.
-    let mut by_role = BTreeMap::new();
+    // Account → role name → its binding (namespace and name only); what each role should
+    // be is worked out again when its page arrives, so no list of 10,000 desired roles is
+    // held through the sweep. The operator's own account (`None`) is always read.
+    let mut by_account: BTreeMap<Option<String>, BTreeMap<String, ObjectRef<Watched>>> =
+        BTreeMap::from([(None, BTreeMap::new())]);
     // One reading of the policies for the whole sweep.
     let guardrails = ctx.policies.for_all();
     for watched in store.state() {
@@ -46,10 +49,10 @@ pub async fn sweep_once(
         if !made || binding.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        if let (Some(role), Some(namespace)) =
+        if let (Some((account, role)), Some(namespace)) =
             (desired_role(ctx, &guardrails, binding), binding.namespace())
         {
-            by_role.insert(
+            by_account.entry(account).or_default().insert(
                 role.name,
                 ObjectRef::new(&binding.name_any()).within(&namespace),
             );
@@ -58,7 +61,8 @@ pub async fn sweep_once(
     let desired_for = |role: &str, key: &ObjectRef<Watched>| {
         let watched = store.get(key)?;
         let binding = watched.0.as_ref().ok()?;
-        let mut want = desired_role(ctx, &guardrails, binding).filter(|want| want.name == role)?;
+        let (_, mut want) =
+            desired_role(ctx, &guardrails, binding).filter(|(_, want)| want.name == role)?;
         // A managed policy IAM does not have is what the binding is stalled on, not drift:
         // its pass asks IAM again on its own slow schedule.
         let stalled_on = memory.stalled_on(&binding.uid().unwrap_or_default());
@@ -66,20 +70,49 @@ pub async fn sweep_once(
             .retain(|arn| !stalled_on.contains(arn));
         Some(want)
     };
-    let found = match survey_each(
-        ctx.iam.as_ref(),
-        &ctx.config.role_path(),
-        &by_role,
-        desired_for,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(err) => {
-            tracing::warn!(error = %err, "drift sweep failed; trying again next interval");
-            return None;
-        }
-    };
+    let mut total: Option<Survey> = None;
+    for (account, by_role) in &by_account {
+        let shown = account.as_deref().unwrap_or("own");
+        let found = match ctx.iam_in(account.as_deref()) {
+            Ok(iam) => survey_each(iam, &ctx.config.role_path(), by_role, desired_for).await,
+            Err(err) => {
+                tracing::warn!(account = shown, error = %err, "drift sweep cannot read this account");
+                continue;
+            }
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(account = shown, error = %err, "drift sweep failed; trying again next interval");
+                continue;
+            }
+        };
+        wake_findings(ctx, memory, store, triggers, by_role, &found);
+        tracing::info!(
+            account = shown,
+            pages = found.pages,
+            roles = found.roles_read,
+            findings = found.findings.len(),
+            "drift sweep done"
+        );
+        let sum = total.get_or_insert_with(Survey::default);
+        sum.pages += found.pages;
+        sum.roles_read += found.roles_read;
+        sum.findings.extend(found.findings);
+    }
+    sweep_associations(ctx, memory, store, triggers).await;
+    total
+}
+
+/// Flags and wakes the binding of each role the survey found out of line.
+fn wake_findings(
+    ctx: &Context,
+    memory: &Memory,
+    store: &Store<Watched>,
+    triggers: &UnboundedSender<ObjectRef<Watched>>,
+    by_role: &BTreeMap<String, ObjectRef<Watched>>,
+    found: &Survey,
+) {
     for (role, finding) in &found.findings {
         let Some(key) = by_role.get(role) else {
             continue;
@@ -98,14 +131,6 @@ pub async fn sweep_once(
         memory.mark_drifted(&uid);
         let _ = triggers.unbounded_send(key.clone());
     }
-    tracing::info!(
-        pages = found.pages,
-        roles = found.roles_read,
-        findings = found.findings.len(),
-        "drift sweep done"
-    );
-    sweep_associations(ctx, memory, store, triggers).await;
-    Some(found)
 }
 
 /// The bindings whose recorded EKS Pod Identity association is not among the cluster's
@@ -165,12 +190,12 @@ async fn sweep_associations(
     }
 }
 
-/// The role a binding wants, if it validates.
+/// The role a binding wants, and the account it lives in, if it validates.
 fn desired_role(
     ctx: &Context,
     guardrails: &podidentity_iam::Guardrails,
     binding: &podidentity_api::PodIdentityBinding,
-) -> Option<podidentity_iam::build::DesiredRole> {
+) -> Option<(Option<String>, podidentity_iam::build::DesiredRole)> {
     let namespace = binding.namespace().unwrap_or_default();
     let mut desired = desired_state(
         BindingRef::of(&namespace, binding),
@@ -187,7 +212,7 @@ fn desired_role(
         &mut desired,
         false,
     );
-    Some(desired.role)
+    Some((desired.account, desired.role))
 }
 
 /// Sweeps once the bindings are listed, then every interval, until dropped.
