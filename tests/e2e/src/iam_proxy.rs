@@ -28,6 +28,9 @@ pub struct Call {
     pub wall: k8s_openapi::jiff::Timestamp,
     /// Answered by an injected fault rather than by moto.
     pub faulted: bool,
+    /// The account the call acted in, when its credentials came from an AssumeRole into
+    /// another account through this proxy (`None`: the operator's own credentials).
+    pub account: Option<String>,
 }
 
 impl Call {
@@ -65,6 +68,8 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 struct FaultRule {
     action: String,
+    /// Only calls in this account (`None`: any).
+    account: Option<String>,
     remaining: u32,
     fault: Fault,
 }
@@ -73,6 +78,21 @@ struct FaultRule {
 struct State {
     calls: Mutex<Vec<Call>>,
     faults: Mutex<Vec<FaultRule>>,
+    /// Access key id → account, learnt from the AssumeRole answers passing through.
+    assumed: Mutex<BTreeMap<String, String>>,
+}
+
+/// The access key id a SigV4-signed request was signed with.
+fn access_key(headers: &http::HeaderMap) -> Option<String> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let (_, rest) = authorization.split_once("Credential=")?;
+    Some(rest.split('/').next()?.to_string())
+}
+
+/// The access key id in an AssumeRole answer.
+fn assumed_key(xml: &str) -> Option<String> {
+    let (_, rest) = xml.split_once("<AccessKeyId>")?;
+    Some(rest.split_once("</AccessKeyId>")?.0.trim().to_string())
 }
 
 pub struct IamProxy {
@@ -173,10 +193,19 @@ async fn handle(
             "HEAD" => "S3:HeadObject".to_string(),
             other => format!("S3:{other}"),
         });
+    let account = access_key(&parts.headers).and_then(|key| {
+        state
+            .assumed
+            .lock()
+            .ok()
+            .and_then(|assumed| assumed.get(&key).cloned())
+    });
     let fault = state.faults.lock().ok().and_then(|mut rules| {
-        let rule = rules
-            .iter_mut()
-            .find(|r| r.remaining > 0 && (r.action == action || r.action == "*"))?;
+        let rule = rules.iter_mut().find(|r| {
+            r.remaining > 0
+                && (r.action == action || r.action == "*")
+                && (r.account.is_none() || r.account == account)
+        })?;
         rule.remaining -= 1;
         Some(rule.fault)
     });
@@ -190,7 +219,22 @@ async fn handle(
                 at: Instant::now(),
                 wall: k8s_openapi::jiff::Timestamp::now(),
                 faulted,
+                account: account.clone(),
             });
+        }
+    };
+    let learn = |response: &Response<Full<Bytes>>, body: &Bytes| {
+        let role_account = params
+            .get("RoleArn")
+            .and_then(|arn| arn.split(':').nth(4))
+            .map(String::from);
+        if action == "AssumeRole"
+            && response.status().is_success()
+            && let (Some(key), Some(role_account)) =
+                (assumed_key(&String::from_utf8_lossy(body)), role_account)
+            && let Ok(mut assumed) = state.assumed.lock()
+        {
+            assumed.insert(key, role_account);
         }
     };
     match fault {
@@ -218,6 +262,16 @@ async fn handle(
             let mut response = forward(upstream, parts, body).await?;
             if action == "GetAccountAuthorizationDetails" && response.status().is_success() {
                 response = paged_like_iam(response, &params).await?;
+            }
+            if action == "AssumeRole" {
+                let (head, answer) = response.into_parts();
+                let bytes = answer
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
+                response = Response::from_parts(head, Full::new(bytes.clone()));
+                learn(&response, &bytes);
             }
             record(response.status().as_u16(), false);
             Ok(response)
@@ -385,12 +439,26 @@ impl IamProxy {
         self.calls().iter().filter(|c| c.action == action).count()
     }
 
-    /// Calls that change something in IAM (anything but Get*/List* and STS identity).
+    /// Calls that change something in IAM (anything but Get*/List* and STS identity:
+    /// credentials assumed into another account change nothing there).
     pub fn writes_since(&self, mark: usize) -> Vec<Call> {
         self.calls_since(mark)
             .into_iter()
-            .filter(|c| !c.is_read() && c.action != "GetCallerIdentity")
+            .filter(|c| !c.is_read() && c.action != "GetCallerIdentity" && c.action != "AssumeRole")
             .collect()
+    }
+
+    /// The next `times` calls of `action` (`*` for any) in `account` (by the credentials
+    /// assumed into it) get `fault` instead of moto's answer.
+    pub fn inject_in(&self, account: &str, action: &str, fault: Fault, times: u32) {
+        if let Ok(mut rules) = self.state.faults.lock() {
+            rules.push(FaultRule {
+                action: action.to_string(),
+                account: Some(account.to_string()),
+                remaining: times,
+                fault,
+            });
+        }
     }
 
     /// Drops every fault not yet used.
@@ -405,6 +473,7 @@ impl IamProxy {
         if let Ok(mut rules) = self.state.faults.lock() {
             rules.push(FaultRule {
                 action: action.to_string(),
+                account: None,
                 remaining: times,
                 fault,
             });

@@ -691,11 +691,30 @@ impl Scenario {
         Iam::new(&self.moto).get_role(name).await.ok()
     }
 
+    /// moto in another account (credentials assumed into it, as the operator gets them),
+    /// directly, not through the proxy.
+    pub async fn moto_in(&self, account: &str) -> SdkIam {
+        let settings = emulator_settings(&self.cluster.moto);
+        let shared = podidentity_aws::sdk::sdk_config(&settings).await;
+        let assumed = podidentity_aws::sdk::assumed_config(
+            &shared,
+            &format!("arn:aws:iam::{account}:role/e2e-reader"),
+            "e2e",
+        )
+        .await;
+        SdkIam::from_config(&assumed, &settings)
+    }
+
     /// Every role moto holds under this scenario's path (`/podidentity/<clusterName>/`),
     /// read page by page as the drift sweep reads them.
     pub async fn roles_made_here(&self) -> Vec<podidentity_aws::api::RoleState> {
+        self.roles_made_by(&self.moto).await
+    }
+
+    /// [`Self::roles_made_here`] in the account `moto` acts in.
+    pub async fn roles_made_by(&self, moto: &SdkIam) -> Vec<podidentity_aws::api::RoleState> {
         let path = format!("/podidentity/{}/", self.cluster_name);
-        let iam = Iam::new(&self.moto);
+        let iam = Iam::new(moto);
         let mut roles = Vec::new();
         let mut marker = None;
         loop {

@@ -2,6 +2,7 @@
 
 use crate::{Needs, ScenarioFn};
 
+mod accounts;
 mod admission;
 mod cluster_life;
 mod credentials_requests;
@@ -75,6 +76,14 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         ),
         scenario!(
             pod_identity::an_association_deleted_by_hand_is_made_again,
+            Cluster
+        ),
+        scenario!(
+            accounts::bindings_in_two_accounts_get_their_roles_there,
+            Cluster
+        ),
+        scenario!(
+            accounts::a_policy_naming_an_unknown_account_refuses_with_no_iam_write,
             Cluster
         ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),

@@ -1,0 +1,333 @@
+//! Roles in another account: a namespace a PodIdentityPolicy places in one of the
+//! configured accounts gets its roles there, through credentials assumed into that
+//! account (moto acts in the account an AssumeRole names), and the drift sweep reads each
+//! account with its own client. Kubernetes is kube-fake-client; IAM and STS are moto.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::Api;
+use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
+use kube::runtime::{reflector, watcher};
+use kube_fake_client::ClientBuilder;
+use podidentity_api::config::{AccountConfig, AwsConfig, OidcConfig, OperatorConfig};
+use podidentity_api::{
+    PodIdentityBinding, PodIdentityBindingSpec, PodIdentityPolicy, PodIdentityPolicySpec, Statement,
+};
+use podidentity_aws::api::{Iam, IamApi};
+use podidentity_aws::counting::{CallLog, Counted};
+use podidentity_aws::error::ErrorKind;
+use podidentity_aws::sdk::{SdkIam, assumed_config, sdk_config};
+use podidentity_aws::testing::{emulator_endpoint, emulator_settings, unique_name};
+use podidentity_controller::Context;
+use podidentity_controller::binding::memory::Memory;
+use podidentity_controller::binding::reconcile_binding;
+use podidentity_controller::caches::Watched;
+use podidentity_controller::drift::sweep_once;
+use serde_json::json;
+
+/// moto's account for the "testing" credentials.
+const OWN: &str = "123456789012";
+const TEAM: &str = "444455556666";
+const ISSUER: &str = "oidc.example.com/id/ACCOUNTS";
+
+struct World {
+    client: kube::Client,
+    ctx: Arc<Context>,
+    memory: Arc<Memory>,
+    own_log: CallLog,
+    team_log: CallLog,
+    /// IAM in the team's account, for changes made outside the operator.
+    team_raw: aws_sdk_iam::Client,
+    cluster: String,
+}
+
+impl World {
+    async fn pass(&self, name: &str) -> Result<(), podidentity_controller::Error> {
+        let binding = Api::<PodIdentityBinding>::namespaced(self.client.clone(), "shop")
+            .get(name)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        reconcile_binding(&binding, &self.ctx, &self.memory)
+            .await
+            .map(|_| ())
+    }
+
+    async fn binding(&self, name: &str) -> PodIdentityBinding {
+        Api::<PodIdentityBinding>::namespaced(self.client.clone(), "shop")
+            .get(name)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn role_name(&self, binding: &str) -> String {
+        format!("{}-shop.{binding}", self.cluster)
+    }
+
+    fn team(&self) -> &dyn IamApi {
+        self.ctx
+            .iam_in(Some(TEAM))
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+}
+
+fn ready(binding: &PodIdentityBinding) -> (String, String, String) {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| {
+            (
+                c.status.to_string(),
+                c.reason.to_string(),
+                c.message.to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn binding(name: &str) -> PodIdentityBinding {
+    let mut spec = PodIdentityBindingSpec {
+        service_account_name: name.into(),
+        ..PodIdentityBindingSpec::default()
+    };
+    spec.permissions.statements.push(Statement {
+        actions: vec!["sqs:SendMessage".into()],
+        resources: vec![format!("arn:aws:sqs:us-east-1:{TEAM}:shop_orders")],
+        ..Statement::default()
+    });
+    let mut binding = PodIdentityBinding::new(name, spec);
+    binding.metadata.namespace = Some("shop".into());
+    binding.metadata.generation = Some(1);
+    // kube-fake-client refuses a JSON patch testing an absent finalizer list.
+    binding.metadata.finalizers = Some(vec!["test.example.com/hold".into()]);
+    binding
+}
+
+fn service_account(name: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+/// A world whose namespace `shop` is placed in `placed_in` by a PodIdentityPolicy.
+async fn world(endpoint: &str, placed_in: &str, bindings: &[&str]) -> World {
+    let cluster = unique_name("acct").replace('-', "");
+    let client = ClientBuilder::new()
+        .with_resource::<PodIdentityBinding>()
+        .with_status_subresource::<PodIdentityBinding>()
+        .with_objects(bindings.iter().map(|name| binding(name)).collect())
+        .with_objects(bindings.iter().map(|name| service_account(name)).collect())
+        .build()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let config = OperatorConfig {
+        cluster_name: cluster.clone(),
+        oidc: OidcConfig {
+            issuer_url: Some(format!("https://{ISSUER}")),
+            ..OidcConfig::default()
+        },
+        aws: AwsConfig {
+            account_id: Some(OWN.into()),
+            region: Some("us-east-1".into()),
+            ..AwsConfig::default()
+        },
+        accounts: vec![AccountConfig {
+            id: TEAM.into(),
+            role_arn: format!("arn:aws:iam::{TEAM}:role/podidentity-operator"),
+            max_requests_per_second: Some(20.0),
+        }],
+        ..OperatorConfig::default()
+    };
+    let settings = emulator_settings(endpoint);
+    let shared = sdk_config(&settings).await;
+    let team_config = assumed_config(&shared, &config.accounts[0].role_arn, &cluster).await;
+    let (own_log, team_log) = (CallLog::default(), CallLog::default());
+    let own: Arc<dyn IamApi> = Arc::new(Counted::new(
+        SdkIam::from_config(&shared, &settings),
+        own_log.clone(),
+    ));
+    let team: Arc<dyn IamApi> = Arc::new(Counted::new(
+        SdkIam::from_config(&team_config, &settings),
+        team_log.clone(),
+    ));
+
+    let policy = PodIdentityPolicy::new(
+        "tenants",
+        serde_json::from_value::<PodIdentityPolicySpec>(json!({
+            "namespaceSelector": {"matchLabels": {"tenant": "shop"}},
+            "account": placed_in,
+        }))
+        .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let (policies, mut policy_writer) = reflector::store();
+    policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(policy))));
+    let (namespaces, mut namespace_writer) = reflector::store();
+    namespace_writer.apply_watcher_event(&watcher::Event::Apply(PartialObjectMeta::<Namespace> {
+        metadata: ObjectMeta {
+            name: Some("shop".into()),
+            labels: Some(BTreeMap::from([("tenant".into(), "shop".into())])),
+            ..ObjectMeta::default()
+        },
+        ..PartialObjectMeta::default()
+    }));
+    let ctx = Context::new(client.clone(), own, config)
+        .with_account(TEAM, team)
+        .with_policy_caches(policies, namespaces);
+    World {
+        client,
+        ctx: Arc::new(ctx),
+        memory: Arc::new(Memory::default()),
+        own_log,
+        team_log,
+        team_raw: aws_sdk_iam::Client::new(&team_config),
+        cluster,
+    }
+}
+
+#[tokio::test]
+async fn a_placed_namespaces_role_is_made_kept_and_deleted_in_its_account() {
+    let Some(endpoint) = emulator_endpoint() else {
+        return;
+    };
+    let w = world(&endpoint, TEAM, &["orders"]).await;
+    for _ in 0..2 {
+        w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    }
+    let b = w.binding("orders").await;
+    assert_eq!(ready(&b).0, "True", "{:?}", ready(&b));
+    let status = b.status.clone().unwrap_or_default();
+    let arn = status.role_arn.clone().unwrap_or_default();
+    assert_eq!(
+        arn,
+        format!(
+            "arn:aws:iam::{TEAM}:role/podidentity/{}/{}",
+            w.cluster,
+            w.role_name("orders")
+        )
+    );
+
+    // The role is in the team's account, trusting that account's provider, and not in
+    // the operator's own.
+    let role = Iam::new(w.team())
+        .get_role(&w.role_name("orders"))
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(role.arn, arn);
+    assert!(
+        role.trust_policy
+            .contains(&format!("arn:aws:iam::{TEAM}:oidc-provider/{ISSUER}")),
+        "{}",
+        role.trust_policy
+    );
+    let own = Iam::new(w.ctx.iam.as_ref())
+        .get_role(&w.role_name("orders"))
+        .await;
+    assert_eq!(own.err().map(|e| e.kind), Some(ErrorKind::NotFound));
+    assert_eq!(w.own_log.writes(), 0, "{:?}", w.own_log.snapshot());
+    assert!(
+        w.team_log.calls("CreateRole") == 1,
+        "{:?}",
+        w.team_log.snapshot()
+    );
+
+    // The ServiceAccount names the role in the team's account.
+    let sa = Api::<ServiceAccount>::namespaced(w.client.clone(), "shop")
+        .get("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("eks.amazonaws.com/role-arn"),
+        Some(&arn)
+    );
+
+    // The sweep reads each account with its own client, and finds the role in line.
+    let (store, mut writer) = reflector::store::<Watched>();
+    writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(b.clone()))));
+    let (wake, _woken) = futures::channel::mpsc::unbounded();
+    w.own_log.reset();
+    w.team_log.reset();
+    let survey = sweep_once(&w.ctx, &w.memory, &store, &wake)
+        .await
+        .unwrap_or_else(|| panic!("the sweep failed"));
+    assert!(survey.findings.is_empty(), "{:?}", survey.findings);
+    assert!(
+        w.own_log.calls("GetAccountAuthorizationDetails") >= 1
+            && w.team_log.calls("GetAccountAuthorizationDetails") >= 1,
+        "own {:?}, team {:?}",
+        w.own_log.snapshot(),
+        w.team_log.snapshot()
+    );
+
+    // Deleted by hand in the team's account: the sweep finds it missing there.
+    let name = w.role_name("orders");
+    w.team_raw
+        .delete_role_policy()
+        .role_name(&name)
+        .policy_name(podidentity_iam::build::INLINE_POLICY_NAME)
+        .send()
+        .await
+        .ok();
+    w.team_raw
+        .delete_role()
+        .role_name(&name)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{err:?}"));
+    let survey = sweep_once(&w.ctx, &w.memory, &store, &wake)
+        .await
+        .unwrap_or_else(|| panic!("the sweep failed"));
+    assert_eq!(
+        survey.findings.keys().collect::<Vec<_>>(),
+        [&w.role_name("orders")]
+    );
+    w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    Iam::new(w.team())
+        .get_role(&w.role_name("orders"))
+        .await
+        .unwrap_or_else(|err| panic!("made again in its account: {err}"));
+
+    // Deleting the binding deletes the role where it lives (kube-fake-client cannot mark
+    // an object as being deleted: the pass is handed it so).
+    let mut deleting = w.binding("orders").await;
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    reconcile_binding(&deleting, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let gone = Iam::new(w.team()).get_role(&w.role_name("orders")).await;
+    assert_eq!(gone.err().map(|e| e.kind), Some(ErrorKind::NotFound));
+}
+
+#[tokio::test]
+async fn an_account_the_operator_does_not_act_in_is_refused_with_no_iam_call() {
+    let Some(endpoint) = emulator_endpoint() else {
+        return;
+    };
+    let w = world(&endpoint, "777788889999", &["orders"]).await;
+    for _ in 0..2 {
+        w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    }
+    let (status, reason, message) = ready(&w.binding("orders").await);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "GuardrailViolation")
+    );
+    assert!(
+        message.contains("PodIdentityPolicy tenants (spec.account)")
+            && message.contains("not among the operator's accounts"),
+        "{message}"
+    );
+    assert_eq!(w.own_log.total(), 0, "{:?}", w.own_log.snapshot());
+    assert_eq!(w.team_log.total(), 0, "{:?}", w.team_log.snapshot());
+}
