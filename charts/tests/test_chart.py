@@ -291,9 +291,17 @@ def test_the_association_quota_reaches_the_configuration_only_when_lowered():
     assert lowered["eks"]["maxAssociations"] == 100
 
 
+def test_accounts_reach_the_configuration():
+    default = yaml.safe_load(find(render({}), "ConfigMap")["data"]["config.yaml"])
+    assert "accounts" not in default
+    team = {"id": "444455556666", "roleArn": "arn:aws:iam::444455556666:role/podidentity-operator", "maxRequestsPerSecond": 20}
+    rendered = yaml.safe_load(find(render({"accounts": [team]}), "ConfigMap")["data"]["config.yaml"])
+    assert rendered["accounts"] == [team]
+
+
 def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
     # The examples include a ServiceAccount short form, which is off unless turned on.
-    config = find(render({"roles": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"}, "shortForm": {"enabled": True}}), "ConfigMap")
+    config = find(render({"roles": {"permissionsBoundaryArn": "arn:aws:iam::111122223333:policy/boundary"}, "shortForm": {"enabled": True}, "accounts": [{"id": "444455556666", "roleArn": "arn:aws:iam::444455556666:role/podidentity-operator"}]}), "ConfigMap")
     path = tmp_path / "config.yaml"
     path.write_text(config["data"]["config.yaml"])
     binary = ROOT / "target" / "debug" / "podidentity"
@@ -317,8 +325,10 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"oidc": {"thumbprints": ["abc"]}}, "abc"),
         ({"eks": {"maxAssociations": 6000}}, "maxAssociations"),
         ({"identity": {"allowedMechanisms": ["Kerberos"]}}, "allowedMechanisms"),
+        ({"accounts": [{"id": 444455556666, "roleArn": "arn:aws:iam::444455556666:role/ops"}]}, "/accounts/0/id"),
+        ({"accounts": [{"id": "444455556666", "roleArn": "ops"}]}, "roleArn"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism", "account-id-as-number", "account-role"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))

@@ -70,6 +70,7 @@ seccompProfile:
 {{- with .Values.aws.endpointUrl }}{{ $_ := set $aws "endpointUrl" . }}{{ end -}}
 {{- with .Values.aws.accountId }}{{ $_ := set $aws "accountId" (toString .) }}{{ end -}}
 {{- $_ := set $c "aws" $aws -}}
+{{- with .Values.accounts }}{{ $_ := set $c "accounts" . }}{{ end -}}
 {{- $_ := set $c "shortForm" .Values.shortForm -}}
 {{- $_ := set $c "verifyAssumable" .Values.verifyAssumable -}}
 {{- $requests := dict "enabled" .Values.credentialsRequests.enabled -}}
