@@ -16,7 +16,7 @@ use podidentity_controller::oidc::OidcKeeper;
 use podidentity_controller::oidc::fetch::Fetcher;
 use podidentity_controller::process::fence::{FenceLayer, write_service};
 use podidentity_controller::process::leader::{Elector, Leadership, LeaseSettings};
-use podidentity_controller::process::metrics::{Metered, MeteredEks, Metrics};
+use podidentity_controller::process::metrics::{AccountLabel, Metered, MeteredEks, Metrics};
 use podidentity_controller::process::run::{RunSettings, run as run_controller};
 use podidentity_controller::process::startup::{check_crds, complete_config};
 
@@ -175,8 +175,10 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     // One AWS configuration (credential chain, HTTP client) for IAM and S3.
     let shared = sdk_config(&aws).await;
     let sdk = SdkIam::from_config(&shared, &aws);
+    // The own account's id, as the configuration names it or STS says at start-up.
+    let own_account = AccountLabel::default();
     let iam = Arc::new(Budgeted::new(
-        Metered::new(sdk, metrics.clone()),
+        Metered::new(sdk, metrics.clone(), own_account.clone()),
         config.aws.max_requests_per_second,
     ));
     // `${region}` in a PodIdentityPolicy is the region the SDK found (environment, profile
@@ -192,6 +194,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    own_account.set(config.account_id_or_placeholder());
     tracing::info!(cluster = %config.cluster_name, provider = %config.provider_arn(), "pod identity controller starting");
     let oidc = match config.oidc.manage {
         true => match oidc_keeper(
@@ -212,6 +215,7 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let associations = Arc::new(MeteredEks::new(
         podidentity_aws::eks::SdkEks::from_config(&shared, &aws),
         metrics.clone(),
+        own_account,
     ));
     let mut ctx = Context::new(client, iam, config.clone())
         .with_metrics(metrics.clone())
@@ -220,7 +224,11 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     for account in &config.accounts {
         let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
         let iam = Arc::new(Budgeted::new(
-            Metered::new(SdkIam::from_config(&assumed, &aws), metrics.clone()),
+            Metered::new(
+                SdkIam::from_config(&assumed, &aws),
+                metrics.clone(),
+                AccountLabel::of(&account.id),
+            ),
             config.requests_per_second_in(Some(&account.id)),
         ));
         tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");

@@ -29,6 +29,31 @@ pub struct ReasonLabel {
 pub struct CallLabels {
     pub operation: &'static str,
     pub outcome: String,
+    /// The AWS account the call acted in.
+    pub account: String,
+}
+
+/// The account a client's calls are counted under: another account's id from the start;
+/// the operator's own once start-up has it (from the configuration or STS), since that
+/// client is what asks STS.
+#[derive(Clone, Debug, Default)]
+pub struct AccountLabel(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl AccountLabel {
+    pub fn of(account: &str) -> Self {
+        let label = Self::default();
+        label.set(account);
+        label
+    }
+
+    /// Names the account (once; later calls change nothing).
+    pub fn set(&self, account: &str) {
+        let _ = self.0.set(account.to_string());
+    }
+
+    fn value(&self) -> String {
+        self.0.get().cloned().unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,11 +153,16 @@ impl Metrics {
 pub struct Metered<A> {
     inner: A,
     metrics: std::sync::Arc<Metrics>,
+    account: AccountLabel,
 }
 
 impl<A: IamApi> Metered<A> {
-    pub fn new(inner: A, metrics: std::sync::Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+    pub fn new(inner: A, metrics: std::sync::Arc<Metrics>, account: AccountLabel) -> Self {
+        Self {
+            inner,
+            metrics,
+            account,
+        }
     }
 }
 
@@ -145,9 +175,14 @@ impl<A: IamApi> IamApi for Metered<A> {
                 Ok(_) => "ok".to_string(),
                 Err(err) => format!("{:?}", err.kind),
             };
+            let account = self.account.value();
             self.metrics
                 .iam_calls
-                .get_or_create(&CallLabels { operation, outcome })
+                .get_or_create(&CallLabels {
+                    operation,
+                    outcome,
+                    account,
+                })
                 .inc();
             result
         })
@@ -158,11 +193,16 @@ impl<A: IamApi> IamApi for Metered<A> {
 pub struct MeteredEks<A> {
     inner: A,
     metrics: std::sync::Arc<Metrics>,
+    account: AccountLabel,
 }
 
 impl<A: AssociationApi> MeteredEks<A> {
-    pub fn new(inner: A, metrics: std::sync::Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+    pub fn new(inner: A, metrics: std::sync::Arc<Metrics>, account: AccountLabel) -> Self {
+        Self {
+            inner,
+            metrics,
+            account,
+        }
     }
 
     fn count<T>(&self, operation: &'static str, result: &Result<T, AwsError>) {
@@ -172,7 +212,11 @@ impl<A: AssociationApi> MeteredEks<A> {
         };
         self.metrics
             .iam_calls
-            .get_or_create(&CallLabels { operation, outcome })
+            .get_or_create(&CallLabels {
+                operation,
+                outcome,
+                account: self.account.value(),
+            })
             .inc();
     }
 }
@@ -263,6 +307,7 @@ mod tests {
             .get_or_create(&CallLabels {
                 operation: "CreateRole",
                 outcome: "ok".into(),
+                account: "444455556666".into(),
             })
             .inc();
         metrics.drift_corrections.inc();
@@ -275,7 +320,7 @@ mod tests {
         for line in [
             "podidentity_reconciles_total{result=\"ok\"} 1",
             "podidentity_reconcile_errors_total{reason=\"AwsThrottled\"} 1",
-            "podidentity_iam_calls_total{operation=\"CreateRole\",outcome=\"ok\"} 1",
+            "podidentity_iam_calls_total{operation=\"CreateRole\",outcome=\"ok\",account=\"444455556666\"} 1",
             "podidentity_drift_corrections_total 1",
             "podidentity_bindings{ready=\"true\"} 3",
             "podidentity_reconcile_duration_seconds_count 1",

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use podidentity_e2e::Scenario;
-use podidentity_e2e::iam_proxy::Call;
+use podidentity_e2e::iam_proxy::{Call, Fault};
+use podidentity_e2e::operator::sample;
 use podidentity_e2e::scenario::{ACCOUNT, condition};
 use serde_json::{Value, json};
 
@@ -61,7 +62,7 @@ fn calls_in(s: &Scenario, mark: usize, account: Option<&str>, writes_only: bool)
 }
 
 pub async fn bindings_in_two_accounts_get_their_roles_there(s: Scenario) {
-    let (_rendered, _controller) = s.start_controller(accounts()).await;
+    let (_rendered, controller) = s.start_controller(accounts()).await;
     let mark = s.iam.mark();
     let a = s.namespace_labelled("team-a", json!({PLACED: "a"})).await;
     let b = s.namespace_labelled("team-b", json!({PLACED: "b"})).await;
@@ -139,6 +140,15 @@ pub async fn bindings_in_two_accounts_get_their_roles_there(s: Scenario) {
         );
     }
 
+    // The metrics count each account's calls under its id.
+    let metrics = controller.metrics().await;
+    for account in [TEAM_A, TEAM_B, ACCOUNT] {
+        let series = format!(
+            r#"podidentity_iam_calls_total{{operation="CreateRole",outcome="ok",account="{account}"}}"#
+        );
+        assert_eq!(sample(&metrics, &series), 1.0, "{series} in\n{metrics}");
+    }
+
     // Idle: nothing written in any account while each is swept with its own client.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = s.iam.mark();
@@ -203,5 +213,68 @@ pub async fn a_policy_naming_an_unknown_account_refuses_with_no_iam_write(s: Sce
         0,
         "{:?}",
         s.iam.writes_since(mark)
+    );
+}
+
+pub async fn one_throttled_account_leaves_the_others_at_their_pace(s: Scenario) {
+    let (_rendered, _controller) = s.start_controller(accounts()).await;
+    let a = s.namespace_labelled("slow", json!({PLACED: "slow"})).await;
+    let b = s.namespace_labelled("fast", json!({PLACED: "fast"})).await;
+    s.apply_policy("place-slow", placing("slow", TEAM_A)).await;
+    s.apply_policy("place-fast", placing("fast", TEAM_B)).await;
+    // IAM throttles everything in account A from here on.
+    s.iam.inject_in(TEAM_A, "*", Fault::Throttle, 1_000_000);
+    let mark = s.iam.mark();
+    const EACH: usize = 4;
+    for i in 0..EACH {
+        for (ns, account) in [(&a, TEAM_A), (&b, TEAM_B)] {
+            let name = format!("app{i}");
+            s.create_service_account(ns, &name, json!({})).await;
+            s.create_binding(
+                ns,
+                &name,
+                json!({"serviceAccountName": name, "permissions": sends_to(account, ns)}),
+            )
+            .await;
+        }
+    }
+    let started = std::time::Instant::now();
+    for i in 0..EACH {
+        s.wait_ready(&b, &format!("app{i}")).await;
+    }
+    let fast = started.elapsed();
+    // Meanwhile A's bindings are not Ready: every call there was throttled.
+    for i in 0..EACH {
+        let binding = s
+            .bindings(&a)
+            .get(&format!("app{i}"))
+            .await
+            .expect("the throttled account's binding");
+        let ready = condition(&binding, "Ready").map(|c| c.status.clone());
+        assert_ne!(
+            ready.as_deref(),
+            Some("True"),
+            "app{i} Ready through throttling"
+        );
+    }
+    let calls = s.iam.calls_since(mark);
+    let throttled = calls
+        .iter()
+        .filter(|c| c.account.as_deref() == Some(TEAM_A) && c.faulted)
+        .count();
+    let other_faulted = calls
+        .iter()
+        .filter(|c| c.account.as_deref() != Some(TEAM_A) && c.faulted)
+        .count();
+    assert!(throttled > 0, "account A was never asked");
+    assert_eq!(other_faulted, 0, "a fault reached another account");
+    // Once IAM lets account A through again, its bindings catch up.
+    s.iam.clear_faults();
+    for i in 0..EACH {
+        s.wait_ready(&a, &format!("app{i}")).await;
+    }
+    eprintln!(
+        "    account {TEAM_B}: {EACH} bindings Ready in {fast:?} while account {TEAM_A} answered {throttled} calls with Throttling; A caught up {:?} after the faults cleared",
+        started.elapsed() - fast
     );
 }

@@ -86,6 +86,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             accounts::a_policy_naming_an_unknown_account_refuses_with_no_iam_write,
             Cluster
         ),
+        scenario!(
+            accounts::one_throttled_account_leaves_the_others_at_their_pace,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,

@@ -461,16 +461,16 @@ pub async fn the_association_quota_refuses_before_any_call(s: Scenario) {
         "{metrics}"
     );
     assert_eq!(
-        sample(
-            r#"podidentity_iam_calls_total{operation="EKS:CreatePodIdentityAssociation",outcome="ok"}"#
-        ),
+        sample(&format!(
+            r#"podidentity_iam_calls_total{{operation="EKS:CreatePodIdentityAssociation",outcome="ok",account="{ACCOUNT}"}}"#
+        )),
         3.0,
         "{metrics}"
     );
     assert_eq!(
-        sample(
-            r#"podidentity_iam_calls_total{operation="EKS:DeletePodIdentityAssociation",outcome="ok"}"#
-        ),
+        sample(&format!(
+            r#"podidentity_iam_calls_total{{operation="EKS:DeletePodIdentityAssociation",outcome="ok",account="{ACCOUNT}"}}"#
+        )),
         1.0,
         "{metrics}"
     );
