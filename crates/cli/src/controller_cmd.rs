@@ -196,6 +196,21 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     };
     own_account.set(config.account_id_or_placeholder());
     tracing::info!(cluster = %config.cluster_name, provider = %config.provider_arn(), "pod identity controller starting");
+    // Each other account: its own assumed credentials and its own request budget.
+    let mut other_accounts: Vec<(String, Arc<dyn IamApi>)> = Vec::new();
+    for account in &config.accounts {
+        let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
+        let iam = Arc::new(Budgeted::new(
+            Metered::new(
+                SdkIam::from_config(&assumed, &aws),
+                metrics.clone(),
+                AccountLabel::of(&account.id),
+            ),
+            config.requests_per_second_in(Some(&account.id)),
+        ));
+        tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");
+        other_accounts.push((account.id.clone(), iam));
+    }
     let oidc = match config.oidc.manage {
         true => match oidc_keeper(
             &client,
@@ -204,7 +219,9 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             &config,
             &args.lease_namespace,
         ) {
-            Ok(keeper) => Some(keeper),
+            Ok(keeper) => Some(other_accounts.iter().fold(keeper, |keeper, (id, iam)| {
+                keeper.with_account(id, iam.clone(), &config)
+            })),
             Err(err) => {
                 eprintln!("error: {err}");
                 return ExitCode::FAILURE;
@@ -220,19 +237,8 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let mut ctx = Context::new(client, iam, config.clone())
         .with_metrics(metrics.clone())
         .with_associations(associations);
-    // Each other account: its own assumed credentials and its own request budget.
-    for account in &config.accounts {
-        let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
-        let iam = Arc::new(Budgeted::new(
-            Metered::new(
-                SdkIam::from_config(&assumed, &aws),
-                metrics.clone(),
-                AccountLabel::of(&account.id),
-            ),
-            config.requests_per_second_in(Some(&account.id)),
-        ));
-        tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");
-        ctx = ctx.with_account(&account.id, iam);
+    for (id, iam) in &other_accounts {
+        ctx = ctx.with_account(id, iam.clone());
     }
     let election = lease.map(|lease| Elector::new(lease_client, lease, leadership));
     match run_controller(

@@ -2,6 +2,8 @@
 //! TokenRequest, which the API server answers without storing anything). Each read keeps
 //! its failure as text: a link that cannot be read is reported, not fatal.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
@@ -145,10 +147,24 @@ fn annotation_time(account: &ServiceAccount) -> Option<Timestamp> {
 
 pub struct Reach<'a> {
     pub client: &'a kube::Client,
+    /// IAM in the operator's own account.
     pub iam: &'a dyn IamApi,
+    /// IAM in each other account of the configuration, by id (credentials assumed as the
+    /// controller assumes them).
+    pub accounts: BTreeMap<String, &'a dyn IamApi>,
     pub eks: &'a dyn AssociationApi,
     pub fetcher: &'a Fetcher,
     pub assume: bool,
+}
+
+impl<'a> Reach<'a> {
+    /// IAM in the account of `arn` (a role's, a provider's): the operator's own unless the
+    /// ARN names another configured account.
+    fn iam_for(&self, arn: Option<&str>) -> &'a dyn IamApi {
+        arn.and_then(|arn| arn.split(':').nth(4))
+            .and_then(|account| self.accounts.get(account).copied())
+            .unwrap_or(self.iam)
+    }
 }
 
 pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) -> Facts {
@@ -190,10 +206,11 @@ pub async fn gather(reach: &Reach<'_>, config: OperatorConfig, target: &Target) 
                 .collect()
         })
         .map_err(|e| text(&e));
-    let iam = Iam::new(reach.iam);
     let role_arn = found
         .and_then(|a| annotation(a, ROLE_ARN))
         .map(String::from);
+    // The role, and the provider STS judges its tokens by, live in the role's account.
+    let iam = Iam::new(reach.iam_for(role_arn.as_deref()));
     let role = match &role_arn {
         Some(arn) => {
             let name = arn.rsplit('/').next().unwrap_or_default();
@@ -301,7 +318,7 @@ async fn gather_pod_identity(
     let role = match &role_arn {
         Some(arn) => {
             let name = arn.rsplit('/').next().unwrap_or_default();
-            Some(Iam::new(reach.iam).get_role(name).await)
+            Some(Iam::new(reach.iam_for(Some(arn))).get_role(name).await)
         }
         None => None,
     };

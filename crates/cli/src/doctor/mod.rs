@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use podidentity_aws::eks::SdkEks;
-use podidentity_aws::sdk::{AwsSettings, SdkIam};
+use podidentity_aws::sdk::{AwsSettings, SdkIam, assumed_config, sdk_config};
 use podidentity_controller::process::startup::api_server_issuer;
 
 use crate::config_load::ConfigArgs;
@@ -140,7 +140,15 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
         static_credentials: None,
         write_gate: None,
     };
-    let iam = SdkIam::connect(&aws).await;
+    let shared = sdk_config(&aws).await;
+    let iam = SdkIam::from_config(&shared, &aws);
+    // Each other account as the controller reaches it: its role assumed with our
+    // credentials.
+    let mut other_accounts = Vec::new();
+    for account in &config.accounts {
+        let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
+        other_accounts.push((account.id.clone(), SdkIam::from_config(&assumed, &aws)));
+    }
     let eks = SdkEks::connect(&aws).await;
     // As the controller completes it: the issuer from the API server, the account from
     // STS, where the configuration leaves them out.
@@ -158,6 +166,10 @@ pub async fn run(args: &DoctorArgs) -> ExitCode {
     let reach = Reach {
         client: &client,
         iam: &iam,
+        accounts: other_accounts
+            .iter()
+            .map(|(id, iam)| (id.clone(), iam as &dyn podidentity_aws::IamApi))
+            .collect(),
         eks: &eks,
         fetcher: &fetcher,
         assume: args.assume,

@@ -2,18 +2,22 @@
 //! issuer's discovery document and keys in S3, kept in line by the leader on a timer.
 //! `documents` works out what the bucket should hold, `provider` puts the provider right,
 //! `fetch` reaches the issuer's host (the thumbprint), `status_map` reports in a ConfigMap.
+//! With `accounts`, the provider is kept too in each other account a PodIdentityPolicy
+//! places namespaces in (the roles there trust that account's provider).
 
 pub mod documents;
 pub mod fetch;
 pub mod provider;
 pub mod status_map;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
+use podidentity_api::PodIdentityPolicy;
 use podidentity_api::config::OperatorConfig;
 use podidentity_aws::s3::{ObjectKey, ObjectStore};
 use podidentity_aws::{Iam, IamApi};
@@ -40,6 +44,15 @@ pub struct OidcKeeper {
     /// Where the status ConfigMap lives (the controller's own namespace).
     namespace: String,
     fetcher: Fetcher,
+    /// Each other account: its id, its provider's ARN, its IAM client.
+    accounts: Vec<AccountProvider>,
+}
+
+/// The provider as another account holds it.
+struct AccountProvider {
+    id: String,
+    arn: String,
+    iam: Arc<dyn IamApi>,
 }
 
 const JSON: &str = "application/json";
@@ -97,7 +110,19 @@ impl OidcKeeper {
             retention,
             namespace,
             fetcher,
+            accounts: Vec::new(),
         })
+    }
+
+    /// Keeps the provider in another account too, through `iam` (credentials assumed into
+    /// it), whenever a PodIdentityPolicy places namespaces there.
+    pub fn with_account(mut self, id: &str, iam: Arc<dyn IamApi>, config: &OperatorConfig) -> Self {
+        self.accounts.push(AccountProvider {
+            id: id.to_string(),
+            arn: config.in_account(Some(id)).provider_arn(),
+            iam,
+        });
+        self
     }
 
     /// Passes forever, `oidc.checkInterval` apart; each logs what went wrong and reports
@@ -262,41 +287,102 @@ impl OidcKeeper {
         report
             .facts
             .insert("clientIds", wanted.client_ids.join(","));
-        let iam = Iam::new(self.iam.as_ref());
-        match provider::ensure(&iam, &wanted).await {
-            Ok(ProviderOutcome::Created) => {
-                tracing::info!(arn = %wanted.arn, "created the IAM OIDC provider");
-                Finding {
-                    ok: true,
-                    reason: "Created",
-                    message: format!("created {}", wanted.arn),
-                }
-            }
-            Ok(ProviderOutcome::Updated(changes)) => {
-                tracing::info!(arn = %wanted.arn, changes = %changes.join("; "), "put the IAM OIDC provider right");
-                Finding {
-                    ok: true,
-                    reason: "Updated",
-                    message: format!("{}: {}", wanted.arn, changes.join("; ")),
-                }
-            }
-            Ok(ProviderOutcome::InSync) => Finding {
-                ok: true,
-                reason: "InSync",
-                message: format!("{} matches", wanted.arn),
-            },
-            Ok(ProviderOutcome::Foreign(tags)) => failed(
-                "ForeignProvider",
-                format!(
-                    "{} exists but is not this cluster's (tags {tags:?}); it is left as it is. \
-                     Tag it {}={} to hand it to the operator, or set oidc.manage: false",
-                    wanted.arn,
-                    podidentity_api::annotations::TAG_CLUSTER,
-                    wanted.cluster
-                ),
-            ),
-            Err(err) => failed("AwsError", err.to_string()),
+        let own = keep_provider(self.iam.as_ref(), &wanted).await;
+        if self.accounts.is_empty() {
+            return own;
         }
+        let placed = match self.placed_accounts().await {
+            Ok(placed) => placed,
+            Err(message) => return failed("PoliciesUnreadable", message),
+        };
+        let mut findings = BTreeMap::new();
+        for account in self.accounts.iter().filter(|a| placed.contains(&a.id)) {
+            let theirs = WantedProvider {
+                arn: account.arn.clone(),
+                ..wanted.clone()
+            };
+            let finding = keep_provider(account.iam.as_ref(), &theirs).await;
+            findings.insert(account.id.clone(), finding);
+        }
+        report.facts.insert(
+            "accountProviders",
+            findings
+                .iter()
+                .map(|(id, f)| format!("{id}: {} ({})", f.reason, f.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        combined(own, &findings)
+    }
+
+    /// The accounts PodIdentityPolicies place namespaces in.
+    async fn placed_accounts(&self) -> Result<BTreeSet<String>, String> {
+        let policies: Api<PodIdentityPolicy> = Api::all(self.client.clone());
+        let list = policies.list(&ListParams::default()).await.map_err(|e| {
+            format!("cannot list PodIdentityPolicies to find the placed accounts: {e}")
+        })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|p| p.spec.account)
+            .collect())
+    }
+}
+
+/// The own account's finding, and each other account's: ready only when all are, the
+/// first that is not saying why.
+fn combined(own: Finding, others: &BTreeMap<String, Finding>) -> Finding {
+    let failing = std::iter::once(&own)
+        .chain(others.values())
+        .find(|f| !f.ok)
+        .map(|f| f.reason);
+    let mut message = own.message.clone();
+    for (id, finding) in others {
+        message.push_str(&format!("; account {id}: {}", finding.message));
+    }
+    Finding {
+        ok: failing.is_none(),
+        reason: failing.unwrap_or(own.reason),
+        message,
+    }
+}
+
+/// Puts one account's provider right, and says what it found.
+async fn keep_provider(iam: &dyn IamApi, wanted: &WantedProvider) -> Finding {
+    let iam = Iam::new(iam);
+    match provider::ensure(&iam, wanted).await {
+        Ok(ProviderOutcome::Created) => {
+            tracing::info!(arn = %wanted.arn, "created the IAM OIDC provider");
+            Finding {
+                ok: true,
+                reason: "Created",
+                message: format!("created {}", wanted.arn),
+            }
+        }
+        Ok(ProviderOutcome::Updated(changes)) => {
+            tracing::info!(arn = %wanted.arn, changes = %changes.join("; "), "put the IAM OIDC provider right");
+            Finding {
+                ok: true,
+                reason: "Updated",
+                message: format!("{}: {}", wanted.arn, changes.join("; ")),
+            }
+        }
+        Ok(ProviderOutcome::InSync) => Finding {
+            ok: true,
+            reason: "InSync",
+            message: format!("{} matches", wanted.arn),
+        },
+        Ok(ProviderOutcome::Foreign(tags)) => failed(
+            "ForeignProvider",
+            format!(
+                "{} exists but is not this cluster's (tags {tags:?}); it is left as it is. \
+                     Tag it {}={} to hand it to the operator, or set oidc.manage: false",
+                wanted.arn,
+                podidentity_api::annotations::TAG_CLUSTER,
+                wanted.cluster
+            ),
+        ),
+        Err(err) => failed("AwsError", format!("{}: {err}", wanted.arn)),
     }
 }
 

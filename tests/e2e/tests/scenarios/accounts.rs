@@ -4,12 +4,18 @@
 //! made in that account, trusting that account's provider, each account's calls counted
 //! apart at the proxy by the credentials assumed into it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use podidentity_aws::api::Iam;
 use podidentity_e2e::Scenario;
+use podidentity_e2e::control_plane::OPERATOR_NAMESPACE;
 use podidentity_e2e::iam_proxy::{Call, Fault};
 use podidentity_e2e::operator::sample;
 use podidentity_e2e::scenario::{ACCOUNT, condition};
+use podidentity_e2e::wait::until;
 use serde_json::{Value, json};
 
 const TEAM_A: &str = "444455556666";
@@ -62,7 +68,7 @@ fn calls_in(s: &Scenario, mark: usize, account: Option<&str>, writes_only: bool)
 }
 
 pub async fn bindings_in_two_accounts_get_their_roles_there(s: Scenario) {
-    let (_rendered, controller) = s.start_controller(accounts()).await;
+    let (rendered, controller) = s.start_controller(accounts()).await;
     let mark = s.iam.mark();
     let a = s.namespace_labelled("team-a", json!({PLACED: "a"})).await;
     let b = s.namespace_labelled("team-b", json!({PLACED: "b"})).await;
@@ -148,6 +154,25 @@ pub async fn bindings_in_two_accounts_get_their_roles_there(s: Scenario) {
         );
         assert_eq!(sample(&metrics, &series), 1.0, "{series} in\n{metrics}");
     }
+
+    // doctor, given the same configuration, reads the role where it lives and looks for
+    // the provider in that account, as STS does.
+    let (_code, report) = s.doctor(&rendered, &[&format!("{a}/orders")]).await;
+    let link = |name: &str| {
+        report["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["link"] == json!(name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} link in {report:#}"))
+    };
+    assert_eq!(link("role")["health"], json!("ok"), "{report:#}");
+    let provider = link("oidcProvider").to_string();
+    assert!(
+        provider.contains(&format!("arn:aws:iam::{TEAM_A}:oidc-provider/")),
+        "doctor looks for account A's provider: {provider}"
+    );
 
     // Idle: nothing written in any account while each is swept with its own client.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -277,4 +302,111 @@ pub async fn one_throttled_account_leaves_the_others_at_their_pace(s: Scenario) 
         "    account {TEAM_B}: {EACH} bindings Ready in {fast:?} while account {TEAM_A} answered {throttled} calls with Throttling; A caught up {:?} after the faults cleared",
         started.elapsed() - fast
     );
+}
+
+/// With `oidc.manage`, the provider is kept in each account a policy places namespaces in
+/// (the roles there trust it), and in no account nothing is placed in.
+pub async fn each_placed_account_gets_the_oidc_provider(s: Scenario) {
+    let mut values = accounts();
+    values["oidc"] = json!({
+        "manage": true,
+        "checkInterval": "1s",
+        "thumbprints": ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"],
+    });
+    let (_rendered, controller) = s.start_controller(values).await;
+    let a = s
+        .namespace_labelled("provider", json!({PLACED: "provider"}))
+        .await;
+    s.apply_policy("place-provider", placing("provider", TEAM_A))
+        .await;
+    s.create_service_account(&a, "orders", json!({})).await;
+    s.create_binding(
+        &a,
+        "orders",
+        json!({"serviceAccountName": "orders", "permissions": sends_to(TEAM_A, &a)}),
+    )
+    .await;
+    s.wait_ready(&a, "orders").await;
+
+    let maps: Api<ConfigMap> = Api::namespaced(s.client(), OPERATOR_NAMESPACE);
+    let kept = |data: &BTreeMap<String, String>| {
+        data.get("accountProviders")
+            .is_some_and(|p| p.contains(&format!("{TEAM_A}: InSync")))
+    };
+    let data = until(
+        "account A's provider kept",
+        Duration::from_secs(60),
+        || async {
+            let data = maps
+                .get_opt("podidentity-oidc")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|m| m.data)
+                .unwrap_or_default();
+            match kept(&data) {
+                true => Ok(data),
+                false => Err(format!("the status is {data:#?}")),
+            }
+        },
+    )
+    .await;
+    let issuer = data.get("issuer").cloned().unwrap_or_default();
+    let host_path = issuer.trim_start_matches("https://");
+    let in_account = |account: &str| format!("arn:aws:iam::{account}:oidc-provider/{host_path}");
+
+    // Made in account A as in the operator's own: the issuer, STS, this cluster's tag.
+    let moto_a = s.moto_in(TEAM_A).await;
+    let made = Iam::new(&moto_a)
+        .oidc_provider(&in_account(TEAM_A))
+        .await
+        .unwrap_or_else(|e| panic!("account A's provider: {e}"));
+    assert_eq!(made.url, host_path);
+    assert_eq!(made.client_ids, vec!["sts.amazonaws.com".to_string()]);
+    assert_eq!(
+        made.tags.get("podidentity.io/cluster"),
+        Some(&s.cluster_name)
+    );
+    // The role there trusts exactly that provider.
+    let role = s
+        .roles_made_by(&moto_a)
+        .await
+        .into_iter()
+        .find(|r| r.name == s.role_name(&a, "orders"))
+        .expect("the role in account A");
+    assert!(
+        role.trust_policy.contains(&in_account(TEAM_A)),
+        "{}",
+        role.trust_policy
+    );
+    // Account B has nothing placed in it: no provider made there.
+    let in_b = Iam::new(&s.moto_in(TEAM_B).await)
+        .oidc_provider(&in_account(TEAM_B))
+        .await;
+    assert!(in_b.is_err(), "a provider in account B: {in_b:?}");
+    assert!(
+        !data
+            .get("accountProviders")
+            .is_some_and(|p| p.contains(TEAM_B)),
+        "{data:#?}"
+    );
+
+    // Idle: the keeper passes every second and writes nothing in any account.
+    let mark = s.iam.mark();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes = s.iam.writes_since(mark);
+    assert!(writes.is_empty(), "idle writes: {writes:?}");
+
+    // Leave the operator's own account without the provider the keeper made (the doctor
+    // and oidc scenarios make theirs).
+    drop(controller);
+    let shared = podidentity_aws::sdk::sdk_config(&podidentity_aws::testing::emulator_settings(
+        &s.cluster.moto,
+    ))
+    .await;
+    let _ = aws_sdk_iam::Client::new(&shared)
+        .delete_open_id_connect_provider()
+        .open_id_connect_provider_arn(in_account(ACCOUNT))
+        .send()
+        .await;
 }

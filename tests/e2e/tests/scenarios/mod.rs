@@ -90,6 +90,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             accounts::one_throttled_account_leaves_the_others_at_their_pace,
             Cluster
         ),
+        scenario!(
+            accounts::each_placed_account_gets_the_oidc_provider,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,
