@@ -474,6 +474,10 @@ pub struct PodIdentityBindingStatus {
     /// the old one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationStatus>,
+    /// The namespace moved to another AWS account: the roles it had there, kept until no
+    /// running pod uses them, then deleted (or retained, by the deletion policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_move: Option<AccountMoveStatus>,
     /// Ready, Reconciling, Stalled, PolicyAccepted, RoleSynced, ServiceAccountBound, and
     /// RoleAssumable with the operator's `verifyAssumable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -511,6 +515,19 @@ pub struct MigrationStatus {
     /// The ServiceAccount whose pods use `from` (the one bound when the migration began).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+}
+
+/// A move to another account under way (see the `Migrating` condition).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountMoveStatus {
+    /// ARNs of the roles in the accounts the namespace left, each kept while running pods
+    /// use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_role_arns: Vec<String>,
+    /// Running pods of the ServiceAccount that still use one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_remaining: Option<i64>,
 }
 
 /// Size of the minified trust policy in bytes, and the quota it must fit in.

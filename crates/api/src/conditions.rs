@@ -66,10 +66,16 @@ pub mod reason {
     pub const MIGRATION_STARTED: &str = "MigrationStarted";
     /// Event: no running pod uses the old mechanism; the role trusts the new one only.
     pub const MIGRATION_COMPLETE: &str = "MigrationComplete";
+    /// Migrating: the namespace moved to another account; the role there is in place
+    /// and new pods get it, running pods still use the role in the account it left.
+    pub const MOVING_ACCOUNT: &str = "MovingAccount";
+    /// Event: a role in an account the namespace left was deleted (or retained), no
+    /// running pod using it any more.
+    pub const ROLE_RETIRED: &str = "RoleRetired";
 }
 
 /// Every reason the operator writes.
-pub const ALL_REASONS: [&str; 20] = [
+pub const ALL_REASONS: [&str; 21] = [
     reason::SYNCED,
     reason::INVALID_SPEC,
     reason::GUARDRAIL_VIOLATION,
@@ -90,6 +96,7 @@ pub const ALL_REASONS: [&str; 20] = [
     reason::ASSOCIATION_CONFLICT,
     reason::WAITING_FOR_PODS,
     reason::ASSOCIATION_QUOTA_EXCEEDED,
+    reason::MOVING_ACCOUNT,
 ];
 
 /// A condition's type, status or reason: one of the operator's own words, held as a

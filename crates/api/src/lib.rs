@@ -12,9 +12,10 @@ pub mod credentials_request;
 pub mod policy;
 
 pub use binding::{
-    AssociationStatus, CredentialsSecretSpec, DeletionPolicy, Effect, IdentitySpec, InjectionSpec,
-    Mechanism, MigrationStatus, Permissions, PodIdentityBinding, PodIdentityBindingSpec,
-    PodIdentityBindingStatus, RoleSpec, SessionPolicy, Statement, TrustPolicySize,
+    AccountMoveStatus, AssociationStatus, CredentialsSecretSpec, DeletionPolicy, Effect,
+    IdentitySpec, InjectionSpec, Mechanism, MigrationStatus, Permissions, PodIdentityBinding,
+    PodIdentityBindingSpec, PodIdentityBindingStatus, RoleSpec, SessionPolicy, Statement,
+    TrustPolicySize,
 };
 pub use policy::{OnViolation, PodIdentityPolicy, PodIdentityPolicySpec, PodIdentityPolicyStatus};
 

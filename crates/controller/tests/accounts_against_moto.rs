@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::Api;
 use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
 use kube::runtime::{reflector, watcher};
@@ -41,6 +41,8 @@ struct World {
     /// IAM in the team's account, for changes made outside the operator.
     team_raw: aws_sdk_iam::Client,
     cluster: String,
+    /// The policy cache's writer, to place `shop` elsewhere.
+    policies: std::sync::Mutex<reflector::store::Writer<DeserializeGuard<PodIdentityPolicy>>>,
 }
 
 impl World {
@@ -63,6 +65,16 @@ impl World {
 
     fn role_name(&self, binding: &str) -> String {
         format!("{}-shop.{binding}", self.cluster)
+    }
+
+    /// The platform admin points the policy at another account.
+    fn place_in(&self, account: &str) {
+        let mut policy = tenants_policy(account);
+        policy.metadata.resource_version = Some(account.into());
+        self.policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(policy))));
     }
 
     fn team(&self) -> &dyn IamApi {
@@ -118,12 +130,24 @@ fn service_account(name: &str) -> ServiceAccount {
 
 /// A world whose namespace `shop` is placed in `placed_in` by a PodIdentityPolicy.
 async fn world(endpoint: &str, placed_in: &str, bindings: &[&str]) -> World {
+    world_with_pods(endpoint, placed_in, bindings, |_| Vec::new()).await
+}
+
+/// [`world`] with the pods `pods` makes, given the cluster's name.
+async fn world_with_pods(
+    endpoint: &str,
+    placed_in: &str,
+    bindings: &[&str],
+    pods: impl Fn(&str) -> Vec<Pod>,
+) -> World {
     let cluster = unique_name("acct").replace('-', "");
     let client = ClientBuilder::new()
         .with_resource::<PodIdentityBinding>()
         .with_status_subresource::<PodIdentityBinding>()
+        .with_resource::<Pod>()
         .with_objects(bindings.iter().map(|name| binding(name)).collect())
         .with_objects(bindings.iter().map(|name| service_account(name)).collect())
+        .with_objects(pods(&cluster))
         .build()
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -158,16 +182,10 @@ async fn world(endpoint: &str, placed_in: &str, bindings: &[&str]) -> World {
         team_log.clone(),
     ));
 
-    let policy = PodIdentityPolicy::new(
-        "tenants",
-        serde_json::from_value::<PodIdentityPolicySpec>(json!({
-            "namespaceSelector": {"matchLabels": {"tenant": "shop"}},
-            "account": placed_in,
-        }))
-        .unwrap_or_else(|err| panic!("{err}")),
-    );
     let (policies, mut policy_writer) = reflector::store();
-    policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(policy))));
+    policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(
+        tenants_policy(placed_in),
+    ))));
     let (namespaces, mut namespace_writer) = reflector::store();
     namespace_writer.apply_watcher_event(&watcher::Event::Apply(PartialObjectMeta::<Namespace> {
         metadata: ObjectMeta {
@@ -188,7 +206,34 @@ async fn world(endpoint: &str, placed_in: &str, bindings: &[&str]) -> World {
         team_log,
         team_raw: aws_sdk_iam::Client::new(&team_config),
         cluster,
+        policies: std::sync::Mutex::new(policy_writer),
     }
+}
+
+/// The policy placing `shop` in `account`.
+fn tenants_policy(account: &str) -> PodIdentityPolicy {
+    PodIdentityPolicy::new(
+        "tenants",
+        serde_json::from_value::<PodIdentityPolicySpec>(json!({
+            "namespaceSelector": {"matchLabels": {"tenant": "shop"}},
+            "account": account,
+        }))
+        .unwrap_or_else(|err| panic!("{err}")),
+    )
+}
+
+/// A running pod of ServiceAccount `service_account` given `role_arn` by the webhook.
+fn pod_using(service_account: &str, role_arn: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{service_account}-1"), "namespace": "shop"},
+        "spec": {"serviceAccountName": service_account, "containers": [{
+            "name": "app", "image": "x",
+            "env": [{"name": "AWS_ROLE_ARN", "value": role_arn},
+                    {"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+                     "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}]}]},
+        "status": {"phase": "Running"},
+    }))
+    .unwrap_or_else(|err| panic!("{err}"))
 }
 
 #[tokio::test]
@@ -330,4 +375,78 @@ async fn an_account_the_operator_does_not_act_in_is_refused_with_no_iam_call() {
     );
     assert_eq!(w.own_log.total(), 0, "{:?}", w.own_log.snapshot());
     assert_eq!(w.team_log.total(), 0, "{:?}", w.team_log.snapshot());
+}
+
+#[tokio::test]
+async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too() {
+    let Some(endpoint) = emulator_endpoint() else {
+        return;
+    };
+    // A pod still runs with the role in the team's account.
+    let w = world_with_pods(&endpoint, TEAM, &["orders"], |cluster| {
+        let role = format!("{cluster}-shop.orders");
+        vec![pod_using(
+            "orders",
+            &format!("arn:aws:iam::{TEAM}:role/podidentity/{cluster}/{role}"),
+        )]
+    })
+    .await;
+    for _ in 0..2 {
+        w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    }
+    let in_team = w
+        .binding("orders")
+        .await
+        .status
+        .and_then(|s| s.role_arn)
+        .unwrap_or_default();
+    assert!(in_team.contains(TEAM), "{in_team}");
+
+    // Moved to the operator's own account: the role is made there and the status
+    // remembers the team's, which the pod still uses.
+    w.place_in(OWN);
+    w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    let moved = w.binding("orders").await;
+    let status = moved.status.clone().unwrap_or_default();
+    let in_own = status.role_arn.clone().unwrap_or_default();
+    assert!(in_own.contains(OWN), "{in_own}");
+    assert_eq!(
+        status.account_move.map(|m| m.from_role_arns),
+        Some(vec![in_team.clone()])
+    );
+    let migrating = moved
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Migrating"))
+        .map(|c| (c.status.to_string(), c.reason.to_string()));
+    assert_eq!(
+        migrating,
+        Some(("True".to_string(), "MovingAccount".to_string()))
+    );
+    let name = w.role_name("orders");
+    Iam::new(w.team())
+        .get_role(&name)
+        .await
+        .unwrap_or_else(|err| panic!("the team's role went with a pod on it: {err}"));
+    Iam::new(w.ctx.iam.as_ref())
+        .get_role(&name)
+        .await
+        .unwrap_or_else(|err| panic!("no role in the own account: {err}"));
+
+    // Deleted mid-move: both roles go.
+    let mut deleting = moved;
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    reconcile_binding(&deleting, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    for (account, iam) in [("team", w.team()), ("own", w.ctx.iam.as_ref())] {
+        let gone = Iam::new(iam).get_role(&name).await;
+        assert_eq!(
+            gone.err().map(|e| e.kind),
+            Some(ErrorKind::NotFound),
+            "the role in the {account} account"
+        );
+    }
 }

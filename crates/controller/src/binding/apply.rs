@@ -14,10 +14,12 @@ use podidentity_iam::RuleSet;
 use podidentity_iam::build::{DesiredState, service_account_annotations};
 use podidentity_iam::namespace_policy::AppliedPolicy;
 
+use super::account_move;
 use super::association::{
     bound_association_key, delete_association, ensure_association, ownership_of,
 };
 use super::association_quota::past_association_quota;
+use super::cleanup;
 use super::conditions::{Assessment, AssociationState, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
@@ -160,6 +162,8 @@ struct Around {
     early: Option<readiness::EarlyFound>,
     /// What a migration waiting for pods has to say.
     migration_note: Option<Note>,
+    /// What else the steps did (roles retired after a move between accounts).
+    notes: Vec<Note>,
 }
 
 /// The ServiceAccount, the credentials Secret and the readiness checks, once the role
@@ -236,6 +240,7 @@ async fn around_the_role(
         pods_needing_restart: None,
         association,
         migration: None,
+        account_move: None,
     };
     // The readiness checks are IRSA's: a web identity token exchanged with STS, and
     // pods counted by the role ARN the IRSA webhook put in them (a migration counts its
@@ -259,6 +264,25 @@ async fn around_the_role(
         }
         _ => None,
     };
+    // A namespace moved to another account: the roles left there go once no pod uses
+    // them (readiness above counted and, with restartPods, rolled those pods).
+    let mut notes = Vec::new();
+    if let Some(role) = &made.role {
+        let ownership = cleanup::role_identity(binding, ctx).ownership;
+        let ready = synced.is_ready();
+        let kept = account_move::keep_until_unused(
+            ctx,
+            binding,
+            namespace,
+            &desired.service_account.name,
+            &role.arn,
+            &ownership,
+            ready,
+        )
+        .await?;
+        synced.account_move = kept.state.map(Box::new);
+        notes = kept.notes;
+    }
     let mut migration_note = None;
     if let Some(m) = &moving {
         let role_arn = made
@@ -272,13 +296,14 @@ async fn around_the_role(
         };
         let (state, note) =
             migration::wait(ctx, binding, namespace, role_arn, m, delivered).await?;
-        synced.migration = Some(state);
+        synced.migration = Some(Box::new(state));
         migration_note = note;
     }
     Ok(Around {
         synced,
         early,
         migration_note,
+        notes,
     })
 }
 
@@ -288,8 +313,9 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
         synced,
         early,
         migration_note,
+        notes,
     } = around;
-    let migrating = synced.migration.is_some();
+    let migrating = synced.migration.is_some() || synced.account_move.is_some();
     let not_assumable = synced.assumable.as_ref().is_some_and(|a| !a.is_assumed());
     let foreign_secret = synced.foreign_secret.clone();
     let mut found = Found::new(Assessment::Synced(synced), made.role.clone());
@@ -299,6 +325,7 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
         .events
         .extend(early.map(|early| readiness::note(pass.ctx, pass.binding, early)));
     found.events.extend(migration_note);
+    found.events.extend(notes);
     // A pass that waits on STS says what needs a change once it is through.
     if !not_assumable && !made.missing_policies.is_empty() {
         found.events.push(Note::warning(
@@ -319,7 +346,8 @@ fn synced(pass: &Pass<'_>, desired: DesiredState, made: MadeRole, around: Around
         // Retried with the binding's backoff (IAM takes seconds to apply a change).
         Err(Error::NotAssumable)
     } else if migrating {
-        // Pods are not watched: a migration counts them again, sooner while it is young.
+        // Pods are not watched: a migration (or a move between accounts) counts them
+        // again, sooner while it is young.
         let recheck = migration::recheck(pass.binding);
         Ok(Action::requeue(
             made.recheck_in.map_or(recheck, |r| r.min(recheck)),

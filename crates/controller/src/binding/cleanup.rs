@@ -10,6 +10,7 @@ use podidentity_api::{DeletionPolicy, Mechanism, PodIdentityBinding};
 use podidentity_iam::BindingRef;
 use podidentity_iam::build::ownership_tags;
 
+use super::account_move::{left_behind, retire};
 use super::association::{bound_association_key, delete_association};
 use super::conditions::Assessment;
 use super::memory::Memory;
@@ -91,6 +92,10 @@ pub async fn cleanup(
     };
     // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
     result?;
+    // Roles kept in accounts the namespace left (a move under way) go the same way.
+    for arn in left_behind(binding, &role_arn) {
+        retire(ctx, &arn, &role.ownership, policy).await?;
+    }
     let siblings = ctx.bindings_in(&namespace).await?;
     let bound = bound_service_account(binding);
     release_service_account(ctx, binding, &namespace, &bound, &siblings).await?;

@@ -78,8 +78,12 @@ pub struct Synced {
     /// The EKS Pod Identity association (`None`: IRSA).
     pub association: Option<AssociationState>,
     /// A change of mechanism waiting for pods of the old one (`None`: none under way, or
-    /// it finished in this pass).
-    pub migration: Option<MigrationState>,
+    /// it finished in this pass). Boxed, as `account_move`: both are rare, and an
+    /// assessment is passed by value.
+    pub migration: Option<Box<MigrationState>>,
+    /// A move to another account waiting for the pods of the roles left behind (`None`:
+    /// none under way, or it finished in this pass).
+    pub account_move: Option<Box<AccountMoveState>>,
 }
 
 /// A change of mechanism waiting for the pods of the old one.
@@ -89,6 +93,18 @@ pub struct MigrationState {
     pub to: podidentity_api::Mechanism,
     pub service_account: String,
     /// Running pods still using `from` (`None`: they could not be listed).
+    pub pods_remaining: Option<usize>,
+}
+
+/// A move waiting for the pods of the roles left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountMoveState {
+    /// The roles kept in the accounts left.
+    pub from_role_arns: Vec<String>,
+    /// The account of the role in force now (`None`: no account in its ARN).
+    pub to_account: Option<String>,
+    pub service_account: String,
+    /// Running pods still using one of them (`None`: not counted in this pass).
     pub pods_remaining: Option<usize>,
 }
 
@@ -116,6 +132,7 @@ impl Synced {
             assumable: None,
             pods_needing_restart: None,
             migration: None,
+            account_move: None,
         }
     }
 }
@@ -405,8 +422,11 @@ fn synced_rows(synced: &Synced) -> Vec<Row> {
     if let Some(assumable) = &synced.assumable {
         rows.push(assumable_row(assumable));
     }
-    if let Some(migration) = &synced.migration {
-        rows.push(migrating_row(migration));
+    // One Migrating row: a change of mechanism says more than a move between accounts.
+    match (&synced.migration, &synced.account_move) {
+        (Some(migration), _) => rows.push(migrating_row(migration)),
+        (None, Some(moving)) => rows.push(moving_account_row(moving)),
+        (None, None) => {}
     }
     rows
 }
@@ -430,6 +450,31 @@ fn migrating_row(migration: &MigrationState) -> Row {
         &format!(
             "ServiceAccount {service_account} moves from {from} to {to}: new pods get {to}; the \
              role trusts {from} too while {pods}"
+        ),
+    )
+}
+
+fn moving_account_row(moving: &AccountMoveState) -> Row {
+    let AccountMoveState {
+        from_role_arns,
+        to_account,
+        service_account,
+        pods_remaining,
+    } = moving;
+    let pods = match pods_remaining {
+        Some(1) => "1 running pod still uses them".to_string(),
+        Some(n) => format!("{n} running pods still use them"),
+        None => "the new role is not Ready yet, or the pods could not be listed".to_string(),
+    };
+    row(
+        conditions::MIGRATING,
+        "True",
+        conditions::reason::MOVING_ACCOUNT,
+        &format!(
+            "the namespace moved to account {}: ServiceAccount {service_account} names the role \
+             there; kept in the account left while {pods}: {}",
+            to_account.as_deref().unwrap_or("(the operator's own)"),
+            from_role_arns.join(", ")
         ),
     )
 }

@@ -7,8 +7,10 @@
 //! object the operator cannot read; `short_form` makes bindings from annotated
 //! ServiceAccounts. `role`, `service_account`, `secret`, `association`,
 //! `managed_policies`, `assumable` and `early_pods` are the apply step's hands;
-//! `migration` is what a change of mechanism adds to a pass.
+//! `migration` is what a change of mechanism adds to a pass, `account_move` what a
+//! namespace moved to another account adds.
 
+mod account_move;
 mod apply;
 pub mod association;
 pub mod association_count;

@@ -8,9 +8,12 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use podidentity_api::{Mechanism, MigrationStatus, PodIdentityBinding, PodIdentityBindingStatus};
+use podidentity_api::{
+    AccountMoveStatus, Mechanism, MigrationStatus, PodIdentityBinding, PodIdentityBindingStatus,
+};
 use podidentity_iam::build::DesiredState;
 
+use super::account_move::record_left;
 use super::conditions::{Assessment, AssociationState, ServiceAccountState, Synced, next_status};
 use super::memory::{Memory, OwnWrite, RoleFacts};
 use crate::context::Context;
@@ -201,6 +204,13 @@ pub async fn write_status(
         &now,
     );
     if let Some(role) = role {
+        // A role in another account than the one recorded: the namespace moved, and the
+        // old role is remembered until retired (whatever this pass came to).
+        status.account_move = record_left(
+            status.account_move.take(),
+            status.role_arn.as_deref(),
+            &role.arn,
+        );
         status.role_name = Some(role.name.clone());
         status.role_arn = Some(role.arn.clone());
         status.role_id = Some(role.id.clone());
@@ -224,6 +234,12 @@ pub async fn write_status(
                 .migration
                 .as_ref()
                 .is_some_and(|m| m.from == Mechanism::PodIdentity);
+            status.account_move = synced.account_move.as_ref().map(|m| AccountMoveStatus {
+                from_role_arns: m.from_role_arns.clone(),
+                pods_remaining: m
+                    .pods_remaining
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            });
             status.migration = synced.migration.as_ref().map(|m| MigrationStatus {
                 from: m.from,
                 to: m.to,
@@ -273,12 +289,12 @@ mod tests {
     fn a_migration_records_the_new_mechanism_only_once_delivered() {
         let migrating = |association| Synced {
             association,
-            migration: Some(MigrationState {
+            migration: Some(Box::new(MigrationState {
                 from: Mechanism::Irsa,
                 to: Mechanism::PodIdentity,
                 service_account: "web".into(),
                 pods_remaining: Some(0),
-            }),
+            })),
             ..Synced::bound()
         };
         let conflict = Some(AssociationState::Conflict {

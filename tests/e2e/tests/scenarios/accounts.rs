@@ -7,15 +7,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, PostParams};
 use podidentity_aws::api::Iam;
 use podidentity_e2e::Scenario;
 use podidentity_e2e::control_plane::OPERATOR_NAMESPACE;
 use podidentity_e2e::iam_proxy::{Call, Fault};
 use podidentity_e2e::operator::sample;
 use podidentity_e2e::scenario::{ACCOUNT, condition};
-use podidentity_e2e::wait::until;
+use podidentity_e2e::wait::{check, until};
 use serde_json::{Value, json};
 
 const TEAM_A: &str = "444455556666";
@@ -409,4 +410,225 @@ pub async fn each_placed_account_gets_the_oidc_provider(s: Scenario) {
         .open_id_connect_provider_arn(in_account(ACCOUNT))
         .send()
         .await;
+}
+
+/// The role ARN each pod of `ns` was given (`None`: none), by pod name.
+async fn pod_role_arns(s: &Scenario, ns: &str) -> BTreeMap<String, Option<String>> {
+    let pods: Api<Pod> = Api::namespaced(s.client(), ns);
+    let listed = pods
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    listed
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|pod| {
+            let arn = pod.spec.as_ref().and_then(|spec| {
+                spec.containers[0]
+                    .env
+                    .iter()
+                    .flatten()
+                    .find(|e| e.name == "AWS_ROLE_ARN")
+                    .and_then(|e| e.value.clone())
+            });
+            (pod.metadata.name.unwrap_or_default(), arn)
+        })
+        .collect()
+}
+
+/// Whether the role an ARN names exists, in the account it names.
+async fn role_exists(s: &Scenario, arn: &str) -> bool {
+    let account = arn.split(':').nth(4).unwrap_or_default();
+    let name = arn.rsplit('/').next().unwrap_or_default();
+    Iam::new(&s.moto_in(account).await)
+        .get_role(name)
+        .await
+        .is_ok()
+}
+
+/// A namespace moved from account A to account B under a running Deployment: the role is
+/// made in B, the ServiceAccount switches to it, the pods on A's role are counted and
+/// (with `restartPods`) rolled, and A's role goes only once no pod uses it. At every poll,
+/// every ARN a pod or the ServiceAccount carries names a role that exists.
+pub async fn a_namespace_moved_between_accounts_keeps_every_pod_on_a_role_that_exists(s: Scenario) {
+    let mut values = accounts();
+    values["allowPodRestarts"] = json!(true);
+    let (rendered, _controller) = s.start_controller(values).await;
+    let ns = s
+        .namespace_labelled("moving", json!({PLACED: "moving"}))
+        .await;
+    let _webhook = s.start_webhook_for(&rendered, Some(&ns)).await;
+    let placed_in = |account: &str| {
+        json!({
+            "namespaceSelector": {"matchLabels": {PLACED: "moving"}},
+            "account": account,
+            "allowedResources": ["arn:aws:s3:::${namespace}.*"],
+        })
+    };
+    s.apply_policy("place-moving", placed_in(TEAM_A)).await;
+    s.create_service_account(&ns, "web", json!({})).await;
+    s.create_binding(
+        &ns,
+        "web",
+        json!({
+            "serviceAccountName": "web",
+            "permissions": {"statements": [{"actions": ["s3:GetObject"],
+                "resources": [format!("arn:aws:s3:::{ns}.data/*")]}]},
+        }),
+    )
+    .await;
+    s.wait_ready(&ns, "web").await;
+    let name = s.role_name(&ns, "web");
+    let arn_in = |account: &str| {
+        format!(
+            "arn:aws:iam::{account}:role/podidentity/{}/{name}",
+            s.cluster_name
+        )
+    };
+    let (in_a, in_b) = (arn_in(TEAM_A), arn_in(TEAM_B));
+
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"serviceAccountName": "web",
+                    "containers": [{"name": "app", "image": "registry.example/web:1"}]}}},
+    }))
+    .expect("deployment");
+    let deployments: Api<Deployment> = Api::namespaced(s.client(), &ns);
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create the deployment");
+    until("two pods on A's role", Duration::from_secs(60), || async {
+        let arns = pod_role_arns(&s, &ns).await;
+        let on_a = arns
+            .values()
+            .filter(|a| a.as_deref() == Some(&in_a))
+            .count();
+        check(arns.len() == 2 && on_a == 2, || format!("{arns:?}"))
+    })
+    .await;
+
+    // Every ARN a pod or the ServiceAccount shows names a role that exists, at each poll.
+    let violations = std::sync::Mutex::new(Vec::<String>::new());
+    let audit = || async {
+        let mut shown: Vec<(String, String)> = pod_role_arns(&s, &ns)
+            .await
+            .into_iter()
+            .filter_map(|(pod, arn)| Some((format!("pod {pod}"), arn?)))
+            .collect();
+        if let Some(arn) = s
+            .annotations(&ns, "web")
+            .await
+            .get("eks.amazonaws.com/role-arn")
+        {
+            shown.push(("ServiceAccount web".into(), arn.clone()));
+        }
+        for (who, arn) in shown {
+            if !role_exists(&s, &arn).await {
+                violations
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(format!("{who} names {arn}, which does not exist"));
+            }
+        }
+    };
+    let moving = |binding: &podidentity_api::PodIdentityBinding| {
+        let status = binding.status.clone().unwrap_or_default();
+        let migrating = condition(binding, "Migrating")
+            .map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
+            .unwrap_or_default();
+        (status, migrating)
+    };
+
+    // Move the namespace: the platform admin points the policy at account B.
+    s.apply_policy("place-moving", placed_in(TEAM_B)).await;
+    let waiting = until(
+        "the role made in B and A's waiting for 2 pods",
+        Duration::from_secs(90),
+        || async {
+            audit().await;
+            let binding = s
+                .bindings(&ns)
+                .get("web")
+                .await
+                .map_err(|e| e.to_string())?;
+            let (status, migrating) = moving(&binding);
+            let recorded = status.account_move.clone().unwrap_or_default();
+            let waits = status.role_arn.as_deref() == Some(in_b.as_str())
+                && recorded.from_role_arns == vec![in_a.clone()]
+                && recorded.pods_remaining == Some(2)
+                && migrating.starts_with("True MovingAccount");
+            check(waits, || format!("{status:?} / {migrating}")).map(|_| binding)
+        },
+    )
+    .await;
+    assert_eq!(
+        s.annotations(&ns, "web")
+            .await
+            .get("eks.amazonaws.com/role-arn"),
+        Some(&in_b),
+        "the ServiceAccount names B's role"
+    );
+    assert_eq!(
+        condition(&waiting, "Ready").map(|c| c.status.clone()),
+        Some("True".into()),
+        "Ready in B while A's pods run"
+    );
+    // Without restartPods nothing rolls, and A's role stays.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    audit().await;
+    assert!(
+        role_exists(&s, &in_a).await,
+        "A's role went with pods on it"
+    );
+    let arns = pod_role_arns(&s, &ns).await;
+    assert!(
+        arns.values().all(|a| a.as_deref() == Some(&in_a)),
+        "{arns:?}"
+    );
+
+    // With restartPods the Deployment rolls onto B's role, and A's role goes after.
+    s.patch_spec(&ns, "web", json!({"injection": {"restartPods": true}}))
+        .await;
+    until("A's role retired", Duration::from_secs(120), || async {
+        audit().await;
+        let binding = s
+            .bindings(&ns)
+            .get("web")
+            .await
+            .map_err(|e| e.to_string())?;
+        let (status, migrating) = moving(&binding);
+        let gone = !role_exists(&s, &in_a).await;
+        check(
+            gone && status.account_move.is_none() && migrating.is_empty(),
+            || format!("A's role gone: {gone}; {status:?} / {migrating}"),
+        )
+    })
+    .await;
+    let violations = violations
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert!(violations.is_empty(), "{violations:#?}");
+    let arns = pod_role_arns(&s, &ns).await;
+    assert!(
+        !arns.is_empty() && arns.values().all(|a| a.as_deref() == Some(&in_b)),
+        "{arns:?}"
+    );
+    assert!(role_exists(&s, &in_b).await);
+    let events = s.events(&ns, "web").await;
+    let retired: Vec<String> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("RoleRetired"))
+        .filter_map(|e| e.note.clone())
+        .collect();
+    assert!(
+        retired
+            .iter()
+            .any(|n| n.contains(&in_a) && n.contains("deleted") && n.contains(TEAM_B)),
+        "{retired:#?}"
+    );
 }

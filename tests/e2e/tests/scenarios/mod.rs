@@ -94,6 +94,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
             accounts::each_placed_account_gets_the_oidc_provider,
             Cluster
         ),
+        scenario!(
+            accounts::a_namespace_moved_between_accounts_keeps_every_pod_on_a_role_that_exists,
+            Cluster
+        ),
         scenario!(policies::two_teams_confined_by_one_policy, Cluster),
         scenario!(
             policies::a_revoking_policy_takes_permissions_and_gives_them_back,

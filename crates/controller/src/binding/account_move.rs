@@ -1,0 +1,217 @@
+//! A namespace moved to another AWS account (its PodIdentityPolicy's `spec.account`
+//! changed, or another policy now places it). The pass makes the role in the new account
+//! and points the ServiceAccount at it as for any binding, so new pods get a role that
+//! exists; running pods keep the old role's ARN until restarted (and the readiness checks
+//! count them, rolling their workloads with `restartPods`). This module keeps each role
+//! in an account the namespace left until no running pod uses it, then deletes it (or
+//! retains it, by the deletion policy). The status records those roles
+//! (`accountMove.fromRoleArns`), so a move survives a restart of the operator, and a
+//! binding deleted during a move takes them with it.
+
+use std::collections::BTreeMap;
+
+use kube::runtime::events::EventType;
+use podidentity_api::conditions::reason;
+use podidentity_api::config::account_of_arn;
+use podidentity_api::{AccountMoveStatus, DeletionPolicy, PodIdentityBinding};
+use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, PodUse, uses};
+
+use super::conditions::AccountMoveState;
+use super::early_pods;
+use super::report::{Note, When};
+use super::role::{RoleIdentity, delete_role, retain_role};
+use crate::context::Context;
+use crate::error::Error;
+
+/// The status's record after a move's roles were left: `recorded` plus `previous_arn`
+/// when the role now in force (`current_arn`) is in another account, less the role in
+/// force (a namespace moved back).
+pub fn record_left(
+    recorded: Option<AccountMoveStatus>,
+    previous_arn: Option<&str>,
+    current_arn: &str,
+) -> Option<AccountMoveStatus> {
+    let mut record = recorded.unwrap_or_default();
+    if let Some(previous) = previous_arn
+        && account_of_arn(previous) != account_of_arn(current_arn)
+        && !record.from_role_arns.iter().any(|arn| arn == previous)
+    {
+        record.from_role_arns.push(previous.to_string());
+    }
+    record.from_role_arns.retain(|arn| arn != current_arn);
+    if record.from_role_arns.is_empty() {
+        None
+    } else {
+        Some(record)
+    }
+}
+
+/// The roles this binding still has in accounts it left, as its status records them,
+/// given the role in force now.
+pub fn left_behind(binding: &PodIdentityBinding, current_arn: &str) -> Vec<String> {
+    let status = binding.status.as_ref();
+    let recorded = status.and_then(|s| s.account_move.clone());
+    let previous = status.and_then(|s| s.role_arn.as_deref());
+    record_left(recorded, previous, current_arn)
+        .map(|r| r.from_role_arns)
+        .unwrap_or_default()
+}
+
+/// The role name an ARN ends with (after its path).
+fn role_name(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
+/// Deletes (or retains, by `policy`) a role left in another account. Gone already is
+/// done; a role that is no longer ours (its ownership tags differ) is left alone.
+pub async fn retire(
+    ctx: &Context,
+    arn: &str,
+    ownership: &BTreeMap<String, String>,
+    policy: DeletionPolicy,
+) -> Result<(), Error> {
+    let iam = ctx.iam_in(ctx.account_of(arn))?;
+    let role = RoleIdentity::new(role_name(arn), ownership.clone());
+    match policy {
+        DeletionPolicy::Delete => delete_role(iam, &role).await?,
+        DeletionPolicy::Retain => retain_role(iam, &role).await?,
+    }
+    Ok(())
+}
+
+/// The Event of a role retired.
+fn retired(
+    arn: &str,
+    policy: DeletionPolicy,
+    service_account: &str,
+    to_account: Option<&str>,
+) -> Note {
+    let done = match policy {
+        DeletionPolicy::Delete => "deleted",
+        DeletionPolicy::Retain => "retained (its ownership tags removed)",
+    };
+    Note::new(
+        EventType::Normal,
+        reason::ROLE_RETIRED,
+        format!(
+            "IAM role {arn} {done}: the namespace moved to account {}, and no running pod of \
+             ServiceAccount {service_account} uses that role any more",
+            to_account.unwrap_or("(the operator's own)")
+        ),
+        When::Always,
+    )
+}
+
+/// What a move found in one pass.
+pub struct Kept {
+    pub state: Option<AccountMoveState>,
+    pub notes: Vec<Note>,
+}
+
+/// Counts the running pods of `service_account` that use each role left behind and
+/// retires the roles none use; only once the binding is `ready` in the new account (the
+/// ServiceAccount names the new role), so no pod is ever pointed at a role that is gone.
+pub async fn keep_until_unused(
+    ctx: &Context,
+    binding: &PodIdentityBinding,
+    namespace: &str,
+    service_account: &str,
+    current_arn: &str,
+    ownership: &BTreeMap<String, String>,
+    ready: bool,
+) -> Result<Kept, Error> {
+    let left = left_behind(binding, current_arn);
+    let to_account = account_of_arn(current_arn).map(str::to_string);
+    if left.is_empty() {
+        return Ok(Kept {
+            state: None,
+            notes: Vec::new(),
+        });
+    }
+    let waiting = |pods_remaining| AccountMoveState {
+        from_role_arns: left.clone(),
+        to_account: to_account.clone(),
+        service_account: service_account.to_string(),
+        pods_remaining,
+    };
+    if !ready {
+        return Ok(Kept {
+            state: Some(waiting(None)),
+            notes: Vec::new(),
+        });
+    }
+    let policy = binding
+        .spec
+        .effective_deletion_policy(ctx.config.deletion_policy);
+    let (mut kept, mut notes, mut remaining, mut counted) = (Vec::new(), Vec::new(), 0, true);
+    for arn in &left {
+        let pods = early_pods::survey_where(ctx, namespace, service_account, |pod| {
+            uses(pod, PodUse::Irsa, arn, DEFAULT_ANNOTATION_PREFIX)
+        })
+        .await;
+        match pods {
+            Ok(pods) if pods.is_empty() => {
+                retire(ctx, arn, ownership, policy).await?;
+                notes.push(retired(arn, policy, service_account, to_account.as_deref()));
+            }
+            Ok(pods) => {
+                remaining += pods.len();
+                kept.push(arn.clone());
+            }
+            Err(err) => {
+                // Not counted, not retired: the role stays until its pods can be listed.
+                tracing::warn!(%namespace, %service_account, error = %err, "cannot list the ServiceAccount's pods; the role left in the old account stays");
+                counted = false;
+                kept.push(arn.clone());
+            }
+        }
+    }
+    let state = (!kept.is_empty()).then(|| AccountMoveState {
+        from_role_arns: kept,
+        ..waiting(counted.then_some(remaining))
+    });
+    Ok(Kept { state, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IN_A: &str = "arn:aws:iam::444455556666:role/podidentity/c/web";
+    const IN_B: &str = "arn:aws:iam::777788889999:role/podidentity/c/web";
+    const RENAMED_IN_A: &str = "arn:aws:iam::444455556666:role/podidentity/c/web2";
+
+    fn left(recorded: &[&str], previous: Option<&str>, current: &str) -> Vec<String> {
+        let recorded = (!recorded.is_empty()).then(|| AccountMoveStatus {
+            from_role_arns: recorded.iter().map(|s| s.to_string()).collect(),
+            pods_remaining: None,
+        });
+        record_left(recorded, previous, current)
+            .map(|r| r.from_role_arns)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_role_in_the_account_left_is_recorded_until_retired() {
+        // The pass that moves: the status's role is in another account.
+        assert_eq!(left(&[], Some(IN_A), IN_B), [IN_A]);
+        // Later passes: the status names the new role; the record keeps the old one.
+        assert_eq!(left(&[IN_A], Some(IN_B), IN_B), [IN_A]);
+        // No move: nothing is left behind, whatever the role is called.
+        assert!(left(&[], Some(IN_A), IN_A).is_empty());
+        assert!(left(&[], Some(IN_A), RENAMED_IN_A).is_empty());
+        assert!(left(&[], None, IN_B).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_moved_back_keeps_the_role_it_returns_to() {
+        // A → B, then back to A before A's role was retired: B's is left, A's in force.
+        assert_eq!(left(&[IN_A], Some(IN_B), IN_A), [IN_B]);
+    }
+
+    #[test]
+    fn the_role_name_is_the_arns_last_segment() {
+        assert_eq!(role_name(IN_A), "web");
+        assert_eq!(role_name("arn:aws:iam::1:role/plain"), "plain");
+    }
+}
