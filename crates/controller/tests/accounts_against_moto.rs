@@ -450,3 +450,53 @@ async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too(
         );
     }
 }
+
+#[tokio::test]
+async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_binding() {
+    let Some(endpoint) = emulator_endpoint() else {
+        return;
+    };
+    let w = world(&endpoint, OWN, &["orders"]).await;
+    for _ in 0..2 {
+        w.pass("orders").await.unwrap_or_else(|err| panic!("{err}"));
+    }
+    // The status remembers a role in an account since taken out of `accounts`.
+    let gone_account = "arn:aws:iam::999999999999:role/podidentity/x/orders";
+    Api::<PodIdentityBinding>::namespaced(w.client.clone(), "shop")
+        .patch_status(
+            "orders",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"status": {"accountMove": {"fromRoleArns": [gone_account]}}}),
+            ),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let writes_before = w.own_log.writes() + w.team_log.writes();
+    // A fresh memory: kube-fake-client keeps the resourceVersion through a status patch,
+    // so this process's memory would take the binding for its own last write.
+    reconcile_binding(&w.binding("orders").await, &w.ctx, &Memory::default())
+        .await
+        .unwrap_or_else(|err| panic!("the pass is held up: {err}"));
+    // (kube-fake-client applies a status as a merge, so the field the pass leaves out
+    // stays here; the real API server drops it, end to end.)
+    assert_eq!(ready(&w.binding("orders").await).0, "True");
+    assert_eq!(
+        w.own_log.writes() + w.team_log.writes(),
+        writes_before,
+        "no IAM write for a role the operator cannot reach"
+    );
+    // And deletion is not held up either.
+    let mut deleting = w.binding("orders").await;
+    deleting.status.get_or_insert_default().account_move =
+        Some(podidentity_api::AccountMoveStatus {
+            from_role_arns: vec![gone_account.into()],
+            pods_remaining: None,
+        });
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    reconcile_binding(&deleting, &w.ctx, &w.memory)
+        .await
+        .unwrap_or_else(|err| panic!("deletion held up: {err}"));
+}

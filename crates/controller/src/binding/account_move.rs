@@ -62,21 +62,52 @@ fn role_name(arn: &str) -> String {
     arn.rsplit('/').next().unwrap_or(arn).to_string()
 }
 
+/// What became of a role left in another account.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// Deleted or retained by the deletion policy (or gone already, or not ours).
+    Done,
+    /// Its account is no longer among the operator's: nothing can be done there.
+    Unreachable,
+}
+
 /// Deletes (or retains, by `policy`) a role left in another account. Gone already is
-/// done; a role that is no longer ours (its ownership tags differ) is left alone.
+/// done; a role that is no longer ours (its ownership tags differ) is left alone. An
+/// account the operator no longer acts in (taken out of `accounts`) cannot hold the
+/// binding up: the role is left there, said in a Warning.
 pub async fn retire(
     ctx: &Context,
     arn: &str,
     ownership: &BTreeMap<String, String>,
     policy: DeletionPolicy,
-) -> Result<(), Error> {
-    let iam = ctx.iam_in(ctx.account_of(arn))?;
+) -> Result<Retired, Error> {
+    let iam = match ctx.iam_in(ctx.account_of(arn)) {
+        Ok(iam) => iam,
+        Err(Error::AccountNotConfigured(account)) => {
+            tracing::warn!(role = arn, %account, "a role left by a move between accounts is in an account the operator no longer acts in; it stays there");
+            return Ok(Retired::Unreachable);
+        }
+        Err(err) => return Err(err),
+    };
     let role = RoleIdentity::new(role_name(arn), ownership.clone());
     match policy {
         DeletionPolicy::Delete => delete_role(iam, &role).await?,
         DeletionPolicy::Retain => retain_role(iam, &role).await?,
     }
-    Ok(())
+    Ok(Retired::Done)
+}
+
+/// The Warning of a role left in an account the operator no longer acts in.
+fn unreachable(arn: &str) -> Note {
+    Note::new(
+        EventType::Warning,
+        reason::ROLE_RETIRED,
+        format!(
+            "IAM role {arn} was left by a move between accounts, but its account is no longer \
+             under the operator's accounts: delete it there by hand"
+        ),
+        When::Always,
+    )
 }
 
 /// The Event of a role retired.
@@ -145,14 +176,25 @@ pub async fn keep_until_unused(
         .effective_deletion_policy(ctx.config.deletion_policy);
     let (mut kept, mut notes, mut remaining, mut counted) = (Vec::new(), Vec::new(), 0, true);
     for arn in &left {
+        // One the operator can no longer reach is not kept waiting for its pods: nothing
+        // could be done with it once they went.
+        if matches!(
+            ctx.iam_in(ctx.account_of(arn)),
+            Err(Error::AccountNotConfigured(_))
+        ) {
+            notes.push(unreachable(arn));
+            continue;
+        }
         let pods = early_pods::survey_where(ctx, namespace, service_account, |pod| {
             uses(pod, PodUse::Irsa, arn, DEFAULT_ANNOTATION_PREFIX)
         })
         .await;
         match pods {
             Ok(pods) if pods.is_empty() => {
-                retire(ctx, arn, ownership, policy).await?;
-                notes.push(retired(arn, policy, service_account, to_account.as_deref()));
+                notes.push(match retire(ctx, arn, ownership, policy).await? {
+                    Retired::Done => retired(arn, policy, service_account, to_account.as_deref()),
+                    Retired::Unreachable => unreachable(arn),
+                });
             }
             Ok(pods) => {
                 remaining += pods.len();

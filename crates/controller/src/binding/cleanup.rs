@@ -93,6 +93,7 @@ pub async fn cleanup(
     // Unfinished IAM cleanup must be an error: the finalizer stays until it is done.
     result?;
     // Roles kept in accounts the namespace left (a move under way) go the same way.
+    // (one in an account the operator no longer acts in stays there, said in the log).
     for arn in left_behind(binding, &role_arn) {
         retire(ctx, &arn, &role.ownership, policy).await?;
     }
