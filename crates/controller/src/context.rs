@@ -23,6 +23,7 @@ use crate::caches::{Bindings, Secrets, Watched};
 use crate::error::Error;
 use crate::policy::view::{NamespaceMeta, PolicyView, WatchedPolicy};
 use crate::process::check::Check;
+use crate::process::lanes::AccountLanes;
 use crate::process::metrics::Metrics;
 
 pub struct Context {
@@ -52,6 +53,8 @@ pub struct Context {
     pub associations: Option<Arc<dyn AssociationApi>>,
     /// The cluster's Pod Identity associations, against `eks.maxAssociations`.
     pub association_count: AssociationCount,
+    /// Places for passes in flight, per account.
+    pub lanes: AccountLanes,
 }
 
 impl Context {
@@ -78,12 +81,14 @@ impl Context {
             sibling_verdicts: SiblingVerdicts::default(),
             associations: None,
             association_count: AssociationCount::default(),
+            lanes: AccountLanes::default(),
         }
     }
 
     /// Acts in account `id` through this client.
     pub fn with_account(mut self, id: &str, iam: Arc<dyn IamApi>) -> Self {
         self.account_iam.insert(id.to_string(), iam);
+        self.lanes = AccountLanes::new(self.account_iam.keys().map(String::as_str));
         self
     }
 
@@ -97,6 +102,12 @@ impl Context {
                 .map(AsRef::as_ref)
                 .ok_or_else(|| Error::AccountNotConfigured(id.to_string())),
         }
+    }
+
+    /// An account id as [`Context::iam_in`] and the lanes take it: `None` for the
+    /// operator's own.
+    pub fn account_or_own<'a>(&self, account: Option<&'a str>) -> Option<&'a str> {
+        account.filter(|id| self.config.aws.account_id.as_deref() != Some(*id))
     }
 
     /// The account a role ARN names, as [`Context::iam_in`] takes it (`None`: the

@@ -48,6 +48,7 @@ use self::memory::{Memory, PERMANENT_ERROR_RETRY};
 use crate::caches::Watched;
 use crate::context::Context;
 use crate::error::Error;
+use crate::process::lanes::LANE_FULL_RETRY;
 
 /// What the binding controller runs with: the shared handles, and the wing's memory.
 pub struct Reconciler {
@@ -140,7 +141,14 @@ async fn pass(
     {
         return Ok(Action::requeue(OWN_WRITE_RECHECK));
     }
-    let rules = ctx.policies.for_namespace(namespace).rules_for(namespace);
+    let guardrails = ctx.policies.for_namespace(namespace);
+    // The namespace's account has as many passes in flight as it may: this one steps
+    // aside, so a throttled account never holds the others' bindings back.
+    let placed = guardrails.account_for(namespace);
+    let Ok(_lane) = ctx.lanes.enter(ctx.account_or_own(placed.as_deref())) else {
+        return Ok(Action::requeue(LANE_FULL_RETRY));
+    };
+    let rules = guardrails.rules_for(namespace);
     let mut siblings = Vec::new();
     let judgement = match judge::judge_spec(binding, namespace, &ctx.config, &rules) {
         Err(refused) => refused,

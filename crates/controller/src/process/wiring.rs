@@ -28,13 +28,9 @@ use crate::policy::watches::{
 };
 use crate::process::check::{Check, Raise, check};
 use crate::process::health::Health;
+use crate::process::lanes::PER_ACCOUNT;
 use crate::process::metrics::{Metrics, ReasonLabel, ResultLabel};
 use crate::process::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
-
-/// Passes in flight at once, per controller. Unbounded, a start over 10,000 bindings began
-/// 10,000 passes together, each holding its request and buffers; IAM's budget, not this,
-/// limits how fast roles are made (32 passes wait on 50 calls a second with room to spare).
-const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// How often, at most, the policies' status is worked out again while bindings change: a
 /// policy over 10,000 bindings takes about 170 ms to survey (benches/policy_cost.rs), and
@@ -331,8 +327,9 @@ where
     S: Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 {
     let metrics = metrics.clone();
+    // As many passes at once as the accounts' lanes hold together (see `lanes`).
     Controller::for_stream(bindings, caches.bindings.clone())
-        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .with_config(controller::Config::default().concurrency(ctx.lanes.concurrency()))
         .watches_stream(secrets, |secret| owning_binding(&secret))
         .reconcile_on(woken)
         .shutdown_on_signal()
@@ -394,7 +391,7 @@ pub fn short_form_controller(
             return;
         }
         Controller::for_stream(accounts, accounts_store)
-            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .with_config(controller::Config::default().concurrency(PER_ACCOUNT))
             .shutdown_on_signal()
             .run(
                 crate::binding::short_form::reconcile,
