@@ -196,6 +196,24 @@ async fn measure(s: &Scenario, n: usize, accounts: usize) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // Where the time went: each account's first and last call after the first apply,
+    // and its pace in between (the budget is the ceiling).
+    let since = |at: std::time::Instant| at.saturating_duration_since(started).as_secs_f64();
+    for id in ACCOUNTS.iter().take(accounts) {
+        let times: Vec<f64> = calls
+            .iter()
+            .filter(|c| account_of(c) == *id)
+            .map(|c| since(c.at))
+            .collect();
+        let (first, last) = (
+            times.iter().copied().fold(f64::INFINITY, f64::min),
+            times.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "  account {id}: first call at {first:.1}s, last at {last:.1}s, {:.1} calls/s in between",
+            times.len() as f64 / (last - first).max(f64::EPSILON)
+        );
+    }
     println!(
         "  IAM calls per account: {}",
         by_account

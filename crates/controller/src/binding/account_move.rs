@@ -9,15 +9,20 @@
 //! binding deleted during a move takes them with it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 
 use kube::runtime::events::EventType;
 use podidentity_api::conditions::reason;
 use podidentity_api::config::account_of_arn;
 use podidentity_api::{AccountMoveStatus, DeletionPolicy, PodIdentityBinding};
-use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, PodUse, uses};
+use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, containers};
 
 use super::conditions::AccountMoveState;
 use super::early_pods;
+use super::migration;
 use super::report::{Note, When};
 use super::role::{RoleIdentity, delete_role, retain_role};
 use crate::context::Context;
@@ -133,15 +138,33 @@ fn retired(
     )
 }
 
+/// How long after a move began its old roles may go (once no pod uses them).
+const MOVE_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether a pod takes IRSA's web identity for `role_arn` in some container and has not
+/// stopped: a pod on its way out still runs, and may call AWS, until it stops.
+fn uses_until_stopped(pod: &Pod, role_arn: &str) -> bool {
+    let stopped = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    !stopped
+        && containers(pod, DEFAULT_ANNOTATION_PREFIX)
+            .iter()
+            .any(|c| c.uses_web_identity() && c.role_arn.as_deref() == Some(role_arn))
+}
+
 /// What a move found in one pass.
 pub struct Kept {
     pub state: Option<AccountMoveState>,
     pub notes: Vec<Note>,
 }
 
-/// Counts the running pods of `service_account` that use each role left behind and
-/// retires the roles none use; only once the binding is `ready` in the new account (the
-/// ServiceAccount names the new role), so no pod is ever pointed at a role that is gone.
+/// Counts the namespace's pods that use each role left behind and retires the roles none
+/// use; only once the binding is `ready` in the new account (the ServiceAccount names the
+/// new role) and the move is [`MOVE_GRACE`] old, so no pod is ever pointed at a role that
+/// is gone.
 pub async fn keep_until_unused(
     ctx: &Context,
     binding: &PodIdentityBinding,
@@ -174,43 +197,72 @@ pub async fn keep_until_unused(
     let policy = binding
         .spec
         .effective_deletion_policy(ctx.config.deletion_policy);
-    let (mut kept, mut notes, mut remaining, mut counted) = (Vec::new(), Vec::new(), 0, true);
-    for arn in &left {
-        // One the operator can no longer reach is not kept waiting for its pods: nothing
-        // could be done with it once they went.
-        if matches!(
-            ctx.iam_in(ctx.account_of(arn)),
-            Err(Error::AccountNotConfigured(_))
-        ) {
-            notes.push(unreachable(arn));
+    // One the operator can no longer reach is not kept waiting for its pods: nothing
+    // could be done with it once they went.
+    let (reachable, unreachable_arns): (Vec<String>, Vec<String>) =
+        left.iter().cloned().partition(|arn| {
+            !matches!(
+                ctx.iam_in(ctx.account_of(arn)),
+                Err(Error::AccountNotConfigured(_))
+            )
+        });
+    let mut notes: Vec<Note> = unreachable_arns
+        .iter()
+        .map(|arn| unreachable(arn))
+        .collect();
+    // One list for every role left: pods of any ServiceAccount of the namespace (the move
+    // may have come with a change of ServiceAccount), terminating ones too.
+    let counts = early_pods::count_in_namespace(ctx, namespace, &reachable, |pod, arn| {
+        uses_until_stopped(pod, arn)
+    })
+    .await;
+    let counts = match counts {
+        Ok(counts) => counts,
+        Err(err) => {
+            // Not counted, not retired: the roles stay until the pods can be listed.
+            tracing::warn!(%namespace, error = %err, "cannot list the namespace's pods; the roles left in other accounts stay");
+            let state = (!reachable.is_empty()).then(|| AccountMoveState {
+                from_role_arns: reachable,
+                ..waiting(None)
+            });
+            return Ok(Kept { state, notes });
+        }
+    };
+    // Not in the pass that switched the ServiceAccount: a pod admitted meanwhile (or by a
+    // webhook whose cache still showed the old role) has had time to be counted.
+    let old_enough = migration::began(binding)
+        .and_then(|at| Timestamp::now().duration_since(at).try_into().ok())
+        .is_some_and(|age: Duration| age >= MOVE_GRACE);
+    let (mut kept, mut remaining) = (Vec::new(), 0);
+    for (arn, pods) in reachable.into_iter().zip(counts) {
+        if pods > 0 || !old_enough {
+            remaining += pods;
+            kept.push(arn);
             continue;
         }
-        let pods = early_pods::survey_where(ctx, namespace, service_account, |pod| {
-            uses(pod, PodUse::Irsa, arn, DEFAULT_ANNOTATION_PREFIX)
-        })
-        .await;
-        match pods {
-            Ok(pods) if pods.is_empty() => {
-                notes.push(match retire(ctx, arn, ownership, policy).await? {
-                    Retired::Done => retired(arn, policy, service_account, to_account.as_deref()),
-                    Retired::Unreachable => unreachable(arn),
-                });
-            }
-            Ok(pods) => {
-                remaining += pods.len();
-                kept.push(arn.clone());
-            }
+        match retire(ctx, &arn, ownership, policy).await {
+            Ok(Retired::Done) => notes.push(retired(
+                &arn,
+                policy,
+                service_account,
+                to_account.as_deref(),
+            )),
+            Ok(Retired::Unreachable) => notes.push(unreachable(&arn)),
             Err(err) => {
-                // Not counted, not retired: the role stays until its pods can be listed.
-                tracing::warn!(%namespace, %service_account, error = %err, "cannot list the ServiceAccount's pods; the role left in the old account stays");
-                counted = false;
-                kept.push(arn.clone());
+                // The binding is in force in its new account: one old role IAM refuses to
+                // retire holds nothing else back, and is tried again at the next count.
+                tracing::warn!(role = %arn, error = %err, "cannot retire a role left in another account; trying again later");
+                notes.push(Note::warning(
+                    reason::ROLE_RETIRED,
+                    format!("IAM role {arn}, left in another account, could not be retired: {err}"),
+                ));
+                kept.push(arn);
             }
         }
     }
     let state = (!kept.is_empty()).then(|| AccountMoveState {
         from_role_arns: kept,
-        ..waiting(counted.then_some(remaining))
+        ..waiting(Some(remaining))
     });
     Ok(Kept { state, notes })
 }
@@ -249,6 +301,34 @@ mod tests {
     fn a_namespace_moved_back_keeps_the_role_it_returns_to() {
         // A → B, then back to A before A's role was retired: B's is left, A's in force.
         assert_eq!(left(&[IN_A], Some(IN_B), IN_A), [IN_B]);
+    }
+
+    fn pod(arn: &str, phase: &str, terminating: bool) -> Pod {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"containers": [{"name": "app", "image": "x", "env": [
+                {"name": "AWS_ROLE_ARN", "value": arn},
+                {"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+                 "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}]}]},
+            "status": {"phase": phase},
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        if terminating {
+            pod.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+            );
+        }
+        pod
+    }
+
+    #[test]
+    fn a_pod_uses_the_old_role_until_it_stops() {
+        assert!(uses_until_stopped(&pod(IN_A, "Running", false), IN_A));
+        // Terminating: it still runs through its grace period.
+        assert!(uses_until_stopped(&pod(IN_A, "Running", true), IN_A));
+        assert!(!uses_until_stopped(&pod(IN_A, "Succeeded", false), IN_A));
+        assert!(!uses_until_stopped(&pod(IN_A, "Failed", true), IN_A));
+        assert!(!uses_until_stopped(&pod(IN_B, "Running", false), IN_A));
     }
 
     #[test]

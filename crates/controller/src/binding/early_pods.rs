@@ -85,6 +85,26 @@ pub async fn survey_where(
     Ok(found)
 }
 
+/// For each of `keys`, how many pods of `namespace` (of any ServiceAccount) `counts`
+/// picks for it: one list for them all.
+pub async fn count_in_namespace(
+    ctx: &Context,
+    namespace: &str,
+    keys: &[String],
+    counts: impl Fn(&Pod, &str) -> bool,
+) -> Result<Vec<usize>, kube::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _one_at_a_time = SURVEYS.acquire().await;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let listed = pods.list(&ListParams::default()).await?;
+    Ok(keys
+        .iter()
+        .map(|key| listed.items.iter().filter(|pod| counts(pod, key)).count())
+        .collect())
+}
+
 fn controller_of(owners: Option<&Vec<OwnerReference>>) -> Option<&OwnerReference> {
     owners?.iter().find(|o| o.controller == Some(true))
 }

@@ -77,9 +77,9 @@ pub fn under_way(binding: &PodIdentityBinding, to: Mechanism) -> Option<Migratio
     })
 }
 
-/// When the migration began: the `Migrating` condition's transition (`None`: this pass
-/// begins it).
-fn began(binding: &PodIdentityBinding) -> Option<Timestamp> {
+/// When the migration (or a move between accounts) began: the `Migrating` condition's
+/// transition (`None`: this pass begins it).
+pub fn began(binding: &PodIdentityBinding) -> Option<Timestamp> {
     binding
         .status
         .as_ref()?
