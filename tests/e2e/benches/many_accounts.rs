@@ -196,9 +196,25 @@ async fn measure(s: &Scenario, n: usize, accounts: usize) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let since = |at: std::time::Instant| at.saturating_duration_since(started).as_secs_f64();
+    // When each account's credentials were first assumed (STS, the operator's own).
+    let assumed: Vec<String> = s
+        .iam
+        .calls_since(iam)
+        .into_iter()
+        .filter(|c| c.action == "AssumeRole")
+        .map(|c| {
+            let role = c.params.get("RoleArn").cloned().unwrap_or_default();
+            format!(
+                "{} at {:.1}s",
+                role.split(':').nth(4).unwrap_or("?"),
+                since(c.at)
+            )
+        })
+        .collect();
+    println!("  AssumeRole: {}", assumed.join(", "));
     // Where the time went: each account's first and last call after the first apply,
     // and its pace in between (the budget is the ceiling).
-    let since = |at: std::time::Instant| at.saturating_duration_since(started).as_secs_f64();
     for id in ACCOUNTS.iter().take(accounts) {
         let times: Vec<f64> = calls
             .iter()

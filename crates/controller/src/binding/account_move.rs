@@ -20,9 +20,8 @@ use podidentity_api::config::account_of_arn;
 use podidentity_api::{AccountMoveStatus, DeletionPolicy, PodIdentityBinding};
 use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, containers};
 
-use super::conditions::AccountMoveState;
+use super::conditions::{AccountMoveState, migrating_since};
 use super::early_pods;
-use super::migration;
 use super::report::{Note, When};
 use super::role::{RoleIdentity, delete_role, retain_role};
 use crate::context::Context;
@@ -230,7 +229,7 @@ pub async fn keep_until_unused(
     };
     // Not in the pass that switched the ServiceAccount: a pod admitted meanwhile (or by a
     // webhook whose cache still showed the old role) has had time to be counted.
-    let old_enough = migration::began(binding)
+    let old_enough = migrating_since(binding)
         .and_then(|at| Timestamp::now().duration_since(at).try_into().ok())
         .is_some_and(|age: Duration| age >= MOVE_GRACE);
     let (mut kept, mut remaining) = (Vec::new(), 0);

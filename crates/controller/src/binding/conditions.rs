@@ -564,6 +564,20 @@ pub fn next_status(
     status
 }
 
+/// When the migration (or a move between accounts) began: the `Migrating` condition's
+/// transition (`None`: this pass begins it).
+pub fn migrating_since(
+    binding: &podidentity_api::PodIdentityBinding,
+) -> Option<k8s_openapi::jiff::Timestamp> {
+    binding
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::MIGRATING && c.status == "True")
+        .map(|c| c.last_transition_time.0)
+}
+
 /// Whether the Ready condition is True.
 pub fn is_ready(status: Option<&PodIdentityBindingStatus>) -> bool {
     status.is_some_and(|s| {

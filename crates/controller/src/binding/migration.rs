@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
-use podidentity_api::conditions::{MIGRATING, reason};
+use podidentity_api::conditions::reason;
 use podidentity_api::config::OperatorConfig;
 use podidentity_api::{Mechanism, PodIdentityBinding, PodIdentityBindingStatus};
 use podidentity_iam::build::{DesiredState, MechanismTrust, mechanism_trust};
 use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, PodUse, uses};
 
-use super::conditions::MigrationState;
+use super::conditions::{MigrationState, migrating_since as began};
 use super::early_pods::{self, EarlyPod};
 use super::report::{Note, When};
 use crate::context::Context;
@@ -75,18 +75,6 @@ pub fn under_way(binding: &PodIdentityBinding, to: Mechanism) -> Option<Migratio
         to,
         delivered: applied == to && recorded.is_some_and(|m| m.to == to),
     })
-}
-
-/// When the migration (or a move between accounts) began: the `Migrating` condition's
-/// transition (`None`: this pass begins it).
-pub fn began(binding: &PodIdentityBinding) -> Option<Timestamp> {
-    binding
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == MIGRATING && c.status == "True")
-        .map(|c| c.last_transition_time.0)
 }
 
 /// How soon to count the pods again: a tenth of the migration's age, from 5 s to 5 min, so
@@ -501,7 +489,7 @@ mod tests {
             status
                 .conditions
                 .push(podidentity_api::conditions::Condition {
-                    type_: MIGRATING.into(),
+                    type_: podidentity_api::conditions::MIGRATING.into(),
                     status: "True".into(),
                     reason: reason::WAITING_FOR_PODS.into(),
                     message: String::new(),

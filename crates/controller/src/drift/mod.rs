@@ -32,9 +32,15 @@ pub async fn sweep_once(
 ) -> Option<Survey> {
     // Account → role name → its binding (namespace and name only); what each role should
     // be is worked out again when its page arrives, so no list of 10,000 desired roles is
-    // held through the sweep. The operator's own account (`None`) is always read.
+    // held through the sweep. The operator's own account (`None`) and every configured
+    // one are always read: the first sweep, at start, assumes each account's role before
+    // any binding needs it (an AssumeRole at a pass's first call cost seconds under load),
+    // and an account whose role cannot be assumed is said at once.
     let mut by_account: BTreeMap<Option<String>, BTreeMap<String, ObjectRef<Watched>>> =
-        BTreeMap::from([(None, BTreeMap::new())]);
+        std::iter::once(None)
+            .chain(ctx.account_iam.keys().cloned().map(Some))
+            .map(|account| (account, BTreeMap::new()))
+            .collect();
     // One reading of the policies for the whole sweep.
     let guardrails = ctx.policies.for_all();
     for watched in store.state() {
