@@ -94,7 +94,7 @@ impl Context {
 
     /// IAM in `account` (`None`, or the operator's own id: its own).
     pub fn iam_in(&self, account: Option<&str>) -> Result<&dyn IamApi, Error> {
-        match account.filter(|id| self.config.aws.account_id.as_deref() != Some(*id)) {
+        match self.account_or_own(account) {
             None => Ok(self.iam.as_ref()),
             Some(id) => self
                 .account_iam
@@ -113,8 +113,7 @@ impl Context {
     /// The account a role ARN names, as [`Context::iam_in`] takes it (`None`: the
     /// operator's own, or no account in it).
     pub fn account_of<'a>(&self, role_arn: &'a str) -> Option<&'a str> {
-        podidentity_api::config::account_of_arn(role_arn)
-            .filter(|id| self.config.aws.account_id.as_deref() != Some(*id))
+        self.account_or_own(podidentity_api::config::account_of_arn(role_arn))
     }
 
     /// Keeps EKS Pod Identity associations through this client.

@@ -188,14 +188,17 @@ pub fn needs_restart(pod: &Pod, role_arn: &str, prefix: &str) -> bool {
         .any(|c| !c.has_role(role_arn))
 }
 
-/// Whether a pod still runs: finished pods and pods on their way out use nothing.
-fn running(pod: &Pod) -> bool {
-    let finished = pod
-        .status
+/// Whether a pod has stopped for good (Succeeded or Failed).
+fn stopped(pod: &Pod) -> bool {
+    pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
-        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    !finished && pod.metadata.deletion_timestamp.is_none()
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
+}
+
+/// Whether a pod still runs: finished pods and pods on their way out use nothing.
+fn running(pod: &Pod) -> bool {
+    !stopped(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// How a running pod's containers reach AWS, as far as a change of mechanism goes.
@@ -209,11 +212,20 @@ pub enum PodUse {
 
 /// Whether a running pod has a container that uses `how` (for IRSA: with `role_arn`).
 pub fn uses(pod: &Pod, how: PodUse, role_arn: &str, prefix: &str) -> bool {
-    running(pod)
-        && containers(pod, prefix).iter().any(|c| match how {
-            PodUse::Irsa => c.uses_web_identity() && c.role_arn.as_deref() == Some(role_arn),
-            PodUse::PodIdentity => c.uses_pod_identity(),
-        })
+    running(pod) && uses_in_some_container(pod, how, role_arn, prefix)
+}
+
+/// Whether a pod that has not stopped takes IRSA's web identity for `role_arn` in some
+/// container: a pod on its way out still runs, and may call AWS, until it stops.
+pub fn uses_until_stopped(pod: &Pod, role_arn: &str, prefix: &str) -> bool {
+    !stopped(pod) && uses_in_some_container(pod, PodUse::Irsa, role_arn, prefix)
+}
+
+fn uses_in_some_container(pod: &Pod, how: PodUse, role_arn: &str, prefix: &str) -> bool {
+    containers(pod, prefix).iter().any(|c| match how {
+        PodUse::Irsa => c.uses_web_identity() && c.role_arn.as_deref() == Some(role_arn),
+        PodUse::PodIdentity => c.uses_pod_identity(),
+    })
 }
 
 #[cfg(test)]

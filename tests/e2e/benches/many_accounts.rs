@@ -16,8 +16,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use kube::api::ListParams;
 use podidentity_e2e::bench;
 use podidentity_e2e::operator::Replica;
 use podidentity_e2e::scenario::{ACCOUNT, Scenario};
@@ -106,51 +104,9 @@ async fn measure(s: &Scenario, n: usize, accounts: usize) {
     }
     let iam = s.iam.mark();
     let started = Instant::now();
-    futures::stream::iter(0..n)
-        .for_each_concurrent(16, |i| {
-            let ns = namespaces[i % NAMESPACES].clone();
-            async move {
-                let name = format!("app{i}");
-                s.create_service_account(&ns, &name, json!({})).await;
-                s.create_binding(
-                    &ns,
-                    &name,
-                    json!({
-                        "serviceAccountName": name,
-                        "permissions": {
-                            "statements": [{"actions": ["s3:GetObject"], "resources": [format!("arn:aws:s3:::bucket-{i}/*")]}],
-                            "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"],
-                        },
-                    }),
-                )
-                .await;
-            }
-        })
-        .await;
+    bench::apply_bindings(s, &namespaces, n).await;
     let applied = started.elapsed();
-    loop {
-        let mut ready = 0;
-        for ns in &namespaces {
-            let list = s
-                .bindings(ns)
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default();
-            ready += list
-                .iter()
-                .filter(|b| {
-                    podidentity_e2e::scenario::condition(b, "Ready").is_some_and(|c| {
-                        c.status == "True" && c.observed_generation == b.metadata.generation
-                    })
-                })
-                .count();
-        }
-        if ready >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    bench::wait_all_ready(s, &namespaces, n).await;
     let all_ready = started.elapsed();
     // The credentials' AssumeRole calls go to STS with the operator's own identity,
     // outside every account's IAM budget.

@@ -3,6 +3,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use serde_json::json;
 
 use crate::Cluster;
 use crate::cluster::Source;
@@ -34,6 +39,60 @@ where
         bench(Arc::new(s)).await;
         clean_up(&cluster, &leftovers).await;
     });
+}
+
+/// Applies `n` bindings, each with its ServiceAccount, spread over `namespaces`, 16 at a
+/// time: an inline statement and one AWS-managed policy each.
+pub async fn apply_bindings(s: &Scenario, namespaces: &[String], n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let ns = namespaces[i % namespaces.len()].clone();
+            async move {
+                let name = format!("app{i}");
+                s.create_service_account(&ns, &name, json!({})).await;
+                s.create_binding(
+                    &ns,
+                    &name,
+                    json!({
+                        "serviceAccountName": name,
+                        "permissions": {
+                            "statements": [{"actions": ["s3:GetObject"], "resources": [format!("arn:aws:s3:::bucket-{i}/*")]}],
+                            "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"],
+                        },
+                    }),
+                )
+                .await;
+            }
+        })
+        .await;
+}
+
+/// Waits until `n` bindings of `namespaces` are Ready for their generation (polled twice
+/// a second).
+pub async fn wait_all_ready(s: &Scenario, namespaces: &[String], n: usize) {
+    loop {
+        let mut ready = 0;
+        for ns in namespaces {
+            let list = s
+                .bindings(ns)
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            ready += list
+                .iter()
+                .filter(|b| {
+                    crate::scenario::condition(b, "Ready").is_some_and(|c| {
+                        c.status == "True" && c.observed_generation == b.metadata.generation
+                    })
+                })
+                .count();
+        }
+        if ready >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// A number from the environment, or `default`.

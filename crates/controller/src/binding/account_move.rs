@@ -11,14 +11,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-
 use kube::runtime::events::EventType;
 use podidentity_api::conditions::reason;
 use podidentity_api::config::account_of_arn;
 use podidentity_api::{AccountMoveStatus, DeletionPolicy, PodIdentityBinding};
-use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, containers};
+use podidentity_iam::build::DesiredState;
+use podidentity_webhook::pod_credentials::{DEFAULT_ANNOTATION_PREFIX, uses_until_stopped};
 
 use super::conditions::{AccountMoveState, migrating_since};
 use super::early_pods;
@@ -140,20 +139,6 @@ fn retired(
 /// How long after a move began its old roles may go (once no pod uses them).
 const MOVE_GRACE: Duration = Duration::from_secs(60);
 
-/// Whether a pod takes IRSA's web identity for `role_arn` in some container and has not
-/// stopped: a pod on its way out still runs, and may call AWS, until it stops.
-fn uses_until_stopped(pod: &Pod, role_arn: &str) -> bool {
-    let stopped = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    !stopped
-        && containers(pod, DEFAULT_ANNOTATION_PREFIX)
-            .iter()
-            .any(|c| c.uses_web_identity() && c.role_arn.as_deref() == Some(role_arn))
-}
-
 /// What a move found in one pass.
 pub struct Kept {
     pub state: Option<AccountMoveState>,
@@ -168,11 +153,11 @@ pub async fn keep_until_unused(
     ctx: &Context,
     binding: &PodIdentityBinding,
     namespace: &str,
-    service_account: &str,
+    desired: &DesiredState,
     current_arn: &str,
-    ownership: &BTreeMap<String, String>,
     ready: bool,
 ) -> Result<Kept, Error> {
+    let service_account = desired.service_account.name.as_str();
     let left = left_behind(binding, current_arn);
     let to_account = account_of_arn(current_arn).map(str::to_string);
     if left.is_empty() {
@@ -196,6 +181,7 @@ pub async fn keep_until_unused(
     let policy = binding
         .spec
         .effective_deletion_policy(ctx.config.deletion_policy);
+    let ownership = RoleIdentity::of(&desired.role).ownership;
     // One the operator can no longer reach is not kept waiting for its pods: nothing
     // could be done with it once they went.
     let (reachable, unreachable_arns): (Vec<String>, Vec<String>) =
@@ -212,7 +198,7 @@ pub async fn keep_until_unused(
     // One list for every role left: pods of any ServiceAccount of the namespace (the move
     // may have come with a change of ServiceAccount), terminating ones too.
     let counts = early_pods::count_in_namespace(ctx, namespace, &reachable, |pod, arn| {
-        uses_until_stopped(pod, arn)
+        uses_until_stopped(pod, arn, DEFAULT_ANNOTATION_PREFIX)
     })
     .await;
     let counts = match counts {
@@ -239,7 +225,7 @@ pub async fn keep_until_unused(
             kept.push(arn);
             continue;
         }
-        match retire(ctx, &arn, ownership, policy).await {
+        match retire(ctx, &arn, &ownership, policy).await {
             Ok(Retired::Done) => notes.push(retired(
                 &arn,
                 policy,
@@ -269,6 +255,7 @@ pub async fn keep_until_unused(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
 
     const IN_A: &str = "arn:aws:iam::444455556666:role/podidentity/c/web";
     const IN_B: &str = "arn:aws:iam::777788889999:role/podidentity/c/web";
@@ -320,14 +307,21 @@ mod tests {
         pod
     }
 
+    fn uses_until_stopped_here(pod: &Pod, arn: &str) -> bool {
+        uses_until_stopped(pod, arn, DEFAULT_ANNOTATION_PREFIX)
+    }
+
     #[test]
     fn a_pod_uses_the_old_role_until_it_stops() {
-        assert!(uses_until_stopped(&pod(IN_A, "Running", false), IN_A));
+        assert!(uses_until_stopped_here(&pod(IN_A, "Running", false), IN_A));
         // Terminating: it still runs through its grace period.
-        assert!(uses_until_stopped(&pod(IN_A, "Running", true), IN_A));
-        assert!(!uses_until_stopped(&pod(IN_A, "Succeeded", false), IN_A));
-        assert!(!uses_until_stopped(&pod(IN_A, "Failed", true), IN_A));
-        assert!(!uses_until_stopped(&pod(IN_B, "Running", false), IN_A));
+        assert!(uses_until_stopped_here(&pod(IN_A, "Running", true), IN_A));
+        assert!(!uses_until_stopped_here(
+            &pod(IN_A, "Succeeded", false),
+            IN_A
+        ));
+        assert!(!uses_until_stopped_here(&pod(IN_A, "Failed", true), IN_A));
+        assert!(!uses_until_stopped_here(&pod(IN_B, "Running", false), IN_A));
     }
 
     #[test]

@@ -19,7 +19,6 @@ use super::association::{
     bound_association_key, delete_association, ensure_association, ownership_of,
 };
 use super::association_quota::past_association_quota;
-use super::cleanup;
 use super::conditions::{Assessment, AssociationState, ServiceAccountState, Synced};
 use super::judge::{Judgement, Verdict};
 use super::managed_policies::none_exist;
@@ -268,18 +267,10 @@ async fn around_the_role(
     // them (readiness above counted and, with restartPods, rolled those pods).
     let mut notes = Vec::new();
     if let Some(role) = &made.role {
-        let ownership = cleanup::role_identity(binding, ctx).ownership;
         let ready = synced.is_ready();
-        let kept = account_move::keep_until_unused(
-            ctx,
-            binding,
-            namespace,
-            &desired.service_account.name,
-            &role.arn,
-            &ownership,
-            ready,
-        )
-        .await?;
+        let kept =
+            account_move::keep_until_unused(ctx, binding, namespace, desired, &role.arn, ready)
+                .await?;
         synced.account_move = kept.state.map(Box::new);
         notes = kept.notes;
     }

@@ -19,29 +19,30 @@ pub const PER_ACCOUNT: u16 = 32;
 /// How soon a pass that found its account's lane full is tried again.
 pub const LANE_FULL_RETRY: Duration = Duration::from_secs(1);
 
-/// One lane per account the operator acts in (`None`: its own). With no other account
-/// there is no lane: the controller's own limit is the one account's.
+/// One lane per account the operator acts in. With no other account there is no lane:
+/// the controller's own limit is the one account's.
 #[derive(Default)]
 pub struct AccountLanes {
-    lanes: BTreeMap<Option<String>, Arc<Semaphore>>,
+    /// The operator's own account's lane (`None`: no lanes at all).
+    own: Option<Arc<Semaphore>>,
+    others: BTreeMap<String, Arc<Semaphore>>,
 }
 
 impl AccountLanes {
     /// Lanes for the operator's own account and `others`; none when `others` is empty.
     pub fn new<'a>(others: impl IntoIterator<Item = &'a str>) -> Self {
-        let others: Vec<&str> = others.into_iter().collect();
-        if others.is_empty() {
-            return Self::default();
-        }
         let lane = || Arc::new(Semaphore::new(usize::from(PER_ACCOUNT)));
-        let mut lanes = BTreeMap::from([(None, lane())]);
-        lanes.extend(others.into_iter().map(|id| (Some(id.to_string()), lane())));
-        Self { lanes }
+        let others: BTreeMap<String, Arc<Semaphore>> = others
+            .into_iter()
+            .map(|id| (id.to_string(), lane()))
+            .collect();
+        let own = (!others.is_empty()).then(lane);
+        Self { own, others }
     }
 
     /// Places in flight for the whole controller: every lane's.
     pub fn concurrency(&self) -> u16 {
-        let lanes = u16::try_from(self.lanes.len().max(1)).unwrap_or(u16::MAX);
+        let lanes = u16::try_from(self.others.len() + 1).unwrap_or(u16::MAX);
         PER_ACCOUNT.saturating_mul(lanes)
     }
 
@@ -49,7 +50,11 @@ impl AccountLanes {
     /// `Err` when the lane is full. Without lanes, or for an account with none (one not
     /// configured: its pass is refused before any call), always a place.
     pub fn enter(&self, account: Option<&str>) -> Result<Option<OwnedSemaphorePermit>, LaneFull> {
-        let Some(lane) = self.lanes.get(&account.map(str::to_string)) else {
+        let lane = match account {
+            None => self.own.as_ref(),
+            Some(id) => self.others.get(id),
+        };
+        let Some(lane) = lane else {
             return Ok(None);
         };
         lane.clone()
