@@ -32,6 +32,17 @@ pub enum Verdict<'r> {
     Allowed(Box<DesiredState>),
 }
 
+impl Verdict<'_> {
+    /// The verdict's kind, for the debug log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verdict::Refused { .. } => "refused",
+            Verdict::ServiceAccountTaken { .. } => "service account taken",
+            Verdict::Allowed(_) => "allowed",
+        }
+    }
+}
+
 /// The verdict, and whether a change to another binding of the namespace can change it
 /// (its ServiceAccount's owner going, a binding ahead in the quota's queue going).
 pub struct Judgement<'r> {

@@ -76,6 +76,7 @@ pub async fn reconcile_binding(
 ) -> Result<Action, Error> {
     let namespace = binding.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<PodIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+    tracing::debug!(binding = %binding.name_any(), %namespace, resource_version = binding.resource_version().unwrap_or_default(), "pass begins");
     let result = match finalizer::stage(binding) {
         // The patch's watch event starts the next pass.
         Stage::Add => finalizer::add(&api, binding)
@@ -139,6 +140,7 @@ async fn pass(
         .own_write
         .is_some_and(|w| Some(&w.over) == binding.resource_version().as_ref())
     {
+        tracing::debug!(binding = %binding.name_any(), %namespace, "the cache is behind this process's own status write; looking again shortly");
         return Ok(Action::requeue(OWN_WRITE_RECHECK));
     }
     let guardrails = ctx.policies.for_namespace(namespace);
@@ -165,6 +167,7 @@ async fn pass(
             )
         }
     };
+    tracing::debug!(binding = %binding.name_any(), %namespace, verdict = judgement.verdict.kind(), "judged");
     memory.set_waiting(&ObjectRef::from_obj(binding), judgement.waits_on_siblings);
     let pass = Pass {
         ctx,

@@ -152,6 +152,7 @@ pub async fn report(
     )
     .await;
     publish_as(ctx, binding, found.events, Some(&wrote)).await;
+    tracing::debug!(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default(), wrote = ?wrote, "reported");
     wrote?;
     found.next
 }

@@ -30,7 +30,9 @@ use crate::process::check::{Check, Raise, check};
 use crate::process::health::Health;
 use crate::process::lanes::PER_ACCOUNT;
 use crate::process::metrics::{Metrics, ReasonLabel, ResultLabel};
-use crate::process::watches::{raise_when_listed, wake_owners, wake_waiting_siblings};
+use crate::process::watches::{
+    WatchesBackOffThemselves, raise_when_listed, wake_owners, wake_waiting_siblings,
+};
 
 /// How often, at most, the policies' status is worked out again while bindings change: a
 /// policy over 10,000 bindings takes about 170 ms to survey (benches/policy_cost.rs), and
@@ -299,6 +301,7 @@ where
     P: Stream<Item = Result<WatchedPolicy, watcher::Error>> + Send + 'static,
 {
     Controller::for_stream(policies, caches.policies.clone())
+        .trigger_backoff(WatchesBackOffThemselves)
         .reconcile_all_on(at_most_every(status_asked, POLICY_STATUS_PERIOD))
         .shutdown_on_signal()
         .run(
@@ -329,6 +332,7 @@ where
     let metrics = metrics.clone();
     // As many passes at once as the accounts' lanes hold together (see `lanes`).
     Controller::for_stream(bindings, caches.bindings.clone())
+        .trigger_backoff(WatchesBackOffThemselves)
         .with_config(controller::Config::default().concurrency(ctx.lanes.concurrency()))
         .watches_stream(secrets, |secret| owning_binding(&secret))
         .reconcile_on(woken)
@@ -391,6 +395,7 @@ pub fn short_form_controller(
             return;
         }
         Controller::for_stream(accounts, accounts_store)
+            .trigger_backoff(WatchesBackOffThemselves)
             .with_config(controller::Config::default().concurrency(PER_ACCOUNT))
             .shutdown_on_signal()
             .run(
