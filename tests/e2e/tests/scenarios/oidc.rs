@@ -252,11 +252,8 @@ pub async fn provider_and_keys_kept_through_a_key_rotation(s: Scenario) {
     assert!(writes.is_empty(), "an idle keeper wrote: {writes:?}");
 
     // Someone else's: eksctl's tag instead of ours, another thumbprint. Left as it is.
-    s.change_iam(IamRequest::UpdateOpenIdConnectProviderThumbprint {
-        arn: provider_arn.clone(),
-        thumbprints: vec![STRAY_THUMBPRINT.into()],
-    })
-    .await;
+    // Our tags go first: a thumbprint changed while they are on is ours to put right (the
+    // keeper passes every second, and once did between the two changes).
     aws_sdk_iam::Client::new(&shared)
         .untag_open_id_connect_provider()
         .open_id_connect_provider_arn(&provider_arn)
@@ -268,6 +265,11 @@ pub async fn provider_and_keys_kept_through_a_key_rotation(s: Scenario) {
     s.change_iam(IamRequest::TagOpenIdConnectProvider {
         arn: provider_arn.clone(),
         tags: BTreeMap::from([("alpha.eksctl.io/cluster-name".into(), "legacy".into())]),
+    })
+    .await;
+    s.change_iam(IamRequest::UpdateOpenIdConnectProviderThumbprint {
+        arn: provider_arn.clone(),
+        thumbprints: vec![STRAY_THUMBPRINT.into()],
     })
     .await;
     let mark = s.iam.mark();
