@@ -11,9 +11,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::api::{IamApi, IamRequest, IamResponse};
 use crate::error::AwsError;
 
+/// Told how long each call waited for the budget (zero when it had room).
+pub type WaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 pub struct Budgeted<A> {
     inner: A,
     limiter: Arc<DefaultDirectRateLimiter>,
+    on_wait: Option<WaitObserver>,
 }
 
 impl<A: IamApi> Budgeted<A> {
@@ -32,14 +36,26 @@ impl<A: IamApi> Budgeted<A> {
         Self {
             inner,
             limiter: Arc::new(RateLimiter::direct(quota)),
+            on_wait: None,
         }
+    }
+
+    /// Tells `observer` how long each call waited for the budget (the metrics' budget
+    /// waits: a budget set too low shows as calls waiting, not as IAM throttling).
+    pub fn observing_waits(mut self, observer: WaitObserver) -> Self {
+        self.on_wait = Some(observer);
+        self
     }
 }
 
 impl<A: IamApi> IamApi for Budgeted<A> {
     fn call(&self, request: IamRequest) -> BoxFuture<'_, Result<IamResponse, AwsError>> {
         Box::pin(async move {
+            let asked = tokio::time::Instant::now();
             self.limiter.until_ready().await;
+            if let Some(observer) = &self.on_wait {
+                observer(asked.elapsed());
+            }
             self.inner.call(request).await
         })
     }

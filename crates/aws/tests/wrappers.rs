@@ -53,6 +53,31 @@ async fn the_budget_spaces_calls_out_beyond_its_burst() {
 }
 
 #[tokio::test]
+async fn the_budget_tells_how_long_each_call_waited() {
+    let waits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observed = waits.clone();
+    let budgeted =
+        Budgeted::new(Answering::default(), 10.0).observing_waits(Arc::new(move |waited| {
+            if let Ok(mut waits) = observed.lock() {
+                waits.push(waited);
+            }
+        }));
+    for i in 0..12 {
+        Iam::new(&budgeted)
+            .run(delete(&format!("r{i}")))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
+    assert_eq!(waits.len(), 12, "every call observed");
+    // The burst (10) goes at once; beyond it, calls wait for the budget (the 12th at
+    // least, whatever time the first eleven took).
+    let waited = |w: &Duration| *w >= Duration::from_millis(50);
+    assert!(!waits[..10].iter().any(waited), "{waits:?}");
+    assert!(waited(&waits[11]), "{waits:?}");
+}
+
+#[tokio::test]
 async fn one_budget_is_shared_by_every_caller() {
     let shared = Arc::new(Budgeted::new(Answering::default(), 10.0));
     let started = Instant::now();

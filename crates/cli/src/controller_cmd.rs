@@ -177,10 +177,13 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let sdk = SdkIam::from_config(&shared, &aws);
     // The own account's id, as the configuration names it or STS says at start-up.
     let own_account = AccountLabel::default();
-    let iam = Arc::new(Budgeted::new(
-        Metered::new(sdk, metrics.clone(), own_account.clone()),
-        config.aws.max_requests_per_second,
-    ));
+    let iam = Arc::new(
+        Budgeted::new(
+            Metered::new(sdk, metrics.clone(), own_account.clone()),
+            config.aws.max_requests_per_second,
+        )
+        .observing_waits(metrics.budget_wait_observer(own_account.clone())),
+    );
     // `${region}` in a PodIdentityPolicy is the region the SDK found (environment, profile
     // or instance metadata) when the configuration names none.
     let mut config = config;
@@ -200,14 +203,17 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let mut other_accounts: Vec<(String, Arc<dyn IamApi>)> = Vec::new();
     for account in &config.accounts {
         let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
-        let iam = Arc::new(Budgeted::new(
-            Metered::new(
-                SdkIam::from_config(&assumed, &aws),
-                metrics.clone(),
-                AccountLabel::of(&account.id),
-            ),
-            config.requests_per_second_in(Some(&account.id)),
-        ));
+        let iam = Arc::new(
+            Budgeted::new(
+                Metered::new(
+                    SdkIam::from_config(&assumed, &aws),
+                    metrics.clone(),
+                    AccountLabel::of(&account.id),
+                ),
+                config.requests_per_second_in(Some(&account.id)),
+            )
+            .observing_waits(metrics.budget_wait_observer(AccountLabel::of(&account.id))),
+        );
         tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");
         other_accounts.push((account.id.clone(), iam));
     }

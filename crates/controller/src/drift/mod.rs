@@ -130,7 +130,7 @@ fn wake_findings(
             continue;
         };
         if matches!(finding, Finding::Drifted(_) | Finding::Missing) {
-            ctx.metrics.drift_corrections.inc();
+            ctx.metrics.drift_found(role);
         }
         let namespace = key.namespace.as_deref().unwrap_or_default();
         tracing::info!(%role, ?finding, binding = %key.name, %namespace, "drift found; reconciling");
@@ -189,7 +189,8 @@ async fn sweep_associations(
         let (Some(uid), Some(namespace)) = (binding.uid(), binding.namespace()) else {
             continue;
         };
-        ctx.metrics.drift_corrections.inc();
+        let role = binding.status.as_ref().and_then(|s| s.role_name.as_deref());
+        ctx.metrics.drift_found(role.unwrap_or_default());
         tracing::info!(binding = %binding.name_any(), %namespace, "association deleted outside the operator; reconciling");
         memory.mark_drifted(&uid);
         let _ = triggers.unbounded_send(ObjectRef::new(&binding.name_any()).within(&namespace));

@@ -57,6 +57,23 @@ impl AccountLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// The IAM role's name: only roles found out of line get a series, so alerts can
+    /// tell one role put back again and again (something fights the operator over it).
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountOnly {
+    pub account: String,
+}
+
+/// Budget waits from 1 ms to about 33 s.
+fn budget_wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabel {
     pub ready: &'static str,
 }
@@ -66,7 +83,9 @@ pub struct Metrics {
     pub reconciles: Family<ResultLabel, Counter>,
     pub errors: Family<ReasonLabel, Counter>,
     pub iam_calls: Family<CallLabels, Counter>,
-    pub drift_corrections: Counter,
+    pub drift_corrections: Family<RoleLabel, Counter>,
+    /// How long IAM calls waited for the request budget, by account.
+    pub budget_waits: Family<AccountOnly, Histogram, fn() -> Histogram>,
     pub bindings: Family<ReadyLabel, Gauge>,
     pub reconcile_duration: Histogram,
     /// The cluster's EKS Pod Identity associations, as last counted (with this process's
@@ -103,11 +122,18 @@ impl Metrics {
             "IAM, STS and EKS calls by operation (EKS's prefixed EKS:) and outcome",
             iam_calls.clone(),
         );
-        let drift_corrections = Counter::default();
+        let drift_corrections = Family::<RoleLabel, Counter>::default();
         registry.register(
             "drift_corrections",
-            "Roles put back after changes made outside",
+            "Roles (and associations, by their role) found changed or deleted outside the operator, and put back",
             drift_corrections.clone(),
+        );
+        let budget_waits: Family<AccountOnly, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(budget_wait_histogram);
+        registry.register(
+            "iam_budget_wait_seconds",
+            "How long each IAM call waited for the request budget (aws.maxRequestsPerSecond), by account",
+            budget_waits.clone(),
         );
         let bindings = Family::<ReadyLabel, Gauge>::default();
         registry.register("bindings", "Bindings by Ready status", bindings.clone());
@@ -130,6 +156,7 @@ impl Metrics {
             eks_association_quota.clone(),
         );
         Self {
+            budget_waits,
             eks_associations,
             eks_association_quota,
             registry,
@@ -146,6 +173,31 @@ impl Metrics {
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// A role found out of line (and flagged for its binding's pass to put back).
+    pub fn drift_found(&self, role: &str) {
+        self.drift_corrections
+            .get_or_create(&RoleLabel {
+                role: role.to_string(),
+            })
+            .inc();
+    }
+
+    /// What a request budget tells of its waits, into `account`'s histogram.
+    pub fn budget_wait_observer(
+        self: &std::sync::Arc<Self>,
+        account: AccountLabel,
+    ) -> podidentity_aws::budget::WaitObserver {
+        let metrics = self.clone();
+        std::sync::Arc::new(move |waited: std::time::Duration| {
+            metrics
+                .budget_waits
+                .get_or_create(&AccountOnly {
+                    account: account.value(),
+                })
+                .observe(waited.as_secs_f64());
+        })
     }
 }
 
@@ -291,7 +343,7 @@ mod tests {
 
     #[test]
     fn every_family_is_exported() {
-        let metrics = Metrics::new();
+        let metrics = std::sync::Arc::new(Metrics::new());
         metrics
             .reconciles
             .get_or_create(&ResultLabel { result: "ok" })
@@ -310,7 +362,10 @@ mod tests {
                 account: "444455556666".into(),
             })
             .inc();
-        metrics.drift_corrections.inc();
+        metrics.drift_found("app-role");
+        (metrics.budget_wait_observer(AccountLabel::of("444455556666")))(
+            std::time::Duration::from_millis(250),
+        );
         metrics
             .bindings
             .get_or_create(&ReadyLabel { ready: "true" })
@@ -321,7 +376,8 @@ mod tests {
             "podidentity_reconciles_total{result=\"ok\"} 1",
             "podidentity_reconcile_errors_total{reason=\"AwsThrottled\"} 1",
             "podidentity_iam_calls_total{operation=\"CreateRole\",outcome=\"ok\",account=\"444455556666\"} 1",
-            "podidentity_drift_corrections_total 1",
+            "podidentity_drift_corrections_total{role=\"app-role\"} 1",
+            "podidentity_iam_budget_wait_seconds_count{account=\"444455556666\"} 1",
             "podidentity_bindings{ready=\"true\"} 3",
             "podidentity_reconcile_duration_seconds_count 1",
         ] {
