@@ -3,6 +3,7 @@ checked against the Kubernetes 1.32 schemas (kubernetes-validate), RBAC asserted
 exactly, bad values refused by values.schema.json, `helm lint` clean, and the Argo CD
 health check run by a real Lua interpreter (lupa)."""
 
+import json
 import pathlib
 import subprocess
 
@@ -17,7 +18,7 @@ CHART = ROOT / "charts" / "pod-identity-operator"
 NAMESPACE = "podidentity-system"
 BASE = {"clusterName": "prod", "aws": {"accountId": "111122223333", "region": "eu-west-1"}}
 # Kinds from other projects' CRDs, which the Kubernetes schemas do not know.
-FOREIGN_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
+FOREIGN_KINDS = {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"}
 
 
 def merged(*overrides):
@@ -64,7 +65,7 @@ def kinds(objects):
         {"webhook": {"enabled": False}},
         {"webhook": {"certificates": {"mode": "certManager"}}},
         {"controller": {"leaderElection": True, "replicas": 2}},
-        {"metrics": {"serviceMonitor": {"enabled": True}}, "networkPolicy": {"enabled": True}},
+        {"metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True}, "prometheusRule": {"enabled": True}}, "networkPolicy": {"enabled": True}},
         {"oidc": {"manage": True, "publish": {"s3Bucket": "prod-oidc"}}},
     ],
     ids=["defaults", "webhook-off", "cert-manager", "leader-election", "monitoring", "oidc-managed"],
@@ -327,14 +328,49 @@ def test_the_rendered_configuration_is_one_the_binary_accepts(tmp_path):
         ({"identity": {"allowedMechanisms": ["Kerberos"]}}, "allowedMechanisms"),
         ({"accounts": [{"id": 444455556666, "roleArn": "arn:aws:iam::444455556666:role/ops"}]}, "/accounts/0/id"),
         ({"accounts": [{"id": "444455556666", "roleArn": "ops"}]}, "roleArn"),
+        ({"metrics": {"dashboard": {"enabeld": True}}}, "enabeld"),
     ],
-    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism", "account-id-as-number", "account-role"],
+    ids=["empty-cluster-name", "failure-policy", "trust-policy-size", "replicas-without-leader-election", "misspelt-key", "short-form-namespace", "bucket-name", "thumbprint", "association-quota", "mechanism", "account-id-as-number", "account-role", "dashboard-misspelt-key"],
 )
 def test_bad_values_are_refused_by_the_schema(bad, words):
     chart = helm.Chart.load(str(CHART))
     with pytest.raises(helm.HelmValuesError) as refused:
         chart.validate_schema(merged(bad))
     assert words in str(refused.value)
+
+
+def test_the_dashboard_and_alerts_ship_only_when_asked():
+    assert not [o for o in render() if o["kind"] == "PrometheusRule" or o["metadata"]["name"].endswith("-dashboard")]
+    objects = render({"metrics": {
+        "dashboard": {"enabled": True, "namespace": "monitoring"},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    }})
+    dashboard = find(objects, "ConfigMap", "pio-pod-identity-operator-dashboard")
+    # Grafana's sidecar finds it by label, in the namespace it watches.
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    shipped = json.loads(dashboard["data"]["pod-identity-operator.json"])
+    assert shipped == json.loads((CHART / "files" / "dashboard.json").read_text())
+    titles = {p["title"] for p in shipped["panels"]}
+    for wanted in ["Reconcile passes by result", "Failed passes by reason",
+                   "IAM, STS and EKS calls by operation and outcome", "Request budget waits",
+                   "Drift found and corrected", "Admissions by outcome", "Admission latency"]:
+        assert wanted in titles
+    for panel in shipped["panels"]:
+        for target in panel.get("targets", []):
+            assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+    rule = find(objects, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert sorted(alerts) == ["PodIdentityBindingsNotReady", "PodIdentityIAMThrottled",
+                              "PodIdentityRoleDriftRepeated", "PodIdentityWebhookErrors"]
+    assert alerts["PodIdentityBindingsNotReady"]["for"] == "15m"
+    assert 'ready="false"' in alerts["PodIdentityBindingsNotReady"]["expr"]
+    assert 'outcome="Throttled"' in alerts["PodIdentityIAMThrottled"]["expr"]
+    assert "by (namespace, role)" in alerts["PodIdentityRoleDriftRepeated"]["expr"]
+    assert 'outcome="error"' in alerts["PodIdentityWebhookErrors"]["expr"]
+    # Helm leaves Prometheus's own templates in the annotations alone.
+    assert "{{ $labels.role }}" in alerts["PodIdentityRoleDriftRepeated"]["annotations"]["summary"]
 
 
 def test_helm_lint_finds_nothing_to_fix():

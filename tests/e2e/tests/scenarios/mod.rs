@@ -15,6 +15,7 @@ mod iam_work;
 mod leadership;
 mod lifecycle;
 mod migration;
+mod monitoring;
 mod oidc;
 mod ownership;
 mod pod_identity;
@@ -172,6 +173,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         ),
         scenario!(
             credentials_requests::openshift_requests_become_roles_and_ccoctl_secrets,
+            Cluster
+        ),
+        scenario!(
+            monitoring::the_dashboard_and_alerts_query_only_metrics_the_operator_exports,
             Cluster
         ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
