@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod config_load;
 mod controller_cmd;
@@ -11,6 +11,7 @@ mod crd_yaml;
 mod doctor;
 mod logging;
 mod plan;
+mod status;
 mod webhook_cmd;
 
 #[derive(Parser, Debug)]
@@ -40,6 +41,43 @@ enum Command {
     /// trust policy, token, OIDC provider, issuer, pod) live and read-only, one line per
     /// link. Exit 0: the chain holds; 1: a link is broken; 2: bad input.
     Doctor(Box<doctor::DoctorArgs>),
+    /// The PodIdentityBindings, one line each: ServiceAccount, role, Ready and why.
+    Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompletionsArgs {
+    shell: clap_complete::Shell,
+}
+
+/// Called as `kubectl-podidentity` (on the PATH, kubectl runs it for `kubectl
+/// podidentity`): the same binary as a kubectl plugin, its help naming it so and the
+/// commands that run the operator itself hidden.
+const PLUGIN_NAME: &str = "kubectl-podidentity";
+
+fn invoked_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().starts_with(PLUGIN_NAME))
+        })
+        .unwrap_or(false)
+}
+
+/// The command line as this binary answers to its name.
+fn command(as_plugin: bool) -> clap::Command {
+    let command = Cli::command();
+    if !as_plugin {
+        return command;
+    }
+    ["controller", "webhook", "crd"].into_iter().fold(
+        command.name(PLUGIN_NAME).bin_name("kubectl podidentity"),
+        |command, server| command.mut_subcommand(server, |c| c.hide(true)),
+    )
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,7 +93,11 @@ fn main() -> ExitCode {
     // feature detection: a workspace build that unifies dev-dependency features (kube-cel
     // brings aws-lc-rs) enables two providers, and rustls then refuses to pick one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let as_plugin = invoked_as_plugin();
+    let cli = match Cli::from_arg_matches(&command(as_plugin).get_matches()) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     match cli.command {
         Command::Webhook(args) => block_on(
             tokio::runtime::Builder::new_multi_thread(),
@@ -74,6 +116,20 @@ fn main() -> ExitCode {
             tokio::runtime::Builder::new_current_thread(),
             doctor::run(&args),
         ),
+        Command::Status(args) => block_on(
+            tokio::runtime::Builder::new_current_thread(),
+            status::run(&args),
+        ),
+        Command::Completions(args) => {
+            let mut command = command(as_plugin);
+            let name = if as_plugin {
+                PLUGIN_NAME
+            } else {
+                "podidentity"
+            };
+            clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Crd(args) => {
             let written = match &args.out_dir {
                 Some(dir) => crd_yaml::write_each(dir),

@@ -4,6 +4,7 @@ use crate::{Needs, ScenarioFn};
 
 mod accounts;
 mod admission;
+mod cli;
 mod cluster_life;
 mod credentials_requests;
 mod doctor;
@@ -177,6 +178,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         ),
         scenario!(
             monitoring::the_dashboard_and_alerts_query_only_metrics_the_operator_exports,
+            Cluster
+        ),
+        scenario!(
+            cli::kubectl_podidentity_status_lists_bindings_as_the_cluster_holds_them,
             Cluster
         ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
