@@ -5,16 +5,20 @@
 //! several tasks waiting on one store only the last to poll is ever woken, and the
 //! controller's own runner already waits on it (readiness and the drift sweep never woke).
 
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
-use kube::ResourceExt;
+use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use podidentity_iam::service_account_owner;
+use serde::de::DeserializeOwned;
 
 use crate::binding::memory::Memory;
 use crate::binding::short_form::AccountMeta;
@@ -27,7 +31,7 @@ use crate::process::health::Raise;
 /// had doubled a sleep (with jitter, up to a minute) during which no wake-up got through
 /// (seen end to end: a policy changed during an outage, its bindings woken once the watch
 /// re-listed, and no pass for over a minute).
-pub struct WatchesBackOffThemselves;
+struct WatchesBackOffThemselves;
 
 impl Iterator for WatchesBackOffThemselves {
     type Item = Duration;
@@ -39,6 +43,19 @@ impl Iterator for WatchesBackOffThemselves {
 
 impl Backoff for WatchesBackOffThemselves {
     fn reset(&mut self) {}
+}
+
+/// A controller over one of our watches (which backs off by itself) and the cache it
+/// fills: every controller the process builds on its own watches starts here.
+pub fn controller_on<K>(
+    trigger: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    cache: Store<K>,
+) -> Controller<K>
+where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Debug + Unpin,
+{
+    Controller::for_stream(trigger, cache).trigger_backoff(WatchesBackOffThemselves)
 }
 
 /// Passes `stream` through, raising `check` when it has listed everything once.
@@ -142,13 +159,12 @@ mod tests {
         account
     }
 
-    /// A controller over a watch that fails twice (an outage: the second failure once the
+    /// A controller (ours, or kube-runtime's default) over a watch that fails twice (an outage: the second failure once the
     /// backoff of the first is over) and a wake-up channel; says whether a wake-up sent
     /// right after the second failure is acted on within 1.2 s. kube-runtime's default
     /// trigger backoff sleeps 0.8 to 1.6 s after the first failure, then 1.6 to 3.2 s.
-    async fn wake_acted_on_during_an_outage(backoff: Option<WatchesBackOffThemselves>) -> bool {
+    async fn wake_acted_on_during_an_outage(ours: bool) -> bool {
         use k8s_openapi::api::core::v1::ConfigMap;
-        use kube::runtime::Controller;
         use kube::runtime::controller::Action;
 
         let mut config_map = ConfigMap::default();
@@ -166,10 +182,11 @@ mod tests {
             futures::channel::mpsc::unbounded::<Result<ConfigMap, watcher::Error>>();
         let (wake, woken) = futures::channel::mpsc::unbounded();
         let (passed, mut passes) = futures::channel::mpsc::unbounded::<()>();
-        let mut controller = Controller::for_stream(failures, store);
-        if let Some(backoff) = backoff {
-            controller = controller.trigger_backoff(backoff);
-        }
+        let controller = if ours {
+            controller_on(failures, store)
+        } else {
+            Controller::for_stream(failures, store)
+        };
         let running = tokio::spawn(
             controller
                 .reconcile_on(woken)
@@ -198,11 +215,11 @@ mod tests {
     #[tokio::test]
     async fn a_wake_up_is_not_held_back_by_the_errors_of_an_outage() {
         assert!(
-            wake_acted_on_during_an_outage(Some(WatchesBackOffThemselves)).await,
+            wake_acted_on_during_an_outage(true).await,
             "the wake-up was acted on at once"
         );
         // The defect it guards against: kube-runtime's own trigger backoff holds it.
-        assert!(!wake_acted_on_during_an_outage(None).await);
+        assert!(!wake_acted_on_during_an_outage(false).await);
     }
 
     #[tokio::test]

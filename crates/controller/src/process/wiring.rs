@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -31,7 +31,7 @@ use crate::process::health::Health;
 use crate::process::lanes::PER_ACCOUNT;
 use crate::process::metrics::{Metrics, ReasonLabel, ResultLabel};
 use crate::process::watches::{
-    WatchesBackOffThemselves, raise_when_listed, wake_owners, wake_waiting_siblings,
+    controller_on, raise_when_listed, wake_owners, wake_waiting_siblings,
 };
 
 /// How often, at most, the policies' status is worked out again while bindings change: a
@@ -300,8 +300,7 @@ pub fn policy_controller<P>(
 where
     P: Stream<Item = Result<WatchedPolicy, watcher::Error>> + Send + 'static,
 {
-    Controller::for_stream(policies, caches.policies.clone())
-        .trigger_backoff(WatchesBackOffThemselves)
+    controller_on(policies, caches.policies.clone())
         .reconcile_all_on(at_most_every(status_asked, POLICY_STATUS_PERIOD))
         .shutdown_on_signal()
         .run(
@@ -331,8 +330,7 @@ where
 {
     let metrics = metrics.clone();
     // As many passes at once as the accounts' lanes hold together (see `lanes`).
-    Controller::for_stream(bindings, caches.bindings.clone())
-        .trigger_backoff(WatchesBackOffThemselves)
+    controller_on(bindings, caches.bindings.clone())
         .with_config(controller::Config::default().concurrency(ctx.lanes.concurrency()))
         .watches_stream(secrets, |secret| owning_binding(&secret))
         .reconcile_on(woken)
@@ -394,8 +392,7 @@ pub fn short_form_controller(
         if !bindings_listed.wait().await {
             return;
         }
-        Controller::for_stream(accounts, accounts_store)
-            .trigger_backoff(WatchesBackOffThemselves)
+        controller_on(accounts, accounts_store)
             .with_config(controller::Config::default().concurrency(PER_ACCOUNT))
             .shutdown_on_signal()
             .run(
