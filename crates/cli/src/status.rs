@@ -8,6 +8,7 @@ use kube::api::{Api, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::{Client, ResourceExt};
 use podidentity_api::PodIdentityBinding;
+use podidentity_api::conditions::READY;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
@@ -67,7 +68,7 @@ impl Row {
         };
         let status = binding.status.as_ref();
         let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        let ready = conditions.iter().find(|c| c.type_ == "Ready");
+        let ready = conditions.iter().find(|c| c.type_ == READY);
         Self {
             namespace: binding.namespace().unwrap_or_default(),
             name: binding.name_any(),
@@ -78,7 +79,7 @@ impl Row {
             message: ready.map(|c| c.message.clone()).unwrap_or_default(),
             conditions: conditions
                 .iter()
-                .filter(|c| c.type_ != "Ready")
+                .filter(|c| c.type_ != READY)
                 .map(|c| format!("{}={}", c.type_, c.status))
                 .collect(),
         }

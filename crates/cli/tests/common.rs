@@ -21,8 +21,14 @@ pub fn podidentity(args: &[&str]) -> Run {
 }
 
 pub fn podidentity_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    run_as(env!("CARGO_BIN_EXE_podidentity").as_ref(), args, stdin)
+}
+
+/// Runs `program` (the binary, or a link to it under another name) as [`podidentity`]
+/// runs the binary.
+pub fn run_as(program: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Run {
     use std::io::Write;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_podidentity"));
+    let mut command = Command::new(program);
     command.args(args).current_dir(repo_root());
     // Configuration must come from the arguments only, whatever the developer's shell has.
     for (key, _) in std::env::vars() {

@@ -5,16 +5,16 @@ mod common;
 
 use std::process::Command;
 
-use common::podidentity;
+use common::{Run, podidentity, run_as};
 
-/// The real binary under the name kubectl looks for on the PATH.
-fn plugin(dir: &std::path::Path) -> std::path::PathBuf {
+/// Runs the real binary under the name kubectl looks for on the PATH (a link in `dir`).
+fn plugin(dir: &std::path::Path, args: &[&str]) -> Run {
     let link = dir.join("kubectl-podidentity");
     if !link.exists() {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_podidentity"), &link)
             .unwrap_or_else(|err| panic!("symlink: {err}"));
     }
-    link
+    run_as(&link, args, None)
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -27,12 +27,9 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn called_as_kubectl_podidentity_it_answers_as_the_plugin() {
     let dir = scratch("help");
-    let output = Command::new(plugin(&dir))
-        .arg("--help")
-        .output()
-        .unwrap_or_else(|err| panic!("run the plugin: {err}"));
-    let help = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{help}");
+    let output = plugin(&dir, &["--help"]);
+    let help = &output.stdout;
+    assert!(output.code == 0, "{help}");
     assert!(help.contains("Usage: kubectl podidentity"), "{help}");
     for command in ["status", "doctor", "plan", "completions"] {
         assert!(
@@ -66,14 +63,10 @@ const PLAN: &[&str] = &[
 #[test]
 fn the_plugin_plans_as_the_binary_does() {
     let dir = scratch("plan");
-    let output = Command::new(plugin(&dir))
-        .args(PLAN)
-        .current_dir(common::repo_root())
-        .output()
-        .unwrap_or_else(|err| panic!("run the plugin: {err}"));
+    let output = plugin(&dir, PLAN);
     let direct = podidentity(PLAN);
-    assert_eq!(output.status.code(), Some(direct.code));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), direct.stdout);
+    assert_eq!(output.code, direct.code);
+    assert_eq!(output.stdout, direct.stdout);
     assert!(direct.stdout.contains("VALID"), "{}", direct.stdout);
     let _ = std::fs::remove_dir_all(dir);
 }
