@@ -239,14 +239,17 @@ impl Scenario {
         self.doctor_on(&self.cluster.admin_kubeconfig, &all).await
     }
 
-    /// `podidentity doctor ARGS -o json` as an admin of the API server `kubeconfig` names
-    /// runs it, with nothing but `args`: the configuration is what doctor finds in the
-    /// cluster (the chart's ConfigMap). Its exit code and report (or its output).
-    pub async fn doctor_on(&self, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, Value) {
-        let output = tokio::process::Command::new(&self.cluster.binary)
-            .arg("doctor")
+    /// Runs `program` (the binary, or a link to it under another name) as a user at a
+    /// shell would: with `kubeconfig`, test credentials for AWS, and no configuration
+    /// from the environment.
+    pub async fn run_as_user(
+        &self,
+        program: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> std::process::Output {
+        tokio::process::Command::new(program)
             .args(args)
-            .args(["-o", "json"])
             .env("KUBECONFIG", kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -254,7 +257,21 @@ impl Scenario {
             .env_remove("PODIDENTITY_CONFIG")
             .output()
             .await
-            .expect("run doctor");
+            .unwrap_or_else(|err| panic!("run {}: {err}", program.display()))
+    }
+
+    /// `podidentity doctor ARGS -o json` as an admin of the API server `kubeconfig` names
+    /// runs it, with nothing but `args`: the configuration is what doctor finds in the
+    /// cluster (the chart's ConfigMap). Its exit code and report (or its output).
+    pub async fn doctor_on(&self, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, Value) {
+        let args: Vec<&str> = ["doctor"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .chain(["-o", "json"])
+            .collect();
+        let output = self
+            .run_as_user(&self.cluster.binary, kubeconfig, &args)
+            .await;
         let code = output.status.code().unwrap_or(-1);
         let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
             json!({"stdout": String::from_utf8_lossy(&output.stdout),

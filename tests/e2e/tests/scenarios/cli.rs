@@ -11,12 +11,9 @@ async fn kubectl_podidentity(s: &Scenario, args: &[&str]) -> (i32, String) {
     if !plugin.exists() {
         std::os::unix::fs::symlink(&s.cluster.binary, &plugin).expect("the plugin's name");
     }
-    let output = tokio::process::Command::new(&plugin)
-        .args(args)
-        .env("KUBECONFIG", &s.cluster.admin_kubeconfig)
-        .output()
-        .await
-        .expect("run kubectl-podidentity");
+    let output = s
+        .run_as_user(&plugin, &s.cluster.admin_kubeconfig, args)
+        .await;
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
