@@ -373,3 +373,51 @@ def test_help_describes_the_options():
     assert result.returncode == 0
     for option in ("--binary", "--arch", "--version", "--revision", "--tag", "--out", "SOURCE_DATE_EPOCH"):
         assert option in result.stdout
+
+
+# ---- the Dockerfile: the same image for builders with registry access ----------------------
+
+def dockerfile_stages():
+    """The Dockerfile's instructions per stage, continuation lines joined, comments dropped."""
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = re.sub(r"\\\n\s*", " ", "\n".join(
+            line for line in f.read().splitlines() if not line.lstrip().startswith("#")))
+    stages = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        instruction, _, rest = line.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instruction.upper(), rest.strip()))
+    return stages
+
+
+def test_the_dockerfile_builds_the_glibc_binary_onto_distroless_cc():
+    build, final = dockerfile_stages()
+    assert build[0] == ("FROM", "rust:1.95-bookworm AS build")
+    run = " ".join(rest for instruction, rest in build if instruction == "RUN")
+    assert "cargo build --release --locked -p podidentity" in run
+    assert "musl" not in run
+    assert final[0] == ("FROM", "gcr.io/distroless/cc-debian12:nonroot")
+    assert ("COPY", "--from=build /podidentity /podidentity") in final
+
+
+def test_the_dockerfile_has_the_config_and_labels_of_the_image(image):
+    final = dockerfile_stages()[-1]
+    settings = {}
+    for instruction, rest in final:
+        settings.setdefault(instruction, []).append(rest)
+    assert settings["USER"] == [image.config["config"]["User"]]
+    assert [json.loads(e) for e in settings["ENTRYPOINT"]] == [image.config["config"]["Entrypoint"]]
+    assert settings["WORKDIR"] == [image.config["config"]["WorkingDir"]]
+    assert set(settings["ARG"]) == {"VERSION", "REVISION", "CREATED"}
+    labels = dict((key, json.loads(value)) for key, value in
+                  re.findall(r'(\S+)=("(?:[^"\\]|\\.)*")', " ".join(settings["LABEL"])))
+    from_args = {"org.opencontainers.image.version": "${VERSION}",
+                 "org.opencontainers.image.revision": "${REVISION}",
+                 "org.opencontainers.image.created": "${CREATED}"}
+    image_labels = image.config["config"]["Labels"]
+    assert set(labels) == set(image_labels)
+    for key, value in labels.items():
+        assert value == from_args.get(key, image_labels[key]), key
