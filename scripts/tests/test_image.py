@@ -323,9 +323,12 @@ def test_it_leaves_nothing_behind(image):
 
 def test_two_builds_give_the_same_archive(image, tmp_path):
     again = tmp_path / "again.oci.tar"
-    result = run_script("--binary", "target/debug/podidentity", "--revision", REVISION, "--out", str(again))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert sha256(again) == sha256(image.archive)
+    try:
+        result = run_script("--binary", "target/debug/podidentity", "--revision", REVISION, "--out", str(again))
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert sha256(again) == sha256(image.archive)
+    finally:
+        again.unlink(missing_ok=True)  # not kept among pytest's last runs
 
 
 # ---- bad arguments: a clear error naming the option, and no archive ------------------------
