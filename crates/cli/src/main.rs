@@ -92,6 +92,7 @@ fn main() -> ExitCode {
     // One TLS provider for kube, AWS and the webhook. Chosen here, not left to rustls's
     // feature detection: a workspace build that unifies dev-dependency features (kube-cel
     // brings aws-lc-rs) enables two providers, and rustls then refuses to pick one.
+    #[allow(deprecated)] // ring: see Cargo.toml on rustls
     let _ = rustls::crypto::ring::default_provider().install_default();
     let as_plugin = invoked_as_plugin();
     let cli = match Cli::from_arg_matches(&command(as_plugin).get_matches()) {

@@ -1,16 +1,16 @@
 //! Roles in another account: a namespace a PodIdentityPolicy places in one of the
 //! configured accounts gets its roles there, through credentials assumed into that
 //! account (moto acts in the account an AssumeRole names), and the drift sweep reads each
-//! account with its own client. Kubernetes is kube-fake-client; IAM and STS are moto.
+//! account with its own client. Kubernetes is a real kube-apiserver (scripts/test starts one;
+//! a namespace per test, which the caches label as the policy selects); IAM and STS are moto.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
 use kube::runtime::{reflector, watcher};
-use kube_fake_client::ClientBuilder;
 use podidentity_api::config::{AccountConfig, AwsConfig, OidcConfig, OperatorConfig};
 use podidentity_api::{
     PodIdentityBinding, PodIdentityBindingSpec, PodIdentityPolicy, PodIdentityPolicySpec, Statement,
@@ -41,13 +41,15 @@ struct World {
     /// IAM in the team's account, for changes made outside the operator.
     team_raw: aws_sdk_iam::Client,
     cluster: String,
-    /// The policy cache's writer, to place `shop` elsewhere.
+    /// The test's namespace, which the policy places.
+    namespace: String,
+    /// The policy cache's writer, to place the namespace elsewhere.
     policies: std::sync::Mutex<reflector::store::Writer<DeserializeGuard<PodIdentityPolicy>>>,
 }
 
 impl World {
     async fn pass(&self, name: &str) -> Result<(), podidentity_controller::Error> {
-        let binding = Api::<PodIdentityBinding>::namespaced(self.client.clone(), "shop")
+        let binding = Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
             .get(name)
             .await
             .unwrap_or_else(|err| panic!("{err}"));
@@ -57,14 +59,22 @@ impl World {
     }
 
     async fn binding(&self, name: &str) -> PodIdentityBinding {
-        Api::<PodIdentityBinding>::namespaced(self.client.clone(), "shop")
+        Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
             .get(name)
             .await
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
     fn role_name(&self, binding: &str) -> String {
-        format!("{}-shop.{binding}", self.cluster)
+        format!("{}-{}.{binding}", self.cluster, self.namespace)
+    }
+
+    /// Deletes the binding: the API server keeps it, being deleted, while the finalizer is on.
+    async fn delete(&self, name: &str) {
+        Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
+            .delete(name, &Default::default())
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
     }
 
     /// The platform admin points the policy at another account.
@@ -109,48 +119,70 @@ fn binding(name: &str) -> PodIdentityBinding {
         resources: vec![format!("arn:aws:sqs:us-east-1:{TEAM}:shop_orders")],
         ..Statement::default()
     });
-    let mut binding = PodIdentityBinding::new(name, spec);
-    binding.metadata.namespace = Some("shop".into());
-    binding.metadata.generation = Some(1);
-    // kube-fake-client refuses a JSON patch testing an absent finalizer list.
-    binding.metadata.finalizers = Some(vec!["test.example.com/hold".into()]);
-    binding
+    PodIdentityBinding::new(name, spec)
 }
 
 fn service_account(name: &str) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            namespace: Some("shop".into()),
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()
     }
 }
 
-/// A world whose namespace `shop` is placed in `placed_in` by a PodIdentityPolicy.
-async fn world(endpoint: &str, placed_in: &str, bindings: &[&str]) -> World {
-    world_with_pods(endpoint, placed_in, bindings, |_| Vec::new()).await
+/// moto, and the test control plane; `None`: the test is skipped.
+async fn endpoints() -> Option<(String, kube::Client)> {
+    let iam = emulator_endpoint()?;
+    Some((iam, podidentity_test_cluster::client().await?))
 }
 
-/// [`world`] with the pods `pods` makes, given the cluster's name.
+/// A world whose namespace (labelled `tenant: shop`) is placed in `placed_in` by a
+/// PodIdentityPolicy.
+async fn world(endpoint: &(String, kube::Client), placed_in: &str, bindings: &[&str]) -> World {
+    world_with_pods(endpoint, placed_in, bindings, |_, _| Vec::new()).await
+}
+
+/// [`world`] with the running pods `pods` makes, given the cluster's name and the
+/// namespace's.
 async fn world_with_pods(
-    endpoint: &str,
+    (endpoint, client): &(String, kube::Client),
     placed_in: &str,
     bindings: &[&str],
-    pods: impl Fn(&str) -> Vec<Pod>,
+    pods: impl Fn(&str, &str) -> Vec<Pod>,
 ) -> World {
     let cluster = unique_name("acct").replace('-', "");
-    let client = ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_status_subresource::<PodIdentityBinding>()
-        .with_resource::<Pod>()
-        .with_objects(bindings.iter().map(|name| binding(name)).collect())
-        .with_objects(bindings.iter().map(|name| service_account(name)).collect())
-        .with_objects(pods(&cluster))
-        .build()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    let client = client.clone();
+    let namespace = podidentity_test_cluster::namespace(&client, "shop").await;
+    let create = PostParams::default();
+    for name in bindings {
+        Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+            .create(&create, &service_account(name))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        Api::<PodIdentityBinding>::namespaced(client.clone(), &namespace)
+            .create(&create, &binding(name))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    let pod_api = Api::<Pod>::namespaced(client.clone(), &namespace);
+    for pod in pods(&cluster, &namespace) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        pod_api
+            .create(&create, &pod)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        // No kubelet here: the test says the pod runs, as a kubelet would.
+        pod_api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Running"}})),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
     let config = OperatorConfig {
         cluster_name: cluster.clone(),
         oidc: OidcConfig {
@@ -189,7 +221,7 @@ async fn world_with_pods(
     let (namespaces, mut namespace_writer) = reflector::store();
     namespace_writer.apply_watcher_event(&watcher::Event::Apply(PartialObjectMeta::<Namespace> {
         metadata: ObjectMeta {
-            name: Some("shop".into()),
+            name: Some(namespace.clone()),
             labels: Some(BTreeMap::from([("tenant".into(), "shop".into())])),
             ..ObjectMeta::default()
         },
@@ -206,6 +238,7 @@ async fn world_with_pods(
         team_log,
         team_raw: aws_sdk_iam::Client::new(&team_config),
         cluster,
+        namespace,
         policies: std::sync::Mutex::new(policy_writer),
     }
 }
@@ -222,23 +255,22 @@ fn tenants_policy(account: &str) -> PodIdentityPolicy {
     )
 }
 
-/// A running pod of ServiceAccount `service_account` given `role_arn` by the webhook.
+/// A pod of ServiceAccount `service_account` given `role_arn` by the webhook.
 fn pod_using(service_account: &str, role_arn: &str) -> Pod {
     serde_json::from_value(json!({
-        "metadata": {"name": format!("{service_account}-1"), "namespace": "shop"},
+        "metadata": {"name": format!("{service_account}-1")},
         "spec": {"serviceAccountName": service_account, "containers": [{
             "name": "app", "image": "x",
             "env": [{"name": "AWS_ROLE_ARN", "value": role_arn},
                     {"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
                      "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}]}]},
-        "status": {"phase": "Running"},
     }))
     .unwrap_or_else(|err| panic!("{err}"))
 }
 
 #[tokio::test]
 async fn a_placed_namespaces_role_is_made_kept_and_deleted_in_its_account() {
-    let Some(endpoint) = emulator_endpoint() else {
+    let Some(endpoint) = endpoints().await else {
         return;
     };
     let w = world(&endpoint, TEAM, &["orders"]).await;
@@ -283,7 +315,7 @@ async fn a_placed_namespaces_role_is_made_kept_and_deleted_in_its_account() {
     );
 
     // The ServiceAccount names the role in the team's account.
-    let sa = Api::<ServiceAccount>::namespaced(w.client.clone(), "shop")
+    let sa = Api::<ServiceAccount>::namespaced(w.client.clone(), &w.namespace)
         .get("orders")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -341,13 +373,9 @@ async fn a_placed_namespaces_role_is_made_kept_and_deleted_in_its_account() {
         .await
         .unwrap_or_else(|err| panic!("made again in its account: {err}"));
 
-    // Deleting the binding deletes the role where it lives (kube-fake-client cannot mark
-    // an object as being deleted: the pass is handed it so).
-    let mut deleting = w.binding("orders").await;
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    reconcile_binding(&deleting, &w.ctx, &w.memory)
+    // Deleting the binding deletes the role where it lives.
+    w.delete("orders").await;
+    reconcile_binding(&w.binding("orders").await, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let gone = Iam::new(w.team()).get_role(&w.role_name("orders")).await;
@@ -356,7 +384,7 @@ async fn a_placed_namespaces_role_is_made_kept_and_deleted_in_its_account() {
 
 #[tokio::test]
 async fn an_account_the_operator_does_not_act_in_is_refused_with_no_iam_call() {
-    let Some(endpoint) = emulator_endpoint() else {
+    let Some(endpoint) = endpoints().await else {
         return;
     };
     let w = world(&endpoint, "777788889999", &["orders"]).await;
@@ -379,12 +407,12 @@ async fn an_account_the_operator_does_not_act_in_is_refused_with_no_iam_call() {
 
 #[tokio::test]
 async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too() {
-    let Some(endpoint) = emulator_endpoint() else {
+    let Some(endpoint) = endpoints().await else {
         return;
     };
     // A pod still runs with the role in the team's account.
-    let w = world_with_pods(&endpoint, TEAM, &["orders"], |cluster| {
-        let role = format!("{cluster}-shop.orders");
+    let w = world_with_pods(&endpoint, TEAM, &["orders"], |cluster, namespace| {
+        let role = format!("{cluster}-{namespace}.orders");
         vec![pod_using(
             "orders",
             &format!("arn:aws:iam::{TEAM}:role/podidentity/{cluster}/{role}"),
@@ -434,10 +462,13 @@ async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too(
         .unwrap_or_else(|err| panic!("no role in the own account: {err}"));
 
     // Deleted mid-move: both roles go.
-    let mut deleting = moved;
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    w.delete("orders").await;
+    let deleting = w.binding("orders").await;
+    assert!(
+        deleting.metadata.deletion_timestamp.is_some(),
+        "held by the finalizer"
     );
+    drop(moved);
     reconcile_binding(&deleting, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -453,7 +484,7 @@ async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too(
 
 #[tokio::test]
 async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_binding() {
-    let Some(endpoint) = emulator_endpoint() else {
+    let Some(endpoint) = endpoints().await else {
         return;
     };
     let w = world(&endpoint, OWN, &["orders"]).await;
@@ -462,41 +493,43 @@ async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_bindin
     }
     // The status remembers a role in an account since taken out of `accounts`.
     let gone_account = "arn:aws:iam::999999999999:role/podidentity/x/orders";
-    Api::<PodIdentityBinding>::namespaced(w.client.clone(), "shop")
-        .patch_status(
-            "orders",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                json!({"status": {"accountMove": {"fromRoleArns": [gone_account]}}}),
-            ),
-        )
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    // Written as the operator writes its status (server-side apply, its field manager), so
+    // that a pass which leaves the field out takes it away.
+    let remember_gone_account = || async {
+        Api::<PodIdentityBinding>::namespaced(w.client.clone(), &w.namespace)
+            .patch_status(
+                "orders",
+                &PatchParams::apply(podidentity_api::FIELD_MANAGER).force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "podidentity.io/v1alpha1",
+                    "kind": "PodIdentityBinding",
+                    "status": {"accountMove": {"fromRoleArns": [gone_account]}},
+                })),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    };
+    remember_gone_account().await;
     let writes_before = w.own_log.writes() + w.team_log.writes();
-    // A fresh memory: kube-fake-client keeps the resourceVersion through a status patch,
-    // so this process's memory would take the binding for its own last write.
-    reconcile_binding(&w.binding("orders").await, &w.ctx, &Memory::default())
+    reconcile_binding(&w.binding("orders").await, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("the pass is held up: {err}"));
-    // (kube-fake-client applies a status as a merge, so the field the pass leaves out
-    // stays here; the real API server drops it, end to end.)
-    assert_eq!(ready(&w.binding("orders").await).0, "True");
+    let passed = w.binding("orders").await;
+    assert_eq!(ready(&passed).0, "True");
+    assert_eq!(
+        passed.status.and_then(|s| s.account_move),
+        None,
+        "the move to an account out of reach is not waited on"
+    );
     assert_eq!(
         w.own_log.writes() + w.team_log.writes(),
         writes_before,
         "no IAM write for a role the operator cannot reach"
     );
     // And deletion is not held up either.
-    let mut deleting = w.binding("orders").await;
-    deleting.status.get_or_insert_default().account_move =
-        Some(podidentity_api::AccountMoveStatus {
-            from_role_arns: vec![gone_account.into()],
-            pods_remaining: None,
-        });
-    deleting.metadata.deletion_timestamp = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    reconcile_binding(&deleting, &w.ctx, &w.memory)
+    remember_gone_account().await;
+    w.delete("orders").await;
+    reconcile_binding(&w.binding("orders").await, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("deletion held up: {err}"));
 }

@@ -1,14 +1,13 @@
-//! Whole reconcile passes: Kubernetes is kube-fake-client (no watch, so passes are called
-//! directly), IAM is moto. Nothing on the AWS side is mocked.
+//! Whole reconcile passes: Kubernetes is a real kube-apiserver (scripts/test starts one; a
+//! namespace per test), IAM is moto. No controller runs: each test calls the passes itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::core::ObjectMeta;
-use kube_fake_client::ClientBuilder;
 use podidentity_api::config::{AwsConfig, GuardrailsConfig, OidcConfig, OperatorConfig};
 use podidentity_api::{FINALIZER, PodIdentityBinding, PodIdentityBindingSpec, Statement};
 use podidentity_aws::api::{Iam, IamApi};
@@ -20,8 +19,18 @@ use podidentity_controller::Context;
 use podidentity_controller::binding::memory::Memory;
 use podidentity_controller::binding::reconcile_binding;
 
-fn endpoint() -> Option<String> {
-    podidentity_aws::testing::emulator_endpoint()
+/// What a world is made in: moto's IAM and the test control plane.
+#[derive(Clone)]
+struct Endpoints {
+    iam: String,
+    kube: kube::Client,
+}
+
+/// Both, or `None` (the test is skipped, or fails where scripts/test requires them).
+async fn endpoint() -> Option<Endpoints> {
+    let iam = podidentity_aws::testing::emulator_endpoint()?;
+    let kube = podidentity_test_cluster::client().await?;
+    Some(Endpoints { iam, kube })
 }
 
 struct World {
@@ -31,14 +40,15 @@ struct World {
     log: CallLog,
     faults: Arc<Faulty<SdkIam>>,
     cluster: String,
+    namespace: String,
 }
 
 impl World {
     fn bindings(&self) -> Api<PodIdentityBinding> {
-        Api::namespaced(self.client.clone(), "shop")
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
     fn service_accounts(&self) -> Api<ServiceAccount> {
-        Api::namespaced(self.client.clone(), "shop")
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
     fn iam(&self) -> &dyn IamApi {
         self.ctx.iam.as_ref()
@@ -79,7 +89,7 @@ impl World {
             .map(|e| e.kind)
     }
     fn role_name(&self, binding: &str) -> String {
-        format!("{}-shop.{binding}", self.cluster)
+        format!("{}-{}.{binding}", self.cluster, self.namespace)
     }
 }
 
@@ -96,24 +106,15 @@ fn spec() -> PodIdentityBindingSpec {
     spec
 }
 
-/// Another controller's finalizer, present from the start: kube's finalizer helper tests
-/// `/metadata/finalizers` against null when the list is absent, which the real API server
-/// accepts and kube-fake-client refuses; with one entry it takes the other branch.
-const OTHER_FINALIZER: &str = "test.example.com/hold";
-
+/// A binding for a world to create (in its own namespace).
 fn binding(name: &str, spec: PodIdentityBindingSpec) -> PodIdentityBinding {
-    let mut binding = PodIdentityBinding::new(name, spec);
-    binding.metadata.namespace = Some("shop".into());
-    binding.metadata.generation = Some(1);
-    binding.metadata.finalizers = Some(vec![OTHER_FINALIZER.into()]);
-    binding
+    PodIdentityBinding::new(name, spec)
 }
 
 fn service_account(name: &str) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            namespace: Some("shop".into()),
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()
@@ -121,7 +122,7 @@ fn service_account(name: &str) -> ServiceAccount {
 }
 
 async fn world(
-    endpoint: String,
+    endpoint: Endpoints,
     bindings: Vec<PodIdentityBinding>,
     service_accounts: Vec<ServiceAccount>,
 ) -> World {
@@ -129,47 +130,10 @@ async fn world(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    world_of(
-        endpoint,
-        format!("r{}", nanos % 10_000_000_000),
-        bindings,
-        service_accounts,
-    )
-    .await
-}
-
-/// A world for an existing cluster name (to meet the roles an earlier world made).
-async fn world_of(
-    endpoint: String,
-    cluster: String,
-    bindings: Vec<PodIdentityBinding>,
-    service_accounts: Vec<ServiceAccount>,
-) -> World {
-    let bindings: Vec<PodIdentityBinding> = bindings
-        .into_iter()
-        .map(|mut b| {
-            b.metadata.resource_version = None;
-            b.metadata.managed_fields = None;
-            b
-        })
-        .collect();
-    let service_accounts: Vec<ServiceAccount> = service_accounts
-        .into_iter()
-        .map(|mut sa| {
-            sa.metadata.resource_version = None;
-            sa.metadata.managed_fields = None;
-            sa
-        })
-        .collect();
-    let client = ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_status_subresource::<PodIdentityBinding>()
-        .with_objects(bindings)
-        .with_objects(service_accounts)
-        .build()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let sdk = SdkIam::connect(&podidentity_aws::testing::emulator_settings(&endpoint)).await;
+    let cluster = format!("r{}", nanos % 10_000_000_000);
+    let client = endpoint.kube.clone();
+    let namespace = podidentity_test_cluster::namespace(&client, "shop").await;
+    let sdk = SdkIam::connect(&podidentity_aws::testing::emulator_settings(&endpoint.iam)).await;
     let faults = Arc::new(Faulty::new(sdk));
     let log = CallLog::default();
     let config = OperatorConfig {
@@ -194,19 +158,37 @@ async fn world_of(
     };
     let iam: Arc<dyn IamApi> = Arc::new(Counted::new(faults.clone(), log.clone()));
     let ctx = Arc::new(Context::new(client.clone(), iam, config));
-    World {
+    let world = World {
         client,
         ctx,
         memory: Arc::new(Memory::default()),
         log,
         faults,
         cluster,
+        namespace,
+    };
+    for account in service_accounts {
+        world
+            .service_accounts()
+            .create(&PostParams::default(), &account)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
     }
+    for binding in bindings {
+        world
+            .bindings()
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    world
 }
 
 #[tokio::test]
 async fn a_new_binding_gets_its_role_its_annotation_and_ready() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -255,7 +237,7 @@ async fn a_new_binding_gets_its_role_its_annotation_and_ready() {
         Some("true")
     );
     let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(w.client.clone(), "shop");
+        Api::namespaced(w.client.clone(), &w.namespace);
     let reasons: Vec<String> = events
         .list(&Default::default())
         .await
@@ -272,7 +254,9 @@ async fn a_new_binding_gets_its_role_its_annotation_and_ready() {
 
 #[tokio::test]
 async fn an_idle_pass_makes_no_iam_call_and_no_write() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -298,7 +282,9 @@ async fn an_idle_pass_makes_no_iam_call_and_no_write() {
 /// waiting for an event that may already have been folded into the relist.
 #[tokio::test]
 async fn a_pass_on_a_stale_copy_looks_again_shortly() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -332,7 +318,9 @@ async fn a_pass_on_a_stale_copy_looks_again_shortly() {
 
 #[tokio::test]
 async fn a_refused_spec_makes_no_iam_call_and_says_why() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let mut bad = spec();
     bad.permissions.statements[0].actions = vec!["iam:PassRole".into()];
     let w = world(
@@ -362,7 +350,9 @@ async fn a_refused_spec_makes_no_iam_call_and_says_why() {
 
 #[tokio::test]
 async fn a_missing_service_account_is_waited_for_then_bound() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(endpoint, vec![binding("orders-s3", spec())], vec![]).await;
     w.settle("orders-s3").await;
     assert_eq!(
@@ -392,7 +382,9 @@ async fn a_missing_service_account_is_waited_for_then_bound() {
 
 #[tokio::test]
 async fn create_service_account_and_the_credentials_secret() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let mut wanted = spec();
     wanted.create_service_account = true;
     wanted.credentials_secret = Some(podidentity_api::CredentialsSecretSpec {
@@ -416,7 +408,7 @@ async fn create_service_account_and_the_credentials_secret() {
             .flatten()
             .any(|o| o.kind == "PodIdentityBinding" && o.name == "orders-s3")
     );
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "shop");
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.namespace);
     let secret = secrets
         .get("orders-aws")
         .await
@@ -438,7 +430,9 @@ async fn create_service_account_and_the_credentials_secret() {
 
 #[tokio::test]
 async fn a_spec_change_updates_the_role_in_place() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -491,28 +485,22 @@ async fn a_spec_change_updates_the_role_in_place() {
     );
 }
 
-/// The binding as the API server shows it once deletion started (finalizers still on),
-/// in a fresh fake API server: kube-fake-client cannot mark an object as being deleted,
-/// so the object is seeded that way, with the same IAM and cluster as before.
-async fn deleting(w: &World, endpoint: String, name: &str) -> World {
-    let mut b = w.get(name).await;
-    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
-    let sa = w
-        .service_accounts()
-        .get("orders")
+/// Deletes the binding: the API server marks it as being deleted and keeps it while the
+/// finalizer is on.
+async fn start_deleting(w: &World, name: &str) {
+    w.bindings()
+        .delete(name, &Default::default())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    world_of(endpoint, w.cluster.clone(), vec![b], vec![sa]).await
 }
 
-/// Taking the annotations back is an apply of nothing under the operator's field manager;
-/// kube-fake-client keeps no field ownership, so that half is tested end to end
-/// (tests/e2e, scenario `lifecycle`).
+/// The annotations taken back (an apply of nothing under the operator's field manager) is
+/// asserted end to end as well (tests/e2e, scenario `lifecycle`).
 #[tokio::test]
 async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let created = world(
         endpoint.clone(),
         vec![binding("orders-s3", spec())],
@@ -520,7 +508,8 @@ async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
     )
     .await;
     created.settle("orders-s3").await;
-    let w = deleting(&created, endpoint, "orders-s3").await;
+    start_deleting(&created, "orders-s3").await;
+    let w = created;
     w.pass("orders-s3")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -550,11 +539,15 @@ async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
 /// finds it gone when it writes the status, and cleans up as deletion would have.
 #[tokio::test]
 async fn a_binding_gone_during_its_pass_leaves_no_role_behind() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(endpoint, vec![], vec![service_account("orders")]).await;
     // As the watch last saw it: finalizer on, not deleting; the API server has it no more.
     let mut seen = binding("orders-s3", spec());
-    seen.metadata.finalizers = Some(vec![OTHER_FINALIZER.into(), FINALIZER.into()]);
+    seen.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    seen.metadata.namespace = Some(w.namespace.clone());
+    seen.metadata.generation = Some(1);
     seen.metadata.uid = Some("0b1d7f5e-0000-4000-8000-000000000001".into());
     seen.metadata.resource_version = Some("7".into());
     let outcome = reconcile_binding(&seen, &w.ctx, &w.memory).await;
@@ -573,7 +566,9 @@ async fn a_binding_gone_during_its_pass_leaves_no_role_behind() {
 
 #[tokio::test]
 async fn a_failed_cleanup_keeps_the_finalizer() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let created = world(
         endpoint.clone(),
         vec![binding("orders-s3", spec())],
@@ -581,7 +576,8 @@ async fn a_failed_cleanup_keeps_the_finalizer() {
     )
     .await;
     created.settle("orders-s3").await;
-    let w = deleting(&created, endpoint, "orders-s3").await;
+    start_deleting(&created, "orders-s3").await;
+    let w = created;
     w.faults
         .inject("DeleteRole", Fault::Fail(ErrorKind::Throttled));
     assert!(
@@ -611,7 +607,9 @@ async fn a_failed_cleanup_keeps_the_finalizer() {
 
 #[tokio::test]
 async fn a_role_that_is_not_ours_is_a_conflict() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -651,7 +649,9 @@ async fn a_role_that_is_not_ours_is_a_conflict() {
 
 #[tokio::test]
 async fn an_annotation_removed_by_hand_is_put_back_without_iam() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let w = world(
         endpoint,
         vec![binding("orders-s3", spec())],
@@ -703,7 +703,9 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     use podidentity_controller::caches::Watched;
     use podidentity_controller::drift::sweep_once;
 
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let policy = format!(
         "not-yet-{}",
         SystemTime::now()
@@ -756,7 +758,7 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
     assert_eq!(w.log.writes(), 0, "{:?}", w.log.snapshot());
 
     // The policy appears; the pass asks again only when the re-check is due.
-    let settings = podidentity_aws::testing::emulator_settings(&endpoint);
+    let settings = podidentity_aws::testing::emulator_settings(&endpoint.iam);
     let raw = aws_sdk_iam::Client::new(&podidentity_aws::sdk::sdk_config(&settings).await);
     raw.create_policy()
         .policy_name(&policy)
@@ -797,7 +799,9 @@ async fn a_binding_stalled_on_a_missing_managed_policy_waits_without_writes() {
 /// finalizer (and any after) makes no record again.
 #[tokio::test]
 async fn a_deleted_binding_leaves_nothing_in_memory() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
     let created = world(
         endpoint.clone(),
         vec![binding("orders-s3", spec())],
@@ -811,7 +815,8 @@ async fn a_deleted_binding_leaves_nothing_in_memory() {
         .metadata
         .uid
         .unwrap_or_default();
-    let w = deleting(&created, endpoint, "orders-s3").await;
+    start_deleting(&created, "orders-s3").await;
+    let w = created;
     let deleted = w.get("orders-s3").await;
     reconcile_binding(&deleted, &w.ctx, &w.memory)
         .await

@@ -1,15 +1,15 @@
 //! The ServiceAccount short form: annotations make a binding named after the
 //! ServiceAccount, owned by it and labelled; removing them removes it; a user's binding of
-//! that name is never overwritten.
+//! that name is never overwritten. Kubernetes is a real kube-apiserver (scripts/test starts
+//! one; a namespace per test, its ServiceAccount made there so owner references hold).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::core::ObjectMeta;
-use kube_fake_client::ClientBuilder;
 use podidentity_api::config::{OperatorConfig, ShortFormConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_aws::api::{IamApi, IamRequest, IamResponse};
@@ -32,12 +32,14 @@ impl IamApi for NoIam {
     }
 }
 
-fn sa(annotations: &[(&str, &str)]) -> ServiceAccount {
+/// The ServiceAccount `external-dns` in `namespace` with `uid` (the one the API server gave
+/// it), as its watch shows it with these annotations.
+fn account(namespace: &str, uid: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
             name: Some("external-dns".into()),
-            namespace: Some("dns".into()),
-            uid: Some("5f0c8c1e-0000-4000-8000-000000000001".into()),
+            namespace: Some(namespace.into()),
+            uid: Some(uid.into()),
             annotations: Some(
                 annotations
                     .iter()
@@ -62,16 +64,31 @@ fn meta(account: &ServiceAccount) -> Arc<AccountMeta> {
 
 const POLICY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"route53:ChangeResourceRecordSets","Resource":"*"}]}"#;
 
-async fn context(
-    objects: Vec<ServiceAccount>,
-    bindings: Vec<PodIdentityBinding>,
-) -> (kube::Client, Arc<Context>) {
-    let client = ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_status_subresource::<PodIdentityBinding>()
-        .with_objects(objects)
-        .with_objects(bindings)
-        .build()
+/// A namespace of the test's own with the ServiceAccount `external-dns` in it, and a
+/// context whose short form is on everywhere.
+struct World {
+    client: kube::Client,
+    ctx: Arc<Context>,
+    namespace: String,
+    uid: String,
+}
+
+impl World {
+    /// The ServiceAccount as its watch shows it with `annotations`.
+    fn sa(&self, annotations: &[(&str, &str)]) -> ServiceAccount {
+        account(&self.namespace, &self.uid, annotations)
+    }
+    fn bindings(&self) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+}
+
+/// `None`: no test control plane (skipped).
+async fn world() -> Option<World> {
+    let client = podidentity_test_cluster::client().await?;
+    let namespace = podidentity_test_cluster::namespace(&client, "dns").await;
+    let made = Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &account(&namespace, "", &[]))
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     let config = OperatorConfig {
@@ -82,15 +99,16 @@ async fn context(
         },
         ..OperatorConfig::default()
     };
-    (
-        client.clone(),
-        Arc::new(Context::new(client, Arc::new(NoIam), config)),
-    )
+    Some(World {
+        ctx: Arc::new(Context::new(client.clone(), Arc::new(NoIam), config)),
+        client,
+        namespace,
+        uid: made.metadata.uid.unwrap_or_default(),
+    })
 }
 
 #[tokio::test]
 async fn where_the_short_form_is_off_annotations_make_nothing() {
-    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
     for short_form in [
         ShortFormConfig::default(),
         ShortFormConfig {
@@ -98,7 +116,9 @@ async fn where_the_short_form_is_off_annotations_make_nothing() {
             namespaces: vec!["elsewhere".into()],
         },
     ] {
-        let (client, _) = context(vec![annotated.clone()], vec![]).await;
+        let Some(w) = world().await else { return };
+        let annotated = w.sa(&[("podidentity.io/inline-policy", POLICY)]);
+        let client = w.client.clone();
         let config = OperatorConfig {
             cluster_name: "prod".into(),
             short_form: short_form.clone(),
@@ -108,9 +128,8 @@ async fn where_the_short_form_is_off_annotations_make_nothing() {
         reconcile(meta(&annotated), ctx)
             .await
             .unwrap_or_else(|err| panic!("{err}"));
-        let bindings: Api<PodIdentityBinding> = Api::namespaced(client, "dns");
         assert!(
-            bindings
+            w.bindings()
                 .get_opt("external-dns")
                 .await
                 .unwrap_or_else(|err| panic!("{err}"))
@@ -122,12 +141,13 @@ async fn where_the_short_form_is_off_annotations_make_nothing() {
 
 #[tokio::test]
 async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it() {
-    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
-    let (client, ctx) = context(vec![annotated.clone()], vec![]).await;
+    let Some(w) = world().await else { return };
+    let ctx = w.ctx.clone();
+    let annotated = w.sa(&[("podidentity.io/inline-policy", POLICY)]);
     reconcile(meta(&annotated.clone()), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
+    let bindings = w.bindings();
     let made = bindings
         .get("external-dns")
         .await
@@ -171,7 +191,7 @@ async fn annotations_make_an_owned_labelled_binding_and_removing_them_removes_it
         version
     );
 
-    let plain = sa(&[]);
+    let plain = w.sa(&[]);
     reconcile(meta(&plain), ctx)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -193,21 +213,25 @@ async fn a_users_binding_of_that_name_is_never_overwritten() {
             ..Default::default()
         },
     );
-    users.metadata.namespace = Some("dns".into());
     users.metadata.labels = Some(BTreeMap::from([("team".to_string(), "dns".to_string())]));
-    let annotated = sa(&[("podidentity.io/inline-policy", POLICY)]);
-    let (client, ctx) = context(vec![annotated.clone()], vec![users.clone()]).await;
+    let Some(w) = world().await else { return };
+    let ctx = w.ctx.clone();
+    let bindings = w.bindings();
+    bindings
+        .create(&PostParams::default(), &users)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let annotated = w.sa(&[("podidentity.io/inline-policy", POLICY)]);
     reconcile(meta(&annotated), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    let bindings: Api<PodIdentityBinding> = Api::namespaced(client.clone(), "dns");
     let kept = bindings
         .get("external-dns")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(kept.spec, users.spec, "the user's binding is untouched");
     // Removing the annotations does not delete the user's binding either.
-    reconcile(meta(&sa(&[])), ctx)
+    reconcile(meta(&w.sa(&[])), ctx)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert!(
@@ -221,17 +245,21 @@ async fn a_users_binding_of_that_name_is_never_overwritten() {
 
 #[test]
 fn the_watch_keeps_only_what_the_short_form_reads() {
-    let mut account = sa(&[
-        ("podidentity.io/inline-policy", POLICY),
-        (
-            "kubectl.kubernetes.io/last-applied-configuration",
-            "{\"a\": 1}",
-        ),
-        (
-            "eks.amazonaws.com/role-arn",
-            "arn:aws:iam::111122223333:role/x",
-        ),
-    ]);
+    let mut account = account(
+        "dns",
+        "5f0c8c1e-0000-4000-8000-000000000001",
+        &[
+            ("podidentity.io/inline-policy", POLICY),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration",
+                "{\"a\": 1}",
+            ),
+            (
+                "eks.amazonaws.com/role-arn",
+                "arn:aws:iam::111122223333:role/x",
+            ),
+        ],
+    );
     account.metadata.labels = Some(BTreeMap::from([("team".to_string(), "dns".to_string())]));
     let kept = meta(&account);
     assert_eq!(
@@ -249,17 +277,10 @@ fn the_watch_keeps_only_what_the_short_form_reads() {
 
 #[tokio::test]
 async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
-    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = gets.clone();
-    let client = ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_interceptor_funcs(kube_fake_client::interceptor::Funcs::new().get(move |_| {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(None)
-        }))
-        .build()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    let Some((client, gets)) = podidentity_test_cluster::client_counting(http::Method::GET).await
+    else {
+        return;
+    };
     let (store, mut writer) = kube::runtime::reflector::store();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
@@ -278,21 +299,26 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
         )
         .with_bindings_cache(store),
     );
-    reconcile(meta(&sa(&[])), ctx.clone())
+    let quiet = account("dns", "5f0c8c1e-0000-4000-8000-000000000001", &[]);
+    reconcile(meta(&quiet), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0);
     // One that asks for a role looks for its binding.
-    let _ = reconcile(meta(&sa(&[("podidentity.io/inline-policy", POLICY)])), ctx).await;
+    let asking = account(
+        "dns",
+        "5f0c8c1e-0000-4000-8000-000000000001",
+        &[("podidentity.io/inline-policy", POLICY)],
+    );
+    let _ = reconcile(meta(&asking), ctx).await;
     assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
     drop(writer);
 }
 
 fn named(name: &str, annotations: &[(&str, &str)]) -> AccountMeta {
-    let mut account = sa(annotations);
-    account.metadata.name = Some(name.into());
-    account.metadata.uid = Some(format!("uid-{name}"));
-    (*meta(&account)).clone()
+    let mut named = account("dns", &format!("uid-{name}"), annotations);
+    named.metadata.name = Some(name.into());
+    (*meta(&named)).clone()
 }
 
 #[tokio::test]
@@ -320,7 +346,15 @@ async fn the_short_form_holds_only_the_accounts_it_may_act_on() {
     bindings_writer.apply_watcher_event(&Event::InitApply(binding("made", true)));
     bindings_writer.apply_watcher_event(&Event::InitApply(binding("users", false)));
     bindings_writer.apply_watcher_event(&Event::InitDone);
-    let (client, _) = context(vec![], vec![]).await;
+    // Holding is judged from the caches alone: a client that answers nothing.
+    let client = kube::Client::new(
+        tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+                "the short form's holding must not call the API server",
+            ))
+        }),
+        "default",
+    );
     let ctx = Arc::new(
         Context::new(client, Arc::new(NoIam), OperatorConfig::default())
             .with_bindings_cache(bindings),

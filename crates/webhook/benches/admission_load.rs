@@ -63,6 +63,7 @@ fn main() {
         }
         return;
     }
+    #[allow(deprecated)] // ring: see Cargo.toml on rustls
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

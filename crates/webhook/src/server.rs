@@ -167,6 +167,7 @@ pub async fn start(
     state: Arc<AppState>,
 ) -> Result<RunningServer, ServerError> {
     // One crypto provider for the process: ring, as kube's client uses.
+    #[allow(deprecated)] // ring: see Cargo.toml on rustls
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls_error = |source| ServerError::Tls {
         cert: settings.tls_cert_file.display().to_string(),

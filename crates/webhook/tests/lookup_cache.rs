@@ -1,19 +1,20 @@
 //! The lookup behind the webhook: watch caches first, one live GET on a ServiceAccount
-//! miss (counted at the fake API server), a bounded wait when the API server hangs, and
-//! roles predicted from cached bindings.
+//! miss (counted by a layer on the client of the real API server, each test in a namespace
+//! of its own), a bounded wait when the API server hangs, and roles predicted from cached
+//! bindings.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Resource;
+use kube::api::{Api, PostParams};
+use kube::client::Body;
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
-use kube_fake_client::ClientBuilder;
-use kube_fake_client::interceptor::Funcs;
 use podidentity_api::config::{AwsConfig, OperatorConfig};
 use podidentity_api::{PodIdentityBinding, PodIdentityBindingSpec};
 use podidentity_webhook::binding_cache::BindingCache;
@@ -21,6 +22,10 @@ use podidentity_webhook::identity::Predictor;
 use podidentity_webhook::lookup::{CachedLookup, IdentityLookup, LookupError, WatchedBinding};
 
 const ARN: &str = "arn:aws:iam::111122223333:role/orders";
+
+/// The live look's timeout against the real API server: generous, since no test here is
+/// about it (the hanging API server's test sets its own).
+const LIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn predictor() -> Predictor {
     let operator = OperatorConfig {
@@ -108,35 +113,106 @@ fn listed(cache: &BindingCache, bindings: Vec<WatchedBinding>) {
     cache.apply(Event::InitDone);
 }
 
-/// A fake API server holding `objects`, counting every ServiceAccount GET.
-async fn api_server(objects: Vec<ServiceAccount>) -> (kube::Client, Arc<AtomicUsize>) {
-    let gets = Arc::new(AtomicUsize::new(0));
-    let counter = gets.clone();
-    let client = ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_objects(objects)
-        .with_interceptor_funcs(Funcs::new().get(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
-        }))
-        .build()
-        .await
-        .unwrap_or_else(|err| panic!("fake client: {err}"));
-    (client, gets)
+/// A real API server (the test control plane) holding a fresh namespace with the
+/// ServiceAccounts and bindings a test puts there, and a client that records every
+/// request it sends.
+struct ApiServer {
+    /// The client the lookup is given; its requests are in `requests`.
+    client: kube::Client,
+    /// The namespace made for this test (the fixtures' "shop").
+    namespace: String,
+    /// Each request the client sent, as `METHOD path?query`.
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
-/// A fake API server holding ServiceAccounts and bindings.
-async fn api_server_with(
-    accounts: Vec<ServiceAccount>,
-    bindings: Vec<PodIdentityBinding>,
-) -> kube::Client {
-    ClientBuilder::new()
-        .with_resource::<PodIdentityBinding>()
-        .with_objects(accounts)
-        .with_objects(bindings)
-        .build()
-        .await
-        .unwrap_or_else(|err| panic!("fake client: {err}"))
+impl ApiServer {
+    /// A fresh namespace holding `accounts` (name, annotations) and `bindings` (name,
+    /// ServiceAccount); `None` when no control plane runs (the test is skipped).
+    async fn with(
+        accounts: &[(&str, &[(&str, &str)])],
+        bindings: &[(&str, &str)],
+    ) -> Option<ApiServer> {
+        let admin = podidentity_test_cluster::client().await?;
+        let namespace = podidentity_test_cluster::namespace(&admin, "shop").await;
+        let service_accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &namespace);
+        for (name, annotations) in accounts {
+            service_accounts
+                .create(
+                    &PostParams::default(),
+                    &api_sa(&namespace, name, annotations),
+                )
+                .await
+                .unwrap_or_else(|err| panic!("ServiceAccount {namespace}/{name}: {err}"));
+        }
+        let binding_api: Api<PodIdentityBinding> = Api::namespaced(admin, &namespace);
+        for (name, service_account) in bindings {
+            let Ok(binding) = binding(&namespace, name, service_account).0 else {
+                panic!("a readable binding");
+            };
+            binding_api
+                .create(&PostParams::default(), &binding)
+                .await
+                .unwrap_or_else(|err| panic!("binding {namespace}/{name}: {err}"));
+        }
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let record = tower::util::MapRequestLayer::new(move |request: http::Request<Body>| {
+            let line = format!(
+                "{} {}",
+                request.method(),
+                request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or_default()
+            );
+            seen.lock()
+                .unwrap_or_else(|err| panic!("requests: {err}"))
+                .push(line);
+            request
+        });
+        let config = podidentity_test_cluster::config().await?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .unwrap_or_else(|err| panic!("test cluster client: {err}"))
+            .with_layer(&record)
+            .build();
+        Some(ApiServer {
+            client,
+            namespace,
+            requests,
+        })
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|err| panic!("requests: {err}"))
+            .clone()
+    }
+
+    /// GETs of one ServiceAccount of the namespace (not lists, not other objects).
+    fn service_account_gets(&self) -> usize {
+        let prefix = format!(
+            "GET {}/",
+            ServiceAccount::url_path(&(), Some(&self.namespace))
+        );
+        self.requests()
+            .iter()
+            .filter(|r| r.strip_prefix(&prefix).is_some_and(|name| !name.is_empty()))
+            .count()
+    }
+
+    /// LISTs of the namespace's bindings.
+    fn binding_lists(&self) -> usize {
+        let list = format!(
+            "GET {}",
+            PodIdentityBinding::url_path(&(), Some(&self.namespace))
+        );
+        self.requests()
+            .iter()
+            .filter(|r| r.split('?').next() == Some(list.as_str()))
+            .count()
+    }
 }
 
 async fn lookup_over(
@@ -157,25 +233,28 @@ async fn lookup_over(
 
 #[tokio::test]
 async fn a_cached_service_account_costs_no_api_call() {
-    let (client, gets) = api_server(vec![api_sa(
-        "shop",
-        "orders",
-        &[("eks.amazonaws.com/role-arn", "stale")],
-    )])
-    .await;
+    let Some(server) = ApiServer::with(
+        &[("orders", &[("eks.amazonaws.com/role-arn", "stale")])],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let shop = server.namespace.as_str();
     let lookup = lookup_over(
         vec![cached_sa(
-            "shop",
+            shop,
             "orders",
             &[("eks.amazonaws.com/role-arn", ARN)],
         )],
         vec![],
-        Some(client),
-        Duration::from_secs(1),
+        Some(server.client.clone()),
+        LIVE_TIMEOUT,
     )
     .await;
     let annotations = lookup
-        .annotations("shop", "orders")
+        .annotations(shop, "orders")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
@@ -184,21 +263,22 @@ async fn a_cached_service_account_costs_no_api_call() {
             .as_deref(),
         Some(ARN)
     );
-    assert_eq!(gets.load(Ordering::SeqCst), 0);
+    assert_eq!(server.requests(), Vec::<String>::new(), "no request at all");
+    assert_eq!(lookup.live_gets(), 0);
 }
 
 #[tokio::test]
 async fn a_cache_miss_costs_exactly_one_live_get() {
-    let (client, gets) = api_server(vec![api_sa(
-        "shop",
-        "late",
-        &[("eks.amazonaws.com/role-arn", ARN)],
-    )])
-    .await;
-    let lookup = lookup_over(vec![], vec![], Some(client), Duration::from_secs(1)).await;
+    let Some(server) =
+        ApiServer::with(&[("late", &[("eks.amazonaws.com/role-arn", ARN)])], &[]).await
+    else {
+        return;
+    };
+    let shop = server.namespace.as_str();
+    let lookup = lookup_over(vec![], vec![], Some(server.client.clone()), LIVE_TIMEOUT).await;
 
     let found = lookup
-        .annotations("shop", "late")
+        .annotations(shop, "late")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
@@ -207,23 +287,33 @@ async fn a_cache_miss_costs_exactly_one_live_get() {
             .as_deref(),
         Some(ARN)
     );
-    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    assert_eq!(server.service_account_gets(), 1);
+    assert_eq!(
+        server.binding_lists(),
+        0,
+        "the role was found: {:?}",
+        server.requests()
+    );
 
     let missing = lookup
-        .annotations("shop", "nobody")
+        .annotations(shop, "nobody")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(missing, None);
     assert_eq!(
-        gets.load(Ordering::SeqCst),
+        server.service_account_gets(),
         2,
-        "one GET per miss, no retries"
+        "one GET per miss, no retries: {:?}",
+        server.requests()
     );
     assert_eq!(
-        lookup.live_gets(),
-        3,
-        "and, finding no role, one look at the namespace's bindings"
+        server.binding_lists(),
+        1,
+        "and, finding no role, one look at the namespace's bindings: {:?}",
+        server.requests()
     );
+    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
+    assert_eq!(lookup.live_gets(), 3);
 }
 
 #[tokio::test]
@@ -253,26 +343,26 @@ async fn a_hanging_api_server_is_given_up_on_after_the_timeout() {
 #[tokio::test]
 async fn a_cached_account_without_a_role_is_looked_at_live_once_per_few_seconds() {
     // The annotation has landed in the API server; the cache has not seen it yet.
-    let (client, gets) = api_server(vec![api_sa(
-        "shop",
-        "orders",
-        &[("eks.amazonaws.com/role-arn", ARN)],
-    )])
-    .await;
+    let Some(server) =
+        ApiServer::with(&[("orders", &[("eks.amazonaws.com/role-arn", ARN)])], &[]).await
+    else {
+        return;
+    };
+    let shop = server.namespace.as_str();
     let lookup = lookup_over(
         vec![
-            cached_sa("shop", "orders", &[]),
-            cached_sa("shop", "plain", &[]),
+            cached_sa(shop, "orders", &[]),
+            cached_sa(shop, "plain", &[]),
         ],
         vec![],
-        Some(client),
-        Duration::from_secs(1),
+        Some(server.client.clone()),
+        LIVE_TIMEOUT,
     )
     .await;
     // Three pods at once, then one more after their answer.
     let together =
-        futures::future::join_all((0..3).map(|_| lookup.annotations("shop", "orders"))).await;
-    let after = lookup.annotations("shop", "orders").await;
+        futures::future::join_all((0..3).map(|_| lookup.annotations(shop, "orders"))).await;
+    let after = lookup.annotations(shop, "orders").await;
     for answer in together.into_iter().chain([after]) {
         let annotations = answer
             .unwrap_or_else(|err| panic!("{err}"))
@@ -286,18 +376,24 @@ async fn a_cached_account_without_a_role_is_looked_at_live_once_per_few_seconds(
         );
     }
     assert_eq!(
-        gets.load(Ordering::SeqCst),
-        1,
-        "one GET stands for a Deployment's pods arriving together"
+        (server.service_account_gets(), server.binding_lists()),
+        (1, 1),
+        "one look (GET and bindings) stands for a Deployment's pods arriving together: {:?}",
+        server.requests()
     );
     // Not in the API server either (deleted meanwhile): the cached answer stands.
     let plain = lookup
-        .annotations("shop", "plain")
+        .annotations(shop, "plain")
         .await
         .unwrap_or_else(|err| panic!("{err}"))
         .unwrap_or_default();
     assert!(!plain.contains_key("eks.amazonaws.com/role-arn"));
-    assert_eq!(gets.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        (server.service_account_gets(), server.binding_lists()),
+        (2, 2),
+        "{:?}",
+        server.requests()
+    );
 }
 
 #[tokio::test]
@@ -361,19 +457,19 @@ async fn readiness_waits_for_both_caches() {
 #[tokio::test]
 async fn a_binding_the_cache_has_not_seen_yet_still_predicts_the_role() {
     // Created a moment ago: in the API server, not yet in the watch cache.
-    let Ok(fresh) = binding("shop", "orders-s3", "orders").0 else {
-        panic!("a readable binding");
+    let Some(server) = ApiServer::with(&[("orders", &[])], &[("orders-s3", "orders")]).await else {
+        return;
     };
-    let client = api_server_with(vec![api_sa("shop", "orders", &[])], vec![fresh]).await;
+    let shop = server.namespace.as_str();
     let lookup = lookup_over(
-        vec![cached_sa("shop", "orders", &[])],
+        vec![cached_sa(shop, "orders", &[])],
         vec![],
-        Some(client),
-        Duration::from_secs(1),
+        Some(server.client.clone()),
+        LIVE_TIMEOUT,
     )
     .await;
     let annotations = lookup
-        .annotations("shop", "orders")
+        .annotations(shop, "orders")
         .await
         .unwrap_or_else(|err| panic!("{err}"))
         .unwrap_or_default();
@@ -381,6 +477,10 @@ async fn a_binding_the_cache_has_not_seen_yet_still_predicts_the_role() {
         annotations
             .get("eks.amazonaws.com/role-arn")
             .map(String::as_str),
-        Some("arn:aws:iam::111122223333:role/podidentity/prod/prod-shop.orders-s3")
+        Some(
+            format!("arn:aws:iam::111122223333:role/podidentity/prod/prod-{shop}.orders-s3")
+                .as_str()
+        )
     );
+    assert_eq!(server.binding_lists(), 1, "{:?}", server.requests());
 }

@@ -55,6 +55,54 @@ pub async fn client_as(path: &Path, user: &str) -> Result<kube::Client, HarnessE
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Applies every CRD in `crds/` (server-side) and waits until the API server serves them.
+pub async fn install_crds(client: &kube::Client) -> Result<(), HarnessError> {
+    let dir = repo_root().join("crds");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| HarnessError::new(format!("{}: {e}", dir.display())))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        install_crd_file(client, &path).await?;
+    }
+    Ok(())
+}
+
+/// Applies one CRD file (server-side) and waits until the API server serves it.
+pub async fn install_crd_file(client: &kube::Client, path: &Path) -> Result<(), HarnessError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+        .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply("podidentity-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    until("the CRD to be established", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            crate::wait::check(established, || "not established".into())
+        }
+    })
+    .await;
+    Ok(())
+}
+
 /// Where the cluster comes from, read from the environment.
 pub enum Source {
     Assets(PathBuf),
@@ -79,6 +127,7 @@ impl Source {
 
 impl Cluster {
     pub async fn start(source: &Source) -> Result<Self, HarnessError> {
+        #[allow(deprecated)] // ring: see Cargo.toml on rustls
         let _ = rustls::crypto::ring::default_provider().install_default();
         let moto = std::env::var("PODIDENTITY_TEST_IAM_ENDPOINT").map_err(|_| {
             HarnessError::new("the end-to-end tests need moto: run them through scripts/test")
@@ -156,49 +205,11 @@ impl Cluster {
     /// Applies every CRD in `crds/` (server-side) and waits until the API server serves
     /// them.
     pub async fn install_crd(&self) -> Result<(), HarnessError> {
-        let dir = repo_root().join("crds");
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| HarnessError::new(format!("{}: {e}", dir.display())))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            self.install_crd_file(&path).await?;
-        }
-        Ok(())
+        install_crds(&self.client).await
     }
 
     pub async fn install_crd_file(&self, path: &std::path::Path) -> Result<(), HarnessError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .map_err(|e| HarnessError::new(format!("{}: {e}", path.display())))?;
-        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(
-            &name,
-            &PatchParams::apply("podidentity-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        until("the CRD to be established", Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.map_err(|e| e.to_string())?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                crate::wait::check(established, || "not established".into())
-            }
-        })
-        .await;
-        Ok(())
+        install_crd_file(&self.client, path).await
     }
 
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), HarnessError> {

@@ -47,6 +47,7 @@ impl ApiServerLike {
             .expect("params")
             .signed_by(&key, &ca)
             .expect("certificate");
+        #[allow(deprecated)] // ring: see Cargo.toml on rustls
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -1,17 +1,21 @@
 //! Where doctor's configuration comes from: the chart's ConfigMap in the cluster by
 //! default (found by release, or as the chart's one ConfigMap in the namespace), `--config`
-//! instead when given, flags over either; and what it says when it finds none.
+//! instead when given, flags over either; and what it says when it finds none. The
+//! ConfigMaps are in the real API server of the test control plane, each test in a
+//! namespace of its own (without one, those tests say they were skipped).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube_fake_client::ClientBuilder;
-use kube_fake_client::interceptor::Funcs;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
 
 use super::settings::{SettingsError, chart_fullname, config_map_name, issuer_routes, load};
 use crate::config_load::ConfigArgs;
 use podidentity_api::config::{ConnectTo, OperatorConfig};
 
+/// The prefix of each test's namespace (where the chart would be installed).
 const NAMESPACE: &str = "podidentity-system";
 
 /// The chart's ConfigMap of `release`, as `helm install` makes it.
@@ -31,12 +35,21 @@ fn chart_config_map(namespace: &str, release: &str, text: &str) -> ConfigMap {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn cluster(maps: Vec<ConfigMap>) -> kube::Client {
-    ClientBuilder::new()
-        .with_objects(maps)
-        .build()
+/// An admin client of the test control plane and a fresh namespace holding the chart's
+/// ConfigMap of each `(release, config.yaml)`; `None` when no control plane runs.
+async fn cluster(releases: &[(&str, &str)]) -> Option<(kube::Client, String)> {
+    let client = podidentity_test_cluster::client().await?;
+    let namespace = podidentity_test_cluster::namespace(&client, NAMESPACE).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    for (release, text) in releases {
+        maps.create(
+            &PostParams::default(),
+            &chart_config_map(&namespace, release, text),
+        )
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("ConfigMap of release {release} in {namespace}: {e}"));
+    }
+    Some((client, namespace))
 }
 
 const IN_CLUSTER: &str = "clusterName: from-cluster\ntrustPolicy: {maxBytes: 4096}\n\
@@ -77,13 +90,15 @@ fn the_config_map_is_named_as_the_chart_names_it() {
 
 #[tokio::test]
 async fn without_config_the_charts_config_map_is_read_and_flags_win_over_it() {
-    let client = cluster(vec![chart_config_map(NAMESPACE, "pio", IN_CLUSTER)]).await;
+    let Some((client, namespace)) = cluster(&[("pio", IN_CLUSTER)]).await else {
+        return;
+    };
     let args = ConfigArgs {
         cluster_name: Some("from-flag".into()),
         ..ConfigArgs::default()
     };
     for release in [Some("pio"), None] {
-        let config = loaded(&client, &args, NAMESPACE, release)
+        let config = loaded(&client, &args, &namespace, release)
             .await
             .unwrap_or_else(|e| panic!("{release:?}: {e}"));
         assert_eq!(config.cluster_name, "from-flag", "{release:?}");
@@ -98,7 +113,9 @@ async fn without_config_the_charts_config_map_is_read_and_flags_win_over_it() {
 
 #[tokio::test]
 async fn a_config_file_replaces_the_config_map() {
-    let client = cluster(vec![chart_config_map(NAMESPACE, "pio", IN_CLUSTER)]).await;
+    let Some((client, namespace)) = cluster(&[("pio", IN_CLUSTER)]).await else {
+        return;
+    };
     let path = std::env::temp_dir().join(format!(
         "podidentity-doctor-settings-{}.yaml",
         std::process::id()
@@ -108,7 +125,7 @@ async fn a_config_file_replaces_the_config_map() {
         config: Some(path.clone()),
         ..ConfigArgs::default()
     };
-    let config = loaded(&client, &args, NAMESPACE, Some("pio")).await;
+    let config = loaded(&client, &args, &namespace, Some("pio")).await;
     let _ = std::fs::remove_file(&path);
     let config = config.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.cluster_name, "from-file");
@@ -122,46 +139,55 @@ async fn a_config_file_replaces_the_config_map() {
 
 #[tokio::test]
 async fn a_missing_config_map_names_what_was_tried_and_what_to_pass() {
-    let client = cluster(vec![chart_config_map(NAMESPACE, "pio", IN_CLUSTER)]).await;
+    let Some((client, namespace)) = cluster(&[("pio", IN_CLUSTER)]).await else {
+        return;
+    };
+    // Another namespace, without the chart.
+    let ops = podidentity_test_cluster::namespace(&client, "ops").await;
     let args = ConfigArgs::default();
-    let by_name = loaded(&client, &args, "ops", Some("pio"))
+    let by_name = loaded(&client, &args, &ops, Some("pio"))
         .await
         .err()
         .unwrap_or_default();
     for expected in [
-        "ConfigMap ops/pio-pod-identity-operator-config",
-        "--namespace",
-        "--release",
-        "--config FILE",
+        format!("ConfigMap {ops}/pio-pod-identity-operator-config"),
+        "not found".into(),
+        "--namespace".into(),
+        "--release".into(),
+        "--config FILE".into(),
     ] {
-        assert!(by_name.contains(expected), "{expected}: {by_name}");
+        assert!(by_name.contains(&expected), "{expected}: {by_name}");
     }
-    let by_label = loaded(&client, &args, "ops", None)
+    let by_label = loaded(&client, &args, &ops, None)
         .await
         .err()
         .unwrap_or_default();
-    for expected in ["in namespace ops", "--namespace", "--config FILE"] {
-        assert!(by_label.contains(expected), "{expected}: {by_label}");
+    for expected in [
+        format!("in namespace {ops}"),
+        "--namespace".into(),
+        "--config FILE".into(),
+    ] {
+        assert!(by_label.contains(&expected), "{expected}: {by_label}");
     }
-    let wrong_release = loaded(&client, &args, NAMESPACE, Some("other"))
+    let wrong_release = loaded(&client, &args, &namespace, Some("other"))
         .await
         .err()
         .unwrap_or_default();
     assert!(
-        wrong_release.contains("podidentity-system/other-pod-identity-operator-config"),
+        wrong_release.contains(&format!("{namespace}/other-pod-identity-operator-config")),
         "{wrong_release}"
     );
 }
 
 #[tokio::test]
 async fn two_releases_in_one_namespace_ask_for_release() {
-    let client = cluster(vec![
-        chart_config_map(NAMESPACE, "pio", IN_CLUSTER),
-        chart_config_map(NAMESPACE, "blue", "clusterName: blue\n"),
-    ])
-    .await;
+    let Some((client, namespace)) =
+        cluster(&[("pio", IN_CLUSTER), ("blue", "clusterName: blue\n")]).await
+    else {
+        return;
+    };
     let args = ConfigArgs::default();
-    let err = loaded(&client, &args, NAMESPACE, None)
+    let err = loaded(&client, &args, &namespace, None)
         .await
         .err()
         .unwrap_or_default();
@@ -172,7 +198,7 @@ async fn two_releases_in_one_namespace_ask_for_release() {
     ] {
         assert!(err.contains(expected), "{expected}: {err}");
     }
-    let blue = loaded(&client, &args, NAMESPACE, Some("blue"))
+    let blue = loaded(&client, &args, &namespace, Some("blue"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(blue.cluster_name, "blue");
@@ -180,49 +206,79 @@ async fn two_releases_in_one_namespace_ask_for_release() {
 
 #[tokio::test]
 async fn a_bad_setting_in_the_config_map_is_named_with_the_config_map() {
-    let client = cluster(vec![chart_config_map(
-        NAMESPACE,
-        "pio",
-        "clusterName: prod\ntrustPolicy: {maxBytes: lots}\n",
-    )])
-    .await;
-    let err = loaded(&client, &ConfigArgs::default(), NAMESPACE, Some("pio"))
+    let Some((client, namespace)) =
+        cluster(&[("pio", "clusterName: prod\ntrustPolicy: {maxBytes: lots}\n")]).await
+    else {
+        return;
+    };
+    let err = loaded(&client, &ConfigArgs::default(), &namespace, Some("pio"))
         .await
         .err()
         .unwrap_or_default();
     assert!(
-        err.contains(
-            "ConfigMap podidentity-system/pio-pod-identity-operator-config (config.yaml): trustPolicy.maxBytes"
-        ),
+        err.contains(&format!(
+            "ConfigMap {namespace}/pio-pod-identity-operator-config (config.yaml): trustPolicy.maxBytes"
+        )),
         "{err}"
     );
 }
 
+/// Lets `user` get (not list) the ConfigMaps of `namespace`, and waits until RBAC says so.
+async fn may_only_get_config_maps(admin: &kube::Client, namespace: &str, user: &str) {
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "configmaps-get"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "configmaps-get"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmaps-get"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    Api::<Role>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("Role in {namespace}: {e}"));
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap_or_else(|e| panic!("RoleBinding in {namespace}: {e}"));
+}
+
 #[tokio::test]
 async fn a_listing_refused_asks_for_release() {
-    let client = ClientBuilder::new()
-        .with_object(chart_config_map(NAMESPACE, "pio", IN_CLUSTER))
-        .with_interceptor_funcs(Funcs::new().list(|_| {
-            Err(kube_fake_client::Error::InvalidRequest(
-                "configmaps is forbidden".into(),
-            ))
-        }))
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let err = loaded(&client, &ConfigArgs::default(), NAMESPACE, None)
+    let Some((admin, namespace)) = cluster(&[("pio", IN_CLUSTER)]).await else {
+        return;
+    };
+    // A user RBAC lets get the ConfigMaps there but not list them.
+    may_only_get_config_maps(&admin, &namespace, "someone").await;
+    let Some(client) = podidentity_test_cluster::client_as("someone").await else {
+        return;
+    };
+    let err = loaded(&client, &ConfigArgs::default(), &namespace, None)
         .await
         .err()
         .unwrap_or_default();
-    assert!(
-        err.contains("listing the ConfigMaps of namespace podidentity-system"),
-        "{err}"
-    );
-    assert!(err.contains("--release RELEASE"), "{err}");
-    // By name, a get is enough.
-    let config = loaded(&client, &ConfigArgs::default(), NAMESPACE, Some("pio"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    for expected in [
+        format!("listing the ConfigMaps of namespace {namespace}"),
+        // The API server's own words, and its code.
+        r#"configmaps is forbidden: User "someone" cannot list resource "configmaps""#.into(),
+        "(403)".into(),
+        "--release RELEASE".into(),
+    ] {
+        assert!(err.contains(&expected), "{expected}: {err}");
+    }
+    // By name, a get is enough (once the authorizer has seen the RoleBinding).
+    let waited = Instant::now();
+    let config = loop {
+        match loaded(&client, &ConfigArgs::default(), &namespace, Some("pio")).await {
+            Err(e) if e.contains("forbidden") && waited.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other.unwrap_or_else(|e| panic!("{e}")),
+        }
+    };
     assert_eq!(config.cluster_name, "from-cluster");
 }
 

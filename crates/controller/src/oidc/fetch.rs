@@ -54,6 +54,7 @@ impl Fetcher {
                 return Err("the issuer CA: the file holds no PEM certificate".into());
             }
         }
+        #[allow(deprecated)] // ring: see Cargo.toml on rustls
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

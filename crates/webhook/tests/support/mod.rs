@@ -134,6 +134,7 @@ impl IdentityLookup for FixedLookup {
 }
 
 fn tls_connector(ca: &CertificateDer<'static>) -> tokio_rustls::TlsConnector {
+    #[allow(deprecated)] // ring: see Cargo.toml on rustls
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).expect("CA into root store");
