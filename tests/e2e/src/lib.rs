@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod https_server;
 pub mod iam_proxy;
+pub mod image;
 pub mod issuer_host;
 pub mod load;
 pub mod operator;

@@ -15,6 +15,7 @@ use crate::HarnessError;
 use crate::chart::{RELEASE, Rendered};
 use crate::cluster::Cluster;
 use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::image::Image;
 use crate::process::{Process, free_port};
 use crate::wait::until;
 
@@ -130,6 +131,14 @@ impl Replica {
     }
 }
 
+/// Which binary the operator's process runs.
+pub enum Launch<'a> {
+    /// The harness's build (`PODIDENTITY_BIN`).
+    Build,
+    /// The image's own binary, from its root filesystem, as its user.
+    Image(&'a Image),
+}
+
 impl Operator {
     /// `podidentity controller` with the chart's arguments and configuration.
     pub async fn controller(
@@ -138,14 +147,36 @@ impl Operator {
         dir: &Path,
         replica: &Replica,
     ) -> Result<Self, HarnessError> {
-        let config = dir.join(format!("{}-config.yaml", replica.identity));
+        Self::controller_from(cluster, rendered, dir, replica, Launch::Build).await
+    }
+
+    /// [`Operator::controller`], from the binary `launch` names.
+    pub async fn controller_from(
+        cluster: &Cluster,
+        rendered: &Rendered,
+        dir: &Path,
+        replica: &Replica,
+        launch: Launch<'_>,
+    ) -> Result<Self, HarnessError> {
+        // Where its files go, and the path it sees them at (the same, outside an image).
+        let (files, seen) = match &launch {
+            Launch::Build => (dir.to_path_buf(), dir.to_path_buf()),
+            Launch::Image(image) => image.private_dir(&replica.identity)?,
+        };
+        let config_name = format!("{}-config.yaml", replica.identity);
+        let config = files.join(&config_name);
         write(&config, &rendered.config_yaml()?)?;
-        let kubeconfig = dir.join(format!("{}.kubeconfig", replica.identity));
+        let kubeconfig_name = format!("{}.kubeconfig", replica.identity);
+        let kubeconfig = files.join(&kubeconfig_name);
         cluster
             .service_account_kubeconfig(OPERATOR_NAMESPACE, &replica.service_account, &kubeconfig)
             .await?;
         if let Some(url) = &replica.api_server {
             redirect(&kubeconfig, &cluster.url, url)?;
+        }
+        if let Launch::Image(image) = &launch {
+            image.give(&config)?;
+            image.give(&kubeconfig)?;
         }
         let health: SocketAddr = format!("127.0.0.1:{}", free_port()?)
             .parse()
@@ -153,17 +184,19 @@ impl Operator {
         let args = rewrite(
             rendered.args("controller")?,
             &[
-                ("config", config.display().to_string()),
+                ("config", seen.join(&config_name).display().to_string()),
                 ("health-listen", health.to_string()),
             ],
         );
-        let process = Process::start(
-            &replica.identity,
-            &cluster.binary,
-            &args,
-            &operator_env(&replica.identity, &kubeconfig),
-            dir.join(format!("{}.log", replica.identity)),
-        )?;
+        let env = operator_env(&replica.identity, &seen.join(&kubeconfig_name));
+        let log = dir.join(format!("{}.log", replica.identity));
+        let process = match &launch {
+            Launch::Build => Process::start(&replica.identity, &cluster.binary, &args, &env, log)?,
+            Launch::Image(image) => {
+                let (program, line) = image.command(&env, &args);
+                Process::start(&replica.identity, &program, &line, &[], log)?
+            }
+        };
         Ok(Self {
             process,
             health,

@@ -13,6 +13,7 @@ mod escapes;
 mod faults;
 mod iam_identity;
 mod iam_work;
+mod image;
 mod leadership;
 mod lifecycle;
 mod migration;
@@ -182,6 +183,10 @@ pub fn all() -> Vec<(&'static str, Needs, ScenarioFn)> {
         ),
         scenario!(
             cli::kubectl_podidentity_status_lists_bindings_as_the_cluster_holds_them,
+            Cluster
+        ),
+        scenario!(
+            image::the_controller_from_the_image_runs_as_its_user_and_makes_a_role,
             Cluster
         ),
         scenario!(steady::an_idle_operator_writes_nothing, OwnControlPlane),
