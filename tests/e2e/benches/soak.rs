@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use podidentity_api::PodIdentityBinding;
 use podidentity_e2e::bench;
-use podidentity_e2e::control_plane::OPERATOR_NAMESPACE;
+use podidentity_e2e::chart::OPERATOR_NAMESPACE;
 use podidentity_e2e::iam_proxy::Fault;
 use podidentity_e2e::operator::{Operator, Replica};
 use podidentity_e2e::scenario::{Scenario, condition};

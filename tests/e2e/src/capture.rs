@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::https_server::{HttpsServer, serve};
 use crate::pki::Pair;
 

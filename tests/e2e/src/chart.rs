@@ -9,8 +9,11 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
-use crate::HarnessError;
-use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::error::HarnessError;
+
+/// The namespace the chart is installed into; the control plane's audit log records every
+/// request of its ServiceAccounts (the operator's identities).
+pub const OPERATOR_NAMESPACE: &str = "podidentity-system";
 
 /// The release name, as the install docs use it; the chart then names its objects
 /// `pod-identity-operator-controller`, `pod-identity-operator-webhook`, ...

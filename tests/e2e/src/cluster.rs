@@ -13,10 +13,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::HarnessError;
 use crate::audit::AuditLog;
+use crate::chart::OPERATOR_NAMESPACE;
 use crate::chart::repo_root;
-use crate::control_plane::{ControlPlane, KubeconfigUser, OPERATOR_NAMESPACE, kubeconfig};
+use crate::control_plane::{ControlPlane, KubeconfigUser, kubeconfig};
+use crate::error::HarnessError;
 use crate::wait::until;
 
 pub struct Cluster {

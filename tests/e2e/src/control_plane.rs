@@ -16,13 +16,9 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::pki::{Pki, token_signing_key};
 use crate::process::{Process, free_port};
-
-/// The namespace the chart is installed into; the audit log records every request of its
-/// ServiceAccounts (the operator's identities).
-pub const OPERATOR_NAMESPACE: &str = "podidentity-system";
 
 pub struct ControlPlane {
     pub dir: PathBuf,

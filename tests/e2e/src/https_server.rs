@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::pki::Pair;
 
 /// A running server; it stops when dropped.

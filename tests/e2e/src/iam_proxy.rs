@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 #[derive(Clone, Debug)]
 pub struct Call {

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 /// An unpacked image: its root filesystem and how its config says to start it.
 pub struct Image {

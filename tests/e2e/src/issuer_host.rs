@@ -10,8 +10,8 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use serde_json::Value;
 
-use crate::HarnessError;
 use crate::cluster::Cluster;
+use crate::error::HarnessError;
 use crate::https_server::{HttpsServer, serve};
 
 pub struct IssuerHost {

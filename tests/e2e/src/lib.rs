@@ -9,6 +9,7 @@ pub mod capture;
 pub mod chart;
 pub mod cluster;
 pub mod control_plane;
+pub mod error;
 pub mod https_server;
 pub mod iam_proxy;
 pub mod image;
@@ -23,28 +24,5 @@ pub mod sts;
 pub mod wait;
 
 pub use cluster::Cluster;
+pub use error::HarnessError;
 pub use scenario::Scenario;
-
-/// A failure of the harness itself (not of the operator under test).
-#[derive(Debug)]
-pub struct HarnessError(pub String);
-
-impl HarnessError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-impl std::fmt::Display for HarnessError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HarnessError {}
-
-impl From<kube::Error> for HarnessError {
-    fn from(err: kube::Error) -> Self {
-        Self(format!("Kubernetes API: {err}"))
-    }
-}

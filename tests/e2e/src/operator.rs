@@ -11,10 +11,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use crate::HarnessError;
+use crate::chart::OPERATOR_NAMESPACE;
 use crate::chart::{RELEASE, Rendered};
 use crate::cluster::Cluster;
-use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::error::HarnessError;
 use crate::image::Image;
 use crate::process::{Process, free_port};
 use crate::wait::until;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 /// What passes the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

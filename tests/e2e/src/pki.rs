@@ -8,7 +8,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 pub struct Pki {
     issuer: CertifiedIssuer<'static, KeyPair>,

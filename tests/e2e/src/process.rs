@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 pub struct Process {
     pub name: String,

@@ -18,10 +18,10 @@ use podidentity_aws::sdk::SdkIam;
 use podidentity_aws::testing::emulator_settings;
 use serde_json::{Value, json};
 
-use crate::HarnessError;
+use crate::chart::OPERATOR_NAMESPACE;
 use crate::chart::{self, RELEASE, Rendered};
 use crate::cluster::Cluster;
-use crate::control_plane::OPERATOR_NAMESPACE;
+use crate::error::HarnessError;
 use crate::iam_proxy::IamProxy;
 use crate::operator::{Operator, Replica};
 use crate::wait::{check, until};

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use podidentity_aws::api::Iam;
 use podidentity_e2e::Scenario;
-use podidentity_e2e::control_plane::OPERATOR_NAMESPACE;
+use podidentity_e2e::chart::OPERATOR_NAMESPACE;
 use podidentity_e2e::iam_proxy::{Call, Fault};
 use podidentity_e2e::operator::sample;
 use podidentity_e2e::scenario::{ACCOUNT, condition};
