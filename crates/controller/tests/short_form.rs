@@ -277,8 +277,7 @@ fn the_watch_keeps_only_what_the_short_form_reads() {
 
 #[tokio::test]
 async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
-    let Some((client, gets)) = podidentity_test_cluster::client_counting(http::Method::GET).await
-    else {
+    let Some((client, requests)) = podidentity_test_cluster::client_recording().await else {
         return;
     };
     let (store, mut writer) = kube::runtime::reflector::store();
@@ -303,7 +302,7 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
     reconcile(meta(&quiet), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(requests.lines(), Vec::<String>::new(), "no request at all");
     // One that asks for a role looks for its binding.
     let asking = account(
         "dns",
@@ -311,7 +310,12 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
         &[("podidentity.io/inline-policy", POLICY)],
     );
     let _ = reconcile(meta(&asking), ctx).await;
-    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        requests.count(&http::Method::GET),
+        1,
+        "{:?}",
+        requests.lines()
+    );
     drop(writer);
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -21,6 +21,7 @@ use kube::api::Api;
 use kube::client::Body;
 use podidentity_controller::process::leader::{Elector, Leadership, LeaseSettings};
 use podidentity_controller::process::startup::{StartupError, check_crds};
+use podidentity_test_cluster::Requests;
 
 /// The binding CRD at `revision` (none: no annotation), and the policy CRD at the
 /// current one.
@@ -47,7 +48,7 @@ fn with_revision(
 /// (`METHOD path?query`).
 struct CrdServer {
     client: kube::Client,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Requests,
 }
 
 impl CrdServer {
@@ -55,20 +56,13 @@ impl CrdServer {
     /// [`CrdServer::assert_only_crd_gets`]).
     fn requests(&self) -> Vec<String> {
         self.assert_only_crd_gets();
-        self.requests
-            .lock()
-            .unwrap_or_else(|err| panic!("requests: {err}"))
-            .clone()
+        self.requests.lines()
     }
 
     /// Fails the test if a request was not a GET of a CRD by name (start-up asks
     /// something new: answer it here too).
     fn assert_only_crd_gets(&self) {
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(|err| panic!("requests: {err}"))
-            .clone();
+        let requests = self.requests.lines();
         let unexpected: Vec<&String> = requests.iter().filter(|r| crd_name(r).is_none()).collect();
         assert!(
             unexpected.is_empty(),
@@ -138,23 +132,13 @@ fn answer(crds: &[CustomResourceDefinition], request: &str) -> http::Response<Fu
 }
 
 fn client_with(crds: Vec<CustomResourceDefinition>) -> CrdServer {
-    let requests = Arc::new(Mutex::new(Vec::new()));
+    let requests = Requests::default();
     let seen = requests.clone();
     let crds = Arc::new(crds);
     let service = tower::service_fn(move |request: http::Request<Body>| {
-        let line = format!(
-            "{} {}",
-            request.method(),
-            request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or_default()
-        );
+        seen.record(&request);
+        let line = seen.lines().pop().unwrap_or_default();
         let response = answer(&crds, &line);
-        seen.lock()
-            .unwrap_or_else(|err| panic!("requests: {err}"))
-            .push(line);
         async move { Ok::<_, Infallible>(response) }
     });
     CrdServer {

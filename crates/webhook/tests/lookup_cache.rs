@@ -4,13 +4,12 @@
 //! bindings.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Resource;
 use kube::api::{Api, PostParams};
-use kube::client::Body;
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{DeserializeGuard, ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, store::Writer};
@@ -122,7 +121,7 @@ struct ApiServer {
     /// The namespace made for this test (the fixtures' "shop").
     namespace: String,
     /// Each request the client sent, as `METHOD path?query`.
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: podidentity_test_cluster::Requests,
 }
 
 impl ApiServer {
@@ -154,28 +153,7 @@ impl ApiServer {
                 .await
                 .unwrap_or_else(|err| panic!("binding {namespace}/{name}: {err}"));
         }
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        let record = tower::util::MapRequestLayer::new(move |request: http::Request<Body>| {
-            let line = format!(
-                "{} {}",
-                request.method(),
-                request
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or_default()
-            );
-            seen.lock()
-                .unwrap_or_else(|err| panic!("requests: {err}"))
-                .push(line);
-            request
-        });
-        let config = podidentity_test_cluster::config().await?;
-        let client = kube::client::ClientBuilder::try_from(config)
-            .unwrap_or_else(|err| panic!("test cluster client: {err}"))
-            .with_layer(&record)
-            .build();
+        let (client, requests) = podidentity_test_cluster::client_recording().await?;
         Some(ApiServer {
             client,
             namespace,
@@ -184,10 +162,7 @@ impl ApiServer {
     }
 
     fn requests(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|err| panic!("requests: {err}"))
-            .clone()
+        self.requests.lines()
     }
 
     /// GETs of one ServiceAccount of the namespace (not lists, not other objects).

@@ -49,26 +49,62 @@ pub async fn client_as(user: &str) -> Option<kube::Client> {
     Some(kube::Client::try_from(config).unwrap_or_else(|err| panic!("test cluster client: {err}")))
 }
 
-/// An admin client that counts the requests it sends with `method` (GET: reads, lists and
-/// watches), to assert what a path costs the API server.
-pub async fn client_counting(
-    method: http::Method,
-) -> Option<(kube::Client, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+/// What a client sent, one `METHOD path?query` line per request, in order.
+#[derive(Clone, Default)]
+pub struct Requests(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Requests {
+    /// Records `request`.
+    pub fn record<B>(&self, request: &http::Request<B>) {
+        let line = format!(
+            "{} {}",
+            request.method(),
+            request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or_default()
+        );
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(line);
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many lines so far start with `method` (e.g. `GET`: reads, lists and watches).
+    pub fn count(&self, method: &http::Method) -> usize {
+        let prefix = format!("{method} ");
+        self.lines()
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    }
+}
+
+/// An admin client that records every request it sends, to assert what a path costs the
+/// API server.
+pub async fn client_recording() -> Option<(kube::Client, Requests)> {
     let config = config().await?;
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = count.clone();
-    let counting =
+    let requests = Requests::default();
+    let seen = requests.clone();
+    let recording =
         tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            if *request.method() == method {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
+            seen.record(&request);
             request
         });
     let client = kube::client::ClientBuilder::try_from(config)
         .unwrap_or_else(|err| panic!("test cluster client: {err}"))
-        .with_layer(&counting)
+        .with_layer(&recording)
         .build();
-    Some((client, count))
+    Some((client, requests))
 }
 
 /// Makes a namespace no other test uses, `prefix-<n>`, and returns its name.

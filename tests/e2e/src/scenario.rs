@@ -539,6 +539,15 @@ impl Scenario {
             .await
     }
 
+    /// Waits until the binding is Ready; its role's ARN.
+    pub async fn wait_role_arn(&self, namespace: &str, name: &str) -> String {
+        self.wait_ready(namespace, name)
+            .await
+            .status
+            .and_then(|status| status.role_arn)
+            .unwrap_or_else(|| panic!("{namespace}/{name} is Ready with no role"))
+    }
+
     /// Events about one binding (or any object of that name), oldest first.
     pub async fn events(&self, namespace: &str, name: &str) -> Vec<Event> {
         let api: Api<Event> = Api::namespaced(self.client(), namespace);

@@ -31,12 +31,7 @@ pub async fn kubectl_podidentity_status_lists_bindings_as_the_cluster_holds_them
         json!({"serviceAccountName": "app", "permissions": permissions}),
     )
     .await;
-    let ready = s.wait_ready(&ns, "app").await;
-    let arn = ready
-        .status
-        .as_ref()
-        .and_then(|st| st.role_arn.clone())
-        .expect("a role");
+    let arn = s.wait_role_arn(&ns, "app").await;
     // A second binding naming the same ServiceAccount waits for it.
     s.create_binding(
         &ns,

@@ -74,12 +74,7 @@ pub async fn the_controller_from_the_image_runs_as_its_user_and_makes_a_role(s: 
             {"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::image-test/*"]}]}}),
     )
     .await;
-    let ready = s.wait_ready(&ns, "app").await;
-    let arn = ready
-        .status
-        .as_ref()
-        .and_then(|st| st.role_arn.clone())
-        .expect("a role");
+    let arn = s.wait_role_arn(&ns, "app").await;
     let name = arn.rsplit('/').next().unwrap_or_default().to_string();
     assert!(s.iam_role(&name).await.is_some(), "{arn} is in IAM");
 }
