@@ -18,7 +18,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p podidentity \
+# cargo auditable, as the release builds it: the binary carries its crate list for SBOMs.
+RUN cargo install --locked cargo-auditable@0.7.7 \
+ && cargo auditable build --release --locked -p podidentity \
  && cp target/release/podidentity /podidentity
 
 FROM gcr.io/distroless/cc-debian12:nonroot

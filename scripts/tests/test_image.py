@@ -400,7 +400,11 @@ def test_the_dockerfile_builds_the_glibc_binary_onto_distroless_cc():
     build, final = dockerfile_stages()
     assert build[0] == ("FROM", "rust:1.95-bookworm AS build")
     run = " ".join(rest for instruction, rest in build if instruction == "RUN")
-    assert "cargo build --release --locked -p podidentity" in run
+    # As the release workflow builds it (cargo auditable: the crate list in the binary).
+    assert "cargo auditable build --release --locked -p podidentity" in run
+    with open(os.path.join(ROOT, ".github/workflows/release.yml")) as f:
+        release = f.read()
+    assert "run: cargo auditable build --release --locked -p podidentity" in release
     assert "musl" not in run
     assert final[0] == ("FROM", "gcr.io/distroless/cc-debian12:nonroot")
     assert ("COPY", "--from=build /podidentity /podidentity") in final

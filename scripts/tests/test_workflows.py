@@ -84,7 +84,7 @@ def test_release_pushes_the_image_to_the_repository_the_chart_names(release):
 
 
 def test_release_builds_binary_and_image_for_amd64_and_arm64(release):
-    builds = jobs_running(release, "cargo build --release")
+    builds = jobs_running(release, "cargo auditable build --release")
     images = jobs_running(release, "scripts/image")
     assert builds and images
     for name, job in {**builds, **images}.items():
@@ -135,7 +135,7 @@ def test_release_archives_are_named_as_the_krew_manifest_expects(release):
     template = (ROOT / "dist" / "krew" / "podidentity.yaml").read_text().replace("@VERSION@", "9.9.9")
     expected = {uri.rsplit("/", 1)[-1] for uri in re.findall(r"uri:\s*(\S+)", template)}
     made = set()
-    for job in jobs_running(release, "cargo build --release").values():
+    for job in jobs_running(release, "cargo auditable build --release").values():
         for entry in job["strategy"]["matrix"]["include"]:
             env = {**job["env"], "VERSION": "9.9.9", "ARCH": entry["arch"]}
             for run in runs(job):

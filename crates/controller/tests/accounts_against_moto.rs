@@ -532,4 +532,9 @@ async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_bindin
     reconcile_binding(&w.binding("orders").await, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("deletion held up: {err}"));
+    let left = Api::<PodIdentityBinding>::namespaced(w.client.clone(), &w.namespace)
+        .get_opt("orders")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(left.is_none(), "the finalizer is released: {left:?}");
 }

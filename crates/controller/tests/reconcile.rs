@@ -826,4 +826,10 @@ async fn a_deleted_binding_leaves_nothing_in_memory() {
         !w.memory.holds(&uid_here),
         "the deleted binding's record is gone"
     );
+    let left = w
+        .bindings()
+        .get_opt("orders-s3")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(left.is_none(), "and so is the binding: {left:?}");
 }

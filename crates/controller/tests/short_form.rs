@@ -277,6 +277,7 @@ fn the_watch_keeps_only_what_the_short_form_reads() {
 
 #[tokio::test]
 async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
+    let Some(w) = world().await else { return };
     let Some((client, requests)) = podidentity_test_cluster::client_recording().await else {
         return;
     };
@@ -298,17 +299,13 @@ async fn an_account_asking_nothing_costs_no_request_once_bindings_are_cached() {
         )
         .with_bindings_cache(store),
     );
-    let quiet = account("dns", "5f0c8c1e-0000-4000-8000-000000000001", &[]);
+    let quiet = w.sa(&[]);
     reconcile(meta(&quiet), ctx.clone())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(requests.lines(), Vec::<String>::new(), "no request at all");
     // One that asks for a role looks for its binding.
-    let asking = account(
-        "dns",
-        "5f0c8c1e-0000-4000-8000-000000000001",
-        &[("podidentity.io/inline-policy", POLICY)],
-    );
+    let asking = w.sa(&[("podidentity.io/inline-policy", POLICY)]);
     let _ = reconcile(meta(&asking), ctx).await;
     assert_eq!(
         requests.count(&http::Method::GET),

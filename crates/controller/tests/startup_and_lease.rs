@@ -233,9 +233,9 @@ async fn a_newer_crd_stops_start_up_too() {
 
 fn settings(namespace: &str, holder: &str) -> LeaseSettings {
     let mut settings = LeaseSettings::new(namespace, "podidentity-controller", holder);
-    settings.lease_duration = Duration::from_millis(2500);
-    settings.renew_deadline = Duration::from_millis(1500);
-    settings.retry_period = Duration::from_millis(500);
+    settings.lease_duration = Duration::from_millis(5000);
+    settings.renew_deadline = Duration::from_millis(3000);
+    settings.retry_period = Duration::from_millis(1000);
     settings
 }
 
@@ -278,14 +278,14 @@ async fn one_replica_leads_and_the_lease_passes_on_when_it_stops_renewing() {
     assert_eq!(attempt(&mut a).await, Ok(None), "a renews");
 
     // a stops renewing: it stops writing at its renew deadline, before b may take over.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert!(!a_leads.may_write(), "past the renew deadline");
     assert_eq!(
         attempt(&mut b).await,
         Ok(Some("a".into())),
         "not yet: b saw the lease change (a's renewal) less than a lease duration ago"
     );
-    tokio::time::sleep(Duration::from_millis(2700)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     assert_eq!(attempt(&mut b).await, Ok(None), "b takes over");
     assert!(b_leads.may_write());
     assert_eq!(attempt(&mut a).await, Ok(Some("b".into())));
@@ -321,7 +321,7 @@ async fn expiry_is_judged_on_the_local_clock_not_the_holders_renew_time() {
         Ok(Some("x".into())),
         "first seen now: a full lease duration must pass on this clock"
     );
-    tokio::time::sleep(Duration::from_millis(2700)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     assert_eq!(attempt(&mut b).await, Ok(None));
     let spec = leases
         .get("podidentity-controller")

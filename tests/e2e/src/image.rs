@@ -27,12 +27,13 @@ pub struct Image {
 }
 
 /// The archive to test: `PODIDENTITY_E2E_IMAGE`. `None` (with one line saying why) when it
-/// is not set, which fails instead when the run requires every scenario
-/// (`PODIDENTITY_E2E_REQUIRE`).
+/// is not set, which fails instead when the run requires the image
+/// (`PODIDENTITY_E2E_REQUIRE_IMAGE`: scripts/e2e sets it as root and in CI; a developer's
+/// run as themselves skips this one scenario).
 pub fn archive_from_env() -> Option<PathBuf> {
     match std::env::var_os("PODIDENTITY_E2E_IMAGE") {
         Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var_os("PODIDENTITY_E2E_REQUIRE").is_some() => panic!(
+        None if std::env::var_os("PODIDENTITY_E2E_REQUIRE_IMAGE").is_some() => panic!(
             "PODIDENTITY_E2E_IMAGE is not set: scripts/e2e builds the image with scripts/image \
              (as root, with mmdebstrap and umoci) and sets it"
         ),

@@ -12,8 +12,11 @@
 
 use std::process::ExitCode;
 
-use podidentity_e2e::cluster::{Source, client_from, install_crds};
+use std::path::PathBuf;
+
+use podidentity_e2e::cluster::{client_from, install_crds};
 use podidentity_e2e::control_plane::ControlPlane;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,9 +29,13 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut command = tokio::process::Command::new(program);
     command.args(rest);
-    // Held until the command ends: dropping it stops the control plane.
-    let _plane = match Source::from_env() {
-        Source::Assets(assets) => {
+    // Held until the command ends (or this program is interrupted): dropping it stops the
+    // control plane and removes its files.
+    let assets = std::env::var_os("KUBEBUILDER_ASSETS")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("kube-apiserver").is_file());
+    let _plane = match assets {
+        Some(assets) => {
             let dir = std::env::temp_dir().join(format!(
                 "podidentity-test-control-plane-{}",
                 std::process::id()
@@ -45,19 +52,40 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        _ => {
+        None => {
             eprintln!(
-                "with-control-plane: no KUBEBUILDER_ASSETS: the tests that need Kubernetes are skipped"
+                "with-control-plane: KUBEBUILDER_ASSETS names no kube-apiserver: the tests that need Kubernetes are skipped"
             );
+            // Never one inherited from elsewhere: the tests write.
+            command.env_remove("PODIDENTITY_TEST_KUBECONFIG");
             None
         }
     };
-    match command.status().await {
-        Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+    let mut child = match command.kill_on_drop(true).spawn() {
+        Ok(child) => child,
         Err(err) => {
             eprintln!("with-control-plane: {program}: {err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("with-control-plane: cannot listen for signals");
+        return ExitCode::FAILURE;
+    };
+    // On a signal the command is stopped, then the control plane (returning drops both).
+    tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+            Err(err) => {
+                eprintln!("with-control-plane: {program}: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = interrupt.recv() => ExitCode::from(130),
+        _ = terminate.recv() => ExitCode::from(143),
     }
 }
 
