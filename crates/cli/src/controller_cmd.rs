@@ -177,12 +177,11 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let sdk = SdkIam::from_config(&shared, &aws);
     // The own account's id, as the configuration names it or STS says at start-up.
     let own_account = AccountLabel::default();
-    let iam = Arc::new(
-        Budgeted::new(
-            Metered::new(sdk, metrics.clone(), own_account.clone()),
-            config.aws.max_requests_per_second,
-        )
-        .observing_waits(metrics.budget_wait_observer(own_account.clone())),
+    let iam = budgeted_iam(
+        sdk,
+        &metrics,
+        own_account.clone(),
+        config.aws.max_requests_per_second,
     );
     // `${region}` in a PodIdentityPolicy is the region the SDK found (environment, profile
     // or instance metadata) when the configuration names none.
@@ -203,16 +202,11 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
     let mut other_accounts: Vec<(String, Arc<dyn IamApi>)> = Vec::new();
     for account in &config.accounts {
         let assumed = assumed_config(&shared, &account.role_arn, &config.cluster_name).await;
-        let iam = Arc::new(
-            Budgeted::new(
-                Metered::new(
-                    SdkIam::from_config(&assumed, &aws),
-                    metrics.clone(),
-                    AccountLabel::of(&account.id),
-                ),
-                config.requests_per_second_in(Some(&account.id)),
-            )
-            .observing_waits(metrics.budget_wait_observer(AccountLabel::of(&account.id))),
+        let iam = budgeted_iam(
+            SdkIam::from_config(&assumed, &aws),
+            &metrics,
+            AccountLabel::of(&account.id),
+            config.requests_per_second_in(Some(&account.id)),
         );
         tracing::info!(account = %account.id, role = %account.role_arn, "acting in another account");
         other_accounts.push((account.id.clone(), iam));
@@ -263,4 +257,21 @@ pub async fn run(args: &ControllerArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// IAM in one account as the controller calls it: counted in the metrics under `account`,
+/// within `per_second`, the budget's waits observed under the same label.
+fn budgeted_iam(
+    sdk: SdkIam,
+    metrics: &Arc<Metrics>,
+    account: AccountLabel,
+    per_second: f64,
+) -> Arc<Budgeted<Metered<SdkIam>>> {
+    Arc::new(
+        Budgeted::new(
+            Metered::new(sdk, metrics.clone(), account.clone()),
+            per_second,
+        )
+        .observing_waits(metrics.budget_wait_observer(account)),
+    )
 }

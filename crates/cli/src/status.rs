@@ -60,7 +60,7 @@ impl Row {
                     service_account: String::new(),
                     role_arn: None,
                     ready: None,
-                    reason: "InvalidObject".into(),
+                    reason: podidentity_api::conditions::reason::INVALID_OBJECT.into(),
                     message: invalid.error.clone(),
                     conditions: Vec::new(),
                 };
@@ -156,10 +156,7 @@ pub fn table(rows: &[Row], all_namespaces: bool, wide: bool) -> String {
 pub async fn run(args: &StatusArgs) -> ExitCode {
     let client = match Client::try_default().await {
         Ok(client) => client,
-        Err(err) => {
-            eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return crate::doctor::unreachable_api(err),
     };
     let api: Api<DeserializeGuard<PodIdentityBinding>> = if args.all_namespaces {
         Api::all(client)

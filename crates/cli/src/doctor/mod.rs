@@ -72,7 +72,8 @@ fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn unreachable_api(err: impl std::fmt::Display) -> ExitCode {
+/// The API server cannot be reached: said once, exit 1 (doctor and status).
+pub(crate) fn unreachable_api(err: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: cannot reach the Kubernetes API (kubeconfig or in-cluster): {err}");
     ExitCode::from(1)
 }

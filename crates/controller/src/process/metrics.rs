@@ -186,13 +186,12 @@ impl Metrics {
 
     /// What a request budget tells of its waits, into `account`'s histogram.
     pub fn budget_wait_observer(
-        self: &std::sync::Arc<Self>,
+        &self,
         account: AccountLabel,
     ) -> podidentity_aws::budget::WaitObserver {
-        let metrics = self.clone();
+        let waits = self.budget_waits.clone();
         std::sync::Arc::new(move |waited: std::time::Duration| {
-            metrics
-                .budget_waits
+            waits
                 .get_or_create(&AccountOnly {
                     account: account.value(),
                 })
@@ -343,7 +342,7 @@ mod tests {
 
     #[test]
     fn every_family_is_exported() {
-        let metrics = std::sync::Arc::new(Metrics::new());
+        let metrics = Metrics::new();
         metrics
             .reconciles
             .get_or_create(&ResultLabel { result: "ok" })
