@@ -49,17 +49,17 @@ struct World {
 
 impl World {
     async fn pass(&self, name: &str) -> Result<(), podidentity_controller::Error> {
-        let binding = Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
-            .get(name)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        reconcile_binding(&binding, &self.ctx, &self.memory)
+        reconcile_binding(&self.binding(name).await, &self.ctx, &self.memory)
             .await
             .map(|_| ())
     }
 
+    fn bindings(&self) -> Api<PodIdentityBinding> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
     async fn binding(&self, name: &str) -> PodIdentityBinding {
-        Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
+        self.bindings()
             .get(name)
             .await
             .unwrap_or_else(|err| panic!("{err}"))
@@ -71,7 +71,7 @@ impl World {
 
     /// Deletes the binding: the API server keeps it, being deleted, while the finalizer is on.
     async fn delete(&self, name: &str) {
-        Api::<PodIdentityBinding>::namespaced(self.client.clone(), &self.namespace)
+        self.bindings()
             .delete(name, &Default::default())
             .await
             .unwrap_or_else(|err| panic!("{err}"));
@@ -468,7 +468,6 @@ async fn a_binding_deleted_while_its_namespace_moves_takes_the_role_it_left_too(
         deleting.metadata.deletion_timestamp.is_some(),
         "held by the finalizer"
     );
-    drop(moved);
     reconcile_binding(&deleting, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -496,7 +495,7 @@ async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_bindin
     // Written as the operator writes its status (server-side apply, its field manager), so
     // that a pass which leaves the field out takes it away.
     let remember_gone_account = || async {
-        Api::<PodIdentityBinding>::namespaced(w.client.clone(), &w.namespace)
+        w.bindings()
             .patch_status(
                 "orders",
                 &PatchParams::apply(podidentity_api::FIELD_MANAGER).force(),
@@ -532,7 +531,8 @@ async fn a_role_left_in_an_account_no_longer_configured_does_not_hold_the_bindin
     reconcile_binding(&w.binding("orders").await, &w.ctx, &w.memory)
         .await
         .unwrap_or_else(|err| panic!("deletion held up: {err}"));
-    let left = Api::<PodIdentityBinding>::namespaced(w.client.clone(), &w.namespace)
+    let left = w
+        .bindings()
         .get_opt("orders")
         .await
         .unwrap_or_else(|err| panic!("{err}"));

@@ -501,15 +501,14 @@ async fn deleting_a_binding_deletes_its_role_and_releases_the_finalizer() {
     let Some(endpoint) = endpoint().await else {
         return;
     };
-    let created = world(
-        endpoint.clone(),
+    let w = world(
+        endpoint,
         vec![binding("orders-s3", spec())],
         vec![service_account("orders")],
     )
     .await;
-    created.settle("orders-s3").await;
-    start_deleting(&created, "orders-s3").await;
-    let w = created;
+    w.settle("orders-s3").await;
+    start_deleting(&w, "orders-s3").await;
     w.pass("orders-s3")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
@@ -569,15 +568,14 @@ async fn a_failed_cleanup_keeps_the_finalizer() {
     let Some(endpoint) = endpoint().await else {
         return;
     };
-    let created = world(
-        endpoint.clone(),
+    let w = world(
+        endpoint,
         vec![binding("orders-s3", spec())],
         vec![service_account("orders")],
     )
     .await;
-    created.settle("orders-s3").await;
-    start_deleting(&created, "orders-s3").await;
-    let w = created;
+    w.settle("orders-s3").await;
+    start_deleting(&w, "orders-s3").await;
     w.faults
         .inject("DeleteRole", Fault::Fail(ErrorKind::Throttled));
     assert!(
@@ -802,21 +800,15 @@ async fn a_deleted_binding_leaves_nothing_in_memory() {
     let Some(endpoint) = endpoint().await else {
         return;
     };
-    let created = world(
-        endpoint.clone(),
+    let w = world(
+        endpoint,
         vec![binding("orders-s3", spec())],
         vec![service_account("orders")],
     )
     .await;
-    created.settle("orders-s3").await;
-    let uid = created
-        .get("orders-s3")
-        .await
-        .metadata
-        .uid
-        .unwrap_or_default();
-    start_deleting(&created, "orders-s3").await;
-    let w = created;
+    w.settle("orders-s3").await;
+    let uid = w.get("orders-s3").await.metadata.uid.unwrap_or_default();
+    start_deleting(&w, "orders-s3").await;
     let deleted = w.get("orders-s3").await;
     reconcile_binding(&deleted, &w.ctx, &w.memory)
         .await

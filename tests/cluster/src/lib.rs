@@ -54,8 +54,8 @@ pub async fn client_as(user: &str) -> Option<kube::Client> {
 pub struct Requests(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Requests {
-    /// Records `request`.
-    pub fn record<B>(&self, request: &http::Request<B>) {
+    /// Records `request`; the line recorded.
+    pub fn record<B>(&self, request: &http::Request<B>) -> String {
         let line = format!(
             "{} {}",
             request.method(),
@@ -68,7 +68,8 @@ impl Requests {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(line);
+            .push(line.clone());
+        line
     }
 
     /// Every line so far.
@@ -97,7 +98,7 @@ pub async fn client_recording() -> Option<(kube::Client, Requests)> {
     let seen = requests.clone();
     let recording =
         tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            seen.record(&request);
+            let _ = seen.record(&request);
             request
         });
     let client = kube::client::ClientBuilder::try_from(config)

@@ -117,13 +117,18 @@ impl Source {
         if let Some(path) = std::env::var_os("PODIDENTITY_E2E_KUBECONFIG") {
             return Self::Kubeconfig(path.into());
         }
-        match std::env::var_os("KUBEBUILDER_ASSETS") {
-            Some(dir) if Path::new(&dir).join("kube-apiserver").is_file() => {
-                Self::Assets(dir.into())
-            }
-            _ => Self::None,
+        match assets_from_env() {
+            Some(dir) => Self::Assets(dir),
+            None => Self::None,
         }
     }
+}
+
+/// `KUBEBUILDER_ASSETS`, when it holds a kube-apiserver.
+pub fn assets_from_env() -> Option<PathBuf> {
+    std::env::var_os("KUBEBUILDER_ASSETS")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("kube-apiserver").is_file())
 }
 
 impl Cluster {

@@ -223,7 +223,8 @@ async fn a_bad_setting_in_the_config_map_is_named_with_the_config_map() {
     );
 }
 
-/// Lets `user` get (not list) the ConfigMaps of `namespace`, and waits until RBAC says so.
+/// Lets `user` get (not list) the ConfigMaps of `namespace`. The authorizer sees the
+/// RoleBinding a moment later: a test that needs the get waits for it.
 async fn may_only_get_config_maps(admin: &kube::Client, namespace: &str, user: &str) {
     let role: Role = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "configmaps-get"},

@@ -12,9 +12,7 @@
 
 use std::process::ExitCode;
 
-use std::path::PathBuf;
-
-use podidentity_e2e::cluster::{client_from, install_crds};
+use podidentity_e2e::cluster::{assets_from_env, client_from, install_crds};
 use podidentity_e2e::control_plane::ControlPlane;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -31,10 +29,7 @@ async fn main() -> ExitCode {
     command.args(rest);
     // Held until the command ends (or this program is interrupted): dropping it stops the
     // control plane and removes its files.
-    let assets = std::env::var_os("KUBEBUILDER_ASSETS")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("kube-apiserver").is_file());
-    let _plane = match assets {
+    let _plane = match assets_from_env() {
         Some(assets) => {
             let dir = std::env::temp_dir().join(format!(
                 "podidentity-test-control-plane-{}",

@@ -75,6 +75,8 @@ pub async fn the_controller_from_the_image_runs_as_its_user_and_makes_a_role(s: 
     )
     .await;
     let arn = s.wait_role_arn(&ns, "app").await;
-    let name = arn.rsplit('/').next().unwrap_or_default().to_string();
-    assert!(s.iam_role(&name).await.is_some(), "{arn} is in IAM");
+    assert!(
+        s.iam_role(&s.role_name(&ns, "app")).await.is_some(),
+        "{arn} is in IAM"
+    );
 }

@@ -3,7 +3,6 @@
 //! chart starts them.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -16,8 +15,8 @@ use podidentity_e2e::scenario::ACCOUNT;
 use serde_json::json;
 
 fn chart_file(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../charts/pod-identity-operator/files")
+    let path = podidentity_e2e::chart::repo_root()
+        .join("charts/pod-identity-operator/files")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
